@@ -1,0 +1,137 @@
+# sesscache — build, test, benchmark, install.
+#   make            the libraries: target/release/libsesscache.{so,a}
+#   make check      every test (Rust, C harness, ABI, transparency, valgrind, ASan)
+#   make demo       a small server and client showing resumption through the cache
+#   make bench      resumed handshakes per second: sesscache vs OpenSSL's internal cache
+#   make install    PREFIX=/usr/local DESTDIR= : libraries, header, pkg-config file
+
+CARGO     ?= cargo
+CC        ?= cc
+PREFIX    ?= /usr/local
+DESTDIR   ?=
+VERSION   := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
+MAJOR     := $(firstword $(subst ., ,$(VERSION)))
+
+CBINDGEN_VERSION := 0.29.4
+CBINDGEN  ?= target/tools/bin/cbindgen
+
+REL       := target/release
+SO        := $(REL)/libsesscache.so
+A         := $(REL)/libsesscache.a
+B         := build
+
+SSL_CFLAGS := $(shell pkg-config --cflags openssl)
+SSL_LIBS   := $(shell pkg-config --libs openssl)
+CFLAGS    ?= -O2 -g
+WARN      := -std=c11 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -Werror
+CPPFLAGS  := -Iinclude -Ic-tests $(SSL_CFLAGS)
+# Link against the library in the tree, found at run time without installing it.
+LINK_SC   := -L$(REL) -lsesscache -Wl,-rpath,$(CURDIR)/$(REL)
+
+TLS_UTIL  := c-tests/tls_util.c c-tests/tls_util.h
+CHECK_FW  := c-tests/check.c c-tests/check.h
+RUST_SRC  := $(shell find src -name '*.rs') Cargo.toml build.rs
+
+.PHONY: all lib header check-header check lint rust-test c-tests demo bench install uninstall clean
+
+all: lib
+
+lib: $(SO).$(MAJOR)
+
+$(SO) $(A): $(RUST_SRC)
+	$(CARGO) build --release --locked
+	@touch $(SO) $(A)
+
+# The SONAME is libsesscache.so.$(MAJOR): give the in-tree copy that name too.
+$(SO).$(MAJOR): $(SO)
+	ln -sf libsesscache.so $@
+
+$(CBINDGEN):
+	$(CARGO) install cbindgen --version =$(CBINDGEN_VERSION) --locked --root target/tools
+
+header: $(CBINDGEN)
+	$(CBINDGEN) --quiet --config cbindgen.toml --output include/sesscache.h
+
+check-header: $(CBINDGEN)
+	@mkdir -p $(B)
+	$(CBINDGEN) --quiet --config cbindgen.toml --output $(B)/sesscache.h
+	@cmp -s $(B)/sesscache.h include/sesscache.h || { \
+	  echo "include/sesscache.h is stale: run 'make header' and commit it"; \
+	  diff -u include/sesscache.h $(B)/sesscache.h | head -n 40; exit 1; }
+	@echo "header: include/sesscache.h is up to date"
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --release --locked --all-targets -- -D warnings
+
+rust-test:
+	$(CARGO) test --release --locked
+
+# ---- C programs -------------------------------------------------------------------------
+$(B)/abi_check.o: c-tests/abi_check.c include/sesscache.h
+	@mkdir -p $(B)
+	$(CC) $(WARN) $(CFLAGS) $(CPPFLAGS) -c $< -o $@
+
+$(B)/test_cache: c-tests/test_cache.c $(TLS_UTIL) $(CHECK_FW) include/sesscache.h $(SO).$(MAJOR)
+	@mkdir -p $(B)
+	$(CC) $(WARN) $(CFLAGS) $(CPPFLAGS) c-tests/test_cache.c c-tests/tls_util.c c-tests/check.c \
+	  -o $@ $(LINK_SC) $(SSL_LIBS) -lpthread
+
+# The same harness under AddressSanitizer (the C side instrumented; every malloc/free in
+# the process, OpenSSL's and ours, goes through ASan's allocator).
+$(B)/test_cache_asan: c-tests/test_cache.c $(TLS_UTIL) $(CHECK_FW) include/sesscache.h $(SO).$(MAJOR)
+	@mkdir -p $(B)
+	$(CC) $(WARN) -O1 -g -fsanitize=address -fno-omit-frame-pointer $(CPPFLAGS) \
+	  c-tests/test_cache.c c-tests/tls_util.c c-tests/check.c -o $@ $(LINK_SC) $(SSL_LIBS) -lpthread
+
+# The transparency probe, built twice: without the library and linked with it first.
+$(B)/observe_plain: c-tests/observe.c $(TLS_UTIL)
+	@mkdir -p $(B)
+	$(CC) $(WARN) $(CFLAGS) $(CPPFLAGS) c-tests/observe.c c-tests/tls_util.c -o $@ $(SSL_LIBS)
+
+$(B)/observe_linked: c-tests/observe.c $(TLS_UTIL) $(SO).$(MAJOR)
+	@mkdir -p $(B)
+	$(CC) $(WARN) $(CFLAGS) $(CPPFLAGS) c-tests/observe.c c-tests/tls_util.c -o $@ \
+	  -Wl,--no-as-needed $(LINK_SC) -Wl,--as-needed $(SSL_LIBS)
+
+$(B)/bench_resume: c-tests/bench_resume.c $(TLS_UTIL) include/sesscache.h $(SO).$(MAJOR)
+	@mkdir -p $(B)
+	$(CC) $(WARN) -O2 -g $(CPPFLAGS) c-tests/bench_resume.c c-tests/tls_util.c -o $@ $(LINK_SC) $(SSL_LIBS)
+
+$(B)/demo: examples/demo.c $(TLS_UTIL) include/sesscache.h $(SO).$(MAJOR)
+	@mkdir -p $(B)
+	$(CC) $(WARN) $(CFLAGS) $(CPPFLAGS) examples/demo.c c-tests/tls_util.c -o $@ $(LINK_SC) $(SSL_LIBS)
+
+C_PROGRAMS := $(B)/abi_check.o $(B)/test_cache $(B)/test_cache_asan $(B)/observe_plain \
+              $(B)/observe_linked $(B)/bench_resume $(B)/demo
+
+c-tests: $(C_PROGRAMS)
+
+# ---- the targets the README names -------------------------------------------------------
+check: lint check-header rust-test c-tests
+	CC="$(CC)" SSL_CFLAGS="$(SSL_CFLAGS)" SSL_LIBS="$(SSL_LIBS)" sh c-tests/run.sh
+
+demo: $(B)/demo
+	$(B)/demo
+
+bench: $(B)/bench_resume
+	$(B)/bench_resume
+
+# ---- installation -----------------------------------------------------------------------
+install: lib
+	install -d $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/include
+	install -m 0755 $(SO) $(DESTDIR)$(PREFIX)/lib/libsesscache.so.$(VERSION)
+	ln -sf libsesscache.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/libsesscache.so.$(MAJOR)
+	ln -sf libsesscache.so.$(MAJOR) $(DESTDIR)$(PREFIX)/lib/libsesscache.so
+	install -m 0644 $(A) $(DESTDIR)$(PREFIX)/lib/libsesscache.a
+	install -m 0644 include/sesscache.h $(DESTDIR)$(PREFIX)/include/sesscache.h
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' sesscache.pc.in \
+	  > $(DESTDIR)$(PREFIX)/lib/pkgconfig/sesscache.pc
+
+uninstall:
+	rm -f $(DESTDIR)$(PREFIX)/lib/libsesscache.so* $(DESTDIR)$(PREFIX)/lib/libsesscache.a \
+	  $(DESTDIR)$(PREFIX)/include/sesscache.h $(DESTDIR)$(PREFIX)/lib/pkgconfig/sesscache.pc
+
+clean:
+	rm -rf $(B)
+	$(CARGO) clean

@@ -1,0 +1,119 @@
+#!/bin/sh
+# The C side of `make check`, run from the top of the tree after the programs are built.
+# Each step is one check; test_cache's own tests are counted too. The last line is
+# "check: N passed, M failed".
+set -u
+B=build
+passed=0
+failed=0
+failures=""
+
+pass() { passed=$((passed + 1)); echo "ok - $1"; }
+fail() { failed=$((failed + 1)); failures="$failures $1"; echo "FAIL - $1"; }
+
+# Runs a test_cache build; adds its counts. $1: label, rest: command.
+suite() {
+    label=$1; shift
+    out=$B/$label.log
+    if "$@" >"$out" 2>&1; then rc=0; else rc=$?; fi
+    line=$(grep -E '^test_cache: [0-9]+ passed, [0-9]+ failed$' "$out" | tail -n 1)
+    if [ -z "$line" ]; then
+        tail -n 40 "$out"
+        fail "$label (did not finish, exit $rc)"
+        return
+    fi
+    p=$(echo "$line" | sed 's/^test_cache: \([0-9]*\) passed, \([0-9]*\) failed$/\1/')
+    f=$(echo "$line" | sed 's/^test_cache: \([0-9]*\) passed, \([0-9]*\) failed$/\2/')
+    passed=$((passed + p)); failed=$((failed + f))
+    if [ "$rc" -ne 0 ] || [ "$f" -ne 0 ]; then
+        grep -E 'FAIL|ERROR|leak|==[0-9]+==' "$out" | head -n 60
+        fail "$label: $p passed, $f failed, exit $rc"
+    else
+        echo "ok - $label: $p tests"
+    fi
+}
+
+echo "== ABI: our prototypes are OpenSSL's"
+# abi_check.o was compiled by make with -Werror from both headers. Prove the check bites:
+# the same file against a header whose get-callback prototype lost a const must not compile.
+mkdir -p $B/broken
+sed 's/(struct ssl_st \*ssl, const unsigned char \*data/(struct ssl_st *ssl, unsigned char *data/' \
+    include/sesscache.h >$B/broken/sesscache.h
+if cmp -s include/sesscache.h $B/broken/sesscache.h; then fail "abi: could not make a broken header"; fi
+if [ -f $B/abi_check.o ]; then pass "abi: sesscache.h and openssl/ssl.h agree"; else fail "abi"; fi
+if ${CC:-cc} -Wall -Werror -I$B/broken $SSL_CFLAGS -c c-tests/abi_check.c -o $B/broken/abi.o 2>/dev/null; then
+    fail "abi: a mismatched prototype was accepted"
+else
+    pass "abi: a mismatched prototype is rejected"
+fi
+
+echo "== harness, linked before -lssl"
+suite test_cache $B/test_cache
+
+echo "== harness under valgrind memcheck"
+if command -v valgrind >/dev/null 2>&1; then
+    suite test_cache_valgrind env SESSCACHE_TEST_QUICK=1 valgrind -q --leak-check=full \
+        --errors-for-leak-kinds=definite --error-exitcode=99 $B/test_cache
+else
+    fail "valgrind is not installed (apt-get install valgrind)"
+fi
+
+echo "== harness built with AddressSanitizer"
+suite test_cache_asan env ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 $B/test_cache_asan
+
+echo "== transparency: the same program with and without the library"
+lib=$(pwd)/target/release/libsesscache.so
+$B/observe_plain >$B/observe.plain 2>$B/observe.plain.err; rc_plain=$?
+$B/observe_linked >$B/observe.linked 2>$B/observe.linked.err; rc_linked=$?
+LD_PRELOAD=$lib $B/observe_plain >$B/observe.preload 2>$B/observe.preload.err; rc_preload=$?
+if [ $rc_plain -ne 0 ] || [ ! -s $B/observe.plain ]; then
+    fail "transparency: the probe failed on its own (exit $rc_plain)"
+else
+    # Make sure the linked build really has the library in it, or the comparison proves nothing.
+    if ldd $B/observe_linked | grep -q libsesscache; then pass "transparency: probe linked with libsesscache"; else fail "transparency: observe_linked lacks libsesscache"; fi
+    if [ $rc_linked -eq 0 ] && cmp -s $B/observe.plain $B/observe.linked; then
+        pass "transparency: linked ($(wc -l <$B/observe.plain) observations identical)"
+    else
+        diff $B/observe.plain $B/observe.linked | head -n 20; fail "transparency: linked"
+    fi
+    if [ $rc_preload -eq 0 ] && cmp -s $B/observe.plain $B/observe.preload; then
+        pass "transparency: LD_PRELOAD"
+    else
+        diff $B/observe.plain $B/observe.preload | head -n 20; fail "transparency: LD_PRELOAD"
+    fi
+fi
+
+echo "== install, pkg-config"
+prefix=$(pwd)/$B/prefix
+rm -rf "$prefix"
+if make -s install PREFIX="$prefix" >$B/install.log 2>&1 &&
+   [ -L "$prefix/lib/libsesscache.so" ] && [ -f "$prefix/lib/libsesscache.a" ] &&
+   [ "$(readelf -d "$prefix/lib/libsesscache.so" | sed -n 's/.*soname: \[\(.*\)\]/\1/p')" = libsesscache.so.0 ]; then
+    pass "install: libraries, symlinks and SONAME"
+else
+    cat $B/install.log; fail "install"
+fi
+export PKG_CONFIG_PATH="$prefix/lib/pkgconfig"
+if ${CC:-cc} -Wall -Wextra -Werror c-tests/pkgconfig_app.c -o $B/pkgconfig_app $(pkg-config --cflags --libs sesscache) &&
+   LD_LIBRARY_PATH="$prefix/lib" $B/pkgconfig_app; then
+    pass "pkg-config: shared library"
+else
+    fail "pkg-config: shared library"
+fi
+if ${CC:-cc} -Wall -Wextra -Werror c-tests/pkgconfig_app.c -o $B/pkgconfig_app_static \
+     $(pkg-config --cflags sesscache) "$prefix/lib/libsesscache.a" $(pkg-config --static --libs-only-l openssl) -lpthread -ldl -lm &&
+   $B/pkgconfig_app_static && ! ldd $B/pkgconfig_app_static | grep -q libsesscache; then
+    pass "static library"
+else
+    fail "static library"
+fi
+unset PKG_CONFIG_PATH
+
+echo "== demo and benchmark smoke runs"
+if $B/demo >$B/demo.log 2>&1 && grep -q resumed $B/demo.log; then pass "demo runs"; else cat $B/demo.log; fail "demo"; fi
+if $B/bench_resume --quick >$B/bench.log 2>&1; then pass "bench --quick runs"; else cat $B/bench.log; fail "bench --quick"; fi
+
+echo
+[ -n "$failures" ] && echo "failed:$failures"
+echo "check: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]

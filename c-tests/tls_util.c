@@ -1,0 +1,132 @@
+#include "tls_util.h"
+
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/x509.h>
+#include <stdio.h>
+#include <string.h>
+
+void tu_print_errors(const char *where) {
+    unsigned long e;
+    char buf[256];
+    while ((e = ERR_get_error()) != 0) {
+        ERR_error_string_n(e, buf, sizeof buf);
+        fprintf(stderr, "%s: %s\n", where, buf);
+    }
+}
+
+int tu_identity_make(tu_identity *id) {
+    id->key = EVP_EC_gen("P-256");
+    id->cert = X509_new();
+    if (id->key == NULL || id->cert == NULL)
+        goto fail;
+    X509_set_version(id->cert, 2);
+    ASN1_INTEGER_set(X509_get_serialNumber(id->cert), 1);
+    X509_gmtime_adj(X509_getm_notBefore(id->cert), -3600);
+    X509_gmtime_adj(X509_getm_notAfter(id->cert), 86400L * 30);
+    X509_NAME *name = X509_get_subject_name(id->cert);
+    X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)"sesscache.test", -1, -1, 0);
+    X509_set_issuer_name(id->cert, name);
+    if (X509_set_pubkey(id->cert, id->key) != 1 || X509_sign(id->cert, id->key, EVP_sha256()) <= 0)
+        goto fail;
+    return 1;
+fail:
+    tu_print_errors("tu_identity_make");
+    tu_identity_free(id);
+    return 0;
+}
+
+void tu_identity_free(tu_identity *id) {
+    EVP_PKEY_free(id->key);
+    X509_free(id->cert);
+    id->key = NULL;
+    id->cert = NULL;
+}
+
+static int pin_version(SSL_CTX *ctx, int version) {
+    return SSL_CTX_set_min_proto_version(ctx, version) == 1 && SSL_CTX_set_max_proto_version(ctx, version) == 1;
+}
+
+SSL_CTX *tu_server_ctx(const tu_identity *id, int version) {
+    static const unsigned char sid_ctx[] = "sesscache-test";
+    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+    if (ctx == NULL || !pin_version(ctx, version) || SSL_CTX_use_certificate(ctx, id->cert) != 1 ||
+        SSL_CTX_use_PrivateKey(ctx, id->key) != 1 ||
+        SSL_CTX_set_session_id_context(ctx, sid_ctx, sizeof sid_ctx - 1) != 1) {
+        tu_print_errors("tu_server_ctx");
+        SSL_CTX_free(ctx);
+        return NULL;
+    }
+    SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
+    return ctx;
+}
+
+SSL_CTX *tu_client_ctx(int version) {
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    if (ctx == NULL || !pin_version(ctx, version)) {
+        tu_print_errors("tu_client_ctx");
+        SSL_CTX_free(ctx);
+        return NULL;
+    }
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
+    return ctx;
+}
+
+/* One step of a non-blocking handshake: 1 done, 0 wants I/O, -1 failed. */
+static int step(SSL *ssl) {
+    int r = SSL_do_handshake(ssl);
+    if (r == 1)
+        return 1;
+    int e = SSL_get_error(ssl, r);
+    return (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) ? 0 : -1;
+}
+
+int tu_connect(SSL_CTX *server_ctx, SSL_CTX *client_ctx, const tu_conn_opts *opts, tu_conn_result *res) {
+    static const tu_conn_opts none = {0};
+    if (opts == NULL)
+        opts = &none;
+    memset(res, 0, sizeof *res);
+    SSL *server = SSL_new(server_ctx), *client = SSL_new(client_ctx);
+    BIO *sbio = NULL, *cbio = NULL;
+    if (server == NULL || client == NULL || BIO_new_bio_pair(&sbio, 0, &cbio, 0) != 1)
+        goto done;
+    SSL_set_bio(server, sbio, sbio);
+    SSL_set_bio(client, cbio, cbio);
+    SSL_set_accept_state(server);
+    SSL_set_connect_state(client);
+    if (opts->resume != NULL && SSL_set_session(client, opts->resume) != 1)
+        goto done;
+    if (opts->servername != NULL && SSL_set_tlsext_host_name(client, opts->servername) != 1)
+        goto done;
+
+    int cdone = 0, sdone = 0;
+    for (int i = 0; i < 100 && !(cdone && sdone); i++) {
+        if (!cdone && (cdone = step(client)) < 0)
+            goto done;
+        if (!sdone && (sdone = step(server)) < 0)
+            goto done;
+    }
+    if (!(cdone && sdone))
+        goto done;
+    res->version = SSL_version(server);
+    res->resumed = SSL_session_reused(server);
+    if (res->version == TLS1_3_VERSION) {
+        /* The tickets follow the handshake: let the client read them. */
+        unsigned char b;
+        int r = SSL_read(client, &b, 1);
+        if (r > 0 || SSL_get_error(client, r) != SSL_ERROR_WANT_READ)
+            goto done;
+    }
+    res->session = SSL_get1_session(client);
+    if (!opts->no_shutdown) {
+        SSL_shutdown(client);
+        SSL_shutdown(server);
+    }
+    res->ok = 1;
+done:
+    if (!res->ok)
+        tu_print_errors("tu_connect");
+    SSL_free(client);
+    SSL_free(server);
+    return res->ok;
+}

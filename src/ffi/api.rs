@@ -1,0 +1,214 @@
+//! The explicit C API: open a cache, attach it to contexts, read its statistics.
+
+use super::{clear_error, guard, last_error_ptr, set_error};
+use crate::cache::Cache;
+use crate::interpose::record;
+use crate::ossl::ssl_ctx_st;
+use crate::store::Stats;
+use std::ffi::CStr;
+use std::os::raw::{c_char, c_int};
+use std::sync::Arc;
+
+/// A session cache. Opaque; created by `sesscache_open`, released by `sesscache_free`.
+/// One cache may serve many `SSL_CTX`s and every thread at once.
+#[allow(non_camel_case_types)]
+pub struct sesscache {
+    _opaque: [u8; 0],
+}
+
+/// Counters and occupancy of a cache, filled in by `sesscache_get_stats`.
+/// `lookups` = `hits` + `misses`; `entries` and `bytes` (of encoded sessions) are current
+/// values, the rest count events since the cache was opened.
+#[repr(C)]
+#[allow(non_camel_case_types)]
+#[derive(Debug, Default, Clone, Copy)]
+pub struct sesscache_stats {
+    /// Get-session callbacks answered by the cache.
+    pub lookups: u64,
+    /// Lookups that returned a session.
+    pub hits: u64,
+    /// Lookups that returned nothing.
+    pub misses: u64,
+    /// Sessions stored.
+    pub stores: u64,
+    /// Sessions removed on OpenSSL's request.
+    pub removes: u64,
+    /// Live sessions evicted to make room.
+    pub evictions: u64,
+    /// Expired sessions dropped.
+    pub expirations: u64,
+    /// Session IDs of invalid length, and sessions larger than `max_session_bytes`.
+    pub rejected: u64,
+    /// Stored data that did not decode, and internal errors.
+    pub errors: u64,
+    /// Sessions held now.
+    pub entries: u64,
+    /// Bytes of encoded sessions held now.
+    pub bytes: u64,
+}
+
+impl From<Stats> for sesscache_stats {
+    fn from(s: Stats) -> Self {
+        sesscache_stats {
+            lookups: s.lookups,
+            hits: s.hits,
+            misses: s.misses,
+            stores: s.stores,
+            removes: s.removes,
+            evictions: s.evictions,
+            expirations: s.expirations,
+            rejected: s.rejected,
+            errors: s.errors,
+            entries: s.entries,
+            bytes: s.bytes,
+        }
+    }
+}
+
+/// Borrows the cache behind a handle without touching its reference count.
+///
+/// # Safety
+/// `cache` is NULL or a live handle from `sesscache_open`.
+pub(crate) unsafe fn borrow<'a>(cache: *const sesscache) -> Option<&'a Cache> {
+    // SAFETY: handles are Arc<Cache> pointers (see sesscache_open) kept alive by the caller.
+    unsafe { cache.cast::<Cache>().as_ref() }
+}
+
+/// Opens a session cache described by `url`:
+/// `memory:?capacity=N&max_bytes=SIZE&ttl=SECONDS&single_use=0|1&max_session_bytes=SIZE`
+/// (SIZE takes a K, M or G suffix; every parameter is optional).
+///
+/// Returns a new handle that the caller owns and releases with `sesscache_free`, or NULL
+/// when `url` is NULL or invalid; `sesscache_last_error()` then names the bad part.
+/// Thread-safe; the cache may be used from every thread.
+///
+/// # Safety
+/// `url` is NULL or points at a NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn sesscache_open(url: *const c_char) -> *mut sesscache {
+    guard(std::ptr::null_mut(), || {
+        if url.is_null() {
+            set_error("sesscache_open: url is NULL");
+            return std::ptr::null_mut();
+        }
+        // SAFETY: url is a NUL-terminated string (caller's contract), checked non-NULL.
+        let Ok(url) = unsafe { CStr::from_ptr(url) }.to_str() else {
+            set_error("sesscache_open: url is not valid UTF-8");
+            return std::ptr::null_mut();
+        };
+        match Cache::open(url) {
+            Ok(cache) => {
+                clear_error();
+                Arc::into_raw(Arc::new(cache)) as *mut sesscache
+            }
+            Err(e) => {
+                set_error(e.to_string());
+                std::ptr::null_mut()
+            }
+        }
+    })
+}
+
+/// Releases the caller's reference to `cache` (NULL is allowed and ignored). Contexts the
+/// cache is attached to keep their own references, so it stays usable by them until they
+/// are freed. Do not use the handle after this call.
+///
+/// # Safety
+/// `cache` is NULL or a handle from `sesscache_open` that the caller still owns.
+#[no_mangle]
+pub unsafe extern "C" fn sesscache_free(cache: *mut sesscache) {
+    guard((), || {
+        if !cache.is_null() {
+            // SAFETY: the handle came from Arc::into_raw in sesscache_open and the caller
+            // gives up its reference.
+            drop(unsafe { Arc::from_raw(cache.cast_const().cast::<Cache>()) });
+        }
+    })
+}
+
+/// Makes `cache` the session store of the server context `ctx`: installs the cache's
+/// callbacks in OpenSSL and sets the session cache mode to
+/// `SSL_SESS_CACHE_SERVER | SSL_SESS_CACHE_NO_INTERNAL`. Callbacks the application set, or
+/// sets later through `SSL_CTX_sess_set_*_cb`, still run: its get callback is asked first
+/// and the cache answers its misses; new and remove events go to both.
+///
+/// The context takes its own reference to the cache, released when the context is freed.
+/// Attaching the same cache twice is harmless; attaching a second cache to a context is an
+/// error. Returns 1 on success, 0 on error (see `sesscache_last_error()`). Call it while
+/// configuring the context, before it serves connections.
+///
+/// # Safety
+/// `cache` is NULL or a live handle; `ctx` is NULL or a live `SSL_CTX`.
+#[no_mangle]
+pub unsafe extern "C" fn sesscache_attach(cache: *mut sesscache, ctx: *mut ssl_ctx_st) -> c_int {
+    guard(0, || {
+        if cache.is_null() || ctx.is_null() {
+            set_error("sesscache_attach: cache and ctx must not be NULL");
+            return 0;
+        }
+        // SAFETY: the handle is a live Arc<Cache> pointer; we make a new reference from it
+        // without consuming the caller's.
+        let arc = unsafe {
+            let p = cache.cast_const().cast::<Cache>();
+            Arc::increment_strong_count(p);
+            Arc::from_raw(p)
+        };
+        // SAFETY: ctx is a live SSL_CTX (caller's contract).
+        match unsafe { record::attach(ctx, &arc) } {
+            Ok(()) => {
+                clear_error();
+                1
+            }
+            Err(e) => {
+                set_error(format!("sesscache_attach: {e}"));
+                0
+            }
+        }
+    })
+}
+
+/// Fills `*out` with the cache's counters. Returns 1, or 0 if either pointer is NULL.
+/// Thread-safe; the figures are read without stopping other threads, so they may be
+/// momentarily inconsistent with each other.
+///
+/// # Safety
+/// `cache` is NULL or a live handle; `out` is NULL or points at writable memory for one `sesscache_stats`.
+#[no_mangle]
+pub unsafe extern "C" fn sesscache_get_stats(
+    cache: *const sesscache,
+    out: *mut sesscache_stats,
+) -> c_int {
+    guard(0, || {
+        // SAFETY: cache is NULL or a live handle (caller's contract).
+        let Some(c) = (unsafe { borrow(cache) }) else {
+            set_error("sesscache_get_stats: cache is NULL");
+            return 0;
+        };
+        if out.is_null() {
+            set_error("sesscache_get_stats: out is NULL");
+            return 0;
+        }
+        // SAFETY: out is a writable sesscache_stats (caller's contract), checked non-NULL.
+        unsafe { out.write(c.stats().into()) };
+        1
+    })
+}
+
+/// The message of the last failed sesscache call on this thread, or "" if the last call
+/// that reports errors succeeded. Never NULL. The string belongs to the library and stays
+/// valid until the next sesscache call on the same thread.
+#[no_mangle]
+pub extern "C" fn sesscache_last_error() -> *const c_char {
+    last_error_ptr()
+}
+
+/// The library's version, e.g. "0.1.0". A static string; never NULL.
+#[no_mangle]
+pub extern "C" fn sesscache_version() -> *const c_char {
+    const VERSION: &CStr =
+        match CStr::from_bytes_with_nul(concat!(env!("CARGO_PKG_VERSION"), "\0").as_bytes()) {
+            Ok(v) => v,
+            Err(_) => panic!("version has no interior NUL"),
+        };
+    VERSION.as_ptr()
+}

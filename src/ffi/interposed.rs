@@ -1,0 +1,216 @@
+//! OpenSSL's six session-callback accessors, defined here with OpenSSL 3's exact
+//! prototypes so that ours are found first when the library is linked before `-lssl` or
+//! preloaded. On a context with no cache attached each forwards to OpenSSL unchanged; on an
+//! attached context the application's callbacks are kept in our record (they still run,
+//! chained before the cache's) and the getters return them.
+//!
+//! `SSL_set_SSL_CTX` is interposed too, to remember a connection's original context before
+//! an SNI switch: OpenSSL keeps running that context's callbacks but has no getter for it.
+
+use super::guard;
+use crate::interpose::real::real;
+use crate::interpose::record::{record, remember_session_ctx};
+use crate::ossl::{ssl_ctx_st, ssl_session_st, ssl_st};
+use std::os::raw::{c_int, c_uchar};
+
+/// OpenSSL's `SSL_CTX_sess_set_new_cb`. Sets the callback OpenSSL calls for every new
+/// session (see SSL_CTX_sess_set_new_cb(3)). Without a cache attached to `ctx` this is
+/// OpenSSL's own function; with one, the callback runs before the cache stores the
+/// session, and its return value is what OpenSSL sees. NULL `ctx` is ignored. Not
+/// synchronised with connections using `ctx`: call it while configuring.
+///
+/// # Safety
+/// `ctx` is NULL or a live `SSL_CTX`.
+#[no_mangle]
+pub unsafe extern "C" fn SSL_CTX_sess_set_new_cb(
+    ctx: *mut ssl_ctx_st,
+    new_session_cb: Option<
+        unsafe extern "C" fn(ssl: *mut ssl_st, sess: *mut ssl_session_st) -> c_int,
+    >,
+) {
+    guard((), || {
+        if ctx.is_null() {
+            return;
+        }
+        // SAFETY: ctx is a live context (caller's contract).
+        unsafe {
+            match record(ctx) {
+                Some(rec) => rec.set_app_new_cb(new_session_cb),
+                None => {
+                    if let Some(real) = real() {
+                        (real.set_new_cb)(ctx, new_session_cb)
+                    }
+                }
+            }
+        }
+    })
+}
+
+/// OpenSSL's `SSL_CTX_sess_get_new_cb`: the new-session callback the application set on
+/// `ctx`, or NULL (also for a NULL `ctx`).
+///
+/// # Safety
+/// `ctx` is NULL or a live `SSL_CTX`.
+#[no_mangle]
+pub unsafe extern "C" fn SSL_CTX_sess_get_new_cb(
+    ctx: *mut ssl_ctx_st,
+) -> Option<unsafe extern "C" fn(ssl: *mut ssl_st, sess: *mut ssl_session_st) -> c_int> {
+    guard(None, || {
+        if ctx.is_null() {
+            return None;
+        }
+        // SAFETY: ctx is a live context (caller's contract).
+        unsafe {
+            match record(ctx) {
+                Some(rec) => rec.app_new_cb(),
+                None => real().and_then(|real| (real.get_new_cb)(ctx)),
+            }
+        }
+    })
+}
+
+/// OpenSSL's `SSL_CTX_sess_set_remove_cb`. Without a cache attached to `ctx` this is
+/// OpenSSL's own function (note that OpenSSL 3 caches TLS 1.3 sessions internally only when
+/// a remove callback is set); with one, the callback runs before the cache forgets the
+/// session. NULL `ctx` is ignored. Call it while configuring.
+///
+/// # Safety
+/// `ctx` is NULL or a live `SSL_CTX`.
+#[no_mangle]
+pub unsafe extern "C" fn SSL_CTX_sess_set_remove_cb(
+    ctx: *mut ssl_ctx_st,
+    remove_session_cb: Option<
+        unsafe extern "C" fn(ctx: *mut ssl_ctx_st, sess: *mut ssl_session_st),
+    >,
+) {
+    guard((), || {
+        if ctx.is_null() {
+            return;
+        }
+        // SAFETY: ctx is a live context (caller's contract).
+        unsafe {
+            match record(ctx) {
+                Some(rec) => rec.set_app_remove_cb(remove_session_cb),
+                None => {
+                    if let Some(real) = real() {
+                        (real.set_remove_cb)(ctx, remove_session_cb)
+                    }
+                }
+            }
+        }
+    })
+}
+
+/// OpenSSL's `SSL_CTX_sess_get_remove_cb`: the remove-session callback the application set
+/// on `ctx`, or NULL (also for a NULL `ctx`).
+///
+/// # Safety
+/// `ctx` is NULL or a live `SSL_CTX`.
+#[no_mangle]
+pub unsafe extern "C" fn SSL_CTX_sess_get_remove_cb(
+    ctx: *mut ssl_ctx_st,
+) -> Option<unsafe extern "C" fn(ctx: *mut ssl_ctx_st, sess: *mut ssl_session_st)> {
+    guard(None, || {
+        if ctx.is_null() {
+            return None;
+        }
+        // SAFETY: ctx is a live context (caller's contract).
+        unsafe {
+            match record(ctx) {
+                Some(rec) => rec.app_remove_cb(),
+                None => real().and_then(|real| (real.get_remove_cb)(ctx)),
+            }
+        }
+    })
+}
+
+/// OpenSSL's `SSL_CTX_sess_set_get_cb`. Without a cache attached to `ctx` this is OpenSSL's
+/// own function; with one, the callback is asked first and the cache answers when it
+/// returns NULL (its `*copy` is passed through when it answers). NULL `ctx` is ignored.
+/// Call it while configuring.
+///
+/// # Safety
+/// `ctx` is NULL or a live `SSL_CTX`.
+#[no_mangle]
+pub unsafe extern "C" fn SSL_CTX_sess_set_get_cb(
+    ctx: *mut ssl_ctx_st,
+    get_session_cb: Option<
+        unsafe extern "C" fn(
+            ssl: *mut ssl_st,
+            data: *const c_uchar,
+            len: c_int,
+            copy: *mut c_int,
+        ) -> *mut ssl_session_st,
+    >,
+) {
+    guard((), || {
+        if ctx.is_null() {
+            return;
+        }
+        // SAFETY: ctx is a live context (caller's contract).
+        unsafe {
+            match record(ctx) {
+                Some(rec) => rec.set_app_get_cb(get_session_cb),
+                None => {
+                    if let Some(real) = real() {
+                        (real.set_get_cb)(ctx, get_session_cb)
+                    }
+                }
+            }
+        }
+    })
+}
+
+/// OpenSSL's `SSL_CTX_sess_get_get_cb`: the get-session callback the application set on
+/// `ctx`, or NULL (also for a NULL `ctx`).
+///
+/// # Safety
+/// `ctx` is NULL or a live `SSL_CTX`.
+#[no_mangle]
+pub unsafe extern "C" fn SSL_CTX_sess_get_get_cb(
+    ctx: *mut ssl_ctx_st,
+) -> Option<
+    unsafe extern "C" fn(
+        ssl: *mut ssl_st,
+        data: *const c_uchar,
+        len: c_int,
+        copy: *mut c_int,
+    ) -> *mut ssl_session_st,
+> {
+    guard(None, || {
+        if ctx.is_null() {
+            return None;
+        }
+        // SAFETY: ctx is a live context (caller's contract).
+        unsafe {
+            match record(ctx) {
+                Some(rec) => rec.app_get_cb(),
+                None => real().and_then(|real| (real.get_get_cb)(ctx)),
+            }
+        }
+    })
+}
+
+/// OpenSSL's `SSL_set_SSL_CTX`, unchanged, except that once a cache has been attached
+/// anywhere in the process it first remembers the connection's original context, whose
+/// session callbacks OpenSSL keeps using after the switch. Returns what OpenSSL returns;
+/// NULL for a NULL `ssl`.
+///
+/// # Safety
+/// `ssl` is NULL or a live `SSL`; `ctx` is as OpenSSL requires.
+#[no_mangle]
+pub unsafe extern "C" fn SSL_set_SSL_CTX(
+    ssl: *mut ssl_st,
+    ctx: *mut ssl_ctx_st,
+) -> *mut ssl_ctx_st {
+    if ssl.is_null() {
+        return std::ptr::null_mut();
+    }
+    // SAFETY: ssl is a live connection (caller's contract).
+    guard((), || unsafe { remember_session_ctx(ssl) });
+    match real() {
+        // SAFETY: OpenSSL's function, with the caller's arguments.
+        Some(real) => unsafe { (real.set_ssl_ctx)(ssl, ctx) },
+        None => std::ptr::null_mut(),
+    }
+}

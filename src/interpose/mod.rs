@@ -1,0 +1,9 @@
+//! Interposition: how our definitions of OpenSSL's session-callback functions reach the
+//! real ones, and what we remember about each `SSL_CTX` a cache is attached to.
+//!
+//! Contexts with no cache attached have no record and no state of ours: every call is
+//! forwarded unchanged, so the library cannot be seen through OpenSSL's API.
+
+pub mod real;
+pub mod record;
+pub mod trampolines;

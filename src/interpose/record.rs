@@ -1,0 +1,218 @@
+//! Per-`SSL_CTX` records: the cache attached to a context and the callbacks the
+//! application set on it, kept in the context's ex_data so that they live and die with it.
+//!
+//! No ex_data index is allocated until the first attach: allocating one earlier would
+//! shift the indices the application gets, which it could notice.
+
+use crate::cache::Cache;
+use crate::interpose::real::real;
+use crate::interpose::trampolines;
+use crate::ossl::{
+    ssl_ctx_st, ssl_st, sys_ctx, sys_ssl, GetSessionCb, NewSessionCb, RemoveSessionCb,
+};
+use openssl_sys::{
+    CRYPTO_get_ex_new_index, SSL_CTX_ctrl, SSL_CTX_get_ex_data, SSL_CTX_set_ex_data,
+    SSL_get_SSL_CTX, SSL_get_ex_data, SSL_set_ex_data, CRYPTO_EX_DATA, CRYPTO_EX_INDEX_SSL,
+    CRYPTO_EX_INDEX_SSL_CTX, SSL_CTRL_SET_SESS_CACHE_MODE, SSL_SESS_CACHE_NO_INTERNAL,
+    SSL_SESS_CACHE_SERVER,
+};
+use std::ffi::c_void;
+use std::os::raw::{c_int, c_long};
+use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// What we keep for an attached context.
+pub struct CtxRecord {
+    pub cache: Arc<Cache>,
+    app_new: AtomicUsize,
+    app_get: AtomicUsize,
+    app_remove: AtomicUsize,
+}
+
+/// -1 until the first attach allocates them.
+static CTX_INDEX: AtomicI32 = AtomicI32::new(-1);
+static SSL_INDEX: AtomicI32 = AtomicI32::new(-1);
+/// Serialises attaches (rare, configuration-time); lookups never take it.
+static ATTACH: Mutex<()> = Mutex::new(());
+
+macro_rules! fn_slot {
+    ($load:ident, $store:ident, $field:ident, $ty:ty) => {
+        pub fn $load(&self) -> Option<$ty> {
+            let v = self.$field.load(Ordering::Acquire);
+            // SAFETY: the slot holds 0 or a value stored by `$store` from an `$ty`.
+            (v != 0).then(|| unsafe { std::mem::transmute::<usize, $ty>(v) })
+        }
+        pub fn $store(&self, cb: Option<$ty>) {
+            self.$field
+                .store(cb.map_or(0, |f| f as usize), Ordering::Release);
+        }
+    };
+}
+
+impl CtxRecord {
+    fn_slot!(app_new_cb, set_app_new_cb, app_new, NewSessionCb);
+    fn_slot!(app_get_cb, set_app_get_cb, app_get, GetSessionCb);
+    fn_slot!(
+        app_remove_cb,
+        set_app_remove_cb,
+        app_remove,
+        RemoveSessionCb
+    );
+}
+
+/// The record of `ctx`, if a cache is attached to it.
+///
+/// # Safety
+/// `ctx` is a live context; the reference is valid until the context is freed.
+pub unsafe fn record<'a>(ctx: *mut ssl_ctx_st) -> Option<&'a CtxRecord> {
+    let idx = CTX_INDEX.load(Ordering::Acquire);
+    if idx < 0 || ctx.is_null() {
+        return None;
+    }
+    // SAFETY: ctx is live; the slot holds NULL or a Box<CtxRecord> pointer set by `attach`
+    // and freed only by `free_record` when the context is freed.
+    unsafe {
+        SSL_CTX_get_ex_data(sys_ctx(ctx), idx)
+            .cast::<CtxRecord>()
+            .as_ref()
+    }
+}
+
+/// The context whose callbacks OpenSSL runs for `ssl`: the one it was created with, even
+/// after `SSL_set_SSL_CTX` switched it (OpenSSL keeps that one as the session context but
+/// offers no getter; our `SSL_set_SSL_CTX` remembers it).
+///
+/// # Safety
+/// `ssl` is a live connection.
+pub unsafe fn session_ctx(ssl: *mut ssl_st) -> *mut ssl_ctx_st {
+    let idx = SSL_INDEX.load(Ordering::Acquire);
+    if idx >= 0 {
+        // SAFETY: ssl is live; the slot holds NULL or a context pointer that the connection
+        // itself keeps a reference to (its session context).
+        let orig = unsafe { SSL_get_ex_data(sys_ssl(ssl), idx) };
+        if !orig.is_null() {
+            return orig.cast();
+        }
+    }
+    // SAFETY: ssl is live.
+    unsafe { SSL_get_SSL_CTX(sys_ssl(ssl)).cast() }
+}
+
+/// Called by our `SSL_set_SSL_CTX` before the switch: remembers the connection's original
+/// context the first time it is switched. Does nothing before any cache is attached.
+///
+/// # Safety
+/// `ssl` is a live connection.
+pub unsafe fn remember_session_ctx(ssl: *mut ssl_st) {
+    let idx = SSL_INDEX.load(Ordering::Acquire);
+    if idx < 0 {
+        return;
+    }
+    // SAFETY: ssl is live.
+    unsafe {
+        if SSL_get_ex_data(sys_ssl(ssl), idx).is_null() {
+            let current = SSL_get_SSL_CTX(sys_ssl(ssl));
+            SSL_set_ex_data(sys_ssl(ssl), idx, current.cast());
+        }
+    }
+}
+
+/// Frees a context's record when OpenSSL frees the context (after its final flush, whose
+/// remove callbacks still find the record).
+unsafe extern "C" fn free_record(
+    _parent: *mut c_void,
+    ptr: *mut c_void,
+    _ad: *mut CRYPTO_EX_DATA,
+    _idx: c_int,
+    _argl: c_long,
+    _argp: *mut c_void,
+) {
+    if ptr.is_null() {
+        return;
+    }
+    let _ = std::panic::catch_unwind(|| {
+        // SAFETY: non-NULL values in our slot are Box<CtxRecord> pointers from `attach`;
+        // OpenSSL calls this once per context.
+        drop(unsafe { Box::from_raw(ptr.cast::<CtxRecord>()) });
+    });
+}
+
+fn ensure_indices() -> Result<c_int, String> {
+    if CTX_INDEX.load(Ordering::Acquire) < 0 {
+        // SAFETY: plain OpenSSL calls; free_record has the CRYPTO_EX_free signature.
+        let (ctx_idx, ssl_idx) = unsafe {
+            (
+                CRYPTO_get_ex_new_index(
+                    CRYPTO_EX_INDEX_SSL_CTX,
+                    0,
+                    std::ptr::null_mut(),
+                    None,
+                    None,
+                    Some(free_record),
+                ),
+                CRYPTO_get_ex_new_index(
+                    CRYPTO_EX_INDEX_SSL,
+                    0,
+                    std::ptr::null_mut(),
+                    None,
+                    None,
+                    None,
+                ),
+            )
+        };
+        if ctx_idx < 0 || ssl_idx < 0 {
+            return Err("OpenSSL could not allocate an ex_data index".into());
+        }
+        SSL_INDEX.store(ssl_idx, Ordering::Release);
+        CTX_INDEX.store(ctx_idx, Ordering::Release);
+    }
+    Ok(CTX_INDEX.load(Ordering::Acquire))
+}
+
+/// Attaches `cache` to `ctx`: installs our callbacks in OpenSSL (the application's own
+/// callbacks are kept in the record and still run), and makes the cache the context's
+/// session store (`SSL_SESS_CACHE_SERVER | SSL_SESS_CACHE_NO_INTERNAL`). Attaching the same
+/// cache again does nothing; attaching another cache to an attached context is an error.
+///
+/// # Safety
+/// `ctx` is a live context.
+pub unsafe fn attach(ctx: *mut ssl_ctx_st, cache: &Arc<Cache>) -> Result<(), String> {
+    let real = real().ok_or("the real OpenSSL session-callback functions were not found")?;
+    let _guard = ATTACH.lock().unwrap_or_else(|p| p.into_inner());
+    let idx = ensure_indices()?;
+    // SAFETY: ctx is live (caller).
+    if let Some(rec) = unsafe { record(ctx) } {
+        return if Arc::ptr_eq(&rec.cache, cache) {
+            Ok(())
+        } else {
+            Err("this SSL_CTX already has another sesscache attached".into())
+        };
+    }
+    let rec = Box::new(CtxRecord {
+        cache: cache.clone(),
+        app_new: AtomicUsize::new(0),
+        app_get: AtomicUsize::new(0),
+        app_remove: AtomicUsize::new(0),
+    });
+    // SAFETY: ctx is live; the real getters/setters are OpenSSL's.
+    unsafe {
+        rec.set_app_new_cb((real.get_new_cb)(ctx));
+        rec.set_app_get_cb((real.get_get_cb)(ctx));
+        rec.set_app_remove_cb((real.get_remove_cb)(ctx));
+        let raw = Box::into_raw(rec);
+        if SSL_CTX_set_ex_data(sys_ctx(ctx), idx, raw.cast()) != 1 {
+            drop(Box::from_raw(raw));
+            return Err("OpenSSL could not store the cache in the SSL_CTX".into());
+        }
+        (real.set_new_cb)(ctx, Some(trampolines::new_session));
+        (real.set_get_cb)(ctx, Some(trampolines::get_session));
+        (real.set_remove_cb)(ctx, Some(trampolines::remove_session));
+        SSL_CTX_ctrl(
+            sys_ctx(ctx),
+            SSL_CTRL_SET_SESS_CACHE_MODE,
+            SSL_SESS_CACHE_SERVER | SSL_SESS_CACHE_NO_INTERNAL,
+            std::ptr::null_mut(),
+        );
+    }
+    Ok(())
+}

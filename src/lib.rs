@@ -1,0 +1,19 @@
+//! sesscache: a shared TLS session cache for OpenSSL servers, with a C ABI.
+//!
+//! Layout:
+//! - [`ffi`]: the C boundary (explicit API, ready-made callbacks, the interposed OpenSSL
+//!   functions); nothing else is exported;
+//! - [`interpose`]: reaching the real OpenSSL functions, per-`SSL_CTX` records, the
+//!   callbacks installed on attached contexts;
+//! - [`hooks`]: what the cache does in each OpenSSL session callback;
+//! - [`cache`]: the backend-independent core; [`store`]: the storage trait and backends;
+//! - [`config`]: cache URLs; [`session`]: `SSL_SESSION` references and DER.
+
+pub mod cache;
+pub mod config;
+pub mod ffi;
+pub mod hooks;
+pub mod interpose;
+pub mod ossl;
+pub mod session;
+pub mod store;

@@ -1,0 +1,58 @@
+//! OpenSSL's opaque types, named by their struct tags, and the few functions openssl-sys
+//! does not declare.
+//!
+//! The public prototypes use these tag types so that the generated header spells them as
+//! `struct ssl_ctx_st *` etc.; a C file that includes both `<openssl/ssl.h>` and
+//! `sesscache.h` then compiles only while our prototypes are exactly OpenSSL's.
+
+#![allow(non_camel_case_types)]
+
+use std::os::raw::c_int;
+
+/// OpenSSL's `SSL_CTX`.
+/// cbindgen:no-export
+#[repr(C)]
+pub struct ssl_ctx_st {
+    _opaque: [u8; 0],
+}
+
+/// OpenSSL's `SSL`.
+/// cbindgen:no-export
+#[repr(C)]
+pub struct ssl_st {
+    _opaque: [u8; 0],
+}
+
+/// OpenSSL's `SSL_SESSION`.
+/// cbindgen:no-export
+#[repr(C)]
+pub struct ssl_session_st {
+    _opaque: [u8; 0],
+}
+
+/// `int (*new_session_cb)(SSL *, SSL_SESSION *)`
+pub type NewSessionCb = unsafe extern "C" fn(*mut ssl_st, *mut ssl_session_st) -> c_int;
+/// `SSL_SESSION *(*get_session_cb)(SSL *, const unsigned char *, int, int *)`
+pub type GetSessionCb = unsafe extern "C" fn(
+    *mut ssl_st,
+    *const std::os::raw::c_uchar,
+    c_int,
+    *mut c_int,
+) -> *mut ssl_session_st;
+/// `void (*remove_session_cb)(SSL_CTX *, SSL_SESSION *)`
+pub type RemoveSessionCb = unsafe extern "C" fn(*mut ssl_ctx_st, *mut ssl_session_st);
+
+extern "C" {
+    pub fn SSL_SESSION_is_resumable(s: *const openssl_sys::SSL_SESSION) -> c_int;
+}
+
+/// Casts between our tag types and openssl-sys's, which name the same C structs.
+pub fn sys_ctx(ctx: *mut ssl_ctx_st) -> *mut openssl_sys::SSL_CTX {
+    ctx.cast()
+}
+pub fn sys_ssl(ssl: *mut ssl_st) -> *mut openssl_sys::SSL {
+    ssl.cast()
+}
+pub fn sys_sess(sess: *mut ssl_session_st) -> *mut openssl_sys::SSL_SESSION {
+    sess.cast()
+}

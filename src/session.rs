@@ -1,0 +1,143 @@
+//! Sessions as OpenSSL objects and as DER: reference counting, encoding, decoding.
+
+use crate::ossl::SSL_SESSION_is_resumable;
+use openssl_sys::{
+    d2i_SSL_SESSION, i2d_SSL_SESSION, SSL_SESSION_free, SSL_SESSION_get_id,
+    SSL_SESSION_get_protocol_version, SSL_SESSION_get_time, SSL_SESSION_get_timeout,
+    SSL_SESSION_up_ref, SSL_SESSION,
+};
+use std::os::raw::{c_long, c_uint};
+use std::ptr::NonNull;
+
+/// One counted reference to an `SSL_SESSION`; dropping it calls `SSL_SESSION_free`,
+/// cloning it calls `SSL_SESSION_up_ref`.
+pub struct SessionObject(NonNull<SSL_SESSION>);
+
+// SAFETY: OpenSSL's SSL_SESSION reference count is atomic, and OpenSSL's own session cache
+// hands one object to connections on many threads; we only read it and count references.
+unsafe impl Send for SessionObject {}
+// SAFETY: as above; `&SessionObject` only permits reads and reference counting.
+unsafe impl Sync for SessionObject {}
+
+impl SessionObject {
+    /// Takes over one reference the caller owns.
+    ///
+    /// # Safety
+    /// `ptr` is a valid `SSL_SESSION` and the caller gives up one reference to it.
+    pub unsafe fn from_owned(ptr: *mut SSL_SESSION) -> Option<Self> {
+        NonNull::new(ptr).map(SessionObject)
+    }
+
+    /// Takes a new reference to a session the caller does not own.
+    ///
+    /// # Safety
+    /// `ptr` is a valid `SSL_SESSION` for the duration of the call.
+    pub unsafe fn retain(ptr: *mut SSL_SESSION) -> Option<Self> {
+        let ptr = NonNull::new(ptr)?;
+        // SAFETY: the caller guarantees ptr is a live session.
+        (unsafe { SSL_SESSION_up_ref(ptr.as_ptr()) } == 1).then_some(SessionObject(ptr))
+    }
+
+    /// Gives the reference to the caller (for OpenSSL's `*copy = 0`).
+    pub fn into_raw(self) -> *mut SSL_SESSION {
+        let p = self.0.as_ptr();
+        std::mem::forget(self);
+        p
+    }
+
+    pub fn as_ptr(&self) -> *mut SSL_SESSION {
+        self.0.as_ptr()
+    }
+
+    /// False once OpenSSL has removed the session (`remove_session_lock` marks it), after
+    /// which OpenSSL 3 refuses to resume it.
+    pub fn is_resumable(&self) -> bool {
+        // SAFETY: we hold a reference, so the object is live.
+        unsafe { SSL_SESSION_is_resumable(self.0.as_ptr()) == 1 }
+    }
+}
+
+impl Clone for SessionObject {
+    fn clone(&self) -> Self {
+        // SAFETY: we hold a reference, so the object is live; up_ref cannot fail on a live
+        // object in OpenSSL 3 (it is an atomic increment).
+        unsafe { SSL_SESSION_up_ref(self.0.as_ptr()) };
+        SessionObject(self.0)
+    }
+}
+
+impl Drop for SessionObject {
+    fn drop(&mut self) {
+        // SAFETY: we own exactly one reference, released here once.
+        unsafe { SSL_SESSION_free(self.0.as_ptr()) }
+    }
+}
+
+/// The facts about a session the cache needs.
+pub struct SessionInfo<'a> {
+    pub id: &'a [u8],
+    /// `SSL_SESSION_get_time` + `SSL_SESSION_get_timeout`, in Unix seconds.
+    pub expires_at: u64,
+    pub tls13: bool,
+}
+
+/// Reads a session's ID, expiry and protocol.
+///
+/// # Safety
+/// `sess` is a live session that outlives the returned borrow.
+pub unsafe fn info<'a>(sess: *const SSL_SESSION) -> SessionInfo<'a> {
+    let mut len: c_uint = 0;
+    // SAFETY: sess is live; OpenSSL returns a pointer into the session and its length.
+    let id = unsafe { SSL_SESSION_get_id(sess, &mut len) };
+    let id: &[u8] = if id.is_null() || len == 0 {
+        &[]
+    } else {
+        // SAFETY: OpenSSL guarantees `len` readable bytes at `id` while sess lives.
+        unsafe { std::slice::from_raw_parts(id, len as usize) }
+    };
+    // SAFETY: sess is live.
+    let (time, timeout, version) = unsafe {
+        (
+            SSL_SESSION_get_time(sess),
+            SSL_SESSION_get_timeout(sess),
+            SSL_SESSION_get_protocol_version(sess),
+        )
+    };
+    let nonneg = |v: c_long| u64::try_from(v).unwrap_or(0);
+    SessionInfo {
+        id,
+        expires_at: nonneg(time).saturating_add(nonneg(timeout)),
+        tls13: version == openssl_sys::TLS1_3_VERSION,
+    }
+}
+
+/// `i2d_SSL_SESSION`, into an exactly sized buffer.
+///
+/// # Safety
+/// `sess` is a live session.
+pub unsafe fn encode(sess: *mut SSL_SESSION) -> Option<Vec<u8>> {
+    // SAFETY: with a NULL output pointer i2d only computes the length.
+    let len = unsafe { i2d_SSL_SESSION(sess, std::ptr::null_mut()) };
+    let len = usize::try_from(len).ok().filter(|&l| l > 0)?;
+    let mut buf = vec![0u8; len];
+    let mut out = buf.as_mut_ptr();
+    // SAFETY: buf has exactly the `len` bytes i2d said it writes.
+    let written = unsafe { i2d_SSL_SESSION(sess, &mut out) };
+    (usize::try_from(written).ok() == Some(len)).then_some(buf)
+}
+
+/// `d2i_SSL_SESSION`: a fresh object the caller owns, or None if `der` does not decode.
+pub fn decode(der: &[u8]) -> Option<SessionObject> {
+    let len = c_long::try_from(der.len()).ok()?;
+    let mut p = der.as_ptr();
+    // SAFETY: p points at `len` readable bytes; a NULL first argument asks for a new object.
+    let obj = unsafe { d2i_SSL_SESSION(std::ptr::null_mut(), &mut p, len) };
+    if obj.is_null() {
+        // d2i leaves its reason on the thread's OpenSSL error queue; a corrupt entry is a
+        // miss for us, not an error the application should see later.
+        // SAFETY: plain call clearing this thread's error queue.
+        unsafe { openssl_sys::ERR_clear_error() };
+    }
+    // SAFETY: a non-NULL d2i result is a new object with one reference, now ours.
+    unsafe { SessionObject::from_owned(obj) }
+}

@@ -1,0 +1,535 @@
+//! `memory:` — the in-process backend, shared by every thread of one process.
+//!
+//! Sharded: a key's hash picks one of up to 64 shards, each behind its own mutex, so
+//! threads contend only when they touch the same shard. A lookup hashes the key once
+//! (SipHash with a per-process random key, since session IDs come from clients) and
+//! reuses that hash inside the shard's table.
+//!
+//! Eviction, when a shard is full (entries or bytes):
+//! 1. expired entries first, soonest-expired first (a min-heap on expiry time, with lazy
+//!    deletion of stale heap items);
+//! 2. then CLOCK (second chance). A hit only sets a `referenced` flag — no list to relink
+//!    under the lock, unlike LRU — and the sweeping hand evicts the first entry it meets
+//!    whose flag is clear, clearing flags as it passes. It approximates LRU for a workload
+//!    where a session is resumed a few times soon after it is made and then goes cold,
+//!    which is what TLS session caches see, at O(1) amortised cost and one bit per entry.
+//!
+//! Values are [`SecretBytes`], wiped when removed, evicted or expired; decoded objects are
+//! released with `SSL_SESSION_free`, which cleanses OpenSSL's copy of the master key.
+
+use super::{Counters, Hit, PutError, SecretBytes, SessionKey, Store, Value};
+use crate::session::SessionObject;
+use std::cmp::Reverse;
+use std::collections::hash_map::RandomState;
+use std::collections::{BinaryHeap, HashMap};
+use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher};
+use std::sync::{Mutex, MutexGuard};
+
+/// Size limits of a memory store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Most entries held.
+    pub capacity: usize,
+    /// Most bytes of DER held.
+    pub max_bytes: usize,
+    /// Largest single value accepted.
+    pub max_value_bytes: usize,
+}
+
+const MAX_SHARDS: usize = 64;
+/// A shard holds at least this many entries, so that small caches stay exact enough.
+const MIN_ENTRIES_PER_SHARD: usize = 64;
+
+pub struct MemoryStore {
+    shards: Box<[Padded<Mutex<Shard>>]>,
+    shard_bits: u32,
+    hasher: RandomState,
+    counters: Counters,
+    max_value_bytes: usize,
+}
+
+#[repr(align(64))]
+struct Padded<T>(T);
+
+impl MemoryStore {
+    pub fn new(limits: Limits) -> Self {
+        let capacity = limits.capacity.max(1);
+        let max_bytes = limits.max_bytes.max(1);
+        let mut n = 1usize;
+        while n < MAX_SHARDS
+            && capacity / (n * 2) >= MIN_ENTRIES_PER_SHARD
+            && max_bytes / (n * 2) >= limits.max_value_bytes.saturating_mul(4)
+        {
+            n *= 2;
+        }
+        let shards = (0..n)
+            .map(|i| {
+                // Spread the remainder so the shards add up to exactly the limits.
+                let entries = capacity / n + usize::from(i < capacity % n);
+                let bytes = max_bytes / n + usize::from(i < max_bytes % n);
+                Padded(Mutex::new(Shard::new(entries, bytes)))
+            })
+            .collect();
+        MemoryStore {
+            shards,
+            shard_bits: n.trailing_zeros(),
+            hasher: RandomState::new(),
+            counters: Counters::default(),
+            max_value_bytes: limits.max_value_bytes.min(max_bytes / n),
+        }
+    }
+
+    /// How many shards the store was split into.
+    pub fn shard_count(&self) -> usize {
+        self.shards.len()
+    }
+
+    #[inline]
+    fn locate(&self, key: &SessionKey) -> (MutexGuard<'_, Shard>, HashedKey) {
+        let hash = self.hasher.hash_one(key);
+        let shard = if self.shard_bits == 0 {
+            0
+        } else {
+            (hash >> (64 - self.shard_bits)) as usize
+        };
+        // A panic while a shard was locked leaves it consistent at every await-free step we
+        // take, so a poisoned lock is still usable.
+        let guard = self.shards[shard]
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        (guard, HashedKey { hash, key: *key })
+    }
+}
+
+impl Store for MemoryStore {
+    fn put(&self, key: &SessionKey, value: Value, now: u64) -> Result<(), PutError> {
+        if value.der.len() > self.max_value_bytes {
+            return Err(PutError::TooLarge);
+        }
+        if value.expires_at <= now {
+            return Err(PutError::Expired);
+        }
+        let (mut shard, hk) = self.locate(key);
+        shard.put(hk, value, now, &self.counters);
+        Ok(())
+    }
+
+    fn get(&self, key: &SessionKey, now: u64) -> Option<Hit> {
+        let (mut shard, hk) = self.locate(key);
+        shard.get(&hk, now, false, &self.counters)
+    }
+
+    fn take(&self, key: &SessionKey, now: u64) -> Option<Hit> {
+        let (mut shard, hk) = self.locate(key);
+        shard.get(&hk, now, true, &self.counters)
+    }
+
+    fn remove(&self, key: &SessionKey) -> bool {
+        let (mut shard, hk) = self.locate(key);
+        let removed = shard.find(&hk).map(|slot| shard.unlink(slot)).is_some();
+        if removed {
+            Counters::bump(&self.counters.removes);
+        }
+        removed
+    }
+
+    fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    fn occupancy(&self) -> (u64, u64) {
+        self.shards.iter().fold((0, 0), |(e, b), s| {
+            let s = s.0.lock().unwrap_or_else(|p| p.into_inner());
+            (e + s.index.len() as u64, b + s.bytes as u64)
+        })
+    }
+}
+
+/// A key with its hash computed once per operation.
+#[derive(Clone, Copy)]
+struct HashedKey {
+    hash: u64,
+    key: SessionKey,
+}
+
+impl PartialEq for HashedKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.key == other.key
+    }
+}
+impl Eq for HashedKey {}
+
+impl Hash for HashedKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(self.hash);
+    }
+}
+
+/// Passes a precomputed hash through.
+#[derive(Default)]
+struct Prehashed(u64);
+
+impl Hasher for Prehashed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, _bytes: &[u8]) {
+        unreachable!("HashedKey only writes its precomputed u64")
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+struct Entry {
+    key: HashedKey,
+    der: SecretBytes,
+    expires_at: u64,
+    single_use: bool,
+    referenced: bool,
+    object: Option<SessionObject>,
+}
+
+impl Entry {
+    fn into_hit(self) -> Hit {
+        match self.object {
+            Some(obj) => Hit::Object(obj),
+            None => Hit::Der(self.der),
+        }
+    }
+}
+
+#[derive(Default)]
+struct Slot {
+    generation: u32,
+    entry: Option<Entry>,
+}
+
+struct Shard {
+    index: HashMap<HashedKey, u32, BuildHasherDefault<Prehashed>>,
+    slots: Vec<Slot>,
+    free: Vec<u32>,
+    /// The CLOCK hand: the next slot the sweep looks at.
+    hand: usize,
+    /// (expiry, slot, generation), soonest first. Items whose slot has since been reused or
+    /// whose entry's expiry changed are stale and skipped.
+    expiry: BinaryHeap<Reverse<(u64, u32, u32)>>,
+    bytes: usize,
+    max_entries: usize,
+    max_bytes: usize,
+}
+
+impl Shard {
+    fn new(max_entries: usize, max_bytes: usize) -> Self {
+        Shard {
+            index: HashMap::default(),
+            slots: Vec::new(),
+            free: Vec::new(),
+            hand: 0,
+            expiry: BinaryHeap::new(),
+            bytes: 0,
+            max_entries: max_entries.max(1),
+            max_bytes,
+        }
+    }
+
+    fn find(&self, key: &HashedKey) -> Option<u32> {
+        self.index.get(key).copied()
+    }
+
+    fn entry(&mut self, slot: u32) -> &mut Entry {
+        self.slots[slot as usize]
+            .entry
+            .as_mut()
+            .expect("indexed slot holds an entry")
+    }
+
+    /// Removes the entry in `slot` from every structure and returns it.
+    fn unlink(&mut self, slot: u32) -> Entry {
+        let s = &mut self.slots[slot as usize];
+        let entry = s.entry.take().expect("indexed slot holds an entry");
+        s.generation = s.generation.wrapping_add(1);
+        self.index.remove(&entry.key);
+        self.free.push(slot);
+        self.bytes -= entry.der.len();
+        entry
+    }
+
+    fn get(&mut self, key: &HashedKey, now: u64, take: bool, c: &Counters) -> Option<Hit> {
+        let slot = self.find(key)?;
+        let entry = self.entry(slot);
+        if entry.expires_at <= now {
+            drop(self.unlink(slot));
+            Counters::bump(&c.expirations);
+            return None;
+        }
+        if take || entry.single_use {
+            return Some(self.unlink(slot).into_hit());
+        }
+        entry.referenced = true;
+        Some(match &entry.object {
+            Some(obj) => Hit::Object(obj.clone()),
+            None => Hit::Der(entry.der.clone()),
+        })
+    }
+
+    fn put(&mut self, key: HashedKey, value: Value, now: u64, c: &Counters) {
+        if let Some(old) = self.find(&key) {
+            drop(self.unlink(old));
+        }
+        let len = value.der.len();
+        while !self.index.is_empty()
+            && (self.index.len() >= self.max_entries || self.bytes + len > self.max_bytes)
+        {
+            self.evict_one(now, c);
+        }
+        let slot = match self.free.pop() {
+            Some(s) => s,
+            None => {
+                self.slots.push(Slot::default());
+                (self.slots.len() - 1) as u32
+            }
+        };
+        let generation = self.slots[slot as usize].generation;
+        self.slots[slot as usize].entry = Some(Entry {
+            key,
+            der: value.der,
+            expires_at: value.expires_at,
+            single_use: value.single_use,
+            referenced: false,
+            object: value.object,
+        });
+        self.index.insert(key, slot);
+        self.bytes += len;
+        self.expiry
+            .push(Reverse((value.expires_at, slot, generation)));
+        if self.expiry.len() > 2 * self.index.len() + 64 {
+            self.rebuild_expiry();
+        }
+        Counters::bump(&c.stores);
+    }
+
+    fn is_current(&self, slot: u32, generation: u32, expires_at: u64) -> bool {
+        let s = &self.slots[slot as usize];
+        s.generation == generation && s.entry.as_ref().is_some_and(|e| e.expires_at == expires_at)
+    }
+
+    /// Frees one entry: the soonest-expired one if it has expired, else the CLOCK victim.
+    fn evict_one(&mut self, now: u64, c: &Counters) {
+        while let Some(&Reverse((expires_at, slot, generation))) = self.expiry.peek() {
+            if !self.is_current(slot, generation, expires_at) {
+                self.expiry.pop();
+                continue;
+            }
+            if expires_at <= now {
+                self.expiry.pop();
+                drop(self.unlink(slot));
+                Counters::bump(&c.expirations);
+                return;
+            }
+            break;
+        }
+        // Two turns of the hand always find a victim: the first clears every flag.
+        let n = self.slots.len();
+        for _ in 0..2 * n {
+            let slot = self.hand;
+            self.hand = (self.hand + 1) % n;
+            if let Some(e) = self.slots[slot].entry.as_mut() {
+                if e.referenced {
+                    e.referenced = false;
+                } else {
+                    drop(self.unlink(slot as u32));
+                    Counters::bump(&c.evictions);
+                    return;
+                }
+            }
+        }
+        unreachable!("evict_one called on an empty shard");
+    }
+
+    fn rebuild_expiry(&mut self) {
+        self.expiry = self
+            .slots
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| {
+                s.entry
+                    .as_ref()
+                    .map(|e| Reverse((e.expires_at, i as u32, s.generation)))
+            })
+            .collect();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::Ordering;
+
+    fn limits(capacity: usize, max_bytes: usize) -> Limits {
+        Limits {
+            capacity,
+            max_bytes,
+            max_value_bytes: 16 * 1024,
+        }
+    }
+
+    fn value(bytes: &[u8], expires_at: u64, single_use: bool) -> Value {
+        Value {
+            der: SecretBytes::from(bytes.to_vec()),
+            expires_at,
+            single_use,
+            object: None,
+        }
+    }
+
+    fn key(n: u32) -> SessionKey {
+        let mut id = [0u8; 32];
+        id[..4].copy_from_slice(&n.to_le_bytes());
+        SessionKey::new(&id).unwrap()
+    }
+
+    fn der(hit: Option<Hit>) -> Option<Vec<u8>> {
+        match hit? {
+            Hit::Der(d) => Some(d.as_slice().to_vec()),
+            Hit::Object(_) => panic!("no objects stored in these tests"),
+        }
+    }
+
+    #[test]
+    fn put_get_remove() {
+        let s = MemoryStore::new(limits(100, 1 << 20));
+        s.put(&key(1), value(b"one", 100, false), 10).unwrap();
+        assert_eq!(der(s.get(&key(1), 10)).unwrap(), b"one");
+        assert_eq!(der(s.get(&key(1), 10)).unwrap(), b"one", "reusable");
+        assert!(s.remove(&key(1)));
+        assert!(!s.remove(&key(1)));
+        assert!(s.get(&key(1), 10).is_none());
+        assert_eq!(s.occupancy(), (0, 0));
+    }
+
+    #[test]
+    fn single_use_is_consumed_once() {
+        let s = MemoryStore::new(limits(100, 1 << 20));
+        s.put(&key(1), value(b"t", 100, true), 10).unwrap();
+        assert!(s.get(&key(1), 10).is_some());
+        assert!(s.get(&key(1), 10).is_none());
+    }
+
+    #[test]
+    fn take_consumes_reusable_entries() {
+        let s = MemoryStore::new(limits(100, 1 << 20));
+        s.put(&key(1), value(b"t", 100, false), 10).unwrap();
+        assert!(s.take(&key(1), 10).is_some());
+        assert!(s.get(&key(1), 10).is_none());
+    }
+
+    #[test]
+    fn expired_entries_are_misses() {
+        let s = MemoryStore::new(limits(100, 1 << 20));
+        s.put(&key(1), value(b"t", 20, false), 10).unwrap();
+        assert!(s.get(&key(1), 19).is_some());
+        assert!(s.get(&key(1), 20).is_none());
+        assert_eq!(s.counters().expirations.load(Ordering::Relaxed), 1);
+        assert_eq!(
+            s.put(&key(2), value(b"t", 5, false), 10),
+            Err(PutError::Expired)
+        );
+    }
+
+    #[test]
+    fn too_large_is_refused() {
+        let s = MemoryStore::new(Limits {
+            capacity: 10,
+            max_bytes: 1000,
+            max_value_bytes: 8,
+        });
+        assert_eq!(
+            s.put(&key(1), value(&[0; 9], 99, false), 1),
+            Err(PutError::TooLarge)
+        );
+        assert!(s.put(&key(1), value(&[0; 8], 99, false), 1).is_ok());
+    }
+
+    #[test]
+    fn capacity_evicts_expired_first() {
+        let s = MemoryStore::new(limits(4, 1 << 20));
+        assert_eq!(s.shard_count(), 1);
+        for n in 0..4 {
+            // Entry 2 expires at 15, the others much later.
+            let exp = if n == 2 { 15 } else { 1000 };
+            s.put(&key(n), value(b"x", exp, false), 10).unwrap();
+        }
+        s.put(&key(9), value(b"x", 1000, false), 16).unwrap();
+        assert!(s.get(&key(2), 16).is_none());
+        for n in [0, 1, 3, 9] {
+            assert!(s.get(&key(n), 16).is_some(), "entry {n} kept");
+        }
+        assert_eq!(s.counters().expirations.load(Ordering::Relaxed), 1);
+        assert_eq!(s.counters().evictions.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn clock_spares_recently_used_entries() {
+        let s = MemoryStore::new(limits(4, 1 << 20));
+        for n in 0..4 {
+            s.put(&key(n), value(b"x", 1000, false), 10).unwrap();
+        }
+        // Entries 0 and 1 are used; the next two inserts must evict 2 and 3.
+        s.get(&key(0), 10);
+        s.get(&key(1), 10);
+        s.put(&key(10), value(b"x", 1000, false), 10).unwrap();
+        s.put(&key(11), value(b"x", 1000, false), 10).unwrap();
+        assert!(s.get(&key(0), 10).is_some());
+        assert!(s.get(&key(1), 10).is_some());
+        assert!(s.get(&key(2), 10).is_none());
+        assert!(s.get(&key(3), 10).is_none());
+        assert_eq!(s.counters().evictions.load(Ordering::Relaxed), 2);
+        assert_eq!(s.occupancy().0, 4);
+    }
+
+    #[test]
+    fn byte_limit_evicts() {
+        let s = MemoryStore::new(Limits {
+            capacity: 100,
+            max_bytes: 300,
+            max_value_bytes: 100,
+        });
+        for n in 0..10 {
+            s.put(&key(n), value(&[1; 100], 1000, false), 10).unwrap();
+            assert!(s.occupancy().1 <= 300);
+        }
+        assert_eq!(s.occupancy(), (3, 300));
+    }
+
+    #[test]
+    fn replacing_keeps_accounting() {
+        let s = MemoryStore::new(limits(10, 1 << 20));
+        s.put(&key(1), value(&[1; 10], 1000, false), 10).unwrap();
+        s.put(&key(1), value(&[2; 20], 1000, false), 10).unwrap();
+        assert_eq!(s.occupancy(), (1, 20));
+        assert_eq!(der(s.get(&key(1), 10)).unwrap(), vec![2; 20]);
+    }
+
+    #[test]
+    fn many_threads() {
+        let s = std::sync::Arc::new(MemoryStore::new(limits(100_000, 1 << 24)));
+        let handles: Vec<_> = (0..8u32)
+            .map(|t| {
+                let s = s.clone();
+                std::thread::spawn(move || {
+                    for i in 0..2000u32 {
+                        let k = key(t * 100_000 + i);
+                        s.put(&k, value(&i.to_le_bytes(), 1000, false), 10).unwrap();
+                        assert_eq!(der(s.get(&k, 10)).unwrap(), i.to_le_bytes());
+                    }
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().unwrap();
+        }
+        assert_eq!(s.occupancy().0, 16_000);
+    }
+}

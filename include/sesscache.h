@@ -83,6 +83,9 @@ extern "C" {
  * Returns a new handle that the caller owns and releases with `sesscache_free`, or NULL
  * when `url` is NULL or invalid; `sesscache_last_error()` then names the bad part.
  * Thread-safe; the cache may be used from every thread.
+ *
+ * # Safety
+ * `url` is NULL or points at a NUL-terminated string.
  */
 struct sesscache *sesscache_open(const char *url);
 
@@ -90,6 +93,9 @@ struct sesscache *sesscache_open(const char *url);
  * Releases the caller's reference to `cache` (NULL is allowed and ignored). Contexts the
  * cache is attached to keep their own references, so it stays usable by them until they
  * are freed. Do not use the handle after this call.
+ *
+ * # Safety
+ * `cache` is NULL or a handle from `sesscache_open` that the caller still owns.
  */
 void sesscache_free(struct sesscache *cache);
 
@@ -104,6 +110,9 @@ void sesscache_free(struct sesscache *cache);
  * Attaching the same cache twice is harmless; attaching a second cache to a context is an
  * error. Returns 1 on success, 0 on error (see `sesscache_last_error()`). Call it while
  * configuring the context, before it serves connections.
+ *
+ * # Safety
+ * `cache` is NULL or a live handle; `ctx` is NULL or a live `SSL_CTX`.
  */
 int sesscache_attach(struct sesscache *cache, struct ssl_ctx_st *ctx);
 
@@ -111,6 +120,9 @@ int sesscache_attach(struct sesscache *cache, struct ssl_ctx_st *ctx);
  * Fills `*out` with the cache's counters. Returns 1, or 0 if either pointer is NULL.
  * Thread-safe; the figures are read without stopping other threads, so they may be
  * momentarily inconsistent with each other.
+ *
+ * # Safety
+ * `cache` is NULL or a live handle; `out` is NULL or points at writable memory for one `sesscache_stats`.
  */
 int sesscache_get_stats(const struct sesscache *cache, struct sesscache_stats *out);
 
@@ -131,6 +143,9 @@ const char *sesscache_version(void);
  * server sessions in the cache; client connections are ignored. Always returns 0: the
  * cache takes its own reference, and OpenSSL keeps and releases its own as usual.
  * Thread-safe.
+ *
+ * # Safety
+ * Called by OpenSSL (or as OpenSSL would): `ssl` and `sess` are NULL or live.
  */
 int sesscache_new_session_cb(struct ssl_st *ssl, struct ssl_session_st *sess);
 
@@ -140,12 +155,18 @@ int sesscache_new_session_cb(struct ssl_st *ssl, struct ssl_session_st *sess);
  * or NULL on a miss, for client connections, and for IDs that are empty, negative in
  * length or longer than 32 bytes (counted as `rejected`). Single-use TLS 1.3 tickets are
  * consumed. Thread-safe.
+ *
+ * # Safety
+ * Called by OpenSSL (or as OpenSSL would): `ssl` is NULL or live, `data` points at `len` readable bytes when `len > 0`, `copy` is NULL or writable.
  */
 struct ssl_session_st *sesscache_get_session_cb(struct ssl_st *ssl, const unsigned char *data, int len, int *copy);
 
 /**
  * A remove-session callback with OpenSSL's signature (`SSL_CTX_sess_set_remove_cb`).
  * Forgets the session's ID in the cache of `ctx`. Thread-safe; does not block.
+ *
+ * # Safety
+ * Called by OpenSSL (or as OpenSSL would): `ctx` and `sess` are NULL or live.
  */
 void sesscache_remove_session_cb(struct ssl_ctx_st *ctx, struct ssl_session_st *sess);
 
@@ -155,12 +176,18 @@ void sesscache_remove_session_cb(struct ssl_ctx_st *ctx, struct ssl_session_st *
  * OpenSSL's own function; with one, the callback runs before the cache stores the
  * session, and its return value is what OpenSSL sees. NULL `ctx` is ignored. Not
  * synchronised with connections using `ctx`: call it while configuring.
+ *
+ * # Safety
+ * `ctx` is NULL or a live `SSL_CTX`.
  */
 void SSL_CTX_sess_set_new_cb(struct ssl_ctx_st *ctx, int (*new_session_cb)(struct ssl_st *ssl, struct ssl_session_st *sess));
 
 /**
  * OpenSSL's `SSL_CTX_sess_get_new_cb`: the new-session callback the application set on
  * `ctx`, or NULL (also for a NULL `ctx`).
+ *
+ * # Safety
+ * `ctx` is NULL or a live `SSL_CTX`.
  */
 int (*SSL_CTX_sess_get_new_cb(struct ssl_ctx_st *ctx))(struct ssl_st *ssl, struct ssl_session_st *sess);
 
@@ -169,12 +196,18 @@ int (*SSL_CTX_sess_get_new_cb(struct ssl_ctx_st *ctx))(struct ssl_st *ssl, struc
  * OpenSSL's own function (note that OpenSSL 3 caches TLS 1.3 sessions internally only when
  * a remove callback is set); with one, the callback runs before the cache forgets the
  * session. NULL `ctx` is ignored. Call it while configuring.
+ *
+ * # Safety
+ * `ctx` is NULL or a live `SSL_CTX`.
  */
 void SSL_CTX_sess_set_remove_cb(struct ssl_ctx_st *ctx, void (*remove_session_cb)(struct ssl_ctx_st *ctx, struct ssl_session_st *sess));
 
 /**
  * OpenSSL's `SSL_CTX_sess_get_remove_cb`: the remove-session callback the application set
  * on `ctx`, or NULL (also for a NULL `ctx`).
+ *
+ * # Safety
+ * `ctx` is NULL or a live `SSL_CTX`.
  */
 void (*SSL_CTX_sess_get_remove_cb(struct ssl_ctx_st *ctx))(struct ssl_ctx_st *ctx, struct ssl_session_st *sess);
 
@@ -183,12 +216,18 @@ void (*SSL_CTX_sess_get_remove_cb(struct ssl_ctx_st *ctx))(struct ssl_ctx_st *ct
  * own function; with one, the callback is asked first and the cache answers when it
  * returns NULL (its `*copy` is passed through when it answers). NULL `ctx` is ignored.
  * Call it while configuring.
+ *
+ * # Safety
+ * `ctx` is NULL or a live `SSL_CTX`.
  */
 void SSL_CTX_sess_set_get_cb(struct ssl_ctx_st *ctx, struct ssl_session_st *(*get_session_cb)(struct ssl_st *ssl, const unsigned char *data, int len, int *copy));
 
 /**
  * OpenSSL's `SSL_CTX_sess_get_get_cb`: the get-session callback the application set on
  * `ctx`, or NULL (also for a NULL `ctx`).
+ *
+ * # Safety
+ * `ctx` is NULL or a live `SSL_CTX`.
  */
 struct ssl_session_st *(*SSL_CTX_sess_get_get_cb(struct ssl_ctx_st *ctx))(struct ssl_st *ssl, const unsigned char *data, int len, int *copy);
 
@@ -197,6 +236,9 @@ struct ssl_session_st *(*SSL_CTX_sess_get_get_cb(struct ssl_ctx_st *ctx))(struct
  * anywhere in the process it first remembers the connection's original context, whose
  * session callbacks OpenSSL keeps using after the switch. Returns what OpenSSL returns;
  * NULL for a NULL `ssl`.
+ *
+ * # Safety
+ * `ssl` is NULL or a live `SSL`; `ctx` is as OpenSSL requires.
  */
 struct ssl_ctx_st *SSL_set_SSL_CTX(struct ssl_st *ssl, struct ssl_ctx_st *ctx);
 

@@ -532,4 +532,70 @@ mod tests {
         }
         assert_eq!(s.occupancy().0, 16_000);
     }
+
+    /// Operations for the model-based property tests: (op, key, value byte).
+    fn ops() -> impl proptest::strategy::Strategy<Value = Vec<(u8, u32, u8)>> {
+        proptest::collection::vec((0u8..4, 0u32..12, proptest::num::u8::ANY), 1..300)
+    }
+
+    proptest::proptest! {
+        /// Without eviction pressure the store is exactly a map with single-use entries.
+        #[test]
+        fn behaves_like_a_map(ops in ops()) {
+            let s = MemoryStore::new(limits(10_000, 1 << 20));
+            let mut model: HashMap<u32, (Vec<u8>, bool)> = HashMap::new();
+            for (op, k, v) in ops {
+                match op {
+                    0 => {
+                        let single = v % 3 == 0;
+                        s.put(&key(k), value(&[v, k as u8], 100, single), 10).unwrap();
+                        model.insert(k, (vec![v, k as u8], single));
+                    }
+                    1 => {
+                        let want = model.get(&k).cloned();
+                        if want.as_ref().is_some_and(|w| w.1) {
+                            model.remove(&k);
+                        }
+                        proptest::prop_assert_eq!(der(s.get(&key(k), 10)), want.map(|w| w.0));
+                    }
+                    2 => proptest::prop_assert_eq!(der(s.take(&key(k), 10)), model.remove(&k).map(|w| w.0)),
+                    _ => proptest::prop_assert_eq!(s.remove(&key(k)), model.remove(&k).is_some()),
+                }
+                let bytes: usize = model.values().map(|w| w.0.len()).sum();
+                proptest::prop_assert_eq!(s.occupancy(), (model.len() as u64, bytes as u64));
+            }
+        }
+
+        /// Under eviction pressure the limits hold and a hit is always the last value stored
+        /// under that key.
+        #[test]
+        fn bounded_and_never_stale(ops in ops(), capacity in 1usize..6, max_bytes in 8usize..40) {
+            let s = MemoryStore::new(Limits { capacity, max_bytes, max_value_bytes: 8 });
+            let mut last: HashMap<u32, Vec<u8>> = HashMap::new();
+            for (step, (op, k, v)) in ops.into_iter().enumerate() {
+                let now = 10 + step as u64 / 8;
+                let expires = now + u64::from(v % 4);
+                match op {
+                    0 | 1 => {
+                        let val = vec![v; 1 + (v as usize % 8)];
+                        match s.put(&key(k), value(&val, expires, false), now) {
+                            Ok(()) => { last.insert(k, val); }
+                            // A refused put leaves the older entry as it was.
+                            Err(PutError::Expired) => {}
+                            Err(PutError::TooLarge) => unreachable!(),
+                        }
+                    }
+                    2 => {
+                        if let Some(got) = der(s.get(&key(k), now)) {
+                            proptest::prop_assert_eq!(Some(&got), last.get(&k));
+                        }
+                    }
+                    _ => { s.remove(&key(k)); last.remove(&k); }
+                }
+                let (entries, bytes) = s.occupancy();
+                proptest::prop_assert!(entries as usize <= capacity);
+                proptest::prop_assert!(bytes as usize <= max_bytes);
+            }
+        }
+    }
 }

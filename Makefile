@@ -112,7 +112,7 @@ check: lint check-header rust-test c-tests
 	CC="$(CC)" SSL_CFLAGS="$(SSL_CFLAGS)" SSL_LIBS="$(SSL_LIBS)" sh c-tests/run.sh
 
 demo: $(B)/demo
-	$(B)/demo
+	sh examples/demo.sh
 
 bench: $(B)/bench_resume
 	$(B)/bench_resume

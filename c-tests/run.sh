@@ -3,6 +3,9 @@
 # Each step is one check; test_cache's own tests are counted too. The last line is
 # "check: N passed, M failed".
 set -u
+# The harness decides where the library is preloaded and with which cache; settings from
+# the caller's environment would change what the tests observe.
+unset SESSCACHE_URL SESSCACHE_LOG SESSCACHE_STATS
 B=build
 passed=0
 failed=0
@@ -11,25 +14,26 @@ failures=""
 pass() { passed=$((passed + 1)); echo "ok - $1"; }
 fail() { failed=$((failed + 1)); failures="$failures $1"; echo "FAIL - $1"; }
 
-# Runs a test_cache build; adds its counts. $1: label, rest: command.
+# Runs a suite that ends with "NAME: N passed, M failed"; adds its counts.
+# $1: label (and log name), $2: NAME, rest: command.
 suite() {
-    label=$1; shift
+    label=$1; name=$2; shift 2
     out=$B/$label.log
     if "$@" >"$out" 2>&1; then rc=0; else rc=$?; fi
-    line=$(grep -E '^test_cache: [0-9]+ passed, [0-9]+ failed$' "$out" | tail -n 1)
+    line=$(grep -E "^$name: [0-9]+ passed, [0-9]+ failed\$" "$out" | tail -n 1)
     if [ -z "$line" ]; then
         tail -n 40 "$out"
         fail "$label (did not finish, exit $rc)"
         return
     fi
-    p=$(echo "$line" | sed 's/^test_cache: \([0-9]*\) passed, \([0-9]*\) failed$/\1/')
-    f=$(echo "$line" | sed 's/^test_cache: \([0-9]*\) passed, \([0-9]*\) failed$/\2/')
+    p=$(echo "$line" | sed 's/^.*: \([0-9]*\) passed, \([0-9]*\) failed$/\1/')
+    f=$(echo "$line" | sed 's/^.*: \([0-9]*\) passed, \([0-9]*\) failed$/\2/')
     passed=$((passed + p)); failed=$((failed + f))
     if [ "$rc" -ne 0 ] || [ "$f" -ne 0 ]; then
         grep -E 'FAIL|ERROR|leak|==[0-9]+==' "$out" | head -n 60
         fail "$label: $p passed, $f failed, exit $rc"
     else
-        echo "ok - $label: $p tests"
+        echo "ok - $label: $p checks"
     fi
 }
 
@@ -48,18 +52,18 @@ else
 fi
 
 echo "== harness, linked before -lssl"
-suite test_cache $B/test_cache
+suite test_cache test_cache $B/test_cache
 
 echo "== harness under valgrind memcheck"
 if command -v valgrind >/dev/null 2>&1; then
-    suite test_cache_valgrind env SESSCACHE_TEST_QUICK=1 valgrind -q --leak-check=full \
+    suite test_cache_valgrind test_cache env SESSCACHE_TEST_QUICK=1 valgrind -q --leak-check=full \
         --errors-for-leak-kinds=definite --error-exitcode=99 $B/test_cache
 else
     fail "valgrind is not installed (apt-get install valgrind)"
 fi
 
 echo "== harness built with AddressSanitizer"
-suite test_cache_asan env ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 $B/test_cache_asan
+suite test_cache_asan test_cache env ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 $B/test_cache_asan
 
 echo "== transparency: the same program with and without the library"
 lib=$(pwd)/target/release/libsesscache.so
@@ -81,6 +85,16 @@ else
     else
         diff $B/observe.plain $B/observe.preload | head -n 20; fail "transparency: LD_PRELOAD"
     fi
+fi
+
+echo "== preload mode: a program that never calls our API, with LD_PRELOAD and SESSCACHE_URL"
+suite preload preload sh c-tests/preload_check.sh
+
+echo "== preload mode: unmodified openssl s_server and s_client"
+if command -v openssl >/dev/null 2>&1; then
+    suite preload_openssl preload-openssl sh c-tests/preload_openssl.sh
+else
+    fail "the openssl command is not installed (apt-get install openssl)"
 fi
 
 echo "== install, pkg-config"
@@ -110,7 +124,11 @@ fi
 unset PKG_CONFIG_PATH
 
 echo "== demo and benchmark smoke runs"
-if $B/demo >$B/demo.log 2>&1 && grep -q resumed $B/demo.log; then pass "demo runs"; else cat $B/demo.log; fail "demo"; fi
+if sh examples/demo.sh >$B/demo.log 2>&1 && grep -q '^2 .*Reused' $B/demo.log && grep -q ' resumed ' $B/demo.log; then
+    pass "demo runs (make demo)"
+else
+    cat $B/demo.log; fail "demo"
+fi
 if $B/bench_resume --quick >$B/bench.log 2>&1; then pass "bench --quick runs"; else cat $B/bench.log; fail "bench --quick"; fi
 
 echo

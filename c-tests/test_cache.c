@@ -284,6 +284,25 @@ static void test_client_sessions_pass_through(void) {
     sesscache_free(cache);
 }
 
+/* Stateless TLS 1.3 tickets never come back through the cache: they are not stored. */
+static void test_stateless_tickets_not_stored(void) {
+    sesscache *cache = sesscache_open("memory:");
+    SSL_CTX *a = attached_server(cache, TLS1_3_VERSION), *client = tu_client_ctx(TLS1_3_VERSION);
+    REQUIRE(cache && a && client);
+    SSL_CTX_clear_options(a, SSL_OP_NO_TICKET);
+    SSL_SESSION *s = NULL;
+    CHECK(!conn(a, client, NULL, &s));
+    CHECK(conn(a, client, s, NULL)); /* OpenSSL resumes from the ticket itself */
+    sesscache_stats st = stats_of(cache);
+    CHECK_EQ(st.stores, 0);
+    CHECK_EQ(st.entries, 0);
+    CHECK_EQ(st.lookups, 0);
+    SSL_SESSION_free(s);
+    SSL_CTX_free(client);
+    SSL_CTX_free(a);
+    sesscache_free(cache);
+}
+
 /* ---- limits ---------------------------------------------------------------------------- */
 
 static void test_expiry(void) {
@@ -509,6 +528,7 @@ int main(void) {
     RUN(test_ready_made_on_attached_context);
     RUN(test_app_callbacks_chain);
     RUN(test_client_sessions_pass_through);
+    RUN(test_stateless_tickets_not_stored);
     RUN(test_expiry);
     RUN(test_session_timeout_expires_entry);
     RUN(test_eviction_at_capacity);

@@ -242,6 +242,27 @@ struct ssl_session_st *(*SSL_CTX_sess_get_get_cb(struct ssl_ctx_st *ctx))(struct
  */
 struct ssl_ctx_st *SSL_set_SSL_CTX(struct ssl_st *ssl, struct ssl_ctx_st *ctx);
 
+/**
+ * OpenSSL's `SSL_CTX_new`, unchanged unless the environment variable `SESSCACHE_URL` is
+ * set (preload mode): then a context made with a server-capable method gets the
+ * process-wide cache attached, as `sesscache_attach` would, and stateful tickets
+ * (`SSL_OP_NO_TICKET`) unless the URL says `tickets=keep`. Contexts made with client-only
+ * methods are never touched. Returns what OpenSSL returns; the caller owns the context.
+ *
+ * # Safety
+ * As OpenSSL's: `meth` is a method from OpenSSL.
+ */
+struct ssl_ctx_st *SSL_CTX_new(const struct ssl_method_st *meth);
+
+/**
+ * OpenSSL's `SSL_CTX_new_ex`, with the same preload behaviour as `SSL_CTX_new`.
+ *
+ * # Safety
+ * As OpenSSL's: `libctx` is NULL or a library context, `propq` NULL or a string, `meth` a
+ * method from OpenSSL.
+ */
+struct ssl_ctx_st *SSL_CTX_new_ex(struct ossl_lib_ctx_st *libctx, const char *propq, const struct ssl_method_st *meth);
+
 #ifdef __cplusplus
 }  // extern "C"
 #endif  // __cplusplus

@@ -2,6 +2,7 @@
 //! backend, and keeps the counters.
 
 use crate::config::{self, Backend, Common, Config, ConfigError};
+use crate::log::Level;
 use crate::session::{self, SessionObject};
 use crate::store::memory::{Limits, MemoryStore};
 use crate::store::{Counters, Hit, PutError, SessionKey, Stats, Store, Value};
@@ -41,6 +42,11 @@ impl Cache {
             store,
             common: cfg.common,
         }
+    }
+
+    /// The settings every backend shares (from the URL).
+    pub fn settings(&self) -> &Common {
+        &self.common
     }
 
     pub fn store(&self) -> &dyn Store {
@@ -147,6 +153,11 @@ impl Cache {
                 Some(obj) => Some(obj),
                 None => {
                     Counters::bump(&self.counters().errors);
+                    crate::log!(
+                        Level::Warn,
+                        "error: stored session id#{:08x} does not decode; dropped",
+                        crate::log::fingerprint(key.as_bytes())
+                    );
                     self.store.remove(key);
                     None
                 }

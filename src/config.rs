@@ -1,4 +1,4 @@
-//! Cache URLs: `memory:?capacity=N&max_bytes=SIZE&ttl=SECONDS&single_use=0|1&max_session_bytes=SIZE`.
+//! Cache URLs: `memory:?capacity=N&max_bytes=SIZE&ttl=SECONDS&single_use=0|1&max_session_bytes=SIZE&tickets=keep|stateful`.
 //!
 //! Every error names the part of the URL that is wrong, so that `sesscache_last_error()`
 //! (and the preload diagnostics) can tell the user what to fix.
@@ -20,6 +20,9 @@ pub struct Common {
     pub single_use: bool,
     /// Larger encoded sessions are refused.
     pub max_session_bytes: usize,
+    /// Preload mode: leave the program's ticket settings alone (`tickets=keep`) instead of
+    /// switching attached contexts to stateful tickets (`SSL_OP_NO_TICKET`), the default.
+    pub keep_tickets: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,6 +43,7 @@ impl Default for Common {
             ttl: None,
             single_use: true,
             max_session_bytes: DEFAULT_MAX_SESSION_BYTES,
+            keep_tickets: false,
         }
     }
 }
@@ -141,9 +145,20 @@ fn parse_common(c: &mut Common, name: &str, value: &str, scheme: &str) -> Result
             }
             c.max_session_bytes = v;
         }
+        "tickets" => {
+            c.keep_tickets = match value {
+                "keep" => true,
+                "stateful" => false,
+                _ => {
+                    return err(format!(
+                        "bad value '{value}' for tickets: expected 'keep' or 'stateful'"
+                    ))
+                }
+            }
+        }
         _ => {
             return err(format!(
-                "unknown parameter '{name}' for {scheme}: (known: capacity, max_bytes, ttl, single_use, max_session_bytes)"
+                "unknown parameter '{name}' for {scheme}: (known: capacity, max_bytes, ttl, single_use, max_session_bytes, tickets)"
             ))
         }
     }
@@ -224,7 +239,8 @@ mod tests {
             Common {
                 ttl: Some(60),
                 single_use: false,
-                max_session_bytes: 4096
+                max_session_bytes: 4096,
+                keep_tickets: false,
             }
         );
         assert_eq!(
@@ -248,6 +264,8 @@ mod tests {
         assert!(msg("memory:?ttl").contains("ttl"));
         assert!(msg("memory:?ttl=1&ttl=2").contains("twice"));
         assert!(msg("memory:?single_use=maybe").contains("single_use"));
+        assert!(msg("memory:?tickets=sometimes").contains("tickets"));
+        assert!(parse("memory:?tickets=keep").unwrap().common.keep_tickets);
         assert!(msg("memory:?max_bytes=12Q").contains("max_bytes"));
         assert!(msg("memory:?max_bytes=K").contains("max_bytes"));
         assert!(msg("memory:?max_bytes=99999999999999999999G").contains("max_bytes"));

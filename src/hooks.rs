@@ -2,10 +2,32 @@
 //! trampolines installed on attached contexts and by the ready-made callbacks.
 
 use crate::cache::Cache;
-use crate::ossl::{ssl_session_st, ssl_st, sys_sess, sys_ssl};
+use crate::log::{self, Level};
+use crate::ossl::{
+    ssl_session_st, ssl_st, sys_sess, sys_ssl, SSL_get_options, SSL_OP_NO_ANTI_REPLAY,
+};
 use crate::session;
-use openssl_sys::SSL_is_server;
+use openssl_sys::{SSL_get_max_early_data, SSL_is_server, SSL_OP_NO_TICKET};
 use std::os::raw::{c_int, c_uchar};
+
+/// Whether a TLS 1.3 ticket this server issues is stateful, i.e. its ID can come back
+/// through a get-session callback. OpenSSL 3 issues stateful tickets with
+/// `SSL_OP_NO_TICKET`, or when early data is on with anti-replay; otherwise the ticket is
+/// stateless (the client carries the session) and the callback still fires for it, with an
+/// ID no client will ever present: storing it would only waste room.
+///
+/// # Safety
+/// `ssl` is a live server connection.
+unsafe fn tls13_tickets_are_stateful(ssl: *mut ssl_st) -> bool {
+    // SAFETY: ssl is live (caller).
+    let (options, max_early_data) = unsafe {
+        (
+            SSL_get_options(sys_ssl(ssl)),
+            SSL_get_max_early_data(sys_ssl(ssl)),
+        )
+    };
+    options & SSL_OP_NO_TICKET != 0 || (max_early_data > 0 && options & SSL_OP_NO_ANTI_REPLAY == 0)
+}
 
 /// New-session callback: stores server sessions. The caller (OpenSSL) keeps its reference;
 /// the cache takes its own.
@@ -17,8 +39,26 @@ pub unsafe fn on_new(cache: &Cache, ssl: *mut ssl_st, sess: *mut ssl_session_st)
     if sess.is_null() || unsafe { SSL_is_server(sys_ssl(ssl)) } != 1 {
         return;
     }
+    // SAFETY: ssl and sess are live (caller).
+    if unsafe { session::info(sys_sess(sess)).tls13 && !tls13_tickets_are_stateful(ssl) } {
+        crate::log!(Level::Debug, "skip: stateless TLS 1.3 ticket");
+        return;
+    }
     // SAFETY: sess is live (caller).
-    unsafe { cache.store_session(sys_sess(sess)) };
+    let stored = unsafe { cache.store_session(sys_sess(sess)) };
+    if log::enabled(Level::Debug) {
+        // SAFETY: sess is live (caller).
+        let id = unsafe { session::info(sys_sess(sess)) }.id;
+        log::write(
+            Level::Debug,
+            format_args!(
+                "{}: session id#{:08x} ({} bytes)",
+                if stored { "store" } else { "store refused" },
+                log::fingerprint(id),
+                id.len()
+            ),
+        );
+    }
 }
 
 /// Get-session callback: a session for OpenSSL to own (`*copy = 0`), or NULL.
@@ -42,7 +82,15 @@ pub unsafe fn on_get(
         // Empty or negative: the cache counts it as rejected.
         _ => &[],
     };
-    match cache.lookup(id) {
+    let found = cache.lookup(id);
+    crate::log!(
+        Level::Debug,
+        "{}: session id#{:08x} ({} bytes)",
+        if found.is_some() { "hit" } else { "miss" },
+        log::fingerprint(id),
+        len
+    );
+    match found {
         Some(obj) => {
             if !copy.is_null() {
                 // SAFETY: copy is writable (caller). 0: OpenSSL takes over our reference.

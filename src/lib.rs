@@ -7,13 +7,16 @@
 //!   callbacks installed on attached contexts;
 //! - [`hooks`]: what the cache does in each OpenSSL session callback;
 //! - [`cache`]: the backend-independent core; [`store`]: the storage trait and backends;
-//! - [`config`]: cache URLs; [`session`]: `SSL_SESSION` references and DER.
+//! - [`config`]: cache URLs; [`session`]: `SSL_SESSION` references and DER;
+//! - [`preload`]: the process-wide cache and preload mode; [`log`]: diagnostics.
 
 pub mod cache;
 pub mod config;
 pub mod ffi;
 pub mod hooks;
 pub mod interpose;
+pub mod log;
 pub mod ossl;
+pub mod preload;
 pub mod session;
 pub mod store;

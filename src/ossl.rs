@@ -30,6 +30,23 @@ pub struct ssl_session_st {
     _opaque: [u8; 0],
 }
 
+/// OpenSSL's `SSL_METHOD`.
+/// cbindgen:no-export
+#[repr(C)]
+pub struct ssl_method_st {
+    _opaque: [u8; 0],
+}
+
+/// OpenSSL's `OSSL_LIB_CTX`.
+/// cbindgen:no-export
+#[repr(C)]
+pub struct ossl_lib_ctx_st {
+    _opaque: [u8; 0],
+}
+
+/// `SSL_CTX_get_session_cache_mode` is a macro over this control code.
+pub(crate) const SSL_CTRL_GET_SESS_CACHE_MODE: c_int = 45;
+
 /// `int (*new_session_cb)(SSL *, SSL_SESSION *)`
 pub type NewSessionCb = unsafe extern "C" fn(*mut ssl_st, *mut ssl_session_st) -> c_int;
 /// `SSL_SESSION *(*get_session_cb)(SSL *, const unsigned char *, int, int *)`
@@ -44,7 +61,11 @@ pub type RemoveSessionCb = unsafe extern "C" fn(*mut ssl_ctx_st, *mut ssl_sessio
 
 extern "C" {
     pub fn SSL_SESSION_is_resumable(s: *const openssl_sys::SSL_SESSION) -> c_int;
+    pub fn SSL_get_options(s: *const openssl_sys::SSL) -> u64;
 }
+
+/// `SSL_OP_NO_ANTI_REPLAY` (OpenSSL 1.1.1+).
+pub(crate) const SSL_OP_NO_ANTI_REPLAY: u64 = 1 << 24;
 
 /// Casts between our tag types and openssl-sys's, which name the same C structs.
 pub fn sys_ctx(ctx: *mut ssl_ctx_st) -> *mut openssl_sys::SSL_CTX {

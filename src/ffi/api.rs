@@ -155,7 +155,7 @@ pub unsafe extern "C" fn sesscache_attach(cache: *mut sesscache, ctx: *mut ssl_c
         };
         // SAFETY: ctx is a live SSL_CTX (caller's contract).
         match unsafe { record::attach(ctx, &arc) } {
-            Ok(()) => {
+            Ok(_) => {
                 clear_error();
                 1
             }

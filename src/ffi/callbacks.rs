@@ -3,37 +3,15 @@
 //!
 //! Each uses the cache attached to the connection's session context; if none is attached,
 //! a process-wide default cache opened on first use from the environment variable
-//! `SESSCACHE_URL` (or `memory:` when it is unset or empty).
+//! `SESSCACHE_URL` (or `memory:` when it is unset or empty); see `preload`.
 
 use super::guard;
 use crate::cache::Cache;
 use crate::hooks;
 use crate::interpose::record::{record, session_ctx};
 use crate::ossl::{ssl_ctx_st, ssl_session_st, ssl_st};
+use crate::preload::process_cache;
 use std::os::raw::{c_int, c_uchar};
-use std::sync::OnceLock;
-
-static DEFAULT_CACHE: OnceLock<Option<Cache>> = OnceLock::new();
-
-/// The process-wide default cache; None when `SESSCACHE_URL` is invalid (said once on
-/// stderr), in which case the ready-made callbacks cache nothing.
-pub(crate) fn default_cache() -> Option<&'static Cache> {
-    DEFAULT_CACHE
-        .get_or_init(|| {
-            let url = std::env::var("SESSCACHE_URL")
-                .ok()
-                .filter(|u| !u.is_empty())
-                .unwrap_or_else(|| "memory:".into());
-            match Cache::open(&url) {
-                Ok(c) => Some(c),
-                Err(e) => {
-                    eprintln!("sesscache: SESSCACHE_URL is not usable ({e}); not caching");
-                    None
-                }
-            }
-        })
-        .as_ref()
-}
 
 /// # Safety
 /// `ctx` is a live context.
@@ -41,7 +19,7 @@ unsafe fn cache_of<'a>(ctx: *mut ssl_ctx_st) -> Option<&'a Cache> {
     // SAFETY: ctx is live (caller).
     match unsafe { record(ctx) } {
         Some(rec) => Some(&rec.cache),
-        None => default_cache(),
+        None => process_cache().map(|c| &**c),
     }
 }
 

@@ -6,12 +6,14 @@
 //!
 //! `SSL_set_SSL_CTX` is interposed too, to remember a connection's original context before
 //! an SNI switch: OpenSSL keeps running that context's callbacks but has no getter for it.
+//! So are `SSL_CTX_new` and `SSL_CTX_new_ex`, for preload mode (`SESSCACHE_URL`).
 
 use super::guard;
 use crate::interpose::real::real;
 use crate::interpose::record::{record, remember_session_ctx};
-use crate::ossl::{ssl_ctx_st, ssl_session_st, ssl_st};
-use std::os::raw::{c_int, c_uchar};
+use crate::ossl::{ossl_lib_ctx_st, ssl_ctx_st, ssl_method_st, ssl_session_st, ssl_st};
+use crate::preload::on_new_ctx;
+use std::os::raw::{c_char, c_int, c_uchar};
 
 /// OpenSSL's `SSL_CTX_sess_set_new_cb`. Sets the callback OpenSSL calls for every new
 /// session (see SSL_CTX_sess_set_new_cb(3)). Without a cache attached to `ctx` this is
@@ -213,4 +215,45 @@ pub unsafe extern "C" fn SSL_set_SSL_CTX(
         Some(real) => unsafe { (real.set_ssl_ctx)(ssl, ctx) },
         None => std::ptr::null_mut(),
     }
+}
+
+/// OpenSSL's `SSL_CTX_new`, unchanged unless the environment variable `SESSCACHE_URL` is
+/// set (preload mode): then a context made with a server-capable method gets the
+/// process-wide cache attached, as `sesscache_attach` would, and stateful tickets
+/// (`SSL_OP_NO_TICKET`) unless the URL says `tickets=keep`. Contexts made with client-only
+/// methods are never touched. Returns what OpenSSL returns; the caller owns the context.
+///
+/// # Safety
+/// As OpenSSL's: `meth` is a method from OpenSSL.
+#[no_mangle]
+pub unsafe extern "C" fn SSL_CTX_new(meth: *const ssl_method_st) -> *mut ssl_ctx_st {
+    let Some(real) = real() else {
+        return std::ptr::null_mut();
+    };
+    // SAFETY: OpenSSL's function, with the caller's argument.
+    let ctx = unsafe { (real.ctx_new)(meth) };
+    // SAFETY: ctx is NULL or the live context just made with meth.
+    guard((), || unsafe { on_new_ctx(ctx, meth.cast()) });
+    ctx
+}
+
+/// OpenSSL's `SSL_CTX_new_ex`, with the same preload behaviour as `SSL_CTX_new`.
+///
+/// # Safety
+/// As OpenSSL's: `libctx` is NULL or a library context, `propq` NULL or a string, `meth` a
+/// method from OpenSSL.
+#[no_mangle]
+pub unsafe extern "C" fn SSL_CTX_new_ex(
+    libctx: *mut ossl_lib_ctx_st,
+    propq: *const c_char,
+    meth: *const ssl_method_st,
+) -> *mut ssl_ctx_st {
+    let Some(real) = real() else {
+        return std::ptr::null_mut();
+    };
+    // SAFETY: OpenSSL's function, with the caller's arguments.
+    let ctx = unsafe { (real.ctx_new_ex)(libctx, propq, meth) };
+    // SAFETY: ctx is NULL or the live context just made with meth.
+    guard((), || unsafe { on_new_ctx(ctx, meth.cast()) });
+    ctx
 }

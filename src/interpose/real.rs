@@ -4,8 +4,11 @@
 //! we were linked before `-lssl` or preloaded. If that fails (an unusual link order) we
 //! look the names up in the already loaded `libssl.so.3`.
 
-use crate::ossl::{ssl_ctx_st, ssl_st, GetSessionCb, NewSessionCb, RemoveSessionCb};
+use crate::ossl::{
+    ossl_lib_ctx_st, ssl_ctx_st, ssl_method_st, ssl_st, GetSessionCb, NewSessionCb, RemoveSessionCb,
+};
 use std::ffi::{c_void, CStr};
+use std::os::raw::c_char;
 use std::sync::OnceLock;
 
 // Instantiated only with the callback fn-pointer types, for which Option is FFI-safe
@@ -15,6 +18,12 @@ type SetCb<T> = unsafe extern "C" fn(*mut ssl_ctx_st, Option<T>);
 #[allow(improper_ctypes_definitions)]
 type GetCb<T> = unsafe extern "C" fn(*mut ssl_ctx_st) -> Option<T>;
 type SetSslCtx = unsafe extern "C" fn(*mut ssl_st, *mut ssl_ctx_st) -> *mut ssl_ctx_st;
+type CtxNew = unsafe extern "C" fn(*const ssl_method_st) -> *mut ssl_ctx_st;
+type CtxNewEx = unsafe extern "C" fn(
+    *mut ossl_lib_ctx_st,
+    *const c_char,
+    *const ssl_method_st,
+) -> *mut ssl_ctx_st;
 
 pub struct Real {
     pub set_new_cb: SetCb<NewSessionCb>,
@@ -24,6 +33,8 @@ pub struct Real {
     pub set_remove_cb: SetCb<RemoveSessionCb>,
     pub get_remove_cb: GetCb<RemoveSessionCb>,
     pub set_ssl_ctx: SetSslCtx,
+    pub ctx_new: CtxNew,
+    pub ctx_new_ex: CtxNewEx,
 }
 
 static REAL: OnceLock<Option<Real>> = OnceLock::new();
@@ -72,5 +83,7 @@ fn resolve() -> Option<Real> {
         set_remove_cb: sym!(c"SSL_CTX_sess_set_remove_cb", SetCb<RemoveSessionCb>),
         get_remove_cb: sym!(c"SSL_CTX_sess_get_remove_cb", GetCb<RemoveSessionCb>),
         set_ssl_ctx: sym!(c"SSL_set_SSL_CTX", SetSslCtx),
+        ctx_new: sym!(c"SSL_CTX_new", CtxNew),
+        ctx_new_ex: sym!(c"SSL_CTX_new_ex", CtxNewEx),
     })
 }

@@ -172,18 +172,19 @@ fn ensure_indices() -> Result<c_int, String> {
 /// Attaches `cache` to `ctx`: installs our callbacks in OpenSSL (the application's own
 /// callbacks are kept in the record and still run), and makes the cache the context's
 /// session store (`SSL_SESS_CACHE_SERVER | SSL_SESS_CACHE_NO_INTERNAL`). Attaching the same
-/// cache again does nothing; attaching another cache to an attached context is an error.
+/// cache again does nothing and returns `Ok(false)`; attaching another cache to an attached
+/// context is an error. `Ok(true)`: newly attached.
 ///
 /// # Safety
 /// `ctx` is a live context.
-pub unsafe fn attach(ctx: *mut ssl_ctx_st, cache: &Arc<Cache>) -> Result<(), String> {
+pub unsafe fn attach(ctx: *mut ssl_ctx_st, cache: &Arc<Cache>) -> Result<bool, String> {
     let real = real().ok_or("the real OpenSSL session-callback functions were not found")?;
     let _guard = ATTACH.lock().unwrap_or_else(|p| p.into_inner());
     let idx = ensure_indices()?;
     // SAFETY: ctx is live (caller).
     if let Some(rec) = unsafe { record(ctx) } {
         return if Arc::ptr_eq(&rec.cache, cache) {
-            Ok(())
+            Ok(false)
         } else {
             Err("this SSL_CTX already has another sesscache attached".into())
         };
@@ -214,5 +215,5 @@ pub unsafe fn attach(ctx: *mut ssl_ctx_st, cache: &Arc<Cache>) -> Result<(), Str
             std::ptr::null_mut(),
         );
     }
-    Ok(())
+    Ok(true)
 }

@@ -68,10 +68,33 @@ pub unsafe extern "C" fn get_session(
             return found;
         }
     }
+    // The program may have turned server caching off after attaching (its later settings
+    // win): OpenSSL still calls get callbacks then, but the cache stays silent.
+    // SAFETY: the session context is live with the connection.
+    if !unsafe { server_caching_on(session_ctx(ssl)) } {
+        return std::ptr::null_mut();
+    }
     // SAFETY: arguments as OpenSSL passed them.
     guard(std::ptr::null_mut(), || unsafe {
         hooks::on_get(&rec.cache, ssl, data, len, copy)
     })
+}
+
+/// `SSL_CTX_get_session_cache_mode(ctx) & SSL_SESS_CACHE_SERVER`.
+///
+/// # Safety
+/// `ctx` is a live context.
+unsafe fn server_caching_on(ctx: *mut ssl_ctx_st) -> bool {
+    // SAFETY: ctx is live; this control only reads the mode.
+    let mode = unsafe {
+        openssl_sys::SSL_CTX_ctrl(
+            crate::ossl::sys_ctx(ctx),
+            crate::ossl::SSL_CTRL_GET_SESS_CACHE_MODE,
+            0,
+            std::ptr::null_mut(),
+        )
+    };
+    mode & openssl_sys::SSL_SESS_CACHE_SERVER != 0
 }
 
 /// # Safety

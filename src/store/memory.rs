@@ -18,6 +18,7 @@
 //! released with `SSL_SESSION_free`, which cleanses OpenSSL's copy of the master key.
 
 use super::{Counters, Hit, PutError, SecretBytes, SessionKey, Store, Value};
+use crate::log::Level;
 use crate::session::SessionObject;
 use std::cmp::Reverse;
 use std::collections::hash_map::RandomState;
@@ -200,6 +201,16 @@ impl Entry {
     }
 }
 
+fn log_dropped(what: &str, e: &Entry) {
+    let id = e.key.key.as_bytes();
+    crate::log!(
+        Level::Debug,
+        "{what}: session id#{:08x} ({} bytes)",
+        crate::log::fingerprint(id),
+        id.len()
+    );
+}
+
 #[derive(Default)]
 struct Slot {
     generation: u32,
@@ -324,7 +335,8 @@ impl Shard {
             }
             if expires_at <= now {
                 self.expiry.pop();
-                drop(self.unlink(slot));
+                let gone = self.unlink(slot);
+                log_dropped("expire", &gone);
                 Counters::bump(&c.expirations);
                 return;
             }
@@ -339,7 +351,8 @@ impl Shard {
                 if e.referenced {
                     e.referenced = false;
                 } else {
-                    drop(self.unlink(slot as u32));
+                    let gone = self.unlink(slot as u32);
+                    log_dropped("evict", &gone);
                     Counters::bump(&c.evictions);
                     return;
                 }

@@ -1,0 +1,85 @@
+# Shell functions to run an unmodified `openssl s_server` with libsesscache preloaded on
+# loopback, for the harness and `make demo`. Source it; POSIX sh.
+#
+#   sserver_cert DIR                      ECDSA P-256 cert.pem + key.pem in DIR
+#   sserver_start DIR NACCEPT [VAR=VAL…]  start one server (env VAR=VAL…), on a free port;
+#                                         sets SSERVER_PORT and SSERVER_PID
+#   sserver_wait PID                      wait (up to 20 s) for it to exit after NACCEPT
+#   sserver_stop PID                      stop it now
+#   sserver_connect PORT ARGS…            one `openssl s_client` connection; prints
+#                                         "New"/"Reused" and the protocol, e.g. "Reused TLSv1.2"
+#                                         (with SSERVER_LINGER=1 the client stays 0.2 s to
+#                                         read TLS 1.3 tickets, e.g. for -sess_out)
+#
+# s_server treats end of its standard input as "quit", so it reads from a FIFO that this
+# shell keeps open until the server is stopped.
+
+SSERVER_LIB=${SSERVER_LIB:-$(pwd)/target/release/libsesscache.so}
+
+sserver_cert() {
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+        -subj /CN=localhost -days 2 -keyout "$1/key.pem" -out "$1/cert.pem" >/dev/null 2>&1
+}
+
+sserver_start() {
+    _dir=$1; _naccept=$2; shift 2
+    [ -p "$_dir/stdin" ] || mkfifo "$_dir/stdin"
+    exec 9<>"$_dir/stdin"
+    # A port from the process ID, then the next ones until one is free.
+    _port=$(( 20000 + ($$ * 7) % 30000 ))
+    _tries=0
+    while [ $_tries -lt 30 ]; do
+        env LD_PRELOAD="$SSERVER_LIB" "$@" openssl s_server -accept "127.0.0.1:$_port" \
+            -cert "$_dir/cert.pem" -key "$_dir/key.pem" -naccept "$_naccept" \
+            <"$_dir/stdin" >"$_dir/server.out" 2>"$_dir/server.err" &
+        SSERVER_PID=$!
+        _waited=0
+        while [ $_waited -lt 50 ]; do
+            if grep -q '^ACCEPT' "$_dir/server.out" 2>/dev/null; then
+                SSERVER_PORT=$_port
+                return 0
+            fi
+            kill -0 "$SSERVER_PID" 2>/dev/null || break
+            sleep 0.1
+            _waited=$((_waited + 1))
+        done
+        kill "$SSERVER_PID" 2>/dev/null
+        wait "$SSERVER_PID" 2>/dev/null
+        _port=$((_port + 1))
+        _tries=$((_tries + 1))
+    done
+    echo "could not start openssl s_server:" >&2
+    cat "$_dir/server.err" >&2
+    return 1
+}
+
+sserver_wait() {
+    _waited=0
+    while kill -0 "$1" 2>/dev/null && [ $_waited -lt 200 ]; do
+        sleep 0.1
+        _waited=$((_waited + 1))
+    done
+    if kill -0 "$1" 2>/dev/null; then
+        kill "$1" 2>/dev/null
+        wait "$1" 2>/dev/null
+        exec 9>&-
+        return 1
+    fi
+    wait "$1" 2>/dev/null
+    exec 9>&-
+    return 0
+}
+
+sserver_stop() {
+    kill "$1" 2>/dev/null
+    wait "$1" 2>/dev/null
+    exec 9>&-
+}
+
+# TLS 1.3 tickets arrive after the handshake: to save one, s_client must not quit at once.
+sserver_connect() {
+    _port=$1; shift
+    if [ "${SSERVER_LINGER:-0}" = 1 ]; then _linger=0.2; else _linger=0; fi
+    (sleep $_linger) | timeout 10 openssl s_client -connect "127.0.0.1:$_port" "$@" 2>/dev/null |
+        sed -n 's/^\(New\|Reused\), \(TLSv[0-9.]*\),.*/\1 \2/p' | head -n 1
+}

@@ -1,0 +1,183 @@
+//! The process-wide cache and preload mode.
+//!
+//! `SESSCACHE_URL` names one cache for the whole process, opened on first use. The
+//! ready-made callbacks use it for contexts with no cache attached. When the variable is
+//! set, our `SSL_CTX_new`/`SSL_CTX_new_ex` also attach it to every server-capable context
+//! the program creates (preload mode): unmodified programs get an external session cache.
+//!
+//! `SESSCACHE_STATS=stderr` (or a file path, appended to) writes the cache's counters at
+//! exit, one line per process.
+
+use crate::cache::Cache;
+use crate::interpose::record;
+use crate::log::Level;
+use crate::ossl::{ssl_ctx_st, sys_ctx};
+use crate::store::Stats;
+use openssl_sys::{SSL_CTX_set_options, SSL_METHOD, SSL_OP_NO_TICKET};
+use std::ffi::c_void;
+use std::io::Write;
+use std::sync::{Arc, OnceLock};
+
+struct ProcessCache {
+    cache: Option<Arc<Cache>>,
+    /// SESSCACHE_URL was set (and usable): attach to every server context.
+    preload: bool,
+}
+
+static PROCESS_CACHE: OnceLock<ProcessCache> = OnceLock::new();
+
+fn open_process_cache() -> ProcessCache {
+    let url = std::env::var("SESSCACHE_URL")
+        .ok()
+        .filter(|u| !u.is_empty());
+    let preload = url.is_some();
+    let url = url.unwrap_or_else(|| "memory:".into());
+    match Cache::open(&url) {
+        Ok(cache) => {
+            crate::log!(Level::Info, "opened cache '{url}'");
+            register_stats_at_exit();
+            ProcessCache {
+                cache: Some(Arc::new(cache)),
+                preload,
+            }
+        }
+        Err(e) => {
+            // Said whatever SESSCACHE_LOG is: the user asked for a cache and gets none.
+            crate::log::write(
+                Level::Error,
+                format_args!("SESSCACHE_URL is not usable: {e}; continuing without a cache"),
+            );
+            ProcessCache {
+                cache: None,
+                preload: false,
+            }
+        }
+    }
+}
+
+/// The process-wide cache: from `SESSCACHE_URL`, else `memory:`; None if the URL is bad.
+pub fn process_cache() -> Option<&'static Arc<Cache>> {
+    PROCESS_CACHE.get_or_init(open_process_cache).cache.as_ref()
+}
+
+/// Whether `SESSCACHE_URL` is set, checked without opening anything (so that a program
+/// that never sets it pays nothing in `SSL_CTX_new`).
+fn preload_requested() -> bool {
+    static REQUESTED: OnceLock<bool> = OnceLock::new();
+    *REQUESTED.get_or_init(|| std::env::var_os("SESSCACHE_URL").is_some_and(|v| !v.is_empty()))
+}
+
+/// The methods that can only make clients: contexts made with them are left untouched.
+fn is_client_only(method: *const SSL_METHOD) -> bool {
+    static CLIENT_METHODS: OnceLock<Vec<usize>> = OnceLock::new();
+    let methods = CLIENT_METHODS.get_or_init(|| {
+        // Looked up by name: the version-specific ones are deprecated and may be absent.
+        [
+            c"TLS_client_method",
+            c"DTLS_client_method",
+            c"TLSv1_client_method",
+            c"TLSv1_1_client_method",
+            c"TLSv1_2_client_method",
+            c"DTLSv1_client_method",
+            c"DTLSv1_2_client_method",
+            c"SSLv3_client_method",
+        ]
+        .iter()
+        .filter_map(|name| {
+            // SAFETY: dlsym with a NUL-terminated name; RTLD_DEFAULT searches the process.
+            let f = unsafe { libc::dlsym(libc::RTLD_DEFAULT, name.as_ptr()) };
+            (!f.is_null()).then(|| {
+                // SAFETY: each of these is `const SSL_METHOD *(void)` in <openssl/ssl.h>.
+                let f: unsafe extern "C" fn() -> *const c_void = unsafe { std::mem::transmute(f) };
+                // SAFETY: calling it only returns a pointer to a static method table.
+                unsafe { f() as usize }
+            })
+        })
+        .collect()
+    });
+    methods.contains(&(method as usize))
+}
+
+/// Called by our `SSL_CTX_new`/`SSL_CTX_new_ex` with the new context: in preload mode,
+/// attaches the process-wide cache to server-capable contexts.
+///
+/// # Safety
+/// `ctx` is a live context just made with `method`.
+pub unsafe fn on_new_ctx(ctx: *mut ssl_ctx_st, method: *const SSL_METHOD) {
+    if ctx.is_null() || !preload_requested() || is_client_only(method) {
+        return;
+    }
+    let Some(cache) = process_cache() else {
+        return;
+    };
+    if !PROCESS_CACHE.get().is_some_and(|p| p.preload) {
+        return;
+    }
+    // SAFETY: ctx is live (caller).
+    // OpenSSL's SSL_CTX_new calls SSL_CTX_new_ex through the PLT, so both of ours run for
+    // one context: the inner one attaches, the outer one finds it done.
+    match unsafe { record::attach(ctx, cache) } {
+        Ok(false) => {}
+        Ok(true) => {
+            if !cache.settings().keep_tickets {
+                // SAFETY: ctx is live. Stateless tickets never reach a session cache.
+                unsafe { SSL_CTX_set_options(sys_ctx(ctx), SSL_OP_NO_TICKET) };
+            }
+            crate::log!(
+                Level::Debug,
+                "attach: SSL_CTX {ctx:p}{}",
+                if cache.settings().keep_tickets {
+                    " (tickets kept)"
+                } else {
+                    " (stateful tickets)"
+                }
+            );
+        }
+        Err(e) => crate::log!(Level::Error, "attach failed: {e}"),
+    }
+}
+
+fn register_stats_at_exit() {
+    if std::env::var_os("SESSCACHE_STATS").is_none() {
+        return;
+    }
+    extern "C" fn write_stats() {
+        let _ = std::panic::catch_unwind(|| {
+            if let (Some(dest), Some(cache)) = (
+                std::env::var_os("SESSCACHE_STATS"),
+                PROCESS_CACHE.get().and_then(|p| p.cache.as_ref()),
+            ) {
+                write_stats_line(&dest, &cache.stats());
+            }
+        });
+    }
+    // SAFETY: registering a plain extern "C" function with no arguments.
+    unsafe { libc::atexit(write_stats) };
+}
+
+fn write_stats_line(dest: &std::ffi::OsStr, s: &Stats) {
+    let line = format!(
+        "sesscache stats pid={} lookups={} hits={} misses={} stores={} removes={} evictions={} expirations={} rejected={} errors={} entries={} bytes={}\n",
+        std::process::id(), s.lookups, s.hits, s.misses, s.stores, s.removes, s.evictions,
+        s.expirations, s.rejected, s.errors, s.entries, s.bytes
+    );
+    if dest == "stderr" {
+        // SAFETY: writing an initialised buffer to file descriptor 2.
+        unsafe { libc::write(2, line.as_ptr().cast(), line.len()) };
+        return;
+    }
+    let written = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(dest)
+        .and_then(|mut f| f.write_all(line.as_bytes()));
+    if let Err(e) = written {
+        crate::log::write(
+            Level::Error,
+            format_args!(
+                "SESSCACHE_STATS: cannot write {}: {e}",
+                dest.to_string_lossy()
+            ),
+        );
+    }
+}

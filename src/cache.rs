@@ -5,6 +5,7 @@ use crate::config::{self, Backend, Common, Config, ConfigError};
 use crate::log::Level;
 use crate::session::{self, SessionObject};
 use crate::store::memory::{Limits, MemoryStore};
+use crate::store::shm::ShmStore;
 use crate::store::{Counters, Hit, PutError, SessionKey, Stats, Store, Value};
 use openssl_sys::SSL_SESSION;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -24,24 +25,27 @@ pub fn now() -> u64 {
 impl Cache {
     /// Opens the cache a URL describes.
     pub fn open(url: &str) -> Result<Cache, ConfigError> {
-        Ok(Cache::with_config(&config::parse(url)?))
+        Cache::with_config(&config::parse(url)?)
     }
 
-    pub fn with_config(cfg: &Config) -> Cache {
-        let store: Box<dyn Store> = match cfg.backend {
+    pub fn with_config(cfg: &Config) -> Result<Cache, ConfigError> {
+        let store: Box<dyn Store> = match &cfg.backend {
             Backend::Memory {
                 capacity,
                 max_bytes,
             } => Box::new(MemoryStore::new(Limits {
-                capacity,
-                max_bytes,
+                capacity: *capacity,
+                max_bytes: *max_bytes,
                 max_value_bytes: cfg.common.max_session_bytes,
             })),
+            Backend::Shm { name, size } => Box::new(
+                ShmStore::open(name, *size, cfg.common.max_session_bytes).map_err(ConfigError)?,
+            ),
         };
-        Cache {
+        Ok(Cache {
             store,
             common: cfg.common,
-        }
+        })
     }
 
     /// The settings every backend shares (from the URL).

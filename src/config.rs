@@ -8,7 +8,16 @@ use std::fmt;
 /// Which backend a URL selects, with its own settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Backend {
-    Memory { capacity: usize, max_bytes: usize },
+    Memory {
+        capacity: usize,
+        max_bytes: usize,
+    },
+    /// `shm:NAME?size=SIZE`: `size` is None when the URL gives none (then an existing
+    /// segment is used at its size, and a new one gets the default).
+    Shm {
+        name: String,
+        size: Option<usize>,
+    },
 }
 
 /// Settings every backend shares.
@@ -68,7 +77,7 @@ fn err<T>(msg: String) -> Result<T, ConfigError> {
 pub fn parse(url: &str) -> Result<Config, ConfigError> {
     let Some((scheme, rest)) = url.split_once(':') else {
         return err(format!(
-            "cache URL '{url}' has no scheme: expected 'memory:' (e.g. 'memory:?capacity=10000')"
+            "cache URL '{url}' has no scheme: expected 'memory:' or 'shm:NAME' (e.g. 'memory:?capacity=10000')"
         ));
     };
     let (path, query) = match rest.split_once('?') {
@@ -76,6 +85,7 @@ pub fn parse(url: &str) -> Result<Config, ConfigError> {
         None => (rest, None),
     };
     match scheme {
+        "shm" => parse_shm(path, query.unwrap_or("")),
         "memory" => {
             if !path.is_empty() {
                 return err(format!(
@@ -85,26 +95,76 @@ pub fn parse(url: &str) -> Result<Config, ConfigError> {
             parse_memory(query.unwrap_or(""))
         }
         other => err(format!(
-            "unknown scheme '{other}' in cache URL: the supported scheme is 'memory'"
+            "unknown scheme '{other}' in cache URL: the supported schemes are 'memory' and 'shm'"
         )),
     }
 }
 
-fn parse_memory(query: &str) -> Result<Config, ConfigError> {
-    let mut capacity = DEFAULT_CAPACITY;
-    let mut max_bytes = DEFAULT_MAX_BYTES;
-    let mut common = Common::default();
-    let mut seen: Vec<&str> = Vec::new();
+/// Splits a query into (name, value) pairs, refusing pairs without '=' and repeats.
+fn pairs(query: &str) -> Result<Vec<(&str, &str)>, ConfigError> {
+    let mut out: Vec<(&str, &str)> = Vec::new();
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         let Some((name, value)) = pair.split_once('=') else {
             return err(format!(
                 "parameter '{pair}' has no value: write '{pair}=VALUE'"
             ));
         };
-        if seen.contains(&name) {
+        if out.iter().any(|(n, _)| *n == name) {
             return err(format!("parameter '{name}' is given twice"));
         }
-        seen.push(name);
+        out.push((name, value));
+    }
+    Ok(out)
+}
+
+/// The smallest and largest `shm:` segments.
+pub(crate) const SHM_MIN_SIZE: usize = 64 << 10;
+pub(crate) const SHM_MAX_SIZE: usize = 64 << 30;
+
+fn parse_shm(name: &str, query: &str) -> Result<Config, ConfigError> {
+    if name.is_empty() {
+        return err("shm: needs a name: 'shm:NAME' (letters, digits, '.', '_', '-')".into());
+    }
+    if name.len() > 200
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
+        || name.starts_with('.')
+    {
+        return err(format!(
+            "bad shm name '{name}': use letters, digits, '.', '_' and '-' (not first), at most 200"
+        ));
+    }
+    let mut seg_size = None;
+    let mut common = Common::default();
+    for (pname, value) in pairs(query)? {
+        match pname {
+            "size" => {
+                let v = size(pname, value)?;
+                if !(SHM_MIN_SIZE..=SHM_MAX_SIZE).contains(&v) {
+                    return err(format!(
+                        "bad value '{value}' for size: a shm segment takes from 64K to 64G"
+                    ));
+                }
+                seg_size = Some(v);
+            }
+            _ => parse_common(&mut common, pname, value, "shm")?,
+        }
+    }
+    Ok(Config {
+        backend: Backend::Shm {
+            name: name.to_string(),
+            size: seg_size,
+        },
+        common,
+    })
+}
+
+fn parse_memory(query: &str) -> Result<Config, ConfigError> {
+    let mut capacity = DEFAULT_CAPACITY;
+    let mut max_bytes = DEFAULT_MAX_BYTES;
+    let mut common = Common::default();
+    for (name, value) in pairs(query)? {
         match name {
             "capacity" => capacity = positive(name, value)?,
             "max_bytes" => max_bytes = size(name, value)?,
@@ -133,7 +193,11 @@ fn parse_common(c: &mut Common, name: &str, value: &str, scheme: &str) -> Result
             c.single_use = match value {
                 "1" | "true" | "yes" => true,
                 "0" | "false" | "no" => false,
-                _ => return err(format!("bad value '{value}' for single_use: expected 0 or 1")),
+                _ => {
+                    return err(format!(
+                        "bad value '{value}' for single_use: expected 0 or 1"
+                    ))
+                }
             }
         }
         "max_session_bytes" => {
@@ -158,7 +222,12 @@ fn parse_common(c: &mut Common, name: &str, value: &str, scheme: &str) -> Result
         }
         _ => {
             return err(format!(
-                "unknown parameter '{name}' for {scheme}: (known: capacity, max_bytes, ttl, single_use, max_session_bytes, tickets)"
+                "unknown parameter '{name}' for {scheme}: (known: {})",
+                if scheme == "shm" {
+                    "size, ttl, single_use, max_session_bytes, tickets"
+                } else {
+                    "capacity, max_bytes, ttl, single_use, max_session_bytes, tickets"
+                }
             ))
         }
     }
@@ -271,6 +340,31 @@ mod tests {
         assert!(msg("memory:?max_bytes=99999999999999999999G").contains("max_bytes"));
         assert!(msg("memory:?max_session_bytes=2M").contains("max_session_bytes"));
         assert!(msg("memory:?max_bytes=1K").contains("max_session_bytes"));
+        assert!(msg("shm:").contains("name"));
+        assert!(msg("shm:a/b").contains("a/b"));
+        assert!(msg("shm:.hidden").contains(".hidden"));
+        assert!(msg("shm:x?size=1K").contains("size"));
+        assert!(msg("shm:x?capacity=5").contains("capacity"));
+    }
+
+    #[test]
+    fn shm_urls() {
+        let c = parse("shm:web-1.cache_A?size=1M&ttl=30").unwrap();
+        assert_eq!(
+            c.backend,
+            Backend::Shm {
+                name: "web-1.cache_A".into(),
+                size: Some(1 << 20)
+            }
+        );
+        assert_eq!(c.common.ttl, Some(30));
+        assert_eq!(
+            parse("shm:x").unwrap().backend,
+            Backend::Shm {
+                name: "x".into(),
+                size: None
+            }
+        );
     }
 
     proptest::proptest! {

@@ -13,6 +13,7 @@
 //! - expired entries are never returned; removed, evicted and expired values are wiped.
 
 pub mod memory;
+pub mod shm;
 
 use crate::session::SessionObject;
 use std::sync::atomic::{AtomicU64, Ordering};

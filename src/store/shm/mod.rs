@@ -1,0 +1,526 @@
+//! `shm:NAME` — one session cache shared by every process of a machine that opens NAME (and
+//! by processes forked after opening it), in POSIX shared memory.
+//!
+//! See [`segment`] for the layout and how a segment is created and opened, and [`shard`]
+//! for the entries, the index, eviction and crash recovery. Every operation locks exactly
+//! one shard (a process-shared robust mutex); there is no global lock. The counters live
+//! in the segment, so statistics from any process describe the whole cache.
+
+pub mod segment;
+pub mod shard;
+
+use super::{Counters, Hit, PutError, SessionKey, Store, Value};
+use segment::{Header, Layout, Segment, HEADER_BYTES, LAYOUT_VERSION, MAGIC, SHARD_HEADER_BYTES};
+use shard::{entry_len, Events, Shard, ShardHeader, ENTRY_HEADER};
+use std::hash::Hasher;
+
+/// The segment size when the URL gives none and the segment is new.
+pub const DEFAULT_SIZE: usize = 32 << 20;
+
+pub struct ShmStore {
+    segment: Segment,
+    shards: Vec<Shard>,
+    k0: u64,
+    k1: u64,
+    epoch: u64,
+    max_value_bytes: usize,
+}
+
+impl ShmStore {
+    /// Opens (or creates) the segment NAME. `size`: the whole segment, required to match an
+    /// existing one when given. `max_value_bytes`: the largest session this process stores.
+    pub fn open(
+        name: &str,
+        size: Option<usize>,
+        max_value_bytes: usize,
+    ) -> Result<ShmStore, String> {
+        let max_entry = entry_len(super::MAX_KEY_LEN, max_value_bytes);
+        let init = |seg: &Segment| {
+            let layout = Layout::for_size(seg.size, max_entry);
+            // SAFETY: we created the mapping; nobody uses it before `ready` is published.
+            unsafe {
+                let h = seg.base.cast::<Header>();
+                (*h).magic = MAGIC;
+                (*h).version = LAYOUT_VERSION;
+                (*h).size = seg.size as u64;
+                (*h).epoch = crate::cache::now().saturating_sub(1);
+                (*h).hash_k0 = segment::random_u64();
+                (*h).hash_k1 = segment::random_u64();
+                (*h).n_shards = layout.n_shards as u32;
+                (*h).index_cap = layout.index_cap as u32;
+                (*h).ring_cap = layout.ring_cap as u32;
+                (*h).shard_bytes = layout.shard_bytes as u32;
+            }
+            // Before `ready` is published: others must never see an uninitialised mutex.
+            for s in shards_of(seg, &layout) {
+                // SAFETY: the new segment is ours alone until `ready`.
+                unsafe { s.init()? };
+            }
+            Ok(())
+        };
+        let segment = Segment::open(name, size, DEFAULT_SIZE, init)?;
+        let h = segment.header();
+        let layout = Layout {
+            n_shards: h.n_shards as usize,
+            shard_bytes: h.shard_bytes as usize,
+            index_cap: h.index_cap as usize,
+            ring_cap: h.ring_cap as usize,
+        };
+        if layout.n_shards == 0
+            || HEADER_BYTES + layout.n_shards * layout.shard_bytes > segment.size
+            || SHARD_HEADER_BYTES + layout.index_cap * 8 + layout.ring_cap > layout.shard_bytes
+        {
+            return Err(format!(
+                "shared memory {} has an inconsistent layout",
+                Segment::object_name(name)
+            ));
+        }
+        let shards = shards_of(&segment, &layout);
+        let (k0, k1, epoch) = (h.hash_k0, h.hash_k1, h.epoch);
+        let max_value_bytes =
+            max_value_bytes.min(layout.ring_cap / 2 - ENTRY_HEADER - super::MAX_KEY_LEN);
+        Ok(ShmStore {
+            segment,
+            shards,
+            k0,
+            k1,
+            epoch,
+            max_value_bytes,
+        })
+    }
+
+    /// (shard, tag) for a key.
+    fn place(&self, key: &SessionKey) -> (&Shard, u32) {
+        #[allow(deprecated)] // SipHash-2-4 with our keys: stable across processes and builds
+        let mut h = std::hash::SipHasher::new_with_keys(self.k0, self.k1);
+        h.write(key.as_bytes());
+        let v = h.finish();
+        let shard = (((v >> 32) * self.shards.len() as u64) >> 32) as usize;
+        (&self.shards[shard], v as u32)
+    }
+
+    fn rel(&self, t: u64) -> u32 {
+        t.saturating_sub(self.epoch).min(u64::from(u32::MAX)) as u32
+    }
+
+    fn with_shard<T>(
+        &self,
+        key: &SessionKey,
+        now: u64,
+        f: impl FnOnce(&mut shard::Locked<'_>, u32, u32, &mut Events) -> T,
+    ) -> Option<T> {
+        let (shard, tag) = self.place(key);
+        let now = self.rel(now);
+        let mut ev = Events::default();
+        let out = shard
+            .lock(now, &mut ev)
+            .map(|mut l| f(&mut l, tag, now, &mut ev));
+        if out.is_none() {
+            ev.errors += 1;
+        }
+        ev.add_to(self.counters());
+        out
+    }
+
+    /// How many shards the segment has.
+    pub fn shard_count(&self) -> usize {
+        self.shards.len()
+    }
+}
+
+/// Pointers to the shards of a segment whose layout has been checked against its size.
+fn shards_of(segment: &Segment, layout: &Layout) -> Vec<Shard> {
+    (0..layout.n_shards)
+        .map(|i| {
+            // SAFETY: HEADER_BYTES + n_shards * shard_bytes <= size, and each shard's header,
+            // index and ring fit in shard_bytes (checked by the caller or made by Layout).
+            unsafe {
+                let base = segment.base.add(HEADER_BYTES + i * layout.shard_bytes);
+                Shard {
+                    hdr: base.cast::<ShardHeader>(),
+                    index: base.add(SHARD_HEADER_BYTES).cast::<u64>(),
+                    ring: base.add(SHARD_HEADER_BYTES + layout.index_cap * 8),
+                    index_cap: layout.index_cap,
+                    ring_cap: layout.ring_cap,
+                }
+            }
+        })
+        .collect()
+}
+
+impl Store for ShmStore {
+    fn put(&self, key: &SessionKey, value: Value, now: u64) -> Result<(), PutError> {
+        if value.der.len() > self.max_value_bytes {
+            return Err(PutError::TooLarge);
+        }
+        if value.expires_at <= now {
+            return Err(PutError::Expired);
+        }
+        let expires = self.rel(value.expires_at);
+        let stored = self.with_shard(key, now, |s, tag, now, ev| {
+            s.put(
+                tag,
+                key.as_bytes(),
+                value.der.as_slice(),
+                expires,
+                value.single_use,
+                now,
+                ev,
+            )
+        });
+        if stored.is_some() {
+            Counters::bump(&self.counters().stores);
+        }
+        Ok(())
+    }
+
+    fn get(&self, key: &SessionKey, now: u64) -> Option<Hit> {
+        self.with_shard(key, now, |s, tag, now, ev| {
+            s.get(tag, key.as_bytes(), now, false, ev)
+        })
+        .flatten()
+    }
+
+    fn take(&self, key: &SessionKey, now: u64) -> Option<Hit> {
+        self.with_shard(key, now, |s, tag, now, ev| {
+            s.get(tag, key.as_bytes(), now, true, ev)
+        })
+        .flatten()
+    }
+
+    fn remove(&self, key: &SessionKey) -> bool {
+        let removed = self
+            .with_shard(key, crate::cache::now(), |s, tag, _, _| {
+                s.remove(tag, key.as_bytes())
+            })
+            .unwrap_or(false);
+        if removed {
+            Counters::bump(&self.counters().removes);
+        }
+        removed
+    }
+
+    fn counters(&self) -> &Counters {
+        &self.segment.header().counters
+    }
+
+    fn occupancy(&self) -> (u64, u64) {
+        let now = self.rel(crate::cache::now());
+        self.shards.iter().fold((0, 0), |(e, b), s| {
+            let mut ev = Events::default();
+            match s.lock(now, &mut ev) {
+                Some(mut l) => {
+                    let (le, lb) = l.occupancy();
+                    (e + le, b + lb)
+                }
+                None => (e, b),
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{SecretBytes, Value};
+    use std::collections::HashMap;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    /// A segment name unique to this test run, removed when dropped.
+    struct Name(String);
+    impl Name {
+        fn new() -> Name {
+            static N: AtomicU32 = AtomicU32::new(0);
+            Name(format!(
+                "test-{}-{}",
+                std::process::id(),
+                N.fetch_add(1, Ordering::Relaxed)
+            ))
+        }
+    }
+    impl Drop for Name {
+        fn drop(&mut self) {
+            segment::unlink(&self.0);
+        }
+    }
+
+    const NOW: u64 = 1_000_000;
+
+    fn value(der: &[u8], ttl: u64, single_use: bool) -> Value {
+        Value {
+            der: SecretBytes::from(der.to_vec()),
+            expires_at: crate::cache::now() + ttl,
+            single_use,
+            object: None,
+        }
+    }
+
+    fn key(n: u32) -> SessionKey {
+        let mut id = [0x5au8; 32];
+        id[..4].copy_from_slice(&n.to_le_bytes());
+        SessionKey::new(&id).unwrap()
+    }
+
+    fn der(hit: Option<Hit>) -> Option<Vec<u8>> {
+        match hit? {
+            Hit::Der(d) => Some(d.as_slice().to_vec()),
+            Hit::Object(_) => panic!("shm returns DER"),
+        }
+    }
+
+    fn now() -> u64 {
+        crate::cache::now()
+    }
+
+    #[test]
+    fn put_get_take_remove() {
+        let n = Name::new();
+        let s = ShmStore::open(&n.0, Some(1 << 20), 16 << 10).unwrap();
+        s.put(&key(1), value(b"one", 100, false), now()).unwrap();
+        assert_eq!(der(s.get(&key(1), now())).unwrap(), b"one");
+        assert_eq!(der(s.get(&key(1), now())).unwrap(), b"one");
+        assert!(s.remove(&key(1)));
+        assert!(s.get(&key(1), now()).is_none());
+        s.put(&key(2), value(b"two", 100, true), now()).unwrap();
+        assert!(s.get(&key(2), now()).is_some());
+        assert!(s.get(&key(2), now()).is_none(), "single use");
+        s.put(&key(3), value(b"three", 100, false), now()).unwrap();
+        assert!(s.take(&key(3), now()).is_some());
+        assert!(s.get(&key(3), now()).is_none());
+        assert_eq!(s.occupancy(), (0, 0));
+        assert!(s.get(&key(4), NOW + 10 * 365 * 86400).is_none());
+    }
+
+    #[test]
+    fn expired_entries_are_misses() {
+        let n = Name::new();
+        let s = ShmStore::open(&n.0, Some(1 << 20), 16 << 10).unwrap();
+        s.put(&key(1), value(b"x", 5, false), now()).unwrap();
+        assert!(s.get(&key(1), now() + 10).is_none());
+        assert_eq!(s.counters().expirations.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn two_openers_share_one_cache() {
+        let n = Name::new();
+        let a = ShmStore::open(&n.0, Some(256 << 10), 16 << 10).unwrap();
+        let b = ShmStore::open(&n.0, None, 16 << 10).unwrap();
+        a.put(&key(7), value(b"shared", 100, false), now()).unwrap();
+        assert_eq!(der(b.get(&key(7), now())).unwrap(), b"shared");
+        assert_eq!(a.counters().stores.load(Ordering::Relaxed), 1);
+        assert_eq!(
+            b.counters().stores.load(Ordering::Relaxed),
+            1,
+            "counters live in the segment"
+        );
+        let err = ShmStore::open(&n.0, Some(512 << 10), 16 << 10)
+            .err()
+            .unwrap();
+        assert!(err.contains("size"), "{err}");
+    }
+
+    #[test]
+    fn another_layout_version_is_refused() {
+        let n = Name::new();
+        let a = ShmStore::open(&n.0, Some(256 << 10), 16 << 10).unwrap();
+        // SAFETY: test-only write to our own mapping's header.
+        unsafe { (*(a.segment.base as *mut Header)).version = LAYOUT_VERSION + 1 };
+        let err = ShmStore::open(&n.0, None, 16 << 10).err().unwrap();
+        assert!(err.contains("layout version"), "{err}");
+    }
+
+    #[test]
+    fn one_mib_holds_at_least_5000_typical_sessions() {
+        let n = Name::new();
+        let s = ShmStore::open(&n.0, Some(1 << 20), 16 << 10).unwrap();
+        let der = [0x30u8; 140];
+        for i in 0..20_000 {
+            s.put(&key(i), value(&der, 1000, false), now()).unwrap();
+        }
+        let (entries, bytes) = s.occupancy();
+        eprintln!("1 MiB segment holds {entries} sessions of 140 bytes");
+        assert!(entries >= 5000, "held {entries}");
+        assert_eq!(bytes, entries * 140);
+        // The most recent ones are there.
+        assert!(s.get(&key(19_999), now()).is_some());
+        assert_eq!(
+            s.counters().evictions.load(Ordering::Relaxed),
+            20_000 - entries
+        );
+    }
+
+    #[test]
+    fn sessions_of_every_size_share_the_segment() {
+        let n = Name::new();
+        let s = ShmStore::open(&n.0, Some(1 << 20), 16 << 10).unwrap();
+        for (i, len) in [100usize, 16 << 10, 140, 5000, 131, 16 << 10]
+            .iter()
+            .enumerate()
+        {
+            s.put(
+                &key(i as u32),
+                value(&vec![i as u8; *len], 1000, false),
+                now(),
+            )
+            .unwrap();
+        }
+        for (i, len) in [100usize, 16 << 10, 140, 5000, 131, 16 << 10]
+            .iter()
+            .enumerate()
+        {
+            assert_eq!(
+                der(s.get(&key(i as u32), now())).unwrap(),
+                vec![i as u8; *len]
+            );
+        }
+        assert_eq!(
+            s.put(
+                &key(99),
+                value(&vec![0; (16 << 10) + 1], 1000, false),
+                now()
+            ),
+            Err(PutError::TooLarge)
+        );
+    }
+
+    #[test]
+    fn recently_used_entries_get_a_second_chance() {
+        let n = Name::new();
+        let s = ShmStore::open(&n.0, Some(64 << 10), 1024).unwrap();
+        assert_eq!(s.shard_count(), 1);
+        let der = [1u8; 140];
+        for i in 0..100 {
+            s.put(&key(i), value(&der, 1000, false), now()).unwrap();
+        }
+        assert!(s.get(&key(0), now()).is_some()); // used: survives the next turn
+        for i in 100..400 {
+            s.put(&key(i), value(&der, 1000, false), now()).unwrap();
+            if i % 50 == 0 {
+                assert!(s.get(&key(0), now()).is_some(), "kept at {i}");
+            }
+        }
+        assert!(s.get(&key(1), now()).is_none(), "unused old entry evicted");
+    }
+
+    #[test]
+    fn a_corrupt_entry_is_a_miss_and_an_error() {
+        let n = Name::new();
+        let s = ShmStore::open(&n.0, Some(64 << 10), 1024).unwrap();
+        s.put(&key(1), value(&[7u8; 100], 1000, false), now())
+            .unwrap();
+        // Flip a byte of the stored DER (the first entry sits at ring offset 0).
+        let shard = &s.shards[0];
+        // SAFETY: test-only write inside the ring of our own mapping.
+        unsafe { *shard.ring.add(ENTRY_HEADER + 32 + 10) ^= 0xff };
+        assert!(s.get(&key(1), now()).is_none());
+        assert_eq!(s.counters().errors.load(Ordering::Relaxed), 1);
+        assert_eq!(s.occupancy(), (0, 0));
+        s.put(&key(2), value(b"fine", 1000, false), now()).unwrap();
+        assert!(s.get(&key(2), now()).is_some());
+    }
+
+    #[test]
+    fn a_process_dying_with_the_lock_held_does_not_wedge_the_cache() {
+        let n = Name::new();
+        let s = ShmStore::open(&n.0, Some(64 << 10), 1024).unwrap();
+        s.put(&key(1), value(b"kept", 1000, false), now()).unwrap();
+        let hdr = s.shards[0].hdr;
+        // SAFETY: fork in a test; the child only locks the shared mutex and _exits.
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            // SAFETY: child: lock and die holding it.
+            unsafe {
+                libc::pthread_mutex_lock(&mut (*hdr).mutex);
+                libc::_exit(0);
+            }
+        }
+        let mut status = 0;
+        // SAFETY: waiting for our child.
+        unsafe { libc::waitpid(pid, &mut status, 0) };
+        // The next locker finds EOWNERDEAD, rebuilds, and goes on.
+        assert_eq!(der(s.get(&key(1), now())).unwrap(), b"kept");
+        s.put(&key(2), value(b"new", 1000, false), now()).unwrap();
+        assert_eq!(s.occupancy().0, 2);
+    }
+
+    #[test]
+    fn many_threads() {
+        let n = Name::new();
+        let s = std::sync::Arc::new(ShmStore::open(&n.0, Some(8 << 20), 16 << 10).unwrap());
+        let handles: Vec<_> = (0..8u32)
+            .map(|t| {
+                let s = s.clone();
+                std::thread::spawn(move || {
+                    for i in 0..2000u32 {
+                        let k = key(t * 100_000 + i);
+                        s.put(&k, value(&i.to_le_bytes(), 1000, false), now())
+                            .unwrap();
+                        if let Some(d) = der(s.get(&k, now())) {
+                            assert_eq!(d, i.to_le_bytes());
+                        }
+                    }
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().unwrap();
+        }
+        assert_eq!(s.counters().stores.load(Ordering::Relaxed), 16_000);
+    }
+
+    proptest::proptest! {
+        /// Without eviction pressure the segment is exactly a map with single-use entries.
+        #[test]
+        fn behaves_like_a_map(ops in proptest::collection::vec((0u8..4, 0u32..12, proptest::num::u8::ANY), 1..200)) {
+            let n = Name::new();
+            let s = ShmStore::open(&n.0, Some(256 << 10), 1024).unwrap();
+            let mut model: HashMap<u32, (Vec<u8>, bool)> = HashMap::new();
+            for (op, k, v) in ops {
+                let t = now();
+                match op {
+                    0 => {
+                        let single = v % 3 == 0;
+                        let d = vec![v; 1 + v as usize % 50];
+                        s.put(&key(k), value(&d, 100, single), t).unwrap();
+                        model.insert(k, (d, single));
+                    }
+                    1 => {
+                        let want = model.get(&k).cloned();
+                        if want.as_ref().is_some_and(|w| w.1) {
+                            model.remove(&k);
+                        }
+                        proptest::prop_assert_eq!(der(s.get(&key(k), t)), want.map(|w| w.0));
+                    }
+                    2 => proptest::prop_assert_eq!(der(s.take(&key(k), t)), model.remove(&k).map(|w| w.0)),
+                    _ => proptest::prop_assert_eq!(s.remove(&key(k)), model.remove(&k).is_some()),
+                }
+                let bytes: usize = model.values().map(|w| w.0.len()).sum();
+                proptest::prop_assert_eq!(s.occupancy(), (model.len() as u64, bytes as u64));
+            }
+        }
+
+        /// Under pressure: a hit is always the last value stored under its key.
+        #[test]
+        fn never_stale_under_pressure(ops in proptest::collection::vec((0u8..3, 0u32..300, proptest::num::u8::ANY), 1..600)) {
+            let n = Name::new();
+            let s = ShmStore::open(&n.0, Some(64 << 10), 1024).unwrap();
+            let mut last: HashMap<u32, Vec<u8>> = HashMap::new();
+            for (op, k, v) in ops {
+                let t = now();
+                match op {
+                    0 | 1 => {
+                        let d = vec![v; 1 + (v as usize * 7) % 1000];
+                        s.put(&key(k), value(&d, 100, false), t).unwrap();
+                        last.insert(k, d);
+                    }
+                    _ => {
+                        if let Some(got) = der(s.get(&key(k), t)) {
+                            proptest::prop_assert_eq!(Some(&got), last.get(&k));
+                        }
+                    }
+                }
+            }
+            proptest::prop_assert_eq!(s.counters().errors.load(Ordering::Relaxed), 0);
+        }
+    }
+}

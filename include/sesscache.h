@@ -104,7 +104,11 @@ extern "C" {
 
 /**
  * Opens a session cache described by `url`:
- * `memory:?capacity=N&max_bytes=SIZE&ttl=SECONDS&single_use=0|1&max_session_bytes=SIZE`
+ * - `memory:?capacity=N&max_bytes=SIZE` — in this process, shared by its threads;
+ * - `shm:NAME?size=SIZE` — in POSIX shared memory, shared by every process that opens NAME
+ *   (created with mode 0600 if it does not exist);
+ *
+ * each also taking `ttl=SECONDS&single_use=0|1&max_session_bytes=SIZE&tickets=keep|stateful`
  * (SIZE takes a K, M or G suffix; every parameter is optional).
  *
  * Returns a new handle that the caller owns and releases with `sesscache_free`, or NULL

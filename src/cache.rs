@@ -183,6 +183,7 @@ mod tests {
 
     #[test]
     fn corrupt_der_is_a_miss_and_an_error() {
+        crate::log::silence();
         let cache = Cache::open("memory:").unwrap();
         assert!(cache.store_der(b"id-1", b"not a session", now() + 100, false));
         assert!(cache.lookup(b"id-1").is_none());
@@ -218,6 +219,7 @@ mod tests {
         /// that did not decode.
         #[test]
         fn arbitrary_stored_bytes_never_crash(der in proptest::collection::vec(proptest::num::u8::ANY, 1..300)) {
+            crate::log::silence();
             let cache = Cache::open("memory:").unwrap();
             cache.store_der(b"k", &der, now() + 100, false);
             if let Some(obj) = cache.lookup(b"k") {

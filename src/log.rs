@@ -76,6 +76,12 @@ pub fn enabled(level: Level) -> bool {
     level as u8 <= current
 }
 
+/// Silences logging (tests that store corrupt data on purpose).
+#[cfg(test)]
+pub fn silence() {
+    LEVEL.store(Level::Off as u8, Ordering::Relaxed);
+}
+
 /// Writes one line; use the `log!` macro, which checks the level first.
 pub fn write(level: Level, args: Arguments<'_>) {
     let mut line = Vec::with_capacity(128);

@@ -9,8 +9,8 @@
 //! So are `SSL_CTX_new` and `SSL_CTX_new_ex`, for preload mode (`SESSCACHE_URL`).
 
 use super::guard;
-use crate::interpose::real::real;
-use crate::interpose::record::{record, remember_session_ctx};
+use crate::interpose::real::{real, GetCb, Real, SetCb};
+use crate::interpose::record::{record, remember_session_ctx, CtxRecord};
 use crate::ossl::{ossl_lib_ctx_st, ssl_ctx_st, ssl_method_st, ssl_session_st, ssl_st};
 use crate::preload::on_new_ctx;
 use std::os::raw::{c_char, c_int, c_uchar};
@@ -30,22 +30,12 @@ pub unsafe extern "C" fn SSL_CTX_sess_set_new_cb(
         unsafe extern "C" fn(ssl: *mut ssl_st, sess: *mut ssl_session_st) -> c_int,
     >,
 ) {
-    guard((), || {
-        if ctx.is_null() {
-            return;
-        }
-        // SAFETY: ctx is a live context (caller's contract).
-        unsafe {
-            match record(ctx) {
-                Some(rec) => rec.set_app_new_cb(new_session_cb),
-                None => {
-                    if let Some(real) = real() {
-                        (real.set_new_cb)(ctx, new_session_cb)
-                    }
-                }
-            }
-        }
-    })
+    // SAFETY: forwarded under the caller's contract.
+    unsafe {
+        set_cb(ctx, new_session_cb, CtxRecord::set_app_new_cb, |r| {
+            r.set_new_cb
+        })
+    }
 }
 
 /// OpenSSL's `SSL_CTX_sess_get_new_cb`: the new-session callback the application set on
@@ -85,22 +75,12 @@ pub unsafe extern "C" fn SSL_CTX_sess_set_remove_cb(
         unsafe extern "C" fn(ctx: *mut ssl_ctx_st, sess: *mut ssl_session_st),
     >,
 ) {
-    guard((), || {
-        if ctx.is_null() {
-            return;
-        }
-        // SAFETY: ctx is a live context (caller's contract).
-        unsafe {
-            match record(ctx) {
-                Some(rec) => rec.set_app_remove_cb(remove_session_cb),
-                None => {
-                    if let Some(real) = real() {
-                        (real.set_remove_cb)(ctx, remove_session_cb)
-                    }
-                }
-            }
-        }
-    })
+    // SAFETY: forwarded under the caller's contract.
+    unsafe {
+        set_cb(ctx, remove_session_cb, CtxRecord::set_app_remove_cb, |r| {
+            r.set_remove_cb
+        })
+    }
 }
 
 /// OpenSSL's `SSL_CTX_sess_get_remove_cb`: the remove-session callback the application set
@@ -145,22 +125,12 @@ pub unsafe extern "C" fn SSL_CTX_sess_set_get_cb(
         ) -> *mut ssl_session_st,
     >,
 ) {
-    guard((), || {
-        if ctx.is_null() {
-            return;
-        }
-        // SAFETY: ctx is a live context (caller's contract).
-        unsafe {
-            match record(ctx) {
-                Some(rec) => rec.set_app_get_cb(get_session_cb),
-                None => {
-                    if let Some(real) = real() {
-                        (real.set_get_cb)(ctx, get_session_cb)
-                    }
-                }
-            }
-        }
-    })
+    // SAFETY: forwarded under the caller's contract.
+    unsafe {
+        set_cb(ctx, get_session_cb, CtxRecord::set_app_get_cb, |r| {
+            r.set_get_cb
+        })
+    }
 }
 
 /// OpenSSL's `SSL_CTX_sess_get_get_cb`: the get-session callback the application set on
@@ -179,16 +149,57 @@ pub unsafe extern "C" fn SSL_CTX_sess_get_get_cb(
         copy: *mut c_int,
     ) -> *mut ssl_session_st,
 > {
+    // SAFETY: forwarded under the caller's contract.
+    unsafe { get_cb(ctx, CtxRecord::app_get_cb, |r| r.get_get_cb) }
+}
+
+/// The body of the three setters: record the callback for an attached context, else let
+/// OpenSSL set it.
+///
+/// # Safety
+/// `ctx` is NULL or a live context.
+unsafe fn set_cb<T: Copy>(
+    ctx: *mut ssl_ctx_st,
+    cb: Option<T>,
+    in_record: fn(&CtxRecord, Option<T>),
+    in_openssl: fn(&Real) -> SetCb<T>,
+) {
+    guard((), || {
+        if ctx.is_null() {
+            return;
+        }
+        // SAFETY: ctx is a live context (caller's contract).
+        match unsafe { record(ctx) } {
+            Some(rec) => in_record(rec, cb),
+            None => {
+                if let Some(real) = real() {
+                    // SAFETY: OpenSSL's setter, with the caller's arguments.
+                    unsafe { in_openssl(real)(ctx, cb) }
+                }
+            }
+        }
+    })
+}
+
+/// The body of the three getters: the application's callback, from our record for an
+/// attached context, else from OpenSSL.
+///
+/// # Safety
+/// `ctx` is NULL or a live context.
+unsafe fn get_cb<T: Copy>(
+    ctx: *mut ssl_ctx_st,
+    in_record: fn(&CtxRecord) -> Option<T>,
+    in_openssl: fn(&Real) -> GetCb<T>,
+) -> Option<T> {
     guard(None, || {
         if ctx.is_null() {
             return None;
         }
         // SAFETY: ctx is a live context (caller's contract).
-        unsafe {
-            match record(ctx) {
-                Some(rec) => rec.app_get_cb(),
-                None => real().and_then(|real| (real.get_get_cb)(ctx)),
-            }
+        match unsafe { record(ctx) } {
+            Some(rec) => in_record(rec),
+            // SAFETY: OpenSSL's getter, with the caller's argument.
+            None => real().and_then(|real| unsafe { in_openssl(real)(ctx) }),
         }
     })
 }

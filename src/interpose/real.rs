@@ -14,9 +14,9 @@ use std::sync::OnceLock;
 // Instantiated only with the callback fn-pointer types, for which Option is FFI-safe
 // (the null-pointer optimisation), which the lint cannot see through the generic.
 #[allow(improper_ctypes_definitions)]
-type SetCb<T> = unsafe extern "C" fn(*mut ssl_ctx_st, Option<T>);
+pub type SetCb<T> = unsafe extern "C" fn(*mut ssl_ctx_st, Option<T>);
 #[allow(improper_ctypes_definitions)]
-type GetCb<T> = unsafe extern "C" fn(*mut ssl_ctx_st) -> Option<T>;
+pub type GetCb<T> = unsafe extern "C" fn(*mut ssl_ctx_st) -> Option<T>;
 type SetSslCtx = unsafe extern "C" fn(*mut ssl_st, *mut ssl_ctx_st) -> *mut ssl_ctx_st;
 type CtxNew = unsafe extern "C" fn(*const ssl_method_st) -> *mut ssl_ctx_st;
 type CtxNewEx = unsafe extern "C" fn(

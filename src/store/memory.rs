@@ -554,29 +554,9 @@ mod tests {
     proptest::proptest! {
         /// Without eviction pressure the store is exactly a map with single-use entries.
         #[test]
-        fn behaves_like_a_map(ops in ops()) {
+        fn behaves_like_a_map(ops in crate::store::testing::ops()) {
             let s = MemoryStore::new(limits(10_000, 1 << 20));
-            let mut model: HashMap<u32, (Vec<u8>, bool)> = HashMap::new();
-            for (op, k, v) in ops {
-                match op {
-                    0 => {
-                        let single = v % 3 == 0;
-                        s.put(&key(k), value(&[v, k as u8], 100, single), 10).unwrap();
-                        model.insert(k, (vec![v, k as u8], single));
-                    }
-                    1 => {
-                        let want = model.get(&k).cloned();
-                        if want.as_ref().is_some_and(|w| w.1) {
-                            model.remove(&k);
-                        }
-                        proptest::prop_assert_eq!(der(s.get(&key(k), 10)), want.map(|w| w.0));
-                    }
-                    2 => proptest::prop_assert_eq!(der(s.take(&key(k), 10)), model.remove(&k).map(|w| w.0)),
-                    _ => proptest::prop_assert_eq!(s.remove(&key(k)), model.remove(&k).is_some()),
-                }
-                let bytes: usize = model.values().map(|w| w.0.len()).sum();
-                proptest::prop_assert_eq!(s.occupancy(), (model.len() as u64, bytes as u64));
-            }
+            crate::store::testing::behaves_like_a_map(&s, &ops)?;
         }
 
         /// Under eviction pressure the limits hold and a hit is always the last value stored

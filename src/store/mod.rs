@@ -14,6 +14,8 @@
 
 pub mod memory;
 pub mod shm;
+#[cfg(test)]
+pub mod testing;
 
 use crate::session::SessionObject;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -255,18 +255,7 @@ mod tests {
         }
     }
 
-    fn key(n: u32) -> SessionKey {
-        let mut id = [0x5au8; 32];
-        id[..4].copy_from_slice(&n.to_le_bytes());
-        SessionKey::new(&id).unwrap()
-    }
-
-    fn der(hit: Option<Hit>) -> Option<Vec<u8>> {
-        match hit? {
-            Hit::Der(d) => Some(d.as_slice().to_vec()),
-            Hit::Object(_) => panic!("shm returns DER"),
-        }
-    }
+    use crate::store::testing::{der, key};
 
     fn now() -> u64 {
         crate::cache::now()
@@ -404,6 +393,7 @@ mod tests {
 
     #[test]
     fn a_corrupt_entry_is_a_miss_and_an_error() {
+        crate::log::silence();
         let n = Name::new();
         let s = ShmStore::open(&n.0, Some(64 << 10), 1024).unwrap();
         s.put(&key(1), value(&[7u8; 100], 1000, false), now())
@@ -421,6 +411,7 @@ mod tests {
 
     #[test]
     fn a_process_dying_with_the_lock_held_does_not_wedge_the_cache() {
+        crate::log::silence();
         let n = Name::new();
         let s = ShmStore::open(&n.0, Some(64 << 10), 1024).unwrap();
         s.put(&key(1), value(b"kept", 1000, false), now()).unwrap();
@@ -471,32 +462,10 @@ mod tests {
     proptest::proptest! {
         /// Without eviction pressure the segment is exactly a map with single-use entries.
         #[test]
-        fn behaves_like_a_map(ops in proptest::collection::vec((0u8..4, 0u32..12, proptest::num::u8::ANY), 1..200)) {
+        fn behaves_like_a_map(ops in crate::store::testing::ops()) {
             let n = Name::new();
             let s = ShmStore::open(&n.0, Some(256 << 10), 1024).unwrap();
-            let mut model: HashMap<u32, (Vec<u8>, bool)> = HashMap::new();
-            for (op, k, v) in ops {
-                let t = now();
-                match op {
-                    0 => {
-                        let single = v % 3 == 0;
-                        let d = vec![v; 1 + v as usize % 50];
-                        s.put(&key(k), value(&d, 100, single), t).unwrap();
-                        model.insert(k, (d, single));
-                    }
-                    1 => {
-                        let want = model.get(&k).cloned();
-                        if want.as_ref().is_some_and(|w| w.1) {
-                            model.remove(&k);
-                        }
-                        proptest::prop_assert_eq!(der(s.get(&key(k), t)), want.map(|w| w.0));
-                    }
-                    2 => proptest::prop_assert_eq!(der(s.take(&key(k), t)), model.remove(&k).map(|w| w.0)),
-                    _ => proptest::prop_assert_eq!(s.remove(&key(k)), model.remove(&k).is_some()),
-                }
-                let bytes: usize = model.values().map(|w| w.0.len()).sum();
-                proptest::prop_assert_eq!(s.occupancy(), (model.len() as u64, bytes as u64));
-            }
+            crate::store::testing::behaves_like_a_map(&s, &ops)?;
         }
 
         /// Under pressure: a hit is always the last value stored under its key.

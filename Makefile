@@ -77,6 +77,11 @@ $(B)/test_cache: c-tests/test_cache.c $(TLS_UTIL) $(CHECK_FW) include/sesscache.
 	$(CC) $(WARN) $(CFLAGS) $(CPPFLAGS) c-tests/test_cache.c c-tests/tls_util.c c-tests/check.c \
 	  -o $@ $(LINK_SC) $(SSL_LIBS) -lpthread
 
+$(B)/test_shm: c-tests/test_shm.c $(TLS_UTIL) $(CHECK_FW) include/sesscache.h $(SO).$(MAJOR)
+	@mkdir -p $(B)
+	$(CC) $(WARN) $(CFLAGS) $(CPPFLAGS) c-tests/test_shm.c c-tests/tls_util.c c-tests/check.c \
+	  -o $@ $(LINK_SC) $(SSL_LIBS) -lpthread
+
 # The same harness under AddressSanitizer (the C side instrumented; every malloc/free in
 # the process, OpenSSL's and ours, goes through ASan's allocator).
 $(B)/test_cache_asan: c-tests/test_cache.c $(TLS_UTIL) $(CHECK_FW) include/sesscache.h $(SO).$(MAJOR)
@@ -102,7 +107,7 @@ $(B)/demo: examples/demo.c $(TLS_UTIL) include/sesscache.h $(SO).$(MAJOR)
 	@mkdir -p $(B)
 	$(CC) $(WARN) $(CFLAGS) $(CPPFLAGS) examples/demo.c c-tests/tls_util.c -o $@ $(LINK_SC) $(SSL_LIBS)
 
-C_PROGRAMS := $(B)/abi_check.o $(B)/test_cache $(B)/test_cache_asan $(B)/observe_plain \
+C_PROGRAMS := $(B)/abi_check.o $(B)/test_cache $(B)/test_shm $(B)/test_cache_asan $(B)/observe_plain \
               $(B)/observe_linked $(B)/bench_resume $(B)/demo
 
 c-tests: $(C_PROGRAMS)

@@ -5,27 +5,32 @@
  * together, with no network in the way. Two protocols are measured:
  *   TLS 1.2  resumption by session ID;
  *   TLS 1.3  resumption by stateful ticket (tu_server_ctx sets SSL_OP_NO_TICKET).
- * and two server configurations:
+ * and three server configurations:
  *   baseline   OpenSSL's internal cache (default server cache mode, nothing attached);
- *   sesscache  sesscache_open("memory:?single_use=0") attached to the server context
- *              (which switches the internal cache off).
+ *   memory     sesscache_open("memory:?single_use=0") attached to the server context
+ *              (which switches the internal cache off);
+ *   shm        sesscache_open("shm:bench-PID?size=8M&single_use=0"): the shared-memory
+ *              backend, which decodes the DER on every hit.
  * single_use=0 lets the same TLS 1.3 ticket be offered in every iteration; OpenSSL's
- * internal cache does not enforce single use of stateful tickets either, so both
+ * internal cache does not enforce single use of stateful tickets either, so all
  * configurations do the same work. (TLS 1.2 session IDs are never single-use.)
  *
- * Each measurement starts from a fresh server context (and, for sesscache, a fresh cache):
- * one full handshake gives the client a session, a few untimed resumptions warm up, then
+ * Each measurement starts from a fresh server context (and, for memory:, a fresh cache;
+ * the shm: segment is reopened and only its counters' growth is counted): one full
+ * handshake gives the client a session, a few untimed resumptions warm up, then
  * resumptions of that session run for the configured time; every one must resume or the
- * program stops with an error. A round measures both configurations, in the order
- * baseline, sesscache on even rounds and sesscache, baseline on odd ones, so that drift on
- * a noisy machine falls on both alike. Reported per protocol: the median rate of each
- * configuration and the median of the per-round ratios sesscache/baseline.
+ * program stops with an error. A round measures every configuration, starting with a
+ * different one each round, so that drift on a noisy machine falls on all alike. Reported
+ * per protocol: the median rate of each configuration and the median of the per-round
+ * ratios cache/baseline.
  *
  * Usage: bench_resume [--quick] [--rounds N] [--seconds S]
  *   environment: BENCH_ROUNDS, BENCH_SECONDS (the options win); defaults 7 rounds, 0.5 s.
  *   --quick: 1 round of 0.05 s per measurement (a smoke run).
  * Exit status: 0 on success, 1 on any failed or non-resumed handshake, 2 on bad usage. */
 #include <openssl/ssl.h>
+#include <sys/mman.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,8 +43,13 @@
 #define WARMUP 20
 #define CACHE_URL "memory:?single_use=0"
 
-enum { BASELINE = 0, SESSCACHE = 1, NCONFIGS = 2 };
-static const char *const config_name[NCONFIGS] = {"baseline", "sesscache"};
+enum { BASELINE = 0, MEMORY = 1, SHM = 2, NCONFIGS = 3 };
+static const char *const config_name[NCONFIGS] = {"baseline", "memory", "shm"};
+static char shm_url[96], shm_object[64];
+
+static const char *cache_url(int config) {
+    return config == SHM ? shm_url : CACHE_URL;
+}
 
 static tu_identity id;
 
@@ -90,12 +100,16 @@ static double measure(int version, int config, double seconds, SSL_CTX *client, 
     if (server == NULL)
         die("cannot make the server context");
     sesscache *cache = NULL;
-    if (config == SESSCACHE) {
-        cache = sesscache_open(CACHE_URL);
+    sesscache_stats before = {0};
+    if (config != BASELINE) {
+        cache = sesscache_open(cache_url(config));
         if (cache == NULL || sesscache_attach(cache, server) != 1) {
             fprintf(stderr, "bench_resume: %s: %s\n", label, sesscache_last_error());
             exit(1);
         }
+        /* A shm: segment outlives the handle: count only this measurement's events. */
+        if (sesscache_get_stats(cache, &before) != 1)
+            die("sesscache_get_stats failed");
     } else {
         /* OpenSSL's default for servers, stated here for the reader. */
         SSL_CTX_set_session_cache_mode(server, SSL_SESS_CACHE_SERVER);
@@ -118,16 +132,16 @@ static double measure(int version, int config, double seconds, SSL_CTX *client, 
         t1 = now();
     } while (t1 - t0 < seconds);
 
-    if (config == SESSCACHE) {
+    if (config != BASELINE) {
         sesscache_stats s;
         if (sesscache_get_stats(cache, &s) != 1)
             die("sesscache_get_stats failed");
-        t->stats.lookups += s.lookups;
-        t->stats.hits += s.hits;
-        t->stats.misses += s.misses;
-        t->stats.stores += s.stores;
-        t->stats.evictions += s.evictions;
-        t->stats.errors += s.errors;
+        t->stats.lookups += s.lookups - before.lookups;
+        t->stats.hits += s.hits - before.hits;
+        t->stats.misses += s.misses - before.misses;
+        t->stats.stores += s.stores - before.stores;
+        t->stats.evictions += s.evictions - before.evictions;
+        t->stats.errors += s.errors - before.errors;
         t->resumed += n + WARMUP;
     } else {
         t->internal_hits += (unsigned long long)SSL_CTX_sess_hits(server);
@@ -203,14 +217,16 @@ int main(int argc, char **argv) {
 
     static const int versions[] = {TLS1_2_VERSION, TLS1_3_VERSION};
     enum { NPROTO = 2 };
-    double med[NPROTO][NCONFIGS], med_ratio[NPROTO];
-    totals tot[NPROTO];
+    double med[NPROTO][NCONFIGS], med_ratio[NPROTO][NCONFIGS];
+    totals tot[NPROTO][NCONFIGS];
     memset(tot, 0, sizeof tot);
+    snprintf(shm_object, sizeof shm_object, "/sesscache-bench-%d", (int)getpid());
+    snprintf(shm_url, sizeof shm_url, "shm:bench-%d?size=8M&single_use=0", (int)getpid());
 
     printf("sesscache %s, %s: resumed handshakes over in-memory BIO pairs, one thread\n",
            sesscache_version(), OpenSSL_version(OPENSSL_VERSION));
-    printf("%d round(s) of %.2f s per configuration; sesscache cache URL \"%s\"\n", rounds, seconds,
-           CACHE_URL);
+    printf("%d round(s) of %.2f s per configuration; sesscache URLs \"%s\" and \"%s\"\n", rounds,
+           seconds, CACHE_URL, shm_url);
     printf("TLS 1.3 uses stateful tickets with single_use=0, so one ticket is resumed every "
            "iteration\n(OpenSSL's internal cache does not enforce single use either).\n\n");
     fflush(stdout);
@@ -219,53 +235,61 @@ int main(int argc, char **argv) {
         SSL_CTX *client = tu_client_ctx(versions[p]);
         if (client == NULL)
             die("cannot make the client context");
-        double rate[NCONFIGS][MAX_ROUNDS], ratio[MAX_ROUNDS];
+        double rate[NCONFIGS][MAX_ROUNDS], ratio[NCONFIGS][MAX_ROUNDS];
         for (int r = 0; r < rounds; r++) {
-            int first = r % 2 == 0 ? BASELINE : SESSCACHE;
+            /* Rotate the order every round so that drift falls on every configuration. */
             for (int k = 0; k < NCONFIGS; k++) {
-                int c = k == 0 ? first : 1 - first;
-                rate[c][r] = measure(versions[p], c, seconds, client, &tot[p]);
+                int c = (k + r) % NCONFIGS;
+                rate[c][r] = measure(versions[p], c, seconds, client, &tot[p][c]);
             }
-            ratio[r] = rate[SESSCACHE][r] / rate[BASELINE][r];
-            printf("  %s round %d/%d: baseline %.0f hs/s, sesscache %.0f hs/s, ratio %.3f\n",
-                    proto_name(versions[p]), r + 1, rounds, rate[BASELINE][r], rate[SESSCACHE][r],
-                    ratio[r]);
+            for (int c = 0; c < NCONFIGS; c++)
+                ratio[c][r] = rate[c][r] / rate[BASELINE][r];
+            printf("  %s round %d/%d: baseline %.0f hs/s, memory %.0f hs/s (%.3f), shm %.0f hs/s (%.3f)\n",
+                   proto_name(versions[p]), r + 1, rounds, rate[BASELINE][r], rate[MEMORY][r],
+                   ratio[MEMORY][r], rate[SHM][r], ratio[SHM][r]);
             fflush(stdout);
         }
-        for (int c = 0; c < NCONFIGS; c++)
+        for (int c = 0; c < NCONFIGS; c++) {
             med[p][c] = median(rate[c], rounds);
-        med_ratio[p] = median(ratio, rounds);
+            med_ratio[p][c] = median(ratio[c], rounds);
+        }
         SSL_CTX_free(client);
     }
 
-    printf("\n%-9s %15s %16s %14s %7s\n", "protocol", "baseline(hs/s)", "sesscache(hs/s)",
-           "ratio(median)", "rounds");
+    printf("\n%-9s %15s %14s %8s %14s %8s %7s\n", "protocol", "baseline(hs/s)", "memory(hs/s)",
+           "ratio", "shm(hs/s)", "ratio", "rounds");
     for (int p = 0; p < NPROTO; p++)
-        printf("%-9s %15.0f %16.0f %14.3f %7d\n", proto_name(versions[p]), med[p][BASELINE],
-               med[p][SESSCACHE], med_ratio[p], rounds);
+        printf("%-9s %15.0f %14.0f %8.3f %14.0f %8.3f %7d\n", proto_name(versions[p]), med[p][BASELINE],
+               med[p][MEMORY], med_ratio[p][MEMORY], med[p][SHM], med_ratio[p][SHM], rounds);
+    printf("(ratio: median over the rounds of cache/baseline measured in the same round)\n");
 
-    printf("\ncache stats (summed over the sesscache measurements; baseline = OpenSSL's own hits):\n");
-    printf("%-9s %12s %12s %10s %10s %12s %15s\n", "protocol", "resumptions", "hits", "misses",
+    printf("\ncache stats (summed over the measurements; baseline = OpenSSL's own hits):\n");
+    printf("%-16s %12s %12s %10s %10s %12s %15s\n", "protocol/cache", "resumptions", "hits", "misses",
            "stores", "lookups", "baseline hits");
     int bad = 0;
     for (int p = 0; p < NPROTO; p++) {
-        const totals *t = &tot[p];
-        printf("%-9s %12llu %12llu %10llu %10llu %12llu %15llu\n", proto_name(versions[p]),
-               t->resumed, (unsigned long long)t->stats.hits, (unsigned long long)t->stats.misses,
-               (unsigned long long)t->stats.stores, (unsigned long long)t->stats.lookups,
-               t->internal_hits);
-        /* Every resumption with sesscache attached must have been answered by the cache. */
-        if (t->stats.hits == 0 || t->stats.hits < t->resumed) {
-            fprintf(stderr, "bench_resume: %s: sesscache hits (%llu) do not cover the %llu resumptions\n",
-                    proto_name(versions[p]), (unsigned long long)t->stats.hits, t->resumed);
-            bad = 1;
-        }
-        if (t->stats.errors != 0) {
-            fprintf(stderr, "bench_resume: %s: the cache counted %llu errors\n", proto_name(versions[p]),
-                    (unsigned long long)t->stats.errors);
-            bad = 1;
+        for (int c = MEMORY; c < NCONFIGS; c++) {
+            const totals *t = &tot[p][c];
+            char label[32];
+            snprintf(label, sizeof label, "%s/%s", proto_name(versions[p]), config_name[c]);
+            printf("%-16s %12llu %12llu %10llu %10llu %12llu %15llu\n", label, t->resumed,
+                   (unsigned long long)t->stats.hits, (unsigned long long)t->stats.misses,
+                   (unsigned long long)t->stats.stores, (unsigned long long)t->stats.lookups,
+                   tot[p][BASELINE].internal_hits);
+            /* Every resumption with a cache attached must have been answered by the cache. */
+            if (t->stats.hits == 0 || t->stats.hits < t->resumed) {
+                fprintf(stderr, "bench_resume: %s: hits (%llu) do not cover the %llu resumptions\n",
+                        label, (unsigned long long)t->stats.hits, t->resumed);
+                bad = 1;
+            }
+            if (t->stats.errors != 0) {
+                fprintf(stderr, "bench_resume: %s: the cache counted %llu errors\n", label,
+                        (unsigned long long)t->stats.errors);
+                bad = 1;
+            }
         }
     }
+    shm_unlink(shm_object);
 
     tu_identity_free(&id);
     return bad;

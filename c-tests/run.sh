@@ -54,6 +54,9 @@ fi
 echo "== harness, linked before -lssl"
 suite test_cache test_cache $B/test_cache
 
+echo "== shm: processes, forks, crashes"
+suite test_shm test_shm $B/test_shm
+
 echo "== harness under valgrind memcheck"
 if command -v valgrind >/dev/null 2>&1; then
     suite test_cache_valgrind test_cache env SESSCACHE_TEST_QUICK=1 valgrind -q --leak-check=full \
@@ -96,6 +99,9 @@ if command -v openssl >/dev/null 2>&1; then
 else
     fail "the openssl command is not installed (apt-get install openssl)"
 fi
+
+echo "== shm: openssl s_server processes and nginx workers sharing one cache"
+suite shm_servers shm-servers sh c-tests/shm_servers.sh
 
 echo "== install, pkg-config"
 prefix=$(pwd)/$B/prefix

@@ -1,6 +1,8 @@
 #!/bin/sh
 # `make demo`: an unmodified `openssl s_server`, preloaded with libsesscache, serves six
-# `openssl s_client` connections on loopback; then the explicit C API demo (examples/demo.c).
+# `openssl s_client` connections on loopback; then two s_server processes share one shm:
+# cache (a session made on one resumes on the other); then the explicit C API demo
+# (examples/demo.c).
 set -u
 . c-tests/sserver.sh
 
@@ -38,6 +40,56 @@ echo
 echo "cache stats written by the server at exit (SESSCACHE_STATS):"
 sed -n 's/^sesscache stats pid=[0-9]* //p' "$dir/stats" | tr ' ' '\n' | sed 's/=/ /' |
     while read -r k v; do printf '  %-12s %s\n' "$k" "$v"; done
+echo
+
+# Two servers, one cache in shared memory. sserver_start keeps a server's stdin FIFO open on
+# fd 9: server 1's moves to fd 8 before server 2 starts (closing it would end server 1).
+seg=demo-$$
+trap 'rm -f "/dev/shm/sesscache-$seg"' EXIT
+echo "== The shm: backend: two openssl s_server processes sharing one cache"
+echo "   LD_PRELOAD=$SSERVER_LIB SESSCACHE_URL='shm:$seg?size=4M' openssl s_server ..."
+echo "   (twice, on two ports)"
+echo
+mkdir -p "$dir/shm1" "$dir/shm2"
+cp "$dir/cert.pem" "$dir/key.pem" "$dir/shm1/"; cp "$dir/cert.pem" "$dir/key.pem" "$dir/shm2/"
+sserver_start "$dir/shm1" 4 SESSCACHE_URL="shm:$seg?size=4M" SESSCACHE_STATS="$dir/shm1/stats" || exit 1
+pid1=$SSERVER_PID; port1=$SSERVER_PORT
+exec 8<&9
+sserver_start "$dir/shm2" 2 SESSCACHE_URL="shm:$seg?size=4M" SESSCACHE_STATS="$dir/shm2/stats" ||
+    { sserver_stop "$pid1"; exit 1; }
+pid2=$SSERVER_PID; port2=$SSERVER_PORT
+printf '%-5s %-12s %-9s %-8s %10s  %s\n' conn server protocol result "time(ms)" "client"
+n=0
+run2() { # server(1|2) protocol-flag session-args description
+    n=$((n + 1))
+    linger=0
+    case "$2 $3" in "-tls1_3 -sess_out"*) linger=1 ;; esac
+    if [ "$1" = 1 ]; then port=$port1; else port=$port2; fi
+    t0=$(date +%s%N)
+    r=$(SSERVER_LINGER=$linger sserver_connect "$port" $2 $3)
+    t1=$(date +%s%N)
+    printf '%-5s %-12s %-9s %-8s %10s  %s\n' "$n" "$1 (:$port)" "${r#* }" "${r%% *}" \
+        "$(( (t1 - t0) / 1000000 ))" "$4"
+}
+run2 1 -tls1_2 "-sess_out $dir/shm12.pem" "new client, saves its session"
+run2 2 -tls1_2 "-sess_in $dir/shm12.pem" "offers it to server 2"
+run2 1 -tls1_2 "-sess_in $dir/shm12.pem" "and back to server 1"
+run2 1 -tls1_3 "-sess_out $dir/shm13.pem" "new client, saves its ticket"
+run2 2 -tls1_3 "-sess_in $dir/shm13.pem" "offers the ticket to server 2"
+run2 1 -tls1_3 "-sess_in $dir/shm13.pem" "replays it to server 1: refused, single use across processes"
+echo "   segment: $(stat -c '%n, %s bytes, mode 0%a' "/dev/shm/sesscache-$seg")"
+sserver_wait "$pid2"
+sserver_wait "$pid1"
+exec 8>&-
+echo
+# The counters live in the segment: each server's line at exit counts both servers' events;
+# the one with the most lookups is the later one.
+echo "segment stats, written by the last server to exit (SESSCACHE_STATS):"
+cat "$dir/shm1/stats" "$dir/shm2/stats" 2>/dev/null | sort -t= -k3,3n | tail -n 1 |
+    sed -n 's/^sesscache stats pid=[0-9]* //p' | tr ' ' '\n' | sed 's/=/ /' |
+    while read -r k v; do printf '  %-12s %s\n' "$k" "$v"; done
+rm -f "/dev/shm/sesscache-$seg"; trap - EXIT
+echo "   (segment removed: rm /dev/shm/sesscache-$seg)"
 echo
 echo "== The explicit API: two server contexts sharing one cache (examples/demo.c)"
 echo

@@ -137,17 +137,22 @@ pub unsafe fn on_new_ctx(ctx: *mut ssl_ctx_st, method: *const SSL_METHOD) {
     }
 }
 
+/// Where the stats go at exit: read when the cache is opened, because some servers (nginx)
+/// clear the environment of the worker processes they fork.
+static STATS_DEST: OnceLock<std::ffi::OsString> = OnceLock::new();
+
 fn register_stats_at_exit() {
-    if std::env::var_os("SESSCACHE_STATS").is_none() {
+    let Some(dest) = std::env::var_os("SESSCACHE_STATS").filter(|d| !d.is_empty()) else {
         return;
-    }
+    };
+    let _ = STATS_DEST.set(dest);
     extern "C" fn write_stats() {
         let _ = std::panic::catch_unwind(|| {
             if let (Some(dest), Some(cache)) = (
-                std::env::var_os("SESSCACHE_STATS"),
+                STATS_DEST.get(),
                 PROCESS_CACHE.get().and_then(|p| p.cache.as_ref()),
             ) {
-                write_stats_line(&dest, &cache.stats());
+                write_stats_line(dest, &cache.stats());
             }
         });
     }

@@ -1,0 +1,229 @@
+#!/bin/sh
+# The shm: backend between real server processes, with libsesscache preloaded:
+# a. two unmodified `openssl s_server` processes opening the same shm:NAME: a session made
+#    on one resumes on the other (TLS 1.2 session IDs; TLS 1.3 tickets, once); with
+#    memory: (one cache per process) the same sessions do not resume across them;
+# b. nginx with two workers (reuseport: the kernel spreads connections over them) and
+#    ssl_session_cache none: with shm: every resumption succeeds, whichever worker made the
+#    session; with memory: (a copy per worker) a session resumes only on its own worker;
+#    without the library it does not resume at all.
+# Prints ok/FAIL lines and "shm-servers: N passed, M failed"; exits non-zero on failure.
+# Run from the top of the tree after `make lib`. nginx: the Debian package `nginx`.
+set -u
+# Each server gets its settings below; the caller's would change what the tests observe.
+unset SESSCACHE_URL SESSCACHE_LOG SESSCACHE_STATS
+. c-tests/sserver.sh
+. c-tests/nginx.sh
+passed=0; failed=0
+ok() { passed=$((passed + 1)); echo "ok - $1"; }
+fail() { failed=$((failed + 1)); echo "FAIL - $1"; }
+check() { if [ "$1" = "$2" ]; then ok "$3"; else fail "$3 (got '$1', want '$2')"; fi; }
+show() { for _f; do echo "#   $_f:"; tail -n 25 "$_f" 2>/dev/null | sed 's/^/#     /'; done; }
+# The line of a stats file with the most lookups (the counters are the segment's, so the
+# last process to exit saw them all), then one field of it.
+stats_last() { sort -t= -k3,3n "$1" 2>/dev/null | tail -n 1; }
+field() { echo "$1" | sed -n "s/.* $2=\([0-9]*\).*/\1/p"; }
+
+lib=$SSERVER_LIB
+dir=$(mktemp -d "${TMPDIR:-/tmp}/shm-servers.XXXXXX") || { echo "FAIL - mktemp"; echo "shm-servers: 0 passed, 1 failed"; exit 1; }
+chmod 0755 "$dir"   # nginx's workers (user nobody) write their stats under it
+seg_s=shmsrv-$$; seg_n=shmngx-$$
+S1=; S2=
+cleanup() {
+    for _p in $S1 $S2; do kill "$_p" 2>/dev/null; wait "$_p" 2>/dev/null; done
+    S1=; S2=
+    exec 8>&- 9>&-
+    ngx_stop
+    rm -rf "$dir"
+    rm -f "/dev/shm/sesscache-$seg_s" "/dev/shm/sesscache-$seg_n"
+}
+trap cleanup EXIT
+trap 'exit 1' INT TERM HUP
+rm -f "/dev/shm/sesscache-$seg_s" "/dev/shm/sesscache-$seg_n"
+
+if [ ! -f "$lib" ]; then
+    echo "FAIL - $lib is missing: run 'make lib' first"; echo "shm-servers: 0 passed, 1 failed"; exit 1
+fi
+
+# ---- a. two openssl s_server processes -------------------------------------------------
+# Server 1 on one port, server 2 on the next free one, each with the cert of $dir/a.
+# sserver_start keeps each server's stdin FIFO open on fd 9: server 1's is moved to fd 8
+# before server 2 is started (closing it would end server 1).
+two_servers() { # N1 N2 VAR=VAL…  (accepts for server 1, for server 2)
+    _n1=$1; _n2=$2; shift 2
+    rm -rf "$dir/s1" "$dir/s2"; mkdir "$dir/s1" "$dir/s2"
+    cp "$dir/a/cert.pem" "$dir/a/key.pem" "$dir/s1/"; cp "$dir/a/cert.pem" "$dir/a/key.pem" "$dir/s2/"
+    sserver_start "$dir/s1" "$_n1" "$@" || return 1
+    S1=$SSERVER_PID; P1=$SSERVER_PORT
+    exec 8<&9
+    sserver_start "$dir/s2" "$_n2" "$@" || return 1
+    S2=$SSERVER_PID; P2=$SSERVER_PORT
+}
+# Both servers exit after their accepts; sserver_wait closes fd 9 (server 2's FIFO) first.
+two_wait() {
+    _rc=0
+    sserver_wait "$S2" || _rc=1
+    sserver_wait "$S1" || _rc=1
+    exec 8>&-
+    S1=; S2=
+    return $_rc
+}
+
+mkdir "$dir/a"
+sserver_cert "$dir/a" || fail "openssl could not make a certificate"
+
+echo "# a. two openssl s_server processes, SESSCACHE_URL=shm:$seg_s?size=4M"
+# server 1: connections 1, 3, 4, 6; server 2: connections 2, 5, 7.
+f0=$failed
+if two_servers 4 3 SESSCACHE_URL="shm:$seg_s?size=4M" SESSCACHE_STATS="$dir/a/stats"; then
+    pids="$S1 $S2"
+    check "$(stat -c %a "/dev/shm/sesscache-$seg_s" 2>&1)" 600 "s_server: both servers use /dev/shm/sesscache-$seg_s, mode 0600"
+    c1=$(sserver_connect "$P1" -tls1_2 -sess_out "$dir/a/s12.pem")
+    c2=$(sserver_connect "$P2" -tls1_2 -sess_in "$dir/a/s12.pem")
+    c3=$(sserver_connect "$P1" -tls1_2 -sess_in "$dir/a/s12.pem")
+    c4=$(SSERVER_LINGER=1 sserver_connect "$P1" -tls1_3 -sess_out "$dir/a/t13.pem")
+    c5=$(sserver_connect "$P2" -tls1_3 -sess_in "$dir/a/t13.pem")
+    c6=$(sserver_connect "$P1" -tls1_3 -sess_in "$dir/a/t13.pem")
+    c7=$(sserver_connect "$P2" -tls1_3 -sess_in "$dir/a/t13.pem")
+    if two_wait; then ok "s_server: both servers served their connections and exited"; else fail "s_server: a server did not exit after its connections"; fi
+    check "$c1" "New TLSv1.2" "s_server TLS 1.2: full handshake on server 1"
+    check "$c2" "Reused TLSv1.2" "s_server TLS 1.2: server 1's session resumes on server 2"
+    check "$c3" "Reused TLSv1.2" "s_server TLS 1.2: and again on server 1"
+    check "$c4" "New TLSv1.3" "s_server TLS 1.3: full handshake on server 1, ticket saved"
+    check "$c5" "Reused TLSv1.3" "s_server TLS 1.3: server 1's ticket resumes on server 2"
+    check "$c6" "New TLSv1.3" "s_server TLS 1.3: the ticket replayed to server 1 is refused (single use across processes)"
+    check "$c7" "New TLSv1.3" "s_server TLS 1.3: and replayed to server 2 too"
+    # (A server that found its port busy wrote one too: the pids tell them apart.)
+    check "$(for p in $pids; do grep -c "^sesscache stats pid=$p " "$dir/a/stats"; done | tr '\n' ' ')" "1 1 " \
+        "s_server: each server wrote its stats line at exit"
+    st=$(stats_last "$dir/a/stats")
+    check "$(field "$st" lookups) $(field "$st" hits) $(field "$st" misses) $(field "$st" errors)" "5 3 2 0" \
+        "s_server: segment stats: lookups hits misses errors"
+    [ "$failed" -eq "$f0" ] || show "$dir/a/stats" "$dir/s1/server.err" "$dir/s2/server.err"
+else
+    fail "s_server: the two shm: servers did not start"; show "$dir/s1/server.err" "$dir/s2/server.err"
+    for _p in $S1 $S2; do sserver_stop "$_p"; done; exec 8>&-; S1=; S2=
+fi
+rm -f "/dev/shm/sesscache-$seg_s"
+
+echo "# a. control: the same with SESSCACHE_URL=memory: (one cache per process)"
+if two_servers 3 2 SESSCACHE_URL=memory:; then
+    c1=$(sserver_connect "$P1" -tls1_2 -sess_out "$dir/a/m12.pem")
+    c2=$(sserver_connect "$P2" -tls1_2 -sess_in "$dir/a/m12.pem")
+    c3=$(sserver_connect "$P1" -tls1_2 -sess_in "$dir/a/m12.pem")
+    c4=$(SSERVER_LINGER=1 sserver_connect "$P1" -tls1_3 -sess_out "$dir/a/m13.pem")
+    c5=$(sserver_connect "$P2" -tls1_3 -sess_in "$dir/a/m13.pem")
+    two_wait || fail "memory: control: a server did not exit after its connections"
+    check "$c1 | $c2 | $c3" "New TLSv1.2 | New TLSv1.2 | Reused TLSv1.2" \
+        "memory: control TLS 1.2: server 1's session does not resume on server 2 (but does on server 1)"
+    check "$c4 | $c5" "New TLSv1.3 | New TLSv1.3" "memory: control TLS 1.3: server 1's ticket does not resume on server 2"
+else
+    fail "memory: control: the servers did not start"; show "$dir/s1/server.err" "$dir/s2/server.err"
+    for _p in $S1 $S2; do sserver_stop "$_p"; done; exec 8>&-; S1=; S2=
+fi
+
+# ---- b. nginx, two workers ---------------------------------------------------------------
+if [ -x /usr/sbin/nginx ]; then NGX_BIN=/usr/sbin/nginx; else NGX_BIN=$(command -v nginx || true); fi
+
+# 10 rounds of `s_client -reconnect` (6 TLS 1.2 connections each); prints "NEW REUSED".
+reconnects() {
+    _r=0; _new=0; _reused=0
+    while [ $_r -lt "$1" ]; do
+        timeout 10 openssl s_client -connect "127.0.0.1:$NGX_PORT" -tls1_2 -reconnect \
+            </dev/null >"$ndir/reconnect.out" 2>&1
+        _new=$((_new + $(grep -c '^New, TLSv1.2' "$ndir/reconnect.out")))
+        _reused=$((_reused + $(grep -c '^Reused, TLSv1.2' "$ndir/reconnect.out")))
+        _r=$((_r + 1))
+    done
+    echo "$_new $_reused"
+}
+# ngx_pairs in batches of 10 until a session made on one worker was offered to the other
+# (at most 30 rounds); sets ROUNDS and the ngx_analyse fields.
+pairs() {
+    ROUNDS=0
+    while :; do
+        ngx_pairs "$ndir" 10 "$ROUNDS"; ROUNDS=$((ROUNDS + 10))
+        set -- $(ngx_analyse "$ndir/access.log")
+        workers=$1; cross_reused=$2; cross_new=$3; same_reused=$4; same_new=$5
+        [ $((cross_reused + cross_new)) -gt 0 ] && [ "$workers" -ge 2 ] && break
+        [ $ROUNDS -ge 30 ] && break
+        echo "# no session was offered to the other worker in $ROUNDS rounds: 10 more"
+    done
+}
+count() { grep -c -e "$1" "$ndir/clients"; }
+
+if [ -z "$NGX_BIN" ]; then
+    fail "nginx is not installed (apt-get install nginx): the nginx tests cannot run"
+else
+    echo "# b. nginx ($($NGX_BIN -v 2>&1 | sed 's/^nginx version: //')), 2 workers, reuseport, SESSCACHE_URL=shm:$seg_n?size=4M"
+    ndir=$dir/ngx-shm; mkdir "$ndir"
+    sserver_cert "$ndir"
+    f0=$failed
+    if ngx_start "$ndir" LD_PRELOAD="$lib" SESSCACHE_URL="shm:$seg_n?size=4M" SESSCACHE_STATS="$ndir/stats"; then
+        master=$NGX_PID; workers_started=$NGX_WORKERS
+        set -- $(reconnects 10); rc_new=$1; rc_reused=$2
+        check "$rc_new $rc_reused" "10 50" "nginx shm TLS 1.2: 10 x s_client -reconnect: 10 new, all 50 reconnections resumed"
+        pairs
+        check "$(count ' Reused TLSv1.2 ')" "$ROUNDS" "nginx shm TLS 1.2: $ROUNDS saved sessions resumed (-sess_in)"
+        check "$(count '-new New TLSv1.3 ')" "$ROUNDS" "nginx shm TLS 1.3: $ROUNDS full handshakes, tickets saved"
+        check "$(count '-resume Reused TLSv1.3 ')" "$ROUNDS" "nginx shm TLS 1.3: each ticket resumed once"
+        check "$(count '-replay New TLSv1.3 ')" "$ROUNDS" "nginx shm TLS 1.3: each replayed ticket refused"
+        check "$workers" 2 "nginx shm: the access log shows both workers serving ($workers_started)"
+        if [ "$cross_reused" -ge 1 ] && [ "$cross_new" -eq 0 ] && [ "$same_new" -eq 0 ]; then
+            ok "nginx shm: $cross_reused of $((cross_reused + same_reused)) resumptions on the other worker than the one that made the session, none refused"
+        else
+            fail "nginx shm: cross-worker resumed $cross_reused, cross-worker refused $cross_new, same-worker resumed $same_reused, same-worker refused $same_new"
+        fi
+        hits_seen=$(( rc_reused + $(count ' Reused TLSv') ))
+        refused_seen=$(count '-replay New TLSv1.3 ')
+        if ngx_stop; then ok "nginx shm: master and workers exited on SIGQUIT"; else fail "nginx shm: nginx did not exit on SIGQUIT in 10 s"; fi
+        check "$(sed -n 's/^sesscache stats pid=\([0-9]*\) .*/\1/p' "$ndir/stats" | sort -n | tr '\n' ' ')" \
+            "$(echo $master $workers_started | tr ' ' '\n' | sort -n | tr '\n' ' ')" \
+            "nginx shm: master and both workers wrote a stats line at exit"
+        st=$(stats_last "$ndir/stats")
+        check "$(field "$st" hits) $(field "$st" misses)" "$hits_seen $refused_seen" \
+            "nginx shm: segment stats: hits = resumptions the clients saw, misses = replays"
+        check "$(grep -c ' errors=0 ' "$ndir/stats")" 3 "nginx shm: errors=0 in every stats line"
+        [ "$failed" -eq "$f0" ] || show "$ndir/stats" "$ndir/clients" "$ndir/access.log" "$ndir/error.log"
+    else
+        fail "nginx shm: nginx did not start"
+    fi
+    rm -f "/dev/shm/sesscache-$seg_n"
+
+    echo "# b. control: nginx with SESSCACHE_URL=memory: (each worker has its own copy)"
+    ndir=$dir/ngx-memory; mkdir "$ndir"
+    sserver_cert "$ndir"
+    if ngx_start "$ndir" LD_PRELOAD="$lib" SESSCACHE_URL=memory:; then
+        pairs
+        ngx_stop || fail "nginx memory: nginx did not exit on SIGQUIT in 10 s"
+        if [ "$cross_reused" -eq 0 ] && [ "$cross_new" -ge 1 ] && [ "$same_new" -eq 0 ]; then
+            ok "nginx memory: control: $cross_new sessions offered to the other worker, none resumed; $same_reused resumed on their own worker"
+        else
+            fail "nginx memory: control: cross-worker resumed $cross_reused (want 0), refused $cross_new (want >= 1); same-worker resumed $same_reused, refused $same_new (want 0)"
+            show "$ndir/clients" "$ndir/access.log"
+        fi
+    else
+        fail "nginx memory: nginx did not start"
+    fi
+
+    echo "# b. control: nginx without the library"
+    ndir=$dir/ngx-plain; mkdir "$ndir"
+    sserver_cert "$ndir"
+    if ngx_start "$ndir"; then
+        set -- $(reconnects 3)
+        ngx_stop || fail "nginx without the library: nginx did not exit on SIGQUIT in 10 s"
+        if [ $(($1 + $2)) -eq 18 ] && [ "$2" -lt 15 ]; then
+            ok "nginx without the library: control: $2 of 15 reconnections resumed (ssl_session_cache none)"
+        else
+            fail "nginx without the library: control: $1 new, $2 resumed (want 18 connections, fewer than 15 resumed)"
+        fi
+    else
+        fail "nginx without the library: nginx did not start"
+    fi
+fi
+
+cleanup
+trap - EXIT
+echo "shm-servers: $passed passed, $failed failed"
+[ "$failed" -eq 0 ] || exit 1
+exit 0

@@ -89,6 +89,11 @@ $(B)/test_cache_asan: c-tests/test_cache.c $(TLS_UTIL) $(CHECK_FW) include/sessc
 	$(CC) $(WARN) -O1 -g -fsanitize=address -fno-omit-frame-pointer $(CPPFLAGS) \
 	  c-tests/test_cache.c c-tests/tls_util.c c-tests/check.c -o $@ $(LINK_SC) $(SSL_LIBS) -lpthread
 
+$(B)/test_shm_asan: c-tests/test_shm.c $(TLS_UTIL) $(CHECK_FW) include/sesscache.h $(SO).$(MAJOR)
+	@mkdir -p $(B)
+	$(CC) $(WARN) -O1 -g -fsanitize=address -fno-omit-frame-pointer $(CPPFLAGS) \
+	  c-tests/test_shm.c c-tests/tls_util.c c-tests/check.c -o $@ $(LINK_SC) $(SSL_LIBS) -lpthread
+
 # The transparency probe, built twice: without the library and linked with it first.
 $(B)/observe_plain: c-tests/observe.c $(TLS_UTIL)
 	@mkdir -p $(B)
@@ -107,7 +112,8 @@ $(B)/demo: examples/demo.c $(TLS_UTIL) include/sesscache.h $(SO).$(MAJOR)
 	@mkdir -p $(B)
 	$(CC) $(WARN) $(CFLAGS) $(CPPFLAGS) examples/demo.c c-tests/tls_util.c -o $@ $(LINK_SC) $(SSL_LIBS)
 
-C_PROGRAMS := $(B)/abi_check.o $(B)/test_cache $(B)/test_shm $(B)/test_cache_asan $(B)/observe_plain \
+C_PROGRAMS := $(B)/abi_check.o $(B)/test_cache $(B)/test_shm $(B)/test_cache_asan $(B)/test_shm_asan \
+              $(B)/observe_plain \
               $(B)/observe_linked $(B)/bench_resume $(B)/demo
 
 c-tests: $(C_PROGRAMS)

@@ -61,12 +61,15 @@ echo "== harness under valgrind memcheck"
 if command -v valgrind >/dev/null 2>&1; then
     suite test_cache_valgrind test_cache env SESSCACHE_TEST_QUICK=1 valgrind -q --leak-check=full \
         --errors-for-leak-kinds=definite --error-exitcode=99 $B/test_cache
+    suite test_shm_valgrind test_shm env SESSCACHE_TEST_QUICK=1 valgrind -q --leak-check=full \
+        --errors-for-leak-kinds=definite --error-exitcode=99 $B/test_shm
 else
     fail "valgrind is not installed (apt-get install valgrind)"
 fi
 
 echo "== harness built with AddressSanitizer"
 suite test_cache_asan test_cache env ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 $B/test_cache_asan
+suite test_shm_asan test_shm env ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 $B/test_shm_asan
 
 echo "== transparency: the same program with and without the library"
 lib=$(pwd)/target/release/libsesscache.so

@@ -58,7 +58,9 @@ pub unsafe extern "C" fn get_session(
         return std::ptr::null_mut();
     }
     // SAFETY: OpenSSL passes a live connection; its session context is live with it.
-    let Some(rec) = (unsafe { record(session_ctx(ssl)) }) else {
+    let ctx = unsafe { session_ctx(ssl) };
+    // SAFETY: as above.
+    let Some(rec) = (unsafe { record(ctx) }) else {
         return std::ptr::null_mut();
     };
     if let Some(app) = rec.app_get_cb().filter(|&cb| !is_ours_get(cb)) {
@@ -71,7 +73,7 @@ pub unsafe extern "C" fn get_session(
     // The program may have turned server caching off after attaching (its later settings
     // win): OpenSSL still calls get callbacks then, but the cache stays silent.
     // SAFETY: the session context is live with the connection.
-    if !unsafe { server_caching_on(session_ctx(ssl)) } {
+    if !unsafe { server_caching_on(ctx) } {
         return std::ptr::null_mut();
     }
     // SAFETY: arguments as OpenSSL passed them.

@@ -1078,6 +1078,49 @@ static int run_role(int argc, char **argv) {
     return rc;
 }
 
+/* Each handle keeps a front of sessions it decoded. Two handles on one segment stand for two
+ * processes: after one of them removes a session (or replaces it), the other must not
+ * resume it from its front. */
+static void test_front_never_outlives_the_entry(void) {
+    char name[64], url[128];
+    seg_name(name, sizeof name, "front");
+    snprintf(url, sizeof url, "shm:%s?size=1M", name);
+    sesscache *c1 = sesscache_open(url), *c2 = sesscache_open(url);
+    REQUIRE(c1 != NULL && c2 != NULL);
+    SSL_CTX *a = tu_server_ctx(&id, TLS1_2_VERSION), *b = tu_server_ctx(&id, TLS1_2_VERSION);
+    SSL_CTX *client = tu_client_ctx(TLS1_2_VERSION);
+    REQUIRE(a && b && client && sesscache_attach(c1, a) == 1 && sesscache_attach(c2, b) == 1);
+    tu_conn_result full, r;
+    tu_conn_opts o = {0};
+    REQUIRE(tu_connect(a, client, &o, &full) && full.session != NULL);
+    o.resume = full.session;
+    for (int i = 0; i < 3; i++) { /* the first decodes, the next two come from b's front */
+        CHECK(tu_connect(b, client, &o, &r) && r.resumed);
+        SSL_SESSION_free(r.session);
+    }
+    /* a's side removes it (as OpenSSL does after a fatal alert, say). OpenSSL marks the
+     * object it removes as not resumable, so remove a copy: the client's own object must
+     * stay offerable, or the test would prove nothing about the server. */
+    SSL_SESSION *dup = SSL_SESSION_dup(full.session);
+    REQUIRE(dup != NULL);
+    SSL_CTX_remove_session(a, dup);
+    SSL_SESSION_free(dup);
+    CHECK(SSL_SESSION_is_resumable(full.session));
+    CHECK(tu_connect(b, client, &o, &r) && !r.resumed);
+    SSL_SESSION_free(r.session);
+    sesscache_stats st;
+    CHECK(sesscache_get_stats(c2, &st) == 1);
+    CHECK_EQ(st.hits, 3);
+    CHECK_EQ(st.errors, 0);
+    SSL_SESSION_free(full.session);
+    SSL_CTX_free(client);
+    SSL_CTX_free(a);
+    SSL_CTX_free(b);
+    sesscache_free(c1);
+    sesscache_free(c2);
+    CHECK(seg_unlink(name));
+}
+
 int main(int argc, char **argv) {
     quick = getenv("SESSCACHE_TEST_QUICK") != NULL;
     child_alarm = quick ? 120 : 20;
@@ -1099,6 +1142,7 @@ int main(int argc, char **argv) {
     unsetenv("SESSCACHE_STATS");
     if (!tu_identity_make(&id))
         return 2;
+    RUN(test_front_never_outlives_the_entry);
     RUN(test_forked_workers);
     RUN(test_unrelated_processes);
     RUN(test_crash_storm);

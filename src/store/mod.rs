@@ -12,6 +12,7 @@
 //! - `take` consumes any live entry; `remove` deletes without returning;
 //! - expired entries are never returned; removed, evicted and expired values are wiped.
 
+pub mod front;
 pub mod memory;
 pub mod shm;
 #[cfg(test)]

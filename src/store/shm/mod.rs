@@ -9,9 +9,10 @@
 pub mod segment;
 pub mod shard;
 
+use super::front::Front;
 use super::{Counters, Hit, PutError, SessionKey, Store, Value};
 use segment::{Header, Layout, Segment, HEADER_BYTES, LAYOUT_VERSION, MAGIC, SHARD_HEADER_BYTES};
-use shard::{entry_len, Events, Shard, ShardHeader, ENTRY_HEADER};
+use shard::{entry_len, Events, Found, Shard, ShardHeader, ENTRY_HEADER};
 use std::hash::Hasher;
 
 /// The segment size when the URL gives none and the segment is new.
@@ -24,6 +25,8 @@ pub struct ShmStore {
     k1: u64,
     epoch: u64,
     max_value_bytes: usize,
+    /// Decoded objects of reusable sessions this process has looked up.
+    front: Front,
 }
 
 impl ShmStore {
@@ -86,7 +89,40 @@ impl ShmStore {
             k1,
             epoch,
             max_value_bytes,
+            front: Front::default(),
         })
+    }
+
+    fn lookup(&self, key: &SessionKey, now: u64, take: bool) -> Option<Hit> {
+        let found = self
+            .with_shard(key, now, |s, tag, now, ev| {
+                s.get(
+                    tag,
+                    key.as_bytes(),
+                    now,
+                    take,
+                    |stamp| self.front.get(key, stamp),
+                    ev,
+                )
+            })
+            .flatten()?;
+        match found {
+            Found::Front(obj) => Some(Hit::Object(obj)),
+            // Consumed entries (TLS 1.3 tickets) are used once: nothing to keep.
+            Found::Der {
+                der,
+                consumed: true,
+                ..
+            } => Some(Hit::Der(der)),
+            Found::Der { der, stamp, .. } => match crate::session::decode(der.as_slice()) {
+                Some(obj) => {
+                    self.front.insert(key, stamp, obj.clone());
+                    Some(Hit::Object(obj))
+                }
+                // The cache core counts it and removes the entry.
+                None => Some(Hit::Der(der)),
+            },
+        }
     }
 
     /// (shard, tag) for a key.
@@ -156,6 +192,7 @@ impl Store for ShmStore {
         if value.expires_at <= now {
             return Err(PutError::Expired);
         }
+        self.front.remove(key);
         let expires = self.rel(value.expires_at);
         let stored = self.with_shard(key, now, |s, tag, now, ev| {
             s.put(
@@ -175,20 +212,16 @@ impl Store for ShmStore {
     }
 
     fn get(&self, key: &SessionKey, now: u64) -> Option<Hit> {
-        self.with_shard(key, now, |s, tag, now, ev| {
-            s.get(tag, key.as_bytes(), now, false, ev)
-        })
-        .flatten()
+        self.lookup(key, now, false)
     }
 
     fn take(&self, key: &SessionKey, now: u64) -> Option<Hit> {
-        self.with_shard(key, now, |s, tag, now, ev| {
-            s.get(tag, key.as_bytes(), now, true, ev)
-        })
-        .flatten()
+        self.front.remove(key);
+        self.lookup(key, now, true)
     }
 
     fn remove(&self, key: &SessionKey) -> bool {
+        self.front.remove(key);
         let removed = self
             .with_shard(key, crate::cache::now(), |s, tag, _, _| {
                 s.remove(tag, key.as_bytes())
@@ -432,6 +465,85 @@ mod tests {
         assert_eq!(der(s.get(&key(1), now())).unwrap(), b"kept");
         s.put(&key(2), value(b"new", 1000, false), now()).unwrap();
         assert_eq!(s.occupancy().0, 2);
+    }
+
+    extern "C" {
+        fn SSL_SESSION_new() -> *mut openssl_sys::SSL_SESSION;
+        fn SSL_SESSION_set1_id(s: *mut openssl_sys::SSL_SESSION, id: *const u8, len: u32) -> i32;
+        fn SSL_SESSION_set1_master_key(
+            s: *mut openssl_sys::SSL_SESSION,
+            k: *const u8,
+            len: usize,
+        ) -> i32;
+        fn SSL_SESSION_set_protocol_version(s: *mut openssl_sys::SSL_SESSION, v: i32) -> i32;
+        fn SSL_SESSION_set_cipher(
+            s: *mut openssl_sys::SSL_SESSION,
+            c: *const openssl_sys::SSL_CIPHER,
+        ) -> i32;
+        fn SSL_CIPHER_find(
+            ssl: *mut openssl_sys::SSL,
+            bytes: *const u8,
+        ) -> *const openssl_sys::SSL_CIPHER;
+    }
+
+    /// The DER of a real (decodable) TLS 1.2 session with this ID and master key.
+    fn real_der(id: &[u8], master_key: u8) -> Vec<u8> {
+        // SAFETY: test-only OpenSSL calls on objects made and freed here.
+        unsafe {
+            let ctx = openssl_sys::SSL_CTX_new(openssl_sys::TLS_method());
+            let ssl = openssl_sys::SSL_new(ctx);
+            let s = SSL_SESSION_new();
+            let cipher = SSL_CIPHER_find(ssl, [0xC0u8, 0x2B].as_ptr());
+            assert!(!cipher.is_null());
+            assert_eq!(SSL_SESSION_set1_id(s, id.as_ptr(), id.len() as u32), 1);
+            assert_eq!(
+                SSL_SESSION_set1_master_key(s, [master_key; 48].as_ptr(), 48),
+                1
+            );
+            assert_eq!(
+                SSL_SESSION_set_protocol_version(s, openssl_sys::TLS1_2_VERSION),
+                1
+            );
+            assert_eq!(SSL_SESSION_set_cipher(s, cipher), 1);
+            let der = crate::session::encode(s).unwrap();
+            openssl_sys::SSL_SESSION_free(s);
+            openssl_sys::SSL_free(ssl);
+            openssl_sys::SSL_CTX_free(ctx);
+            der
+        }
+    }
+
+    fn master_key_of(hit: Option<Hit>) -> u8 {
+        let Some(Hit::Object(obj)) = hit else {
+            panic!("expected a decoded session");
+        };
+        let mut key = [0u8; 48];
+        // SAFETY: obj is a live session; key has room for 48 bytes.
+        let n =
+            unsafe { openssl_sys::SSL_SESSION_get_master_key(obj.as_ptr(), key.as_mut_ptr(), 48) };
+        assert_eq!(n, 48);
+        key[0]
+    }
+
+    /// Two handles on one segment stand for two processes, each with its front of decoded
+    /// sessions: when one replaces a session, the other must see the new one, not the
+    /// object it decoded before.
+    #[test]
+    fn the_front_follows_the_segment() {
+        let n = Name::new();
+        let a = ShmStore::open(&n.0, Some(256 << 10), 16 << 10).unwrap();
+        let b = ShmStore::open(&n.0, None, 16 << 10).unwrap();
+        let id = [9u8; 32];
+        let k = SessionKey::new(&id).unwrap();
+        a.put(&k, value(&real_der(&id, 1), now() + 100, false), now())
+            .unwrap();
+        assert_eq!(master_key_of(b.get(&k, now())), 1);
+        assert_eq!(master_key_of(b.get(&k, now())), 1, "from b's front");
+        a.put(&k, value(&real_der(&id, 2), now() + 100, false), now())
+            .unwrap();
+        assert_eq!(master_key_of(b.get(&k, now())), 2);
+        assert!(a.remove(&k));
+        assert!(b.get(&k, now()).is_none());
     }
 
     #[test]

@@ -29,7 +29,7 @@
 //! live entry's checksum (a torn entry is dropped), then marks the mutex consistent.
 
 use crate::log::Level;
-use crate::store::{Counters, Hit, SecretBytes};
+use crate::store::{Counters, SecretBytes};
 use std::cell::RefCell;
 
 pub const ENTRY_HEADER: usize = 20;
@@ -73,6 +73,18 @@ pub struct Shard {
 unsafe impl Send for Shard {}
 // SAFETY: as above.
 unsafe impl Sync for Shard {}
+
+/// What a lookup found.
+pub enum Found<T> {
+    /// The caller's front already held an object decoded from this entry.
+    Front(T),
+    /// The entry's DER; `consumed` if the lookup removed it.
+    Der {
+        der: SecretBytes,
+        stamp: u64,
+        consumed: bool,
+    },
+}
 
 /// What a caller learns from one locked operation, for the shared counters.
 #[derive(Default)]
@@ -341,15 +353,18 @@ impl Locked<'_> {
         self.kill(pos);
     }
 
-    /// Looks `key` up: the DER of a live entry, consumed if `take` or stored single-use.
-    pub fn get(
+    /// Looks `key` up. A live entry is consumed if `take` or stored single-use; otherwise it
+    /// is marked used and `front` is asked, with the entry's stamp, for an object decoded
+    /// from it before (then no DER is copied).
+    pub fn get<T>(
         &mut self,
         tag: u32,
         key: &[u8],
         now: u32,
         take: bool,
+        front: impl FnOnce(u64) -> Option<T>,
         ev: &mut Events,
-    ) -> Option<Hit> {
+    ) -> Option<Found<T>> {
         let (slot, pos) = self.find(tag, key)?;
         if !self.entry_valid(pos) {
             ev.errors += 1;
@@ -365,15 +380,27 @@ impl Locked<'_> {
             self.remove_at(slot, pos);
             return None;
         }
-        let der_len = self.u32_at(pos + 4) as usize;
-        let der = self.ring(pos + ENTRY_HEADER + key.len(), der_len).to_vec();
+        // The checksum covers the ID, the DER, the expiry and the flags that matter: with
+        // the position it names this very entry.
+        let stamp = (pos as u64) << 32 | u64::from(self.u32_at(pos + 16));
         let flags = self.ring(pos + 2, 1)[0];
-        if take || flags & FLAG_SINGLE_USE != 0 {
-            self.remove_at(slot, pos);
-        } else {
+        let consumed = take || flags & FLAG_SINGLE_USE != 0;
+        if !consumed {
             self.ring_mut(pos + 2, 1)[0] = flags | FLAG_REFERENCED;
+            if let Some(obj) = front(stamp) {
+                return Some(Found::Front(obj));
+            }
         }
-        Some(Hit::Der(SecretBytes::from(der)))
+        let der_len = self.u32_at(pos + 4) as usize;
+        let der = SecretBytes::from(self.ring(pos + ENTRY_HEADER + key.len(), der_len).to_vec());
+        if consumed {
+            self.remove_at(slot, pos);
+        }
+        Some(Found::Der {
+            der,
+            stamp,
+            consumed,
+        })
     }
 
     pub fn remove(&mut self, tag: u32, key: &[u8]) -> bool {

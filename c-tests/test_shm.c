@@ -937,45 +937,77 @@ static int open_log(const char *dir, const char *file) {
     return fd;
 }
 
-static void crash_storm(const char *name, const char *dir) {
+/* What tells the two storms apart. */
+typedef struct storm_plan {
+    const char *log;       /* the children's stderr, in the test's directory */
+    storm s;               /* the workers; .cache and .log_fd are filled in here */
+    int use_handle;        /* workers use the parent's handle (else SESSCACHE_URL) */
+    double seconds;        /* of killing */
+    int min_kills;
+    unsigned gap_min, gap_max; /* ms between kills */
+    /* The processes that must still work afterwards. */
+    void (*afterwards)(sesscache *cache, const char *name, const char *dir, int log_fd);
+    const char *stats_label;
+} storm_plan;
+
+/* Opens shm:NAME, runs the plan's storm, checks that every worker died of our kills without
+ * a failed handshake, runs the plan's checkers, and reports the counters and how many shard
+ * rebuilds the children logged. */
+static void storm_test(const storm_plan *plan, const char *name, const char *dir) {
     char url[160];
     snprintf(url, sizeof url, "shm:%s?size=1M", name);
     REQUIRE(save_identity(dir));
-    int log_fd = open_log(dir, "storm.log");
+    int log_fd = open_log(dir, plan->log);
     REQUIRE(log_fd >= 0);
     sesscache *cache = sesscache_open(url);
     if (cache == NULL)
         fprintf(stderr, "    sesscache_open(%s): %s\n", url, sesscache_last_error());
     CHECK(cache != NULL);
     if (cache != NULL) {
-        int min_kills = quick ? 10 : 30;
-        storm s = {.cache = cache, .workers = 4, .resumes = 2, .lookups = 2000, .log_fd = log_fd};
+        storm s = plan->s;
+        s.cache = plan->use_handle ? cache : NULL;
+        s.log_fd = log_fd;
         storm_result res;
         double t0 = now_s();
-        run_storm(&s, quick ? 1.0 : 2.0, min_kills, 1, 50, &res);
+        run_storm(&s, plan->seconds, plan->min_kills, plan->gap_min, plan->gap_max, &res);
         printf("    # storm: %.1f s\n", now_s() - t0);
-        check_storm(&res, min_kills);
-        /* (a) a process forked after the storm, (b) a process started afresh. */
-        int n = quick ? 3 : 10;
-        struct t3 t = {.cache = cache, .dir = dir, .n = n, .log_fd = log_fd};
-        CHECK(wait_ok(spawn(after_storm_checker, &t, 0), "forked checker after the storm"));
-        CHECK(wait_ok(spawn_role("resume-after", name, dir, n, log_fd, NULL), "re-executed checker after the storm"));
+        check_storm(&res, plan->min_kills);
+        plan->afterwards(cache, name, dir, log_fd);
         sesscache_stats st = stats_of(cache);
         check_counters(&st, &res, s.workers);
-        print_stats("stats after the storm (errors count entries dropped by rebuilds)", &st);
+        print_stats(plan->stats_label, &st);
     }
     sesscache_free(cache);
     close(log_fd);
-    int other = 0, rebuilds = read_log(dir, "storm.log", &other);
+    int other = 0, rebuilds = read_log(dir, plan->log, &other);
     printf("    # %d shard rebuilds logged (a process had died holding that shard's lock); %d other log lines\n",
            rebuilds, other);
+}
+
+/* After the crash storm: (a) a process forked after it, (b) a process started afresh. */
+static void after_crash_storm(sesscache *cache, const char *name, const char *dir, int log_fd) {
+    int n = quick ? 3 : 10;
+    struct t3 t = {.cache = cache, .dir = dir, .n = n, .log_fd = log_fd};
+    CHECK(wait_ok(spawn(after_storm_checker, &t, 0), "forked checker after the storm"));
+    CHECK(wait_ok(spawn_role("resume-after", name, dir, n, log_fd, NULL), "re-executed checker after the storm"));
 }
 
 static void test_crash_storm(void) {
     char name[64], dir[64];
     seg_name(name, sizeof name, "crash");
     REQUIRE(make_dir(dir, sizeof dir));
-    crash_storm(name, dir);
+    storm_plan plan = {
+        .log = "storm.log",
+        .s = {.workers = 4, .resumes = 2, .lookups = 2000},
+        .use_handle = 1,
+        .seconds = quick ? 1.0 : 2.0,
+        .min_kills = quick ? 10 : 30,
+        .gap_min = 1,
+        .gap_max = 50,
+        .afterwards = after_crash_storm,
+        .stats_label = "stats after the storm (errors count entries dropped by rebuilds)",
+    };
+    storm_test(&plan, name, dir);
     CHECK(seg_unlink(name));
     remove_dir(dir);
 }
@@ -1012,45 +1044,34 @@ static int role_check_hammer(const char *name, const char *dir, int n) {
     return check_failures_in_test ? 1 : 0;
 }
 
-static void kill_storm_ready_made(const char *name, const char *dir) {
-    char url[160], env_url[160];
-    snprintf(url, sizeof url, "shm:%s?size=1M", name);
+/* After the ready-made storm: a re-executed checker on SESSCACHE_URL. */
+static void after_hammer(sesscache *cache, const char *name, const char *dir, int log_fd) {
+    (void)cache;
+    char env_url[160];
     snprintf(env_url, sizeof env_url, "shm:%s", name);
-    REQUIRE(save_identity(dir));
-    int log_fd = open_log(dir, "hammer.log");
-    REQUIRE(log_fd >= 0);
-    /* The parent creates the segment (and reads its counters); the workers open it
-     * themselves, through SESSCACHE_URL, as the ready-made callbacks' process-wide cache. */
-    sesscache *cache = sesscache_open(url);
-    if (cache == NULL)
-        fprintf(stderr, "    sesscache_open(%s): %s\n", url, sesscache_last_error());
-    CHECK(cache != NULL);
-    if (cache != NULL) {
-        int min_kills = quick ? 10 : 60;
-        storm s = {.env_url = env_url, .workers = 8, .resumes = 3, .lookups = 20000, .log_fd = log_fd};
-        storm_result res;
-        double t0 = now_s();
-        run_storm(&s, quick ? 0.5 : 1.5, min_kills, 0, 10, &res);
-        printf("    # storm: %.1f s\n", now_s() - t0);
-        check_storm(&res, min_kills);
-        int n = quick ? 3 : 8;
-        CHECK(wait_ok(spawn_role("check-hammer", name, dir, n, log_fd, env_url), "re-executed checker"));
-        sesscache_stats st = stats_of(cache);
-        check_counters(&st, &res, s.workers);
-        print_stats("stats after the storm", &st);
-    }
-    sesscache_free(cache);
-    close(log_fd);
-    int other = 0, rebuilds = read_log(dir, "hammer.log", &other);
-    printf("    # %d shard rebuilds logged (a process had died holding that shard's lock); %d other log lines\n",
-           rebuilds, other);
+    CHECK(wait_ok(spawn_role("check-hammer", name, dir, quick ? 3 : 8, log_fd, env_url), "re-executed checker"));
 }
 
 static void test_kill_storm_ready_made(void) {
     char name[64], dir[64];
     seg_name(name, sizeof name, "hammer");
     REQUIRE(make_dir(dir, sizeof dir));
-    kill_storm_ready_made(name, dir);
+    /* The parent creates the segment (and reads its counters); the workers open it
+     * themselves, through SESSCACHE_URL, as the ready-made callbacks' process-wide cache. */
+    char env_url[160];
+    snprintf(env_url, sizeof env_url, "shm:%s", name);
+    storm_plan plan = {
+        .log = "hammer.log",
+        .s = {.env_url = env_url, .workers = 8, .resumes = 3, .lookups = 20000},
+        .use_handle = 0,
+        .seconds = quick ? 0.5 : 1.5,
+        .min_kills = quick ? 10 : 60,
+        .gap_min = 0,
+        .gap_max = 10,
+        .afterwards = after_hammer,
+        .stats_label = "stats after the storm",
+    };
+    storm_test(&plan, name, dir);
     CHECK(seg_unlink(name));
     remove_dir(dir);
 }

@@ -160,12 +160,14 @@ int sesscache_get_stats(const struct sesscache *cache, struct sesscache_stats *o
 /**
  * The message of the last failed sesscache call on this thread, or "" if the last call
  * that reports errors succeeded. Never NULL. The string belongs to the library and stays
- * valid until the next sesscache call on the same thread.
+ * valid until the next sesscache call on the same thread. Thread-safe: each thread has
+ * its own message.
  */
 const char *sesscache_last_error(void);
 
 /**
- * The library's version, e.g. "0.1.0". A static string; never NULL.
+ * The library's version, e.g. "0.1.0". A static string owned by the library (do not
+ * free it); never NULL. Thread-safe.
  */
 const char *sesscache_version(void);
 

@@ -200,15 +200,21 @@ pub unsafe extern "C" fn sesscache_get_stats(
 
 /// The message of the last failed sesscache call on this thread, or "" if the last call
 /// that reports errors succeeded. Never NULL. The string belongs to the library and stays
-/// valid until the next sesscache call on the same thread.
+/// valid until the next sesscache call on the same thread. Thread-safe: each thread has
+/// its own message.
 #[no_mangle]
 pub extern "C" fn sesscache_last_error() -> *const c_char {
-    last_error_ptr()
+    guard(c"".as_ptr(), last_error_ptr)
 }
 
-/// The library's version, e.g. "0.1.0". A static string; never NULL.
+/// The library's version, e.g. "0.1.0". A static string owned by the library (do not
+/// free it); never NULL. Thread-safe.
 #[no_mangle]
 pub extern "C" fn sesscache_version() -> *const c_char {
+    guard(c"".as_ptr(), version_ptr)
+}
+
+fn version_ptr() -> *const c_char {
     const VERSION: &CStr =
         match CStr::from_bytes_with_nul(concat!(env!("CARGO_PKG_VERSION"), "\0").as_bytes()) {
             Ok(v) => v,

@@ -92,7 +92,7 @@ impl Cache {
             return false;
         }
         let value = Value {
-            der: der.into(),
+            der,
             expires_at,
             single_use: info.tls13 && self.common.single_use,
             // SAFETY: sess is live; we take our own reference.
@@ -120,7 +120,7 @@ impl Cache {
             return false;
         }
         let value = Value {
-            der: der.to_vec().into(),
+            der: der.into(),
             expires_at,
             single_use,
             object: None,
@@ -153,13 +153,13 @@ impl Cache {
                 self.store.remove(key);
                 None
             }
-            Hit::Der(der) => match session::decode(der.as_slice()) {
+            Hit::Der(der) => match session::decode_matching(key.as_bytes(), der.as_slice()) {
                 Some(obj) => Some(obj),
                 None => {
                     Counters::bump(&self.counters().errors);
                     crate::log!(
                         Level::Warn,
-                        "error: stored session id#{:08x} does not decode; dropped",
+                        "error: stored session id#{:08x} does not decode to that ID; dropped",
                         crate::log::fingerprint(key.as_bytes())
                     );
                     self.store.remove(key);

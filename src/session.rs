@@ -1,6 +1,7 @@
 //! Sessions as OpenSSL objects and as DER: reference counting, encoding, decoding.
 
 use crate::ossl::SSL_SESSION_is_resumable;
+use crate::store::SecretBytes;
 use openssl_sys::{
     d2i_SSL_SESSION, i2d_SSL_SESSION, SSL_SESSION_free, SSL_SESSION_get_id,
     SSL_SESSION_get_protocol_version, SSL_SESSION_get_time, SSL_SESSION_get_timeout,
@@ -111,19 +112,29 @@ pub unsafe fn info<'a>(sess: *const SSL_SESSION) -> SessionInfo<'a> {
     }
 }
 
-/// `i2d_SSL_SESSION`, into an exactly sized buffer.
+/// `i2d_SSL_SESSION`, into an exactly sized buffer that is wiped when dropped (it holds the
+/// master secret), whatever the caller then does with it.
 ///
 /// # Safety
 /// `sess` is a live session.
-pub unsafe fn encode(sess: *mut SSL_SESSION) -> Option<Vec<u8>> {
+pub unsafe fn encode(sess: *mut SSL_SESSION) -> Option<SecretBytes> {
     // SAFETY: with a NULL output pointer i2d only computes the length.
     let len = unsafe { i2d_SSL_SESSION(sess, std::ptr::null_mut()) };
     let len = usize::try_from(len).ok().filter(|&l| l > 0)?;
-    let mut buf = vec![0u8; len];
-    let mut out = buf.as_mut_ptr();
+    let mut buf = SecretBytes::zeroed(len);
+    let mut out = buf.as_mut_slice().as_mut_ptr();
     // SAFETY: buf has exactly the `len` bytes i2d said it writes.
     let written = unsafe { i2d_SSL_SESSION(sess, &mut out) };
     (usize::try_from(written).ok() == Some(len)).then_some(buf)
+}
+
+/// Decodes stored bytes that were filed under session ID `id`: None if they do not decode,
+/// or if the session inside has another ID (OpenSSL does not compare the two: a value filed
+/// under the wrong key would resume the wrong session).
+pub fn decode_matching(id: &[u8], der: &[u8]) -> Option<SessionObject> {
+    let obj = decode(der)?;
+    // SAFETY: obj holds a reference, so the session is live during the call.
+    (unsafe { info(obj.as_ptr()) }.id == id).then_some(obj)
 }
 
 /// `d2i_SSL_SESSION`: a fresh object the caller owns, or None if `der` does not decode.

@@ -185,11 +185,34 @@ impl SecretBytes {
     pub fn as_slice(&self) -> &[u8] {
         &self.0
     }
+
+    /// `len` zero bytes, to be filled in place.
+    pub fn zeroed(len: usize) -> Self {
+        SecretBytes(vec![0u8; len].into_boxed_slice())
+    }
+
+    pub fn as_mut_slice(&mut self) -> &mut [u8] {
+        &mut self.0
+    }
+}
+
+impl From<&[u8]> for SecretBytes {
+    fn from(v: &[u8]) -> Self {
+        SecretBytes(v.into())
+    }
 }
 
 impl From<Vec<u8>> for SecretBytes {
-    fn from(v: Vec<u8>) -> Self {
-        SecretBytes(v.into_boxed_slice())
+    /// Takes the vector's bytes. A vector with spare capacity would be reallocated by
+    /// `into_boxed_slice`, leaving its old buffer unwiped: copy and wipe it instead.
+    fn from(mut v: Vec<u8>) -> Self {
+        if v.capacity() == v.len() {
+            return SecretBytes(v.into_boxed_slice());
+        }
+        let out = SecretBytes::from(v.as_slice());
+        v.resize(v.capacity(), 0);
+        wipe(&mut v);
+        out
     }
 }
 

@@ -114,14 +114,16 @@ impl ShmStore {
                 consumed: true,
                 ..
             } => Some(Hit::Der(der)),
-            Found::Der { der, stamp, .. } => match crate::session::decode(der.as_slice()) {
-                Some(obj) => {
-                    self.front.insert(key, stamp, obj.clone());
-                    Some(Hit::Object(obj))
+            Found::Der { der, stamp, .. } => {
+                match crate::session::decode_matching(key.as_bytes(), der.as_slice()) {
+                    Some(obj) => {
+                        self.front.insert(key, stamp, obj.clone());
+                        Some(Hit::Object(obj))
+                    }
+                    // The cache core counts it and removes the entry.
+                    None => Some(Hit::Der(der)),
                 }
-                // The cache core counts it and removes the entry.
-                None => Some(Hit::Der(der)),
-            },
+            }
         }
     }
 
@@ -505,7 +507,7 @@ mod tests {
                 1
             );
             assert_eq!(SSL_SESSION_set_cipher(s, cipher), 1);
-            let der = crate::session::encode(s).unwrap();
+            let der = crate::session::encode(s).unwrap().as_slice().to_vec();
             openssl_sys::SSL_SESSION_free(s);
             openssl_sys::SSL_free(ssl);
             openssl_sys::SSL_CTX_free(ctx);

@@ -39,7 +39,8 @@ impl Cache {
                 max_value_bytes: cfg.common.max_session_bytes,
             })),
             Backend::Shm { name, size } => Box::new(
-                ShmStore::open(name, *size, cfg.common.max_session_bytes).map_err(ConfigError)?,
+                ShmStore::open(name, *size, 0o600, cfg.common.max_session_bytes)
+                    .map_err(ConfigError)?,
             ),
         };
         Ok(Cache {

@@ -8,9 +8,11 @@
 //! - [`hooks`]: what the cache does in each OpenSSL session callback;
 //! - [`cache`]: the backend-independent core; [`store`]: the storage trait and backends;
 //! - [`config`]: cache URLs; [`session`]: `SSL_SESSION` references and DER;
-//! - [`preload`]: the process-wide cache and preload mode; [`log`]: diagnostics.
+//! - [`preload`]: the process-wide cache and preload mode; [`log`]: diagnostics (rate
+//!   limited where an event can repeat); [`clock`]: wall and monotonic time.
 
 pub mod cache;
+pub mod clock;
 pub mod config;
 pub mod ffi;
 pub mod hooks;

@@ -7,7 +7,7 @@
 use std::fmt::Arguments;
 use std::hash::BuildHasher;
 use std::io::Write;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::OnceLock;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -103,6 +103,59 @@ pub fn fingerprint(id: &[u8]) -> u32 {
     (KEY.get_or_init(Default::default).hash_one(id) >> 32) as u32
 }
 
+/// Lets one line through at once, then at most one every [`Limiter::PERIOD_MS`], counting
+/// the lines it held back: an event that repeats on every operation (a damaged segment, a
+/// lock that cannot be had) must not flood the host's log.
+pub struct Limiter {
+    next_ms: AtomicU64,
+    held: AtomicU64,
+}
+
+impl Limiter {
+    pub const PERIOD_MS: u64 = 10_000;
+
+    #[allow(clippy::new_without_default)]
+    pub const fn new() -> Self {
+        Limiter {
+            next_ms: AtomicU64::new(0),
+            held: AtomicU64::new(0),
+        }
+    }
+
+    /// Some(lines held back since the last one let through) if this line may be written.
+    pub fn allow(&self) -> Option<u64> {
+        let now = crate::clock::monotonic_ms();
+        let next = self.next_ms.load(Ordering::Relaxed);
+        if now >= next
+            && self
+                .next_ms
+                .compare_exchange(
+                    next,
+                    now + Self::PERIOD_MS,
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                )
+                .is_ok()
+        {
+            return Some(self.held.swap(0, Ordering::Relaxed));
+        }
+        self.held.fetch_add(1, Ordering::Relaxed);
+        None
+    }
+}
+
+/// " (N similar lines held back)" when N > 0.
+pub struct Held(pub u64);
+
+impl std::fmt::Display for Held {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            0 => Ok(()),
+            n => write!(f, " ({n} similar lines held back)"),
+        }
+    }
+}
+
 /// `log!(Level::Debug, "format {}", args)`: formats only when the level is enabled.
 #[macro_export]
 macro_rules! log {
@@ -113,9 +166,40 @@ macro_rules! log {
     };
 }
 
+/// `log_limited!(Level::Warn, "format {}", args)`: like `log!`, through a [`Limiter`] of
+/// its own at each place it is written.
+#[macro_export]
+macro_rules! log_limited {
+    ($level:expr, $($arg:tt)*) => {
+        if $crate::log::enabled($level) {
+            static LIMITER: $crate::log::Limiter = $crate::log::Limiter::new();
+            if let Some(held) = LIMITER.allow() {
+                $crate::log::write(
+                    $level,
+                    format_args!("{}{}", format_args!($($arg)*), $crate::log::Held(held)),
+                );
+            }
+        }
+    };
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_limiter_lets_one_line_through_per_period() {
+        let l = Limiter::new();
+        assert_eq!(l.allow(), Some(0));
+        for _ in 0..1000 {
+            assert_eq!(l.allow(), None);
+        }
+        // The next period starts: the first line through reports what was held back.
+        l.next_ms.store(0, Ordering::Relaxed);
+        assert_eq!(l.allow(), Some(1000));
+        assert_eq!(Held(0).to_string(), "");
+        assert_eq!(Held(3).to_string(), " (3 similar lines held back)");
+    }
 
     #[test]
     fn levels() {

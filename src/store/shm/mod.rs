@@ -1,17 +1,24 @@
 //! `shm:NAME` — one session cache shared by every process of a machine that opens NAME (and
 //! by processes forked after opening it), in POSIX shared memory.
 //!
-//! See [`segment`] for the layout and how a segment is created and opened, and [`shard`]
-//! for the entries, the index, eviction and crash recovery. Every operation locks exactly
-//! one shard (a process-shared robust mutex); there is no global lock. The counters live
-//! in the segment, so statistics from any process describe the whole cache.
+//! See [`segment`] for the layout, how a segment is created race-free and who may open it,
+//! [`shard`] for the entries, the index, eviction, verification and repair, and [`lock`]
+//! for the shard lock that neither a crash nor a stray write can wedge. Every operation
+//! locks exactly one shard; there is no global lock. The counters live in the segment, so
+//! statistics from any process describe the whole cache.
 
+#[cfg(test)]
+mod hostile;
+pub mod lock;
 pub mod segment;
 pub mod shard;
 
 use super::front::Front;
 use super::{Counters, Hit, PutError, SessionKey, Store, Value};
-use segment::{Header, Layout, Segment, HEADER_BYTES, LAYOUT_VERSION, MAGIC, SHARD_HEADER_BYTES};
+use lock::Timing;
+use segment::{
+    Header, Layout, Segment, HEADER_BYTES, LAYOUT_VERSION, MAGIC, MAX_SHARDS, SHARD_HEADER_BYTES,
+};
 use shard::{entry_len, Events, Found, Shard, ShardHeader, ENTRY_HEADER};
 use std::hash::Hasher;
 
@@ -25,28 +32,32 @@ pub struct ShmStore {
     k1: u64,
     epoch: u64,
     max_value_bytes: usize,
+    timing: Timing,
     /// Decoded objects of reusable sessions this process has looked up.
     front: Front,
 }
 
 impl ShmStore {
     /// Opens (or creates) the segment NAME. `size`: the whole segment, required to match an
-    /// existing one when given. `max_value_bytes`: the largest session this process stores.
+    /// existing one when given. `mode`: 0o600 (this user only) or 0o660 (shared with a
+    /// group). `max_value_bytes`: the largest session this process stores.
     pub fn open(
         name: &str,
         size: Option<usize>,
+        mode: u32,
         max_value_bytes: usize,
     ) -> Result<ShmStore, String> {
         let max_entry = entry_len(super::MAX_KEY_LEN, max_value_bytes);
         let init = |seg: &Segment| {
             let layout = Layout::for_size(seg.size, max_entry);
-            // SAFETY: we created the mapping; nobody uses it before `ready` is published.
+            // SAFETY: we created the mapping; nobody can open it before it is named. The
+            // shards need nothing else: zero is an unlocked, empty shard.
             unsafe {
                 let h = seg.base.cast::<Header>();
                 (*h).magic = MAGIC;
                 (*h).version = LAYOUT_VERSION;
                 (*h).size = seg.size as u64;
-                (*h).epoch = crate::cache::now().saturating_sub(1);
+                (*h).epoch = crate::clock::now().saturating_sub(1);
                 (*h).hash_k0 = segment::random_u64();
                 (*h).hash_k1 = segment::random_u64();
                 (*h).n_shards = layout.n_shards as u32;
@@ -54,14 +65,9 @@ impl ShmStore {
                 (*h).ring_cap = layout.ring_cap as u32;
                 (*h).shard_bytes = layout.shard_bytes as u32;
             }
-            // Before `ready` is published: others must never see an uninitialised mutex.
-            for s in shards_of(seg, &layout) {
-                // SAFETY: the new segment is ours alone until `ready`.
-                unsafe { s.init()? };
-            }
             Ok(())
         };
-        let segment = Segment::open(name, size, DEFAULT_SIZE, init)?;
+        let segment = Segment::open(name, size, DEFAULT_SIZE, mode, init)?;
         let h = segment.header();
         let layout = Layout {
             n_shards: h.n_shards as usize,
@@ -69,28 +75,53 @@ impl ShmStore {
             index_cap: h.index_cap as usize,
             ring_cap: h.ring_cap as usize,
         };
-        if layout.n_shards == 0
+        if !(1..=MAX_SHARDS).contains(&layout.n_shards)
+            || layout.index_cap < 8
+            || layout.ring_cap < 4 * (ENTRY_HEADER + super::MAX_KEY_LEN + 64)
+            || layout.ring_cap % 4 != 0
+            || layout.shard_bytes % 8 != 0
             || HEADER_BYTES + layout.n_shards * layout.shard_bytes > segment.size
             || SHARD_HEADER_BYTES + layout.index_cap * 8 + layout.ring_cap > layout.shard_bytes
         {
             return Err(format!(
-                "shared memory {} has an inconsistent layout",
-                Segment::object_name(name)
+                "shared memory {} has an inconsistent layout: remove it",
+                Segment::path(name)
             ));
         }
         let shards = shards_of(&segment, &layout);
         let (k0, k1, epoch) = (h.hash_k0, h.hash_k1, h.epoch);
         let max_value_bytes =
             max_value_bytes.min(layout.ring_cap / 2 - ENTRY_HEADER - super::MAX_KEY_LEN);
-        Ok(ShmStore {
+        let store = ShmStore {
             segment,
             shards,
             k0,
             k1,
             epoch,
             max_value_bytes,
+            timing: Timing::default(),
             front: Front::default(),
-        })
+        };
+        // Sessions that expired while nobody had the segment open are wiped now.
+        store.sweep_all();
+        Ok(store)
+    }
+
+    /// Wipes every expired entry of every shard.
+    pub fn sweep_all(&self) {
+        let now = self.rel(crate::clock::now());
+        for s in &self.shards {
+            let mut ev = Events::default();
+            if let Some(mut l) = s.lock(now, &self.timing, &mut ev) {
+                l.sweep(now, usize::MAX, &mut ev);
+            }
+            ev.add_to(self.counters());
+        }
+    }
+
+    /// Sets the lock's bounds (tests use short ones).
+    pub fn set_timing(&mut self, timing: Timing) {
+        self.timing = timing;
     }
 
     fn lookup(&self, key: &SessionKey, now: u64, take: bool) -> Option<Hit> {
@@ -151,7 +182,7 @@ impl ShmStore {
         let now = self.rel(now);
         let mut ev = Events::default();
         let out = shard
-            .lock(now, &mut ev)
+            .lock(now, &self.timing, &mut ev)
             .map(|mut l| f(&mut l, tag, now, &mut ev));
         if out.is_none() {
             ev.errors += 1;
@@ -180,6 +211,7 @@ fn shards_of(segment: &Segment, layout: &Layout) -> Vec<Shard> {
                     ring: base.add(SHARD_HEADER_BYTES + layout.index_cap * 8),
                     index_cap: layout.index_cap,
                     ring_cap: layout.ring_cap,
+                    stuck: Default::default(),
                 }
             }
         })
@@ -207,7 +239,7 @@ impl Store for ShmStore {
                 ev,
             )
         });
-        if stored.is_some() {
+        if stored == Some(true) {
             Counters::bump(&self.counters().stores);
         }
         Ok(())
@@ -225,7 +257,7 @@ impl Store for ShmStore {
     fn remove(&self, key: &SessionKey) -> bool {
         self.front.remove(key);
         let removed = self
-            .with_shard(key, crate::cache::now(), |s, tag, _, _| {
+            .with_shard(key, crate::clock::now(), |s, tag, _, _| {
                 s.remove(tag, key.as_bytes())
             })
             .unwrap_or(false);
@@ -240,10 +272,10 @@ impl Store for ShmStore {
     }
 
     fn occupancy(&self) -> (u64, u64) {
-        let now = self.rel(crate::cache::now());
+        let now = self.rel(crate::clock::now());
         self.shards.iter().fold((0, 0), |(e, b), s| {
             let mut ev = Events::default();
-            match s.lock(now, &mut ev) {
+            match s.lock(now, &self.timing, &mut ev) {
                 Some(mut l) => {
                     let (le, lb) = l.occupancy();
                     (e + le, b + lb)
@@ -299,7 +331,7 @@ mod tests {
     #[test]
     fn put_get_take_remove() {
         let n = Name::new();
-        let s = ShmStore::open(&n.0, Some(1 << 20), 16 << 10).unwrap();
+        let s = ShmStore::open(&n.0, Some(1 << 20), 0o600, 16 << 10).unwrap();
         s.put(&key(1), value(b"one", 100, false), now()).unwrap();
         assert_eq!(der(s.get(&key(1), now())).unwrap(), b"one");
         assert_eq!(der(s.get(&key(1), now())).unwrap(), b"one");
@@ -318,7 +350,7 @@ mod tests {
     #[test]
     fn expired_entries_are_misses() {
         let n = Name::new();
-        let s = ShmStore::open(&n.0, Some(1 << 20), 16 << 10).unwrap();
+        let s = ShmStore::open(&n.0, Some(1 << 20), 0o600, 16 << 10).unwrap();
         s.put(&key(1), value(b"x", 5, false), now()).unwrap();
         assert!(s.get(&key(1), now() + 10).is_none());
         assert_eq!(s.counters().expirations.load(Ordering::Relaxed), 1);
@@ -327,8 +359,8 @@ mod tests {
     #[test]
     fn two_openers_share_one_cache() {
         let n = Name::new();
-        let a = ShmStore::open(&n.0, Some(256 << 10), 16 << 10).unwrap();
-        let b = ShmStore::open(&n.0, None, 16 << 10).unwrap();
+        let a = ShmStore::open(&n.0, Some(256 << 10), 0o600, 16 << 10).unwrap();
+        let b = ShmStore::open(&n.0, None, 0o600, 16 << 10).unwrap();
         a.put(&key(7), value(b"shared", 100, false), now()).unwrap();
         assert_eq!(der(b.get(&key(7), now())).unwrap(), b"shared");
         assert_eq!(a.counters().stores.load(Ordering::Relaxed), 1);
@@ -337,7 +369,7 @@ mod tests {
             1,
             "counters live in the segment"
         );
-        let err = ShmStore::open(&n.0, Some(512 << 10), 16 << 10)
+        let err = ShmStore::open(&n.0, Some(512 << 10), 0o600, 16 << 10)
             .err()
             .unwrap();
         assert!(err.contains("size"), "{err}");
@@ -346,17 +378,17 @@ mod tests {
     #[test]
     fn another_layout_version_is_refused() {
         let n = Name::new();
-        let a = ShmStore::open(&n.0, Some(256 << 10), 16 << 10).unwrap();
+        let a = ShmStore::open(&n.0, Some(256 << 10), 0o600, 16 << 10).unwrap();
         // SAFETY: test-only write to our own mapping's header.
         unsafe { (*(a.segment.base as *mut Header)).version = LAYOUT_VERSION + 1 };
-        let err = ShmStore::open(&n.0, None, 16 << 10).err().unwrap();
+        let err = ShmStore::open(&n.0, None, 0o600, 16 << 10).err().unwrap();
         assert!(err.contains("layout version"), "{err}");
     }
 
     #[test]
     fn one_mib_holds_at_least_5000_typical_sessions() {
         let n = Name::new();
-        let s = ShmStore::open(&n.0, Some(1 << 20), 16 << 10).unwrap();
+        let s = ShmStore::open(&n.0, Some(1 << 20), 0o600, 16 << 10).unwrap();
         let der = [0x30u8; 140];
         for i in 0..20_000 {
             s.put(&key(i), value(&der, 1000, false), now()).unwrap();
@@ -376,7 +408,7 @@ mod tests {
     #[test]
     fn sessions_of_every_size_share_the_segment() {
         let n = Name::new();
-        let s = ShmStore::open(&n.0, Some(1 << 20), 16 << 10).unwrap();
+        let s = ShmStore::open(&n.0, Some(1 << 20), 0o600, 16 << 10).unwrap();
         for (i, len) in [100usize, 16 << 10, 140, 5000, 131, 16 << 10]
             .iter()
             .enumerate()
@@ -410,7 +442,7 @@ mod tests {
     #[test]
     fn recently_used_entries_get_a_second_chance() {
         let n = Name::new();
-        let s = ShmStore::open(&n.0, Some(64 << 10), 1024).unwrap();
+        let s = ShmStore::open(&n.0, Some(64 << 10), 0o600, 1024).unwrap();
         assert_eq!(s.shard_count(), 1);
         let der = [1u8; 140];
         for i in 0..100 {
@@ -430,7 +462,7 @@ mod tests {
     fn a_corrupt_entry_is_a_miss_and_an_error() {
         crate::log::silence();
         let n = Name::new();
-        let s = ShmStore::open(&n.0, Some(64 << 10), 1024).unwrap();
+        let s = ShmStore::open(&n.0, Some(64 << 10), 0o600, 1024).unwrap();
         s.put(&key(1), value(&[7u8; 100], 1000, false), now())
             .unwrap();
         // Flip a byte of the stored DER (the first entry sits at ring offset 0).
@@ -448,22 +480,20 @@ mod tests {
     fn a_process_dying_with_the_lock_held_does_not_wedge_the_cache() {
         crate::log::silence();
         let n = Name::new();
-        let s = ShmStore::open(&n.0, Some(64 << 10), 1024).unwrap();
+        let s = ShmStore::open(&n.0, Some(64 << 10), 0o600, 1024).unwrap();
         s.put(&key(1), value(b"kept", 1000, false), now()).unwrap();
-        let hdr = s.shards[0].hdr;
-        // SAFETY: fork in a test; the child only locks the shared mutex and _exits.
+        // SAFETY: fork in a test; the child only locks the shard and _exits.
         let pid = unsafe { libc::fork() };
         if pid == 0 {
-            // SAFETY: child: lock and die holding it.
-            unsafe {
-                libc::pthread_mutex_lock(&mut (*hdr).mutex);
-                libc::_exit(0);
-            }
+            let mut ev = Events::default();
+            std::mem::forget(s.shards[0].lock(0, &Timing::default(), &mut ev));
+            // SAFETY: child: die holding the lock.
+            unsafe { libc::_exit(0) };
         }
         let mut status = 0;
         // SAFETY: waiting for our child.
         unsafe { libc::waitpid(pid, &mut status, 0) };
-        // The next locker finds EOWNERDEAD, rebuilds, and goes on.
+        // The next locker finds the owner gone, rebuilds, and goes on.
         assert_eq!(der(s.get(&key(1), now())).unwrap(), b"kept");
         s.put(&key(2), value(b"new", 1000, false), now()).unwrap();
         assert_eq!(s.occupancy().0, 2);
@@ -489,7 +519,7 @@ mod tests {
     }
 
     /// The DER of a real (decodable) TLS 1.2 session with this ID and master key.
-    fn real_der(id: &[u8], master_key: u8) -> Vec<u8> {
+    pub(super) fn real_der(id: &[u8], master_key: u8) -> Vec<u8> {
         // SAFETY: test-only OpenSSL calls on objects made and freed here.
         unsafe {
             let ctx = openssl_sys::SSL_CTX_new(openssl_sys::TLS_method());
@@ -533,8 +563,8 @@ mod tests {
     #[test]
     fn the_front_follows_the_segment() {
         let n = Name::new();
-        let a = ShmStore::open(&n.0, Some(256 << 10), 16 << 10).unwrap();
-        let b = ShmStore::open(&n.0, None, 16 << 10).unwrap();
+        let a = ShmStore::open(&n.0, Some(256 << 10), 0o600, 16 << 10).unwrap();
+        let b = ShmStore::open(&n.0, None, 0o600, 16 << 10).unwrap();
         let id = [9u8; 32];
         let k = SessionKey::new(&id).unwrap();
         a.put(&k, value(&real_der(&id, 1), now() + 100, false), now())
@@ -551,7 +581,7 @@ mod tests {
     #[test]
     fn many_threads() {
         let n = Name::new();
-        let s = std::sync::Arc::new(ShmStore::open(&n.0, Some(8 << 20), 16 << 10).unwrap());
+        let s = std::sync::Arc::new(ShmStore::open(&n.0, Some(8 << 20), 0o600, 16 << 10).unwrap());
         let handles: Vec<_> = (0..8u32)
             .map(|t| {
                 let s = s.clone();
@@ -578,7 +608,7 @@ mod tests {
         #[test]
         fn behaves_like_a_map(ops in crate::store::testing::ops()) {
             let n = Name::new();
-            let s = ShmStore::open(&n.0, Some(256 << 10), 1024).unwrap();
+            let s = ShmStore::open(&n.0, Some(256 << 10), 0o600, 1024).unwrap();
             crate::store::testing::behaves_like_a_map(&s, &ops)?;
         }
 
@@ -586,7 +616,7 @@ mod tests {
         #[test]
         fn never_stale_under_pressure(ops in proptest::collection::vec((0u8..3, 0u32..300, proptest::num::u8::ANY), 1..600)) {
             let n = Name::new();
-            let s = ShmStore::open(&n.0, Some(64 << 10), 1024).unwrap();
+            let s = ShmStore::open(&n.0, Some(64 << 10), 0o600, 1024).unwrap();
             let mut last: HashMap<u32, Vec<u8>> = HashMap::new();
             for (op, k, v) in ops {
                 let t = now();

@@ -1,4 +1,5 @@
-//! The shared-memory segment: creating or opening `/sesscache-NAME`, its header and layout.
+//! The shared-memory segment: creating or opening `/dev/shm/sesscache-NAME`, its header and
+//! layout, and who may use it.
 //!
 //! Layout (all offsets from the start of the mapping):
 //!
@@ -6,23 +7,33 @@
 //! [Header, 4 KiB] [shard 0: ShardHeader | index: u64 × index_cap | ring: ring_cap bytes] [shard 1 …] …
 //! ```
 //!
-//! The creator makes the object with `O_CREAT | O_EXCL` and mode 0600, sizes it, writes the
-//! header and the shards, and publishes `ready` last; others wait for `ready`, then check the
-//! magic, the layout version and the size before using anything.
+//! Creation is race-free: the segment is made as an unnamed file (`O_TMPFILE`; where that is
+//! missing, a hidden 0600 file of a random name), its memory reserved with
+//! `posix_fallocate` (a `/dev/shm` too small fails here, with a message, instead of killing
+//! the server with SIGBUS later), its mode set, its header and shards written, and only then
+//! is it linked under its name, which fails if somebody else got there first (then that
+//! segment is opened instead). Nobody ever sees a half-made segment under the name.
+//!
+//! Opening an existing segment checks, on the open file itself: a regular file (no symlink
+//! is followed), owned by this process's effective user with no group or other access, or,
+//! with `mode=0660`, group access for a group this process is in and never other access.
+//! Anything else is refused with a message naming the owner and mode: another local user
+//! who created the name first would otherwise read every master secret and plant sessions.
 
 use crate::store::Counters;
 use std::ffi::CString;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::Duration;
 
+/// Where POSIX shared memory lives on Linux (what `shm_open` uses).
+pub const SHM_DIR: &str = "/dev/shm";
 pub const MAGIC: u64 = u64::from_le_bytes(*b"SESSCACH");
 /// Bump on any change of the layout: processes of different versions must not share.
-pub const LAYOUT_VERSION: u32 = 1;
+pub const LAYOUT_VERSION: u32 = 2;
 pub const HEADER_BYTES: usize = 4096;
 pub const SHARD_HEADER_BYTES: usize = 128;
 pub const MIN_SIZE: usize = 64 << 10;
 pub const MAX_SHARDS: usize = 64;
-/// Sizing assumption for the index: a typical entry (20-byte header, 32-byte ID, ~140-byte
+/// Sizing assumption for the index: a typical entry (24-byte header, 32-byte ID, ~140-byte
 /// DER) takes 192 bytes of ring; the index gets one slot per 150 bytes of ring, so that it
 /// stays under 80 % full for typical sessions and never limits them.
 pub const RING_BYTES_PER_INDEX_SLOT: usize = 150;
@@ -32,7 +43,7 @@ pub const RING_BYTES_PER_INDEX_SLOT: usize = 150;
 pub struct Header {
     pub magic: u64,
     pub version: u32,
-    /// 0 while the creator initialises the segment, 1 once it is usable.
+    /// 1 once the creator has initialised the segment (always, once it has a name).
     pub ready: AtomicU32,
     pub size: u64,
     /// Unix time of creation minus one: entry expiry times are stored relative to it.
@@ -90,7 +101,7 @@ pub struct Segment {
 }
 
 // SAFETY: the mapping is shared memory whose every mutable part is reached only through
-// atomics or under a shard's process-shared mutex.
+// atomics or under a shard's lock.
 unsafe impl Send for Segment {}
 // SAFETY: as above.
 unsafe impl Sync for Segment {}
@@ -102,6 +113,212 @@ impl Drop for Segment {
     }
 }
 
+/// A file descriptor closed when dropped.
+struct Fd(libc::c_int);
+
+impl Drop for Fd {
+    fn drop(&mut self) {
+        // SAFETY: we own the descriptor and close it once.
+        unsafe { libc::close(self.0) };
+    }
+}
+
+fn os_error() -> std::io::Error {
+    std::io::Error::last_os_error()
+}
+
+fn cstring(s: &str) -> Result<CString, String> {
+    CString::new(s).map_err(|_| format!("bad shared memory path {s:?}"))
+}
+
+/// A segment made but not yet given its name: an `O_TMPFILE` file, or a hidden file with a
+/// random name (`temp`) removed when this is dropped.
+struct Unnamed {
+    fd: Fd,
+    temp: Option<CString>,
+}
+
+impl Drop for Unnamed {
+    fn drop(&mut self) {
+        if let Some(t) = &self.temp {
+            // SAFETY: removing the hidden file we created (NUL-terminated path).
+            unsafe { libc::unlink(t.as_ptr()) };
+        }
+    }
+}
+
+impl Unnamed {
+    fn create(name: &str, mode: u32) -> Result<Unnamed, String> {
+        let dir = cstring(SHM_DIR)?;
+        // O_TMPFILE needs /proc to be linked later under a name.
+        // SAFETY: access() on a NUL-terminated literal path.
+        if unsafe { libc::access(c"/proc/self/fd".as_ptr(), libc::F_OK) } == 0 {
+            // SAFETY: open with a NUL-terminated path; the result is checked.
+            let fd = unsafe {
+                libc::open(
+                    dir.as_ptr(),
+                    libc::O_TMPFILE | libc::O_RDWR | libc::O_CLOEXEC,
+                    0o600 as libc::c_uint,
+                )
+            };
+            if fd >= 0 {
+                return Ok(Unnamed {
+                    fd: Fd(fd),
+                    temp: None,
+                });
+            }
+        }
+        let temp = cstring(&format!(
+            "{SHM_DIR}/.sesscache-{name}.{}.{:016x}",
+            std::process::id(),
+            random_u64()
+        ))?;
+        // SAFETY: as above; O_EXCL | O_NOFOLLOW: a fresh file of ours or an error.
+        let fd = unsafe {
+            libc::open(
+                temp.as_ptr(),
+                libc::O_RDWR | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+                (mode & 0o600) as libc::c_uint,
+            )
+        };
+        if fd < 0 {
+            return Err(format!(
+                "cannot create shared memory in {SHM_DIR}: {}",
+                os_error()
+            ));
+        }
+        Ok(Unnamed {
+            fd: Fd(fd),
+            temp: Some(temp),
+        })
+    }
+
+    /// Sets the mode (whatever the umask), reserves `size` bytes and maps them.
+    fn reserve(&self, size: usize, mode: u32) -> Result<Segment, String> {
+        // SAFETY: fchmod on our descriptor.
+        if unsafe { libc::fchmod(self.fd.0, mode as libc::mode_t) } != 0 {
+            return Err(format!(
+                "cannot set the mode of shared memory: {}",
+                os_error()
+            ));
+        }
+        // SAFETY: allocating the file's blocks on our descriptor.
+        let r = unsafe { libc::posix_fallocate(self.fd.0, 0, size as libc::off_t) };
+        if r != 0 {
+            let why = std::io::Error::from_raw_os_error(r);
+            return Err(if r == libc::ENOSPC || r == libc::ENOMEM {
+                format!(
+                    "not enough room in {SHM_DIR} for a segment of {size} bytes ({} bytes free): ask for a smaller size= or make room",
+                    free_bytes(self.fd.0)
+                )
+            } else {
+                format!("cannot reserve {size} bytes of shared memory: {why}")
+            });
+        }
+        let base = map(self.fd.0, size)?;
+        Ok(Segment {
+            base,
+            size,
+            created: true,
+        })
+    }
+
+    /// Links the file under `path`. Err(None) if `path` exists already.
+    fn publish(&self, path: &CString) -> Result<(), Option<String>> {
+        let r = match &self.temp {
+            // SAFETY: linkat with NUL-terminated paths; AT_SYMLINK_FOLLOW resolves the
+            // /proc link to our open file.
+            None => unsafe {
+                let proc_path = CString::new(format!("/proc/self/fd/{}", self.fd.0))
+                    .expect("no NUL in a number");
+                libc::linkat(
+                    libc::AT_FDCWD,
+                    proc_path.as_ptr(),
+                    libc::AT_FDCWD,
+                    path.as_ptr(),
+                    libc::AT_SYMLINK_FOLLOW,
+                )
+            },
+            // SAFETY: link with NUL-terminated paths.
+            Some(temp) => unsafe { libc::link(temp.as_ptr(), path.as_ptr()) },
+        };
+        if r == 0 {
+            return Ok(());
+        }
+        let e = os_error();
+        if e.raw_os_error() == Some(libc::EEXIST) {
+            Err(None)
+        } else {
+            Err(Some(format!(
+                "cannot name shared memory {}: {e}",
+                path.to_string_lossy()
+            )))
+        }
+    }
+}
+
+fn free_bytes(fd: libc::c_int) -> u64 {
+    // SAFETY: fstatvfs into a zeroed buffer on our descriptor.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    if unsafe { libc::fstatvfs(fd, &mut st) } != 0 {
+        return 0;
+    }
+    st.f_bavail as u64 * st.f_frsize as u64
+}
+
+fn map(fd: libc::c_int, size: usize) -> Result<*mut u8, String> {
+    // SAFETY: mapping `size` bytes of the file, shared, read-write.
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            size,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED,
+            fd,
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        return Err(format!("cannot map shared memory: {}", os_error()));
+    }
+    Ok(p.cast())
+}
+
+/// Whether this process is a member of group `gid`.
+fn in_group(gid: libc::gid_t) -> bool {
+    // SAFETY: getegid cannot fail.
+    if unsafe { libc::getegid() } == gid {
+        return true;
+    }
+    let mut groups = vec![0 as libc::gid_t; 256];
+    // SAFETY: getgroups fills at most groups.len() entries.
+    let n = unsafe { libc::getgroups(groups.len() as libc::c_int, groups.as_mut_ptr()) };
+    n > 0 && groups[..n as usize].contains(&gid)
+}
+
+/// Refuses a segment that another user could read or write (see the module docs).
+fn check_owner(st: &libc::stat, path: &str, mode: u32) -> Result<(), String> {
+    // SAFETY: geteuid cannot fail.
+    let euid = unsafe { libc::geteuid() };
+    let perm = st.st_mode & 0o777;
+    let ours = st.st_uid == euid;
+    let group_ok = mode == 0o660 && in_group(st.st_gid);
+    let ok = perm & 0o007 == 0 && (ours || group_ok) && (perm & 0o070 == 0 || group_ok);
+    if ok {
+        return Ok(());
+    }
+    let allowed = if mode == 0o660 {
+        "owned by this user or a group it is in, with no access for others"
+    } else {
+        "owned by this user, with no group or other access (or mode=0660 to share with a group)"
+    };
+    Err(format!(
+        "refusing shared memory {path}: it belongs to uid {} gid {} with mode {perm:04o}, and this process runs as uid {euid}; a segment must be {allowed}. Another local user may have made it to read or plant sessions: remove it (rm {path}) or use another name",
+        st.st_uid, st.st_gid
+    ))
+}
+
 impl Segment {
     pub fn header(&self) -> &Header {
         // SAFETY: the mapping starts with a Header (checked or written at open) and lives as
@@ -109,171 +326,110 @@ impl Segment {
         unsafe { &*(self.base as *const Header) }
     }
 
-    /// The object name for a cache NAME.
-    pub fn object_name(name: &str) -> String {
-        format!("/sesscache-{name}")
+    /// The path of the segment for a cache NAME.
+    pub fn path(name: &str) -> String {
+        format!("{SHM_DIR}/sesscache-{name}")
     }
 
     /// Opens the segment NAME, creating it with `size` bytes (or `default_size` when no size
-    /// was asked for) if it does not exist. `init` lays out a newly created segment.
+    /// was asked for) and permissions `mode` (0o600 or 0o660) if it does not exist. `init`
+    /// lays out a newly created segment before anyone else can see it.
     pub fn open(
         name: &str,
         size: Option<usize>,
         default_size: usize,
-        init: impl FnOnce(&Segment) -> Result<(), String>,
+        mode: u32,
+        init: impl Fn(&Segment) -> Result<(), String>,
     ) -> Result<Segment, String> {
-        let object = Segment::object_name(name);
-        let cname = CString::new(object.clone()).map_err(|_| "bad name".to_string())?;
-        // SAFETY: plain libc calls with a NUL-terminated name.
-        let fd = unsafe {
-            libc::shm_open(
-                cname.as_ptr(),
-                libc::O_RDWR | libc::O_CREAT | libc::O_EXCL | libc::O_CLOEXEC,
-                0o600,
-            )
-        };
-        if fd >= 0 {
+        let path = Segment::path(name);
+        let cpath = cstring(&path)?;
+        // Two rounds: if another process names its new segment between our failed open and
+        // our link, we open theirs.
+        for _ in 0..3 {
+            // SAFETY: open with a NUL-terminated path; O_NOFOLLOW refuses a symlink.
+            let fd = unsafe {
+                libc::open(
+                    cpath.as_ptr(),
+                    libc::O_RDWR | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+                )
+            };
+            if fd >= 0 {
+                return Segment::adopt(Fd(fd), &path, size, mode);
+            }
+            let e = os_error();
+            match e.raw_os_error() {
+                Some(libc::ENOENT) => {}
+                Some(libc::ELOOP) => {
+                    return Err(format!(
+                        "refusing shared memory {path}: it is a symbolic link (remove it or use another name)"
+                    ))
+                }
+                Some(libc::EACCES) => {
+                    return Err(format!(
+                        "cannot open shared memory {path}: {e} (it belongs to another user: remove it or use another name)"
+                    ))
+                }
+                _ => return Err(format!("cannot open shared memory {path}: {e}")),
+            }
             let size = size.unwrap_or(default_size);
-            let seg = Segment::map_new(fd, size).inspect_err(|_| {
-                // SAFETY: removing the object we just created and failed to set up.
-                unsafe { libc::shm_unlink(cname.as_ptr()) };
-            })?;
-            if let Err(e) = init(&seg) {
-                // SAFETY: removing the object we just created and failed to set up.
-                unsafe { libc::shm_unlink(cname.as_ptr()) };
-                return Err(e);
-            }
+            let new = Unnamed::create(name, mode)?;
+            let seg = new.reserve(size, mode)?;
+            init(&seg)?;
             seg.header().ready.store(1, Ordering::Release);
-            return Ok(seg);
-        }
-        let err = std::io::Error::last_os_error();
-        if err.raw_os_error() != Some(libc::EEXIST) {
-            return Err(format!("cannot create shared memory {object}: {err}"));
-        }
-        // SAFETY: as above, without O_CREAT.
-        let fd = unsafe { libc::shm_open(cname.as_ptr(), libc::O_RDWR | libc::O_CLOEXEC, 0) };
-        if fd < 0 {
-            return Err(format!(
-                "cannot open shared memory {object}: {}",
-                std::io::Error::last_os_error()
-            ));
-        }
-        Segment::map_existing(fd, &object, size)
-    }
-
-    fn map_new(fd: libc::c_int, size: usize) -> Result<Segment, String> {
-        // SAFETY: fd is ours; ftruncate sizes the new (zero-filled) object.
-        let ok = unsafe { libc::ftruncate(fd, size as libc::off_t) } == 0;
-        let res = if ok {
-            Segment::map(fd, size)
-        } else {
-            Err(format!(
-                "cannot size shared memory: {}",
-                std::io::Error::last_os_error()
-            ))
-        };
-        // SAFETY: fd is ours; the mapping keeps the object alive.
-        unsafe { libc::close(fd) };
-        res.map(|base| Segment {
-            base,
-            size,
-            created: true,
-        })
-    }
-
-    fn map(fd: libc::c_int, size: usize) -> Result<*mut u8, String> {
-        // SAFETY: mapping `size` bytes of the object, shared, read-write.
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                size,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                fd,
-                0,
-            )
-        };
-        if p == libc::MAP_FAILED {
-            return Err(format!(
-                "cannot map shared memory: {}",
-                std::io::Error::last_os_error()
-            ));
-        }
-        Ok(p.cast())
-    }
-
-    fn map_existing(fd: libc::c_int, object: &str, want: Option<usize>) -> Result<Segment, String> {
-        let res = Segment::check_and_map(fd, object, want);
-        // SAFETY: fd is ours.
-        unsafe { libc::close(fd) };
-        res
-    }
-
-    fn check_and_map(
-        fd: libc::c_int,
-        object: &str,
-        want: Option<usize>,
-    ) -> Result<Segment, String> {
-        // The creator may still be sizing and initialising it: wait up to 2 s.
-        let mut size = 0usize;
-        for _ in 0..200 {
-            // SAFETY: fstat on our fd into a zeroed stat buffer.
-            let mut st: libc::stat = unsafe { std::mem::zeroed() };
-            // SAFETY: as above.
-            if unsafe { libc::fstat(fd, &mut st) } != 0 {
-                return Err(format!(
-                    "cannot stat {object}: {}",
-                    std::io::Error::last_os_error()
-                ));
+            match new.publish(&cpath) {
+                Ok(()) => return Ok(seg),
+                Err(None) => continue,
+                Err(Some(msg)) => return Err(msg),
             }
-            size = st.st_size as usize;
-            if size >= HEADER_BYTES {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(10));
         }
-        if size < HEADER_BYTES {
+        Err(format!(
+            "cannot create or open shared memory {path}: it keeps appearing and disappearing"
+        ))
+    }
+
+    /// Checks and maps an existing segment.
+    fn adopt(fd: Fd, path: &str, want: Option<usize>, mode: u32) -> Result<Segment, String> {
+        // SAFETY: fstat on our descriptor into a zeroed buffer.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: as above.
+        if unsafe { libc::fstat(fd.0, &mut st) } != 0 {
+            return Err(format!("cannot stat {path}: {}", os_error()));
+        }
+        if st.st_mode & libc::S_IFMT != libc::S_IFREG {
+            return Err(format!("refusing shared memory {path}: not a regular file"));
+        }
+        check_owner(&st, path, mode)?;
+        let size = usize::try_from(st.st_size).unwrap_or(0);
+        if !(HEADER_BYTES..=crate::config::SHM_MAX_SIZE).contains(&size) {
             return Err(format!(
-                "shared memory {object} exists but is empty (its creator died?); remove /dev/shm{object}"
+                "shared memory {path} is not a sesscache segment of this version (size {size}): remove it or use another name"
             ));
         }
-        let base = Segment::map(fd, size)?;
         let seg = Segment {
-            base,
+            base: map(fd.0, size)?,
             size,
             created: false,
         };
-        for _ in 0..200 {
-            if seg.header().ready.load(Ordering::Acquire) == 1 {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
         let h = seg.header();
-        if h.ready.load(Ordering::Acquire) != 1 {
-            return Err(format!(
-                "shared memory {object} was never initialised (its creator died?); remove /dev/shm{object}"
-            ));
-        }
         if h.magic != MAGIC {
-            return Err(format!("shared memory {object} is not a sesscache segment"));
+            return Err(format!("shared memory {path} is not a sesscache segment"));
         }
         if h.version != LAYOUT_VERSION {
             return Err(format!(
-                "shared memory {object} has layout version {}, this library uses {LAYOUT_VERSION}: use another name or remove /dev/shm{object}",
+                "shared memory {path} has layout version {}, this library uses {LAYOUT_VERSION}: use another name or remove {path}",
                 h.version
             ));
         }
-        if h.size as usize != size {
+        if h.ready.load(Ordering::Acquire) != 1 || h.size != size as u64 {
             return Err(format!(
-                "shared memory {object} is damaged (size {size}, header says {})",
+                "shared memory {path} is damaged (size {size}, header says {}): remove it",
                 h.size
             ));
         }
         if let Some(want) = want {
             if want != size {
                 return Err(format!(
-                    "shared memory {object} exists with size {size}, not the size={want} asked for: use the same size (or none) or another name"
+                    "shared memory {path} exists with size {size}, not the size={want} asked for: use the same size (or none) or another name"
                 ));
             }
         }
@@ -281,13 +437,13 @@ impl Segment {
     }
 }
 
-/// Removes the object NAME (processes that have it mapped keep using their mapping).
+/// Removes the segment NAME (processes that have it mapped keep using their mapping).
 pub fn unlink(name: &str) -> bool {
-    let Ok(c) = CString::new(Segment::object_name(name)) else {
+    let Ok(c) = CString::new(Segment::path(name)) else {
         return false;
     };
-    // SAFETY: plain libc call with a NUL-terminated name.
-    unsafe { libc::shm_unlink(c.as_ptr()) == 0 }
+    // SAFETY: plain libc call with a NUL-terminated path.
+    unsafe { libc::unlink(c.as_ptr()) == 0 }
 }
 
 /// Random bytes from the kernel, for the hash keys.
@@ -297,7 +453,7 @@ pub fn random_u64() -> u64 {
     let n = unsafe { libc::getrandom((&mut v as *mut u64).cast(), 8, 0) };
     if n != 8 {
         // Without entropy, still differ between segments.
-        v = crate::cache::now() ^ (u64::from(std::process::id()) << 32);
+        v = crate::clock::now() ^ (u64::from(std::process::id()) << 32);
     }
     v
 }

@@ -1,5 +1,5 @@
-//! One shard of the shared segment: a process-shared robust mutex, an open-addressing index
-//! and a ring of variable-size entries.
+//! One shard of the shared segment: a lock word, an open-addressing index and a ring of
+//! variable-size, checksummed entries.
 //!
 //! Ring: entries are appended at `head` and reclaimed at `tail` (both byte counters that
 //! only grow; the position is the counter modulo `ring_cap`). An entry never wraps: when it
@@ -11,7 +11,7 @@
 //! ```text
 //! 0 state u8 (LIVE/DEAD/PAD)  1 key_len u8  2 flags u8  3 reserved
 //! 4 der_len u32  8 expires u32 (seconds after the segment's epoch)  12 tag u32 (ID hash)
-//! 16 checksum u32 (over everything but state and flags)  20 key  20+key_len der
+//! 16 checksum u64 (over everything but state and the REFERENCED flag)  24 key  24+key_len der
 //! ```
 //!
 //! Index: linear probing over `u64` slots, `(tag << 32) | (offset + 1)`, 0 = empty, with
@@ -19,20 +19,30 @@
 //!
 //! Eviction when the ring or the index is full works at the tail: dead entries are skipped,
 //! expired ones dropped; a live entry that was hit since it was written gets a second chance
-//! (moved to the head with its flag cleared), others are evicted — CLOCK on a ring. Because
-//! entries are written in time order and most share one lifetime, the tail is also where
-//! entries expire first.
+//! (verified, then moved to the head with its flag cleared and its checksum unchanged),
+//! others are evicted — CLOCK on a ring.
 //!
-//! Crash safety: a writer writes an entry completely, then advances `head`, then indexes it;
-//! removal marks the entry DEAD before wiping it. A process that dies holding the mutex
-//! leaves it EOWNERDEAD: the next locker rebuilds the index from the ring, checking every
-//! live entry's checksum (a torn entry is dropped), then marks the mutex consistent.
+//! Nothing read from the segment is trusted: another process may have crashed half-way, a
+//! stray write may have hit any byte. So:
+//! - every loop is bounded by the shard's capacity;
+//! - every position and length is checked against the ring before use, and every entry is
+//!   read once into local memory (header, key) before it is looked at;
+//! - an entry's bytes are copied out and the *copy* is verified against the checksum before
+//!   it is returned or moved: a damaged entry is a miss plus an error, never a session;
+//! - the shard header's invariants are checked after every lock, and a shard that fails them
+//!   (or whose lock was taken over from a dead or stuck owner) is rebuilt from its ring,
+//!   keeping only entries that verify. Removal marks an entry DEAD and wipes it.
+//!
+//! Expired entries are wiped when met, and a sweep (every [`SWEEP_PERIOD`] seconds per shard,
+//! a bounded number of entries per operation) wipes those nobody meets.
 
+use super::lock::{Acquired, ShardLock, Stuck, Timing};
 use crate::log::Level;
-use crate::store::{Counters, SecretBytes};
-use std::cell::RefCell;
+use crate::store::{Counters, SecretBytes, MAX_KEY_LEN};
+use std::ptr::{addr_of, addr_of_mut};
+use std::sync::atomic::AtomicU32;
 
-pub const ENTRY_HEADER: usize = 20;
+pub const ENTRY_HEADER: usize = 24;
 const LIVE: u8 = 0xA5;
 const DEAD: u8 = 0x5A;
 const PAD: u8 = 0xF0;
@@ -40,15 +50,25 @@ const FLAG_SINGLE_USE: u8 = 1;
 const FLAG_REFERENCED: u8 = 2;
 /// Second chances given while making room for one entry, at most.
 const MAX_MOVES: usize = 16;
+/// Seconds between two sweeps of a shard for expired entries.
+pub const SWEEP_PERIOD: u32 = 30;
+/// Entries one operation looks at while a sweep is under way.
+const SWEEP_STEPS: usize = 64;
 
 #[repr(C)]
 pub struct ShardHeader {
-    pub mutex: libc::pthread_mutex_t,
+    /// The lock word and its acquisition count (see [`super::lock`]).
+    pub lock: AtomicU32,
+    pub lock_count: AtomicU32,
     pub head: u64,
     pub tail: u64,
     pub live: u32,
     pub index_used: u32,
     pub live_bytes: u64,
+    /// Where the expiry sweep goes on (a ring counter between tail and head).
+    pub sweep_at: u64,
+    /// When the next sweep starts (seconds after the epoch).
+    pub next_sweep: u32,
 }
 
 const _: () = assert!(std::mem::size_of::<ShardHeader>() <= super::segment::SHARD_HEADER_BYTES);
@@ -65,11 +85,13 @@ pub struct Shard {
     pub ring: *mut u8,
     pub index_cap: usize,
     pub ring_cap: usize,
+    /// This process's view of a lock it could not get (see [`super::lock::Stuck`]).
+    pub stuck: Stuck,
 }
 
 // SAFETY: the pointers lead into a shared mapping that outlives the Shard (the ShmStore owns
-// both); the memory behind them is only touched while holding the shard's process-shared
-// mutex, which serialises threads as well as processes.
+// both); the memory behind them is only written while holding the shard's lock, and only
+// read through checked, copying accessors.
 unsafe impl Send for Shard {}
 // SAFETY: as above.
 unsafe impl Sync for Shard {}
@@ -78,7 +100,7 @@ unsafe impl Sync for Shard {}
 pub enum Found<T> {
     /// The caller's front already held an object decoded from this entry.
     Front(T),
-    /// The entry's DER; `consumed` if the lookup removed it.
+    /// The entry's DER (verified); `consumed` if the lookup removed it.
     Der {
         der: SecretBytes,
         stamp: u64,
@@ -109,16 +131,70 @@ impl Events {
     }
 }
 
-thread_local! {
-    /// Scratch space for moving an entry to the head.
-    static MOVE_BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+/// An entry's header, read once from the ring.
+#[derive(Clone, Copy, Debug)]
+struct Head {
+    state: u8,
+    key_len: usize,
+    flags: u8,
+    der_len: usize,
+    expires: u32,
+    tag: u32,
+    sum: u64,
 }
 
-fn checksum(key: &[u8], der: &[u8], der_len: u32, expires: u32, tag: u32, single_use: bool) -> u32 {
-    let mut h: u64 = 0x9E37_79B9_7F4A_7C15
-        ^ (u64::from(der_len) << 32 | u64::from(expires))
-        ^ (u64::from(tag) << 8 | (key.len() as u64) << 1 | u64::from(single_use));
-    let mut mix = |w: u64| h = (h ^ w).wrapping_mul(0xff51_afd7_ed55_8ccd).rotate_left(29);
+impl Head {
+    fn parse(b: &[u8; ENTRY_HEADER]) -> Head {
+        let u32_at = |i: usize| u32::from_le_bytes(b[i..i + 4].try_into().expect("4 bytes"));
+        Head {
+            state: b[0],
+            key_len: b[1] as usize,
+            flags: b[2],
+            der_len: u32_at(4) as usize,
+            expires: u32_at(8),
+            tag: u32_at(12),
+            sum: u64::from_le_bytes(b[16..24].try_into().expect("8 bytes")),
+        }
+    }
+
+    fn bytes(&self) -> [u8; ENTRY_HEADER] {
+        let mut b = [0u8; ENTRY_HEADER];
+        b[0] = self.state;
+        b[1] = self.key_len as u8;
+        b[2] = self.flags;
+        b[4..8].copy_from_slice(&(self.der_len as u32).to_le_bytes());
+        b[8..12].copy_from_slice(&self.expires.to_le_bytes());
+        b[12..16].copy_from_slice(&self.tag.to_le_bytes());
+        b[16..24].copy_from_slice(&self.sum.to_le_bytes());
+        b
+    }
+
+    fn len(&self) -> usize {
+        entry_len(self.key_len, self.der_len)
+    }
+
+    /// Whether the lengths describe an entry that fits the ring at `pos`.
+    fn fits(&self, pos: usize, ring_cap: usize) -> bool {
+        (1..=MAX_KEY_LEN).contains(&self.key_len)
+            && self.der_len >= 1
+            && self.der_len < ring_cap
+            && pos + self.len() <= ring_cap
+    }
+
+    fn single_use(&self) -> bool {
+        self.flags & FLAG_SINGLE_USE != 0
+    }
+}
+
+/// The checksum of an entry: its lengths, expiry, tag, single-use flag, ID and DER.
+fn checksum(h: &Head, key: &[u8], der: &[u8]) -> u64 {
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15
+        ^ ((h.der_len as u64) << 32 | u64::from(h.expires))
+        ^ (u64::from(h.tag) << 9 | (h.key_len as u64) << 1 | u64::from(h.single_use())) << 3;
+    let mut mix = |w: u64| {
+        x = (x ^ w).wrapping_mul(0xff51_afd7_ed55_8ccd);
+        x ^= x >> 32;
+    };
     for part in [key, der] {
         let mut chunks = part.chunks_exact(8);
         for c in &mut chunks {
@@ -129,57 +205,60 @@ fn checksum(key: &[u8], der: &[u8], der_len: u32, expires: u32, tag: u32, single
         last[..rest.len()].copy_from_slice(rest);
         mix(u64::from_le_bytes(last) ^ (rest.len() as u64) << 59);
     }
-    (h ^ (h >> 32)) as u32
+    x = (x ^ (x >> 33)).wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    x ^ (x >> 29)
 }
 
+/// Identifies one stored entry for the caller's front: its checksum and position.
+fn stamp(h: &Head, pos: usize) -> u64 {
+    h.sum ^ (pos as u64).rotate_left(40)
+}
+
+/// Why a shard needs rebuilding.
+struct Damage(&'static str);
+
 impl Shard {
-    /// Initialises a zero-filled shard in a new segment.
-    ///
-    /// # Safety
-    /// The shard's memory is mapped, writable and not yet used by anyone.
-    pub unsafe fn init(&self) -> Result<(), String> {
-        // SAFETY: hdr points at this shard's header in the new mapping; attr is local.
+    fn lock_word(&self) -> ShardLock<'_> {
+        // SAFETY: hdr points at this shard's header in the live mapping; the atomics there
+        // are valid for the mapping's lifetime.
         unsafe {
-            let mut attr: libc::pthread_mutexattr_t = std::mem::zeroed();
-            let ok = libc::pthread_mutexattr_init(&mut attr) == 0
-                && libc::pthread_mutexattr_setpshared(&mut attr, libc::PTHREAD_PROCESS_SHARED) == 0
-                && libc::pthread_mutexattr_setrobust(&mut attr, libc::PTHREAD_MUTEX_ROBUST) == 0
-                && libc::pthread_mutex_init(&mut (*self.hdr).mutex, &attr) == 0;
-            libc::pthread_mutexattr_destroy(&mut attr);
-            if !ok {
-                return Err("cannot make a process-shared robust mutex".into());
+            ShardLock {
+                word: &*addr_of!((*self.hdr).lock),
+                count: &*addr_of!((*self.hdr).lock_count),
             }
-            (*self.hdr).head = 0;
-            (*self.hdr).tail = 0;
         }
-        Ok(())
     }
 
-    /// Locks the shard, repairing it if the last owner died holding the lock. None if the
-    /// mutex is unusable (counted by the caller as an error).
-    pub fn lock(&self, now: u32, ev: &mut Events) -> Option<Locked<'_>> {
-        // SAFETY: the mutex was initialised process-shared and robust by the creator.
-        let r = unsafe { libc::pthread_mutex_lock(&mut (*self.hdr).mutex) };
-        let mut locked = Locked { s: self };
-        match r {
-            0 => Some(locked),
-            libc::EOWNERDEAD => {
-                let (kept, dropped) = locked.rebuild(now);
-                ev.errors += dropped;
-                crate::log!(
+    /// Locks the shard, repairing it if the last owner died or stalled holding the lock or
+    /// its header is inconsistent. None if the lock could not be had within the budget
+    /// (counted by the caller as an error; the operation is a miss).
+    pub fn lock(&self, now: u32, timing: &Timing, ev: &mut Events) -> Option<Locked<'_>> {
+        let acquired = match self.lock_word().lock(timing, &self.stuck) {
+            Ok(a) => a,
+            Err(_) => {
+                crate::log_limited!(
                     Level::Warn,
-                    "shm: a process died holding a shard lock; shard rebuilt ({kept} sessions kept, {dropped} dropped)"
+                    "shm: a shard lock could not be had within {} ms; the operation is a miss",
+                    timing.budget.as_millis()
                 );
-                // SAFETY: we hold the lock in the EOWNERDEAD state.
-                unsafe { libc::pthread_mutex_consistent(&mut (*self.hdr).mutex) };
-                Some(locked)
+                return None;
             }
-            e => {
-                std::mem::forget(locked);
-                crate::log!(Level::Error, "shm: cannot lock a shard (error {e})");
-                None
-            }
+        };
+        let mut locked = Locked { s: self };
+        let why = match acquired {
+            Acquired::Recovered => Some("a process died or stalled holding its lock"),
+            Acquired::Clean => locked.check_header().err().map(|d| d.0),
+        };
+        if let Some(why) = why {
+            let (kept, dropped) = locked.rebuild(now);
+            ev.errors += dropped.max(1);
+            crate::log_limited!(
+                Level::Warn,
+                "shm: {why}; shard rebuilt ({kept} sessions kept, {dropped} dropped)"
+            );
         }
+        locked.maintain(now, ev);
+        Some(locked)
     }
 }
 
@@ -190,44 +269,80 @@ pub struct Locked<'a> {
 
 impl Drop for Locked<'_> {
     fn drop(&mut self) {
-        // SAFETY: we hold the lock.
-        unsafe { libc::pthread_mutex_unlock(&mut (*self.s.hdr).mutex) };
+        self.s.lock_word().unlock();
     }
 }
 
+/// Reads and writes one field of the shard header (exactly once: another process may be
+/// scribbling on it, so a value is read into a local and checked there).
+macro_rules! hdr {
+    ($self:ident . $field:ident) => {
+        // SAFETY: the header lies inside our mapping; a volatile read of a plain field.
+        unsafe { addr_of!((*$self.s.hdr).$field).read_volatile() }
+    };
+    ($self:ident . $field:ident = $v:expr) => {{
+        let v = $v;
+        // SAFETY: as above; we hold the lock, so we are the shard's only writer.
+        unsafe { addr_of_mut!((*$self.s.hdr).$field).write_volatile(v) }
+    }};
+}
+
 impl Locked<'_> {
-    // ---- raw access (everything below runs under the lock) ------------------------------
-    fn hdr(&mut self) -> &mut ShardHeader {
-        // SAFETY: the header is ours while we hold the lock.
-        unsafe { &mut *self.s.hdr }
+    // ---- raw access: every position is checked, every read copies -------------------------
+    fn cap(&self) -> usize {
+        self.s.ring_cap
     }
+
     fn slot(&self, i: usize) -> u64 {
-        debug_assert!(i < self.s.index_cap);
-        // SAFETY: i < index_cap, inside this shard's index.
-        unsafe { *self.s.index.add(i) }
+        assert!(i < self.s.index_cap);
+        // SAFETY: i < index_cap, inside this shard's index (8-aligned).
+        unsafe { self.s.index.add(i).read_volatile() }
     }
+
     fn set_slot(&mut self, i: usize, v: u64) {
-        debug_assert!(i < self.s.index_cap);
-        // SAFETY: as above.
-        unsafe { *self.s.index.add(i) = v }
+        assert!(i < self.s.index_cap);
+        // SAFETY: as above; we hold the lock.
+        unsafe { self.s.index.add(i).write_volatile(v) }
     }
-    fn ring(&self, pos: usize, len: usize) -> &[u8] {
-        assert!(pos + len <= self.s.ring_cap);
-        // SAFETY: the range is inside the ring (checked).
-        unsafe { std::slice::from_raw_parts(self.s.ring.add(pos), len) }
+
+    /// Copies ring bytes [pos, pos + out.len()) into `out`; false if that is outside.
+    fn read(&self, pos: usize, out: &mut [u8]) -> bool {
+        if pos > self.cap() || out.len() > self.cap() - pos {
+            return false;
+        }
+        // SAFETY: the range is inside the ring (checked); out is ours.
+        unsafe { std::ptr::copy_nonoverlapping(self.s.ring.add(pos), out.as_mut_ptr(), out.len()) };
+        true
     }
-    fn ring_mut(&mut self, pos: usize, len: usize) -> &mut [u8] {
-        assert!(pos + len <= self.s.ring_cap);
-        // SAFETY: as above; exclusive under the lock.
-        unsafe { std::slice::from_raw_parts_mut(self.s.ring.add(pos), len) }
+
+    fn write(&mut self, pos: usize, bytes: &[u8]) {
+        assert!(pos <= self.cap() && bytes.len() <= self.cap() - pos);
+        // SAFETY: the range is inside the ring (checked); we hold the lock.
+        unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), self.s.ring.add(pos), bytes.len()) };
     }
-    fn u32_at(&self, pos: usize) -> u32 {
-        u32::from_le_bytes(self.ring(pos, 4).try_into().expect("4 bytes"))
+
+    /// The header of the entry at `pos`, if it fits the ring there.
+    /// A PAD (which may stand in the last bytes of the ring) has only its state.
+    fn head_at(&self, pos: usize) -> Option<Head> {
+        let mut b = [0u8; ENTRY_HEADER];
+        let n = ENTRY_HEADER.min(self.cap().saturating_sub(pos));
+        if n == 0 || !self.read(pos, &mut b[..n]) {
+            return None;
+        }
+        let h = Head::parse(&b);
+        (h.state == PAD || (n == ENTRY_HEADER && h.fits(pos, self.cap()))).then_some(h)
+    }
+
+    fn key_at(&self, pos: usize, h: &Head) -> [u8; MAX_KEY_LEN] {
+        let mut key = [0u8; MAX_KEY_LEN];
+        self.read(pos + ENTRY_HEADER, &mut key[..h.key_len]);
+        key
     }
 
     fn home(&self, tag: u32) -> usize {
         ((u64::from(tag) * self.s.index_cap as u64) >> 32) as usize
     }
+
     fn next(&self, i: usize) -> usize {
         if i + 1 == self.s.index_cap {
             0
@@ -236,40 +351,30 @@ impl Locked<'_> {
         }
     }
 
-    /// Length of the entry at `pos`, if its length fields fit the ring.
-    fn len_at(&self, pos: usize) -> Option<usize> {
-        if pos + ENTRY_HEADER > self.s.ring_cap {
-            return None;
-        }
-        let key_len = self.ring(pos + 1, 1)[0] as usize;
-        let der_len = self.u32_at(pos + 4) as usize;
-        let len = entry_len(key_len, der_len);
-        (key_len <= crate::store::MAX_KEY_LEN && pos + len <= self.s.ring_cap).then_some(len)
+    /// The most index slots in use before the shard counts as full.
+    fn max_fill(&self) -> usize {
+        self.s.index_cap - self.s.index_cap / 8
     }
 
-    fn entry_valid(&self, pos: usize) -> bool {
-        let Some(_) = self.len_at(pos) else {
-            return false;
-        };
-        let key_len = self.ring(pos + 1, 1)[0] as usize;
-        let flags = self.ring(pos + 2, 1)[0];
-        let der_len = self.u32_at(pos + 4);
-        let key = self.ring(pos + ENTRY_HEADER, key_len);
-        let der = self.ring(pos + ENTRY_HEADER + key_len, der_len as usize);
-        let sum = checksum(
-            key,
-            der,
-            der_len,
-            self.u32_at(pos + 8),
-            self.u32_at(pos + 12),
-            flags & FLAG_SINGLE_USE != 0,
-        );
-        sum == self.u32_at(pos + 16)
+    // ---- the header's invariants ----------------------------------------------------------
+    fn check_header(&mut self) -> Result<(), Damage> {
+        let (head, tail) = (hdr!(self.head), hdr!(self.tail));
+        if tail > head || head - tail > self.cap() as u64 {
+            return Err(Damage("its head and tail are inconsistent"));
+        }
+        let (live, used) = (hdr!(self.live), hdr!(self.index_used));
+        if live != used || used as usize > self.max_fill() {
+            return Err(Damage("its entry counts are inconsistent"));
+        }
+        if hdr!(self.live_bytes) > self.cap() as u64 {
+            return Err(Damage("its byte count is inconsistent"));
+        }
+        Ok(())
     }
 
     // ---- the index ----------------------------------------------------------------------
-    /// Finds `key`: (index slot, ring position).
-    pub fn find(&self, tag: u32, key: &[u8]) -> Option<(usize, usize)> {
+    /// Finds `key`: (index slot, ring position, header of a LIVE entry with that key).
+    fn find(&self, tag: u32, key: &[u8]) -> Option<(usize, usize, Head)> {
         let mut i = self.home(tag);
         for _ in 0..self.s.index_cap {
             let v = self.slot(i);
@@ -277,10 +382,15 @@ impl Locked<'_> {
                 return None;
             }
             if (v >> 32) as u32 == tag {
-                let pos = (v as u32 - 1) as usize;
-                let key_len = self.ring(pos + 1, 1)[0] as usize;
-                if key_len == key.len() && self.ring(pos + ENTRY_HEADER, key_len) == key {
-                    return Some((i, pos));
+                let pos = (v as u32).wrapping_sub(1) as usize;
+                if let Some(h) = self.head_at(pos) {
+                    if h.state == LIVE
+                        && h.tag == tag
+                        && h.key_len == key.len()
+                        && self.key_at(pos, &h)[..h.key_len] == *key
+                    {
+                        return Some((i, pos, h));
+                    }
                 }
             }
             i = self.next(i);
@@ -301,20 +411,24 @@ impl Locked<'_> {
         None
     }
 
-    fn index_insert(&mut self, tag: u32, pos: usize) {
+    fn index_insert(&mut self, tag: u32, pos: usize) -> Result<(), Damage> {
         let mut i = self.home(tag);
-        while self.slot(i) != 0 {
+        for _ in 0..self.s.index_cap {
+            if self.slot(i) == 0 {
+                self.set_slot(i, (u64::from(tag) << 32) | (pos as u64 + 1));
+                hdr!(self.index_used = hdr!(self.index_used).wrapping_add(1));
+                return Ok(());
+            }
             i = self.next(i);
         }
-        self.set_slot(i, (u64::from(tag) << 32) | (pos as u64 + 1));
-        self.hdr().index_used += 1;
+        Err(Damage("its index has no free slot"))
     }
 
     /// Backward-shift deletion: later entries of the probe run move up into the hole.
     fn index_delete(&mut self, slot: usize) {
         let mut hole = slot;
         let mut j = slot;
-        loop {
+        for _ in 0..self.s.index_cap {
             j = self.next(j);
             let v = self.slot(j);
             if v == 0 {
@@ -333,24 +447,49 @@ impl Locked<'_> {
             }
         }
         self.set_slot(hole, 0);
-        self.hdr().index_used -= 1;
+        hdr!(self.index_used = hdr!(self.index_used).saturating_sub(1));
     }
 
     // ---- entries ------------------------------------------------------------------------
-    /// Marks the entry at `pos` dead and wipes its ID and session bytes.
-    fn kill(&mut self, pos: usize) {
-        let len = self.len_at(pos).expect("live entry has a valid length");
-        let der_len = u64::from(self.u32_at(pos + 4));
-        self.ring_mut(pos, 1)[0] = DEAD;
-        crate::store::wipe(self.ring_mut(pos + 16, len - 16));
-        let h = self.hdr();
-        h.live -= 1;
-        h.live_bytes -= der_len;
+    /// Marks the entry at `pos` dead and wipes everything in it but its lengths (which the
+    /// ring walk needs).
+    fn kill(&mut self, pos: usize, h: &Head) {
+        self.write(pos, &[DEAD]);
+        let wipe_len = h.len() - 8;
+        let zeros = [0u8; 256];
+        let mut at = pos + 8;
+        let end = at + wipe_len;
+        while at < end {
+            let n = (end - at).min(zeros.len());
+            self.write(at, &zeros[..n]);
+            at += n;
+        }
+        hdr!(self.live = hdr!(self.live).saturating_sub(1));
+        hdr!(self.live_bytes = hdr!(self.live_bytes).saturating_sub(h.der_len as u64));
     }
 
-    fn remove_at(&mut self, slot: usize, pos: usize) {
+    fn remove_at(&mut self, slot: usize, pos: usize, h: &Head) {
         self.index_delete(slot);
-        self.kill(pos);
+        self.kill(pos, h);
+    }
+
+    /// Copies the entry's ID and DER out and verifies the copy: Some(der) if it is intact.
+    fn copy_verified(&self, pos: usize, h: &Head) -> Option<SecretBytes> {
+        let key = self.key_at(pos, h);
+        let mut der = SecretBytes::zeroed(h.der_len);
+        if !self.read(pos + ENTRY_HEADER + h.key_len, der.as_mut_slice()) {
+            return None;
+        }
+        (checksum(h, &key[..h.key_len], der.as_slice()) == h.sum).then_some(der)
+    }
+
+    fn corrupt_entry(&mut self, slot: usize, pos: usize, h: &Head, ev: &mut Events) {
+        ev.errors += 1;
+        crate::log_limited!(
+            Level::Warn,
+            "shm: a stored session failed its checksum; dropped"
+        );
+        self.remove_at(slot, pos, h);
     }
 
     /// Looks `key` up. A live entry is consumed if `take` or stored single-use; otherwise it
@@ -365,36 +504,27 @@ impl Locked<'_> {
         front: impl FnOnce(u64) -> Option<T>,
         ev: &mut Events,
     ) -> Option<Found<T>> {
-        let (slot, pos) = self.find(tag, key)?;
-        if !self.entry_valid(pos) {
-            ev.errors += 1;
-            crate::log!(
-                Level::Warn,
-                "shm: a stored session failed its checksum; dropped"
-            );
-            self.remove_at(slot, pos);
-            return None;
-        }
-        if self.u32_at(pos + 8) <= now {
+        let (slot, pos, h) = self.find(tag, key)?;
+        if h.expires <= now {
             ev.expirations += 1;
-            self.remove_at(slot, pos);
+            self.remove_at(slot, pos, &h);
             return None;
         }
-        // The checksum covers the ID, the DER, the expiry and the flags that matter: with
-        // the position it names this very entry.
-        let stamp = (pos as u64) << 32 | u64::from(self.u32_at(pos + 16));
-        let flags = self.ring(pos + 2, 1)[0];
-        let consumed = take || flags & FLAG_SINGLE_USE != 0;
+        let stamp = stamp(&h, pos);
+        let consumed = take || h.single_use();
         if !consumed {
-            self.ring_mut(pos + 2, 1)[0] = flags | FLAG_REFERENCED;
+            self.write(pos + 2, &[h.flags | FLAG_REFERENCED]);
+            // The object was decoded from a verified copy of this very entry.
             if let Some(obj) = front(stamp) {
                 return Some(Found::Front(obj));
             }
         }
-        let der_len = self.u32_at(pos + 4) as usize;
-        let der = SecretBytes::from(self.ring(pos + ENTRY_HEADER + key.len(), der_len).to_vec());
+        let Some(der) = self.copy_verified(pos, &h) else {
+            self.corrupt_entry(slot, pos, &h, ev);
+            return None;
+        };
         if consumed {
-            self.remove_at(slot, pos);
+            self.remove_at(slot, pos, &h);
         }
         Some(Found::Der {
             der,
@@ -405,42 +535,34 @@ impl Locked<'_> {
 
     pub fn remove(&mut self, tag: u32, key: &[u8]) -> bool {
         match self.find(tag, key) {
-            Some((slot, pos)) => {
-                self.remove_at(slot, pos);
+            Some((slot, pos, h)) => {
+                self.remove_at(slot, pos, &h);
                 true
             }
             None => false,
         }
     }
 
-    /// The most an entry may take: half the ring, so that one always fits after reclaiming.
-    pub fn max_entry(&self) -> usize {
-        self.s.ring_cap / 2
-    }
-
-    fn index_full(&self) -> bool {
-        // SAFETY: reading the header under the lock.
-        let used = unsafe { (*self.s.hdr).index_used } as usize;
-        used + 1 > self.s.index_cap - self.s.index_cap / 8
-    }
-
     /// Bytes needed at the head for an entry of `len`: the entry plus any padding.
     fn need(&self, head: u64, len: usize) -> usize {
-        let pos = (head % self.s.ring_cap as u64) as usize;
-        if pos + len > self.s.ring_cap {
-            self.s.ring_cap - pos + len
+        let pos = (head % self.cap() as u64) as usize;
+        if pos + len > self.cap() {
+            self.cap() - pos + len
         } else {
             len
         }
     }
 
-    fn free_bytes(&self) -> usize {
-        // SAFETY: reading the header under the lock.
-        let (head, tail) = unsafe { ((*self.s.hdr).head, (*self.s.hdr).tail) };
-        self.s.ring_cap - (head - tail) as usize
+    /// Whether an entry of `len` fits at the head now (the header was checked at lock).
+    fn room_for(&self, len: usize) -> bool {
+        let (head, tail) = (hdr!(self.head), hdr!(self.tail));
+        let used = head.saturating_sub(tail) as usize;
+        used <= self.cap()
+            && self.cap() - used >= self.need(head, len)
+            && (hdr!(self.index_used) as usize) < self.max_fill()
     }
 
-    /// Stores an entry, replacing one with the same key; the caller checked the size.
+    /// Stores an entry, replacing one with the same key; false if it could not be stored.
     #[allow(clippy::too_many_arguments)]
     pub fn put(
         &mut self,
@@ -451,154 +573,173 @@ impl Locked<'_> {
         single_use: bool,
         now: u32,
         ev: &mut Events,
-    ) {
-        if let Some((slot, pos)) = self.find(tag, key) {
-            self.remove_at(slot, pos);
+    ) -> bool {
+        if let Some((slot, pos, h)) = self.find(tag, key) {
+            self.remove_at(slot, pos, &h);
         }
-        let len = entry_len(key.len(), der.len());
-        let mut moves = MAX_MOVES;
-        loop {
-            let head = self.hdr().head;
-            if self.free_bytes() >= self.need(head, len) && !self.index_full() {
-                break;
-            }
-            if !self.reclaim_tail(now, &mut moves, ev) {
-                return;
-            }
-        }
-        self.append(
-            tag,
-            key,
-            der,
+        let mut h = Head {
+            state: LIVE,
+            key_len: key.len(),
+            flags: if single_use { FLAG_SINGLE_USE } else { 0 },
+            der_len: der.len(),
             expires,
-            if single_use { FLAG_SINGLE_USE } else { 0 },
-        );
+            tag,
+            sum: 0,
+        };
+        if !(1..=MAX_KEY_LEN).contains(&key.len()) || h.len() > self.cap() / 2 {
+            return false;
+        }
+        h.sum = checksum(&h, key, der);
+        self.make_room(h.len(), now, ev) && self.append(&h, key, der, now, ev)
+    }
+
+    /// Reclaims at the tail until `len` bytes and an index slot are free. Bounded: each step
+    /// frees at least 4 bytes or an entry; a damaged shard is rebuilt (at most twice), then
+    /// emptied.
+    fn make_room(&mut self, len: usize, now: u32, ev: &mut Events) -> bool {
+        let mut moves = MAX_MOVES;
+        let mut rebuilds = 0;
+        let limit = self.cap() / 4 + self.s.index_cap + MAX_MOVES + 8;
+        for _ in 0..limit {
+            if self.room_for(len) {
+                return true;
+            }
+            if let Err(Damage(why)) = self.reclaim_tail(now, &mut moves, ev) {
+                rebuilds += 1;
+                if rebuilds > 2 {
+                    self.reset(why, ev);
+                } else {
+                    let (kept, dropped) = self.rebuild(now);
+                    ev.errors += dropped.max(1);
+                    crate::log_limited!(
+                        Level::Warn,
+                        "shm: a shard was damaged ({why}); rebuilt ({kept} sessions kept, {dropped} dropped)"
+                    );
+                }
+            }
+        }
+        if !self.room_for(len) {
+            self.reset("no room could be made", ev);
+        }
+        self.room_for(len)
     }
 
     /// Writes an entry at the head (there is room), then publishes and indexes it.
-    fn append(&mut self, tag: u32, key: &[u8], der: &[u8], expires: u32, flags: u8) {
-        let len = entry_len(key.len(), der.len());
-        let mut head = self.hdr().head;
-        let mut pos = (head % self.s.ring_cap as u64) as usize;
-        if pos + len > self.s.ring_cap {
-            self.ring_mut(pos, 1)[0] = PAD;
-            head += (self.s.ring_cap - pos) as u64;
+    fn append(&mut self, h: &Head, key: &[u8], der: &[u8], now: u32, ev: &mut Events) -> bool {
+        let len = h.len();
+        let mut head = hdr!(self.head);
+        let mut pos = (head % self.cap() as u64) as usize;
+        if pos + len > self.cap() {
+            self.write(pos, &[PAD]);
+            head += (self.cap() - pos) as u64;
             pos = 0;
         }
-        let sum = checksum(
-            key,
-            der,
-            der.len() as u32,
-            expires,
-            tag,
-            flags & FLAG_SINGLE_USE != 0,
-        );
-        {
-            let e = self.ring_mut(pos, len);
-            e[0] = LIVE;
-            e[1] = key.len() as u8;
-            e[2] = flags;
-            e[3] = 0;
-            e[4..8].copy_from_slice(&(der.len() as u32).to_le_bytes());
-            e[8..12].copy_from_slice(&expires.to_le_bytes());
-            e[12..16].copy_from_slice(&tag.to_le_bytes());
-            e[16..20].copy_from_slice(&sum.to_le_bytes());
-            e[ENTRY_HEADER..ENTRY_HEADER + key.len()].copy_from_slice(key);
-            e[ENTRY_HEADER + key.len()..ENTRY_HEADER + key.len() + der.len()].copy_from_slice(der);
+        self.write(pos, &h.bytes());
+        self.write(pos + ENTRY_HEADER, key);
+        self.write(pos + ENTRY_HEADER + key.len(), der);
+        let tail_bytes = len - ENTRY_HEADER - key.len() - der.len();
+        self.write(pos + len - tail_bytes, &[0u8; 3][..tail_bytes]);
+        hdr!(self.head = head + len as u64);
+        hdr!(self.live = hdr!(self.live).wrapping_add(1));
+        hdr!(self.live_bytes = hdr!(self.live_bytes).wrapping_add(h.der_len as u64));
+        if let Err(Damage(why)) = self.index_insert(h.tag, pos) {
+            // The index holds more than its count says: rebuilding indexes this entry too.
+            let (kept, dropped) = self.rebuild(now);
+            ev.errors += dropped.max(1);
+            crate::log_limited!(
+                Level::Warn,
+                "shm: a shard was damaged ({why}); rebuilt ({kept} sessions kept, {dropped} dropped)"
+            );
+            return self.find(h.tag, key).is_some();
         }
-        let h = self.hdr();
-        h.head = head + len as u64;
-        h.live += 1;
-        h.live_bytes += der.len() as u64;
-        self.index_insert(tag, pos);
+        true
     }
 
-    /// Frees the entry at the tail. False if the shard had to be reset (it was damaged).
-    fn reclaim_tail(&mut self, now: u32, moves: &mut usize, ev: &mut Events) -> bool {
-        let (head, tail) = (self.hdr().head, self.hdr().tail);
+    /// Frees the entry at the tail, or says what is damaged.
+    fn reclaim_tail(&mut self, now: u32, moves: &mut usize, ev: &mut Events) -> Result<(), Damage> {
+        let (head, tail) = (hdr!(self.head), hdr!(self.tail));
         if tail >= head {
-            return self.reset("nothing to reclaim in a full shard", ev);
+            return Err(Damage("it is full but holds nothing"));
         }
-        let pos = (tail % self.s.ring_cap as u64) as usize;
-        match self.ring(pos, 1)[0] {
-            PAD => {
-                self.hdr().tail = tail + (self.s.ring_cap - pos) as u64;
-                true
-            }
-            DEAD => match self.len_at(pos) {
-                Some(len) => {
-                    self.hdr().tail = tail + len as u64;
-                    true
+        let pos = (tail % self.cap() as u64) as usize;
+        let Some(h) = self.head_at(pos) else {
+            return Err(Damage("an entry at the tail has a bad length"));
+        };
+        if h.state == PAD {
+            hdr!(self.tail = tail + (self.cap() - pos) as u64);
+            return Ok(());
+        }
+        if tail + h.len() as u64 > head {
+            return Err(Damage("an entry at the tail runs past the head"));
+        }
+        match h.state {
+            DEAD => {}
+            LIVE => match self.slot_of(h.tag, pos) {
+                None => {
+                    // Not indexed (a torn update): nobody can find it; wipe it.
+                    ev.errors += 1;
+                    self.kill(pos, &h);
                 }
-                None => self.reset("a dead entry with a bad length", ev),
-            },
-            LIVE => {
-                let Some(len) = self.len_at(pos) else {
-                    return self.reset("a live entry with a bad length", ev);
-                };
-                let tag = self.u32_at(pos + 12);
-                let Some(slot) = self.slot_of(tag, pos) else {
-                    return self.reset("a live entry missing from the index", ev);
-                };
-                let expires = self.u32_at(pos + 8);
-                let flags = self.ring(pos + 2, 1)[0];
-                if expires > now && flags & FLAG_REFERENCED != 0 && *moves > 0 {
+                Some(slot) if h.expires <= now => {
+                    ev.expirations += 1;
+                    self.remove_at(slot, pos, &h);
+                }
+                Some(slot) if h.flags & FLAG_REFERENCED != 0 && *moves > 0 => {
                     *moves -= 1;
-                    if !self.second_chance(slot, pos, len, tail, flags) {
-                        ev.evictions += 1;
-                    }
-                } else {
-                    if expires <= now {
-                        ev.expirations += 1;
-                    } else {
-                        ev.evictions += 1;
-                        crate::log!(
-                            Level::Debug,
-                            "evict: shm session ({} bytes of ID)",
-                            self.ring(pos + 1, 1)[0]
-                        );
-                    }
-                    self.remove_at(slot, pos);
-                    self.hdr().tail = tail + len as u64;
+                    return self.second_chance(slot, pos, &h, tail, now, ev);
                 }
-                true
-            }
-            _ => self.reset("an unknown entry state", ev),
+                Some(slot) => {
+                    ev.evictions += 1;
+                    crate::log!(
+                        Level::Debug,
+                        "evict: shm session ({} bytes of ID)",
+                        h.key_len
+                    );
+                    self.remove_at(slot, pos, &h);
+                }
+            },
+            _ => return Err(Damage("an entry at the tail has an unknown state")),
         }
+        hdr!(self.tail = tail + h.len() as u64);
+        Ok(())
     }
 
-    /// Moves a recently used entry from the tail to the head, clearing its flag. False if
-    /// there was no room at the head after all (the entry is then gone).
-    fn second_chance(&mut self, slot: usize, pos: usize, len: usize, tail: u64, flags: u8) -> bool {
-        MOVE_BUF.with(|buf| {
-            let mut buf = buf.borrow_mut();
-            buf.clear();
-            buf.extend_from_slice(self.ring(pos, len));
-            buf[2] = flags & !FLAG_REFERENCED;
-            // The old copy goes first (it may overlap where the new one lands).
-            self.index_delete(slot);
-            self.kill(pos);
-            self.hdr().tail = tail + len as u64;
-            let key_len = buf[1] as usize;
-            let der_len = u32::from_le_bytes(buf[4..8].try_into().expect("4 bytes")) as usize;
-            let head = self.hdr().head;
-            let moved = self.free_bytes() >= self.need(head, len) && !self.index_full();
-            if moved {
-                let tag = u32::from_le_bytes(buf[12..16].try_into().expect("4 bytes"));
-                let expires = u32::from_le_bytes(buf[8..12].try_into().expect("4 bytes"));
-                let (key, der) =
-                    buf[ENTRY_HEADER..ENTRY_HEADER + key_len + der_len].split_at(key_len);
-                self.append(tag, key, der, expires, buf[2]);
-            }
-            crate::store::wipe(&mut buf);
-            moved
-        })
+    /// Moves a recently used entry from the tail to the head, clearing its flag. The entry
+    /// is verified first: a damaged one is dropped, never given a new checksum.
+    fn second_chance(
+        &mut self,
+        slot: usize,
+        pos: usize,
+        h: &Head,
+        tail: u64,
+        now: u32,
+        ev: &mut Events,
+    ) -> Result<(), Damage> {
+        let Some(der) = self.copy_verified(pos, h) else {
+            self.corrupt_entry(slot, pos, h, ev);
+            hdr!(self.tail = tail + h.len() as u64);
+            return Ok(());
+        };
+        let key = self.key_at(pos, h);
+        // The old copy goes first (it may overlap where the new one lands).
+        self.remove_at(slot, pos, h);
+        hdr!(self.tail = tail + h.len() as u64);
+        let moved = Head {
+            flags: h.flags & !FLAG_REFERENCED,
+            ..*h
+        };
+        if self.room_for(h.len()) {
+            self.append(&moved, &key[..h.key_len], der.as_slice(), now, ev);
+        } else {
+            ev.evictions += 1;
+        }
+        Ok(())
     }
 
-    /// Empties a damaged shard (its sessions are lost, counted as errors).
-    fn reset(&mut self, why: &str, ev: &mut Events) -> bool {
-        let lost = u64::from(self.hdr().live);
-        crate::log!(
+    /// Empties a damaged shard (its sessions are lost, counted as errors), wiping the ring.
+    fn reset(&mut self, why: &str, ev: &mut Events) {
+        let lost = u64::from(hdr!(self.live)).min(self.s.index_cap as u64);
+        crate::log_limited!(
             Level::Error,
             "shm: shard damaged ({why}); emptied, {lost} sessions lost"
         );
@@ -606,22 +747,43 @@ impl Locked<'_> {
         for i in 0..self.s.index_cap {
             self.set_slot(i, 0);
         }
-        let cap = self.s.ring_cap;
-        crate::store::wipe(self.ring_mut(0, cap));
-        let h = self.hdr();
-        h.head = 0;
-        h.tail = 0;
-        h.live = 0;
-        h.live_bytes = 0;
-        h.index_used = 0;
-        false
+        let zeros = [0u8; 4096];
+        let mut at = 0;
+        while at < self.cap() {
+            let n = (self.cap() - at).min(zeros.len());
+            self.write(at, &zeros[..n]);
+            at += n;
+        }
+        hdr!(self.head = 0);
+        hdr!(self.tail = 0);
+        hdr!(self.live = 0);
+        hdr!(self.live_bytes = 0);
+        hdr!(self.index_used = 0);
+        hdr!(self.sweep_at = 0);
     }
 
-    /// Rebuilds the index and the counts from the ring after a crash: returns (sessions
-    /// kept, entries dropped).
+    /// Wipes ring bytes between counters `from` and `to` (at most one turn).
+    fn wipe_span(&mut self, from: u64, to: u64) {
+        let cap = self.cap() as u64;
+        let zeros = [0u8; 4096];
+        let mut at = from;
+        let end = to.min(from + cap);
+        while at < end {
+            let pos = (at % cap) as usize;
+            let n = ((end - at) as usize).min(self.cap() - pos).min(zeros.len());
+            self.write(pos, &zeros[..n]);
+            at += n as u64;
+        }
+    }
+
+    /// Rebuilds the index and the counts from the ring, keeping only entries that verify and
+    /// have not expired: returns (sessions kept, entries dropped). Bounded by one turn of
+    /// the ring. Where the walk meets bytes that are not an entry, the ring is cut there
+    /// and the rest wiped.
     pub fn rebuild(&mut self, now: u32) -> (u64, u64) {
-        let cap = self.s.ring_cap as u64;
-        let (mut head, tail) = (self.hdr().head, self.hdr().tail);
+        let cap = self.cap() as u64;
+        let (mut head, mut tail) = (hdr!(self.head), hdr!(self.tail));
+        let mut dropped = 0u64;
         if tail > head || head - tail > cap {
             let mut ev = Events::default();
             self.reset("bad head and tail", &mut ev);
@@ -630,61 +792,113 @@ impl Locked<'_> {
         for i in 0..self.s.index_cap {
             self.set_slot(i, 0);
         }
-        {
-            let h = self.hdr();
-            h.index_used = 0;
-            h.live = 0;
-            h.live_bytes = 0;
+        hdr!(self.index_used = 0);
+        hdr!(self.live = 0);
+        hdr!(self.live_bytes = 0);
+        // Counters far from 0 gain nothing; keep them small so they never overflow.
+        if tail >= cap {
+            let shift = (tail / cap) * cap;
+            head -= shift;
+            tail -= shift;
+            hdr!(self.tail = tail);
         }
-        let (mut kept, mut dropped) = (0u64, 0u64);
+        let mut kept = 0u64;
         let mut at = tail;
         while at < head {
             let pos = (at % cap) as usize;
-            let state = self.ring(pos, 1)[0];
-            if state == PAD {
-                at += cap - pos as u64;
-                continue;
-            }
-            let len = match self.len_at(pos) {
-                Some(len) if (state == LIVE || state == DEAD) && at + len as u64 <= head => len,
+            let h = match self.head_at(pos) {
+                Some(h) if h.state == PAD => {
+                    at += cap - pos as u64;
+                    continue;
+                }
+                Some(h) if (h.state == LIVE || h.state == DEAD) && at + h.len() as u64 <= head => h,
                 _ => {
-                    // A torn write at the end: cut the ring there.
+                    // Not an entry (a torn write, or damage): cut the ring here.
+                    self.wipe_span(at, head);
                     head = at;
                     dropped += 1;
                     break;
                 }
             };
-            if state == LIVE {
+            if h.state == LIVE {
                 // Count it live for a moment so that `kill` can uncount it.
-                let der_len = u64::from(self.u32_at(pos + 4));
-                let h = self.hdr();
-                h.live += 1;
-                h.live_bytes += der_len;
-                let key_len = self.ring(pos + 1, 1)[0] as usize;
-                let key = self.ring(pos + ENTRY_HEADER, key_len).to_vec();
-                let tag = self.u32_at(pos + 12);
-                if !self.entry_valid(pos) || self.u32_at(pos + 8) <= now {
-                    self.kill(pos);
-                    dropped += 1;
-                } else {
+                hdr!(self.live = hdr!(self.live) + 1);
+                hdr!(self.live_bytes = hdr!(self.live_bytes) + h.der_len as u64);
+                let key = self.key_at(pos, &h);
+                let fresh = h.expires > now && self.copy_verified(pos, &h).is_some();
+                let indexed = fresh && (hdr!(self.index_used) as usize) < self.max_fill() && {
                     // A later copy of the same ID wins.
-                    if let Some((slot, old)) = self.find(tag, &key) {
-                        self.remove_at(slot, old);
+                    if let Some((slot, old, oh)) = self.find(h.tag, &key[..h.key_len]) {
+                        self.remove_at(slot, old, &oh);
                         kept -= 1;
                     }
-                    self.index_insert(tag, pos);
+                    self.index_insert(h.tag, pos).is_ok()
+                };
+                if indexed {
                     kept += 1;
+                } else {
+                    self.kill(pos, &h);
+                    dropped += 1;
                 }
             }
-            at += len as u64;
+            at += h.len() as u64;
         }
-        self.hdr().head = head;
+        hdr!(self.head = head);
+        hdr!(self.sweep_at = tail);
         (kept, dropped)
+    }
+
+    // ---- the expiry sweep -----------------------------------------------------------------
+    /// Goes on with the sweep if one is due: at most [`SWEEP_STEPS`] entries.
+    fn maintain(&mut self, now: u32, ev: &mut Events) {
+        if now >= hdr!(self.next_sweep) {
+            self.sweep(now, SWEEP_STEPS, ev);
+        }
+    }
+
+    /// Wipes expired entries from the sweep position on, looking at `steps` entries at most.
+    /// When the sweep reaches the head, the next one is due in [`SWEEP_PERIOD`] seconds.
+    pub fn sweep(&mut self, now: u32, steps: usize, ev: &mut Events) {
+        let cap = self.cap() as u64;
+        let (head, tail) = (hdr!(self.head), hdr!(self.tail));
+        let mut at = hdr!(self.sweep_at);
+        if at < tail || at > head {
+            at = tail;
+        }
+        for _ in 0..steps {
+            if at >= head {
+                hdr!(self.sweep_at = tail);
+                hdr!(self.next_sweep = now.saturating_add(SWEEP_PERIOD));
+                return;
+            }
+            let pos = (at % cap) as usize;
+            match self.head_at(pos) {
+                Some(h) if h.state == PAD => at += cap - pos as u64,
+                Some(h) if h.state == DEAD && at + h.len() as u64 <= head => at += h.len() as u64,
+                Some(h) if h.state == LIVE && at + h.len() as u64 <= head => {
+                    if h.expires <= now {
+                        ev.expirations += 1;
+                        match self.slot_of(h.tag, pos) {
+                            Some(slot) => self.remove_at(slot, pos, &h),
+                            None => self.kill(pos, &h),
+                        }
+                    }
+                    at += h.len() as u64;
+                }
+                // Not an entry boundary (damage): start over from the tail next time; the
+                // reclaim path repairs the shard when it gets there.
+                _ => {
+                    hdr!(self.sweep_at = tail);
+                    hdr!(self.next_sweep = now.saturating_add(SWEEP_PERIOD));
+                    return;
+                }
+            }
+        }
+        hdr!(self.sweep_at = at);
     }
 
     /// (live entries, bytes of DER).
     pub fn occupancy(&mut self) -> (u64, u64) {
-        let h = self.hdr();
-        (u64::from(h.live), h.live_bytes)
+        (u64::from(hdr!(self.live)), hdr!(self.live_bytes))
     }
 }

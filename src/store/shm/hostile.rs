@@ -1,0 +1,364 @@
+//! The shm backend tried as an attacker, a careless operator or a buggy neighbour would:
+//! bytes changed anywhere in a live segment, segments made by somebody else, racing
+//! creators, secrets left in expired entries.
+
+use super::lock::Timing;
+use super::segment::{self, Segment};
+use super::shard::ENTRY_HEADER;
+use super::ShmStore;
+use crate::store::testing::{der, key, value};
+use crate::store::{Hit, SessionKey, Store};
+use std::collections::HashMap;
+use std::os::unix::fs::PermissionsExt;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A segment name unique to this test run, removed when dropped.
+struct Name(String);
+
+impl Name {
+    fn new() -> Name {
+        static N: AtomicU32 = AtomicU32::new(0);
+        Name(format!(
+            "hostile-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ))
+    }
+    fn path(&self) -> String {
+        Segment::path(&self.0)
+    }
+}
+
+impl Drop for Name {
+    fn drop(&mut self) {
+        segment::unlink(&self.0);
+    }
+}
+
+fn now() -> u64 {
+    crate::clock::now()
+}
+
+/// Aborts the whole test process if `f` has not returned within `limit`: a hang is a
+/// failure, not a test that never ends.
+fn within<T>(limit: Duration, f: impl FnOnce() -> T) -> T {
+    let done = Arc::new(AtomicBool::new(false));
+    let d = done.clone();
+    std::thread::spawn(move || {
+        let end = std::time::Instant::now() + limit;
+        while std::time::Instant::now() < end {
+            if d.load(Ordering::Relaxed) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        eprintln!("hostile test: no answer within {limit:?}: a hang");
+        std::process::abort();
+    });
+    let out = f();
+    done.store(true, Ordering::Relaxed);
+    out
+}
+
+/// A tiny deterministic generator (tests must be repeatable from their seed).
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+fn quick_timing() -> Timing {
+    Timing {
+        budget: Duration::from_millis(2),
+        steal_after: Duration::from_millis(10),
+    }
+}
+
+/// Writes random bytes at random places of the mapping: half of them in the headers (the
+/// segment's, the shards' lock words, counts, head and tail) and the indexes, where one
+/// byte does the most harm, the rest anywhere.
+fn vandalise(s: &ShmStore, rng: &mut Rng, writes: usize) {
+    for _ in 0..writes {
+        let off = match rng.below(4) {
+            0 => rng.below(64),
+            1 => {
+                let sh = &s.shards[rng.below(s.shards.len())];
+                // SAFETY: inside the shard's header (test-only pointer arithmetic).
+                unsafe { sh.hdr.cast::<u8>().offset_from(s.segment.base) as usize + rng.below(64) }
+            }
+            2 => {
+                let sh = &s.shards[rng.below(s.shards.len())];
+                // SAFETY: inside the shard's index.
+                unsafe {
+                    sh.index.cast::<u8>().offset_from(s.segment.base) as usize
+                        + rng.below(sh.index_cap * 8)
+                }
+            }
+            _ => rng.below(s.segment.size),
+        };
+        let byte = match rng.below(3) {
+            0 => 0,
+            1 => 0xff,
+            _ => rng.next() as u8,
+        };
+        // SAFETY: off < the mapping's size; test-only write into our own mapping.
+        unsafe {
+            s.segment
+                .base
+                .add(off.min(s.segment.size - 1))
+                .write_volatile(byte)
+        };
+    }
+}
+
+/// Finding: one byte written into a shard header, an index or a lock word made processes
+/// loop forever, fail every operation or crash. Now: whatever is written, every operation
+/// returns promptly, never panics, and a hit is always the last value stored under its key.
+#[test]
+fn random_writes_never_hang_crash_or_return_a_wrong_value() {
+    crate::log::silence();
+    within(Duration::from_secs(120), || {
+        for seed in 1..=12u64 {
+            let n = Name::new();
+            let mut s = ShmStore::open(&n.0, Some(256 << 10), 0o600, 2048).unwrap();
+            s.set_timing(quick_timing());
+            let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+            let mut last: HashMap<u32, Vec<u8>> = HashMap::new();
+            let (mut hits, mut wrong) = (0, 0);
+            for step in 0..6000 {
+                let k = rng.below(400) as u32;
+                match rng.below(8) {
+                    0..=3 => {
+                        let v = vec![(step % 251) as u8 ^ k as u8; 1 + rng.below(600)];
+                        s.put(&key(k), value(&v, now() + 1000, false), now())
+                            .unwrap();
+                        last.insert(k, v);
+                    }
+                    4..=6 => {
+                        if let Some(got) = der(s.get(&key(k), now())) {
+                            hits += 1;
+                            if last.get(&k) != Some(&got) {
+                                wrong += 1;
+                            }
+                        }
+                    }
+                    _ => {
+                        s.remove(&key(k));
+                        last.remove(&k);
+                    }
+                }
+                if step % 4 == 0 {
+                    let writes = 1 + rng.below(3);
+                    vandalise(&s, &mut rng, writes);
+                }
+            }
+            assert_eq!(
+                wrong, 0,
+                "seed {seed}: {wrong} wrong values among {hits} hits"
+            );
+            assert!(
+                hits > 100,
+                "seed {seed}: the cache stopped working ({hits} hits)"
+            );
+        }
+    });
+}
+
+/// Finding: when an entry that had been hit got its second chance, the move computed a new
+/// checksum over whatever bytes were there, so bytes damaged in place became "valid".
+#[test]
+fn a_damaged_entry_is_not_laundered_by_its_second_chance() {
+    crate::log::silence();
+    let n = Name::new();
+    let s = ShmStore::open(&n.0, Some(64 << 10), 0o600, 1024).unwrap();
+    assert_eq!(s.shard_count(), 1);
+    let payload = [0x11u8; 140];
+    s.put(&key(0), value(&payload, now() + 1000, false), now())
+        .unwrap();
+    assert!(
+        s.get(&key(0), now()).is_some(),
+        "hit: it earns a second chance"
+    );
+    // Damage the stored DER of entry 0 (the first entry, at ring offset 0).
+    // SAFETY: test-only write inside the ring of our own mapping.
+    unsafe { *s.shards[0].ring.add(ENTRY_HEADER + 32 + 70) ^= 0x40 };
+    // Push it to the tail and past it: the ring turns over several times.
+    for i in 1..2000 {
+        s.put(&key(i), value(&payload, now() + 1000, false), now())
+            .unwrap();
+    }
+    assert!(s.get(&key(0), now()).is_none(), "a damaged entry came back");
+    assert!(s.counters().errors.load(Ordering::Relaxed) >= 1);
+}
+
+/// Whatever the lock word says (a dead process, a live one that never lets go, garbage),
+/// an operation waits at most the budget, and the shard is usable again soon after.
+#[test]
+fn a_garbage_lock_word_costs_a_bounded_wait() {
+    crate::log::silence();
+    let n = Name::new();
+    let mut s = ShmStore::open(&n.0, Some(64 << 10), 0o600, 1024).unwrap();
+    s.set_timing(quick_timing());
+    s.put(&key(1), value(b"kept", now() + 1000, false), now())
+        .unwrap();
+    let me = super::lock::pid();
+    for garbage in [u32::MAX, 1 << 30, 999_999, me, me | 1 << 31] {
+        // SAFETY: test-only write of the shard's lock word in our own mapping.
+        unsafe { (*s.shards[0].hdr).lock.store(garbage, Ordering::Relaxed) };
+        within(Duration::from_secs(10), || {
+            let mut recovered = false;
+            for _ in 0..200 {
+                if let Some(v) = der(s.get(&key(1), now())) {
+                    assert_eq!(v, b"kept");
+                    recovered = true;
+                    break;
+                }
+            }
+            assert!(recovered, "lock word {garbage:#x}: never recovered");
+        });
+    }
+}
+
+/// Finding: a segment created first by another user (or with group/other access) was used
+/// without complaint. Here: one of ours with a wider mode, and a symlink in its place.
+#[test]
+fn a_segment_others_can_reach_is_refused() {
+    let n = Name::new();
+    drop(ShmStore::open(&n.0, Some(64 << 10), 0o600, 1024).unwrap());
+    let mode = std::fs::metadata(n.path()).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    for wide in [0o644, 0o604, 0o660, 0o666] {
+        std::fs::set_permissions(n.path(), std::fs::Permissions::from_mode(wide)).unwrap();
+        let err = ShmStore::open(&n.0, None, 0o600, 1024).err().unwrap();
+        assert!(
+            err.contains("refusing") && err.contains(&format!("{wide:04o}")),
+            "{err}"
+        );
+    }
+    // With mode=0660 a group this process is in may share it; others never.
+    std::fs::set_permissions(n.path(), std::fs::Permissions::from_mode(0o660)).unwrap();
+    assert!(ShmStore::open(&n.0, None, 0o660, 1024).is_ok());
+    std::fs::set_permissions(n.path(), std::fs::Permissions::from_mode(0o664)).unwrap();
+    assert!(ShmStore::open(&n.0, None, 0o660, 1024).is_err());
+    // A symlink planted under the name is not followed.
+    let target = Name::new();
+    drop(ShmStore::open(&target.0, Some(64 << 10), 0o600, 1024).unwrap());
+    std::fs::remove_file(n.path()).unwrap();
+    std::os::unix::fs::symlink(target.path(), n.path()).unwrap();
+    let err = ShmStore::open(&n.0, None, 0o600, 1024).err().unwrap();
+    assert!(err.contains("symbolic link"), "{err}");
+}
+
+/// A new segment gets exactly the mode asked for, whatever the umask.
+#[test]
+fn a_new_segment_has_the_mode_asked_for() {
+    let n = Name::new();
+    drop(ShmStore::open(&n.0, Some(64 << 10), 0o660, 1024).unwrap());
+    let mode = std::fs::metadata(n.path()).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o660);
+}
+
+/// Creation is race-free: many openers of a new name at once end up in one segment, and no
+/// half-made or temporary file is left behind.
+#[test]
+fn racing_creators_share_one_segment() {
+    let n = Name::new();
+    let name = Arc::new(n.0.clone());
+    let barrier = Arc::new(std::sync::Barrier::new(8));
+    let stores: Vec<ShmStore> = (0..8)
+        .map(|_| {
+            let (name, barrier) = (name.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                barrier.wait();
+                ShmStore::open(&name, Some(128 << 10), 0o600, 1024).unwrap()
+            })
+        })
+        .collect::<Vec<_>>()
+        .into_iter()
+        .map(|h| h.join().unwrap())
+        .collect();
+    assert_eq!(stores.iter().filter(|s| s.segment.created).count(), 1);
+    stores[3]
+        .put(&key(5), value(b"one", now() + 100, false), now())
+        .unwrap();
+    for s in &stores {
+        assert_eq!(der(s.get(&key(5), now())).unwrap(), b"one");
+    }
+    let leftovers = std::fs::read_dir(segment::SHM_DIR)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().contains(&*n.0))
+        .count();
+    assert_eq!(leftovers, 1, "only the segment itself");
+}
+
+/// Whether `needle` appears anywhere in the mapping.
+fn mapping_contains(s: &ShmStore, needle: &[u8]) -> bool {
+    // SAFETY: reading our own whole mapping (test-only).
+    let all = unsafe { std::slice::from_raw_parts(s.segment.base, s.segment.size) };
+    all.windows(needle.len()).any(|w| w == needle)
+}
+
+/// Finding: expired entries kept their master secrets in the segment indefinitely. Now the
+/// periodic sweep wipes those nobody looks up, and so does every open.
+#[test]
+fn expired_entries_are_wiped_by_the_sweep_and_at_open() {
+    let n = Name::new();
+    let s = ShmStore::open(&n.0, Some(256 << 10), 0o600, 1024).unwrap();
+    let secret: Vec<u8> = (0..64u8).map(|i| i.wrapping_mul(37) ^ 0xA5).collect();
+    let t = now();
+    for i in 0..50u32 {
+        let mut v = secret.clone();
+        v.extend_from_slice(&i.to_le_bytes());
+        s.put(&key(i), value(&v, t + 5, false), t).unwrap();
+    }
+    assert!(mapping_contains(&s, &secret));
+    // Long after they expired, operations on other keys carry the sweep along.
+    let later = t + 1000;
+    for i in 0..2000 {
+        s.get(&key(10_000 + i), later);
+    }
+    assert!(
+        !mapping_contains(&s, &secret),
+        "an expired secret is still in the segment"
+    );
+    assert!(s.counters().expirations.load(Ordering::Relaxed) >= 50);
+
+    // At open: entries that expired while no process had the segment open.
+    let m = Name::new();
+    let a = ShmStore::open(&m.0, Some(256 << 10), 0o600, 1024).unwrap();
+    a.put(&key(1), value(&secret, now() + 1, false), now())
+        .unwrap();
+    drop(a);
+    std::thread::sleep(Duration::from_millis(2100));
+    let b = ShmStore::open(&m.0, None, 0o600, 1024).unwrap();
+    assert!(!mapping_contains(&b, &secret));
+}
+
+/// Decoded sessions are only ever handed out for the ID they were stored under, even if a
+/// value lands under the wrong key (the store checks the ID inside the DER).
+#[test]
+fn a_session_filed_under_another_id_is_a_miss() {
+    crate::log::silence();
+    let n = Name::new();
+    let s = ShmStore::open(&n.0, Some(256 << 10), 0o600, 16 << 10).unwrap();
+    let real = super::tests::real_der(&[7u8; 32], 3);
+    let k = SessionKey::new(&[8u8; 32]).unwrap();
+    s.put(&k, value(&real, now() + 100, false), now()).unwrap();
+    assert!(!matches!(s.get(&k, now()), Some(Hit::Object(_))));
+    // Under its own ID it decodes.
+    let own = SessionKey::new(&[7u8; 32]).unwrap();
+    s.put(&own, value(&real, now() + 100, false), now())
+        .unwrap();
+    assert!(matches!(s.get(&own, now()), Some(Hit::Object(_))));
+}

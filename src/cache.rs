@@ -38,7 +38,7 @@ impl Cache {
                 max_bytes: *max_bytes,
                 max_value_bytes: cfg.common.max_session_bytes,
             })),
-            Backend::Shm { name, size } => Box::new(
+            Backend::Shm { name, size, .. } => Box::new(
                 ShmStore::open(name, *size, cfg.common.max_session_bytes).map_err(ConfigError)?,
             ),
         };

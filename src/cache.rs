@@ -38,8 +38,8 @@ impl Cache {
                 max_bytes: *max_bytes,
                 max_value_bytes: cfg.common.max_session_bytes,
             })),
-            Backend::Shm { name, size } => Box::new(
-                ShmStore::open(name, *size, 0o600, cfg.common.max_session_bytes)
+            Backend::Shm { name, size, mode } => Box::new(
+                ShmStore::open(name, *size, *mode, cfg.common.max_session_bytes)
                     .map_err(ConfigError)?,
             ),
         };

@@ -1,4 +1,36 @@
-//! Cache URLs: `memory:?capacity=N&max_bytes=SIZE&ttl=SECONDS&single_use=0|1&max_session_bytes=SIZE&tickets=keep|stateful`.
+//! Cache URLs.
+//!
+//! ```text
+//! URL   = "memory:" [ "?" QUERY ]
+//!       | "shm:" NAME [ "?" QUERY ]
+//! QUERY = PARAM *( "&" PARAM )          empty PARAMs ("a=1&&b=2", a trailing '&') are skipped
+//! PARAM = KEY "=" VALUE
+//! ```
+//!
+//! Parameters (each at most once; any other KEY is an error):
+//!
+//! | KEY | VALUE | default | scheme |
+//! |-----|-------|---------|--------|
+//! | `capacity` | NUMBER: most entries | 20000 | `memory:` |
+//! | `max_bytes` | SIZE: most bytes of sessions | 64M | `memory:` |
+//! | `size` | SIZE of the segment, 64K to 64G | an existing segment's size, else the store's default | `shm:` |
+//! | `mode` | `0600` or `0660`, see below | `0600` | `shm:` |
+//! | `ttl` | NUMBER: longest lifetime of an entry, in seconds | the session's own timeout | both |
+//! | `single_use` | `0` or `1` (also `false`/`true`, `no`/`yes`): TLS 1.3 tickets resume once | `1` | both |
+//! | `max_session_bytes` | SIZE: larger encoded sessions are not stored; at most 1M | 16K | both |
+//! | `tickets` | `keep` or `stateful` (preload mode) | `stateful` | both |
+//!
+//! - NAME (of a `shm:` segment): the first character an ASCII letter or digit, then ASCII
+//!   letters, digits, '.', '_' and '-'; at most 200 bytes.
+//! - NUMBER: ASCII digits only (no sign, spaces, underscores or other characters), at least 1.
+//! - SIZE: a NUMBER of bytes, optionally followed by `K`, `M` or `G` (either case; powers
+//!   of 1024), e.g. `4096`, `64K`, `16M`, `1G`.
+//! - `mode`: who may use the segment. `0600`: only the server's own user. `0660`: members of
+//!   the segment's group may share it too, that is read and plant sessions; give it only to a
+//!   group trusted with the sessions' secrets.
+//! - Limits: a URL is at most 4096 bytes with at most 32 parameters (counting repeats and
+//!   unknown ones); longer URLs are refused before anything else is looked at. Parsing is one
+//!   pass over the URL.
 //!
 //! Every error names the part of the URL that is wrong, so that `sesscache_last_error()`
 //! (and the preload diagnostics) can tell the user what to fix.
@@ -12,11 +44,15 @@ pub enum Backend {
         capacity: usize,
         max_bytes: usize,
     },
-    /// `shm:NAME?size=SIZE`: `size` is None when the URL gives none (then an existing
-    /// segment is used at its size, and a new one gets the default).
+    /// `shm:NAME?size=SIZE&mode=MODE`: `size` is None when the URL gives none (then an
+    /// existing segment is used at its size, and a new one gets the default).
     Shm {
         name: String,
         size: Option<usize>,
+        /// Permission bits for the segment: 0o600 (only the server's own user may use it,
+        /// the default) or 0o660 (members of the segment's group may share it: read and
+        /// plant sessions).
+        mode: u32,
     },
 }
 
@@ -45,6 +81,15 @@ pub(crate) const DEFAULT_MAX_BYTES: usize = 64 << 20;
 pub(crate) const DEFAULT_MAX_SESSION_BYTES: usize = 16 << 10;
 /// No session we could decode is larger than this; it bounds `max_session_bytes`.
 pub(crate) const LIMIT_MAX_SESSION_BYTES: usize = 1 << 20;
+/// The longest cache URL, in bytes.
+pub(crate) const MAX_URL_BYTES: usize = 4096;
+/// The most parameters a cache URL may have (counting repeats and unknown ones).
+pub(crate) const MAX_PARAMS: usize = 32;
+/// The longest `shm:` name, in bytes.
+pub(crate) const MAX_SHM_NAME_BYTES: usize = 200;
+/// `shm:` segment modes: the default, and the one sharing the segment with its group.
+pub(crate) const SHM_MODE_OWNER: u32 = 0o600;
+pub(crate) const SHM_MODE_GROUP: u32 = 0o660;
 
 impl Default for Common {
     fn default() -> Self {
@@ -75,24 +120,37 @@ fn err<T>(msg: String) -> Result<T, ConfigError> {
 
 /// Parses a cache URL.
 pub fn parse(url: &str) -> Result<Config, ConfigError> {
+    // Absurd URLs are refused before any other work (and before being quoted in a message).
+    if url.len() > MAX_URL_BYTES {
+        return err(format!(
+            "cache URL is {} bytes long; at most {MAX_URL_BYTES}",
+            url.len()
+        ));
+    }
     let Some((scheme, rest)) = url.split_once(':') else {
         return err(format!(
             "cache URL '{url}' has no scheme: expected 'memory:' or 'shm:NAME' (e.g. 'memory:?capacity=10000')"
         ));
     };
     let (path, query) = match rest.split_once('?') {
-        Some((p, q)) => (p, Some(q)),
-        None => (rest, None),
+        Some((p, q)) => (p, q),
+        None => (rest, ""),
     };
+    let n_params = query.split('&').filter(|p| !p.is_empty()).count();
+    if n_params > MAX_PARAMS {
+        return err(format!(
+            "cache URL has {n_params} parameters; at most {MAX_PARAMS}"
+        ));
+    }
     match scheme {
-        "shm" => parse_shm(path, query.unwrap_or("")),
+        "shm" => parse_shm(path, query),
         "memory" => {
             if !path.is_empty() {
                 return err(format!(
                     "memory: takes no name or path, but the URL has '{path}' after 'memory:'"
                 ));
             }
-            parse_memory(query.unwrap_or(""))
+            parse_memory(query)
         }
         other => err(format!(
             "unknown scheme '{other}' in cache URL: the supported schemes are 'memory' and 'shm'"
@@ -100,46 +158,106 @@ pub fn parse(url: &str) -> Result<Config, ConfigError> {
     }
 }
 
-/// Splits a query into (name, value) pairs, refusing pairs without '=' and repeats.
-fn pairs(query: &str) -> Result<Vec<(&str, &str)>, ConfigError> {
-    let mut out: Vec<(&str, &str)> = Vec::new();
+/// Every parameter any scheme knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Param {
+    Capacity,
+    MaxBytes,
+    Size,
+    Mode,
+    Ttl,
+    SingleUse,
+    MaxSessionBytes,
+    Tickets,
+}
+
+/// The parameters of each scheme, in the order the "known:" list of an error gives them.
+const MEMORY_PARAMS: &[(&str, Param)] = &[
+    ("capacity", Param::Capacity),
+    ("max_bytes", Param::MaxBytes),
+    ("ttl", Param::Ttl),
+    ("single_use", Param::SingleUse),
+    ("max_session_bytes", Param::MaxSessionBytes),
+    ("tickets", Param::Tickets),
+];
+const SHM_PARAMS: &[(&str, Param)] = &[
+    ("size", Param::Size),
+    ("mode", Param::Mode),
+    ("ttl", Param::Ttl),
+    ("single_use", Param::SingleUse),
+    ("max_session_bytes", Param::MaxSessionBytes),
+    ("tickets", Param::Tickets),
+];
+
+/// Walks a query once, handing each parameter to `set` with its name and value. Refuses at
+/// once a pair without '=', a name not in `known` (the scheme's parameters) and a repeat;
+/// repeats are tracked in a bitset over `known`, so the walk is linear in the query.
+fn walk<'q>(
+    query: &'q str,
+    scheme: &str,
+    known: &[(&'static str, Param)],
+    mut set: impl FnMut(Param, &'static str, &'q str) -> Result<(), ConfigError>,
+) -> Result<(), ConfigError> {
+    debug_assert!(known.len() <= 32);
+    let mut seen: u32 = 0;
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         let Some((name, value)) = pair.split_once('=') else {
             return err(format!(
                 "parameter '{pair}' has no value: write '{pair}=VALUE'"
             ));
         };
-        if out.iter().any(|(n, _)| *n == name) {
+        let Some(i) = known.iter().position(|(n, _)| *n == name) else {
+            let names: Vec<&str> = known.iter().map(|(n, _)| *n).collect();
+            return err(format!(
+                "unknown parameter '{name}' for {scheme}: (known: {})",
+                names.join(", ")
+            ));
+        };
+        if seen & (1 << i) != 0 {
             return err(format!("parameter '{name}' is given twice"));
         }
-        out.push((name, value));
+        seen |= 1 << i;
+        let (name, param) = known[i];
+        set(param, name, value)?;
     }
-    Ok(out)
+    Ok(())
 }
 
 /// The smallest and largest `shm:` segments.
 pub(crate) const SHM_MIN_SIZE: usize = 64 << 10;
 pub(crate) const SHM_MAX_SIZE: usize = 64 << 30;
 
+/// A `shm:` name: an ASCII letter or digit, then letters, digits, '.', '_' and '-'; at most
+/// 200 bytes.
+fn valid_shm_name(name: &str) -> bool {
+    let b = name.as_bytes();
+    !b.is_empty()
+        && b.len() <= MAX_SHM_NAME_BYTES
+        && b[0].is_ascii_alphanumeric()
+        && b[1..]
+            .iter()
+            .all(|&c| c.is_ascii_alphanumeric() || c == b'.' || c == b'_' || c == b'-')
+}
+
 fn parse_shm(name: &str, query: &str) -> Result<Config, ConfigError> {
     if name.is_empty() {
-        return err("shm: needs a name: 'shm:NAME' (letters, digits, '.', '_', '-')".into());
-    }
-    if name.len() > 200
-        || !name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
-        || name.starts_with('.')
-    {
         return err(format!(
-            "bad shm name '{name}': use letters, digits, '.', '_' and '-' (not first), at most 200"
+            "shm: needs a name: 'shm:NAME', where NAME starts with an ASCII letter or digit, \
+             then has letters, digits, '.', '_' or '-', at most {MAX_SHM_NAME_BYTES} bytes"
+        ));
+    }
+    if !valid_shm_name(name) {
+        return err(format!(
+            "bad shm name '{name}': the first character must be an ASCII letter or digit, \
+             the rest letters, digits, '.', '_' or '-', at most {MAX_SHM_NAME_BYTES} bytes"
         ));
     }
     let mut seg_size = None;
+    let mut mode = SHM_MODE_OWNER;
     let mut common = Common::default();
-    for (pname, value) in pairs(query)? {
-        match pname {
-            "size" => {
+    walk(query, "shm", SHM_PARAMS, |param, pname, value| {
+        match param {
+            Param::Size => {
                 let v = size(pname, value)?;
                 if !(SHM_MIN_SIZE..=SHM_MAX_SIZE).contains(&v) {
                     return err(format!(
@@ -148,13 +266,26 @@ fn parse_shm(name: &str, query: &str) -> Result<Config, ConfigError> {
                 }
                 seg_size = Some(v);
             }
-            _ => parse_common(&mut common, pname, value, "shm")?,
+            Param::Mode => {
+                mode = match value {
+                    "0600" => SHM_MODE_OWNER,
+                    "0660" => SHM_MODE_GROUP,
+                    _ => {
+                        return err(format!(
+                            "bad value '{value}' for mode: expected 0600 or 0660"
+                        ))
+                    }
+                }
+            }
+            _ => parse_common(&mut common, param, pname, value)?,
         }
-    }
+        Ok(())
+    })?;
     Ok(Config {
         backend: Backend::Shm {
             name: name.to_string(),
             size: seg_size,
+            mode,
         },
         common,
     })
@@ -164,13 +295,14 @@ fn parse_memory(query: &str) -> Result<Config, ConfigError> {
     let mut capacity = DEFAULT_CAPACITY;
     let mut max_bytes = DEFAULT_MAX_BYTES;
     let mut common = Common::default();
-    for (name, value) in pairs(query)? {
-        match name {
-            "capacity" => capacity = positive(name, value)?,
-            "max_bytes" => max_bytes = size(name, value)?,
-            _ => parse_common(&mut common, name, value, "memory")?,
+    walk(query, "memory", MEMORY_PARAMS, |param, name, value| {
+        match param {
+            Param::Capacity => capacity = positive(name, value)?,
+            Param::MaxBytes => max_bytes = size(name, value)?,
+            _ => parse_common(&mut common, param, name, value)?,
         }
-    }
+        Ok(())
+    })?;
     if common.max_session_bytes > max_bytes {
         return err(format!(
             "max_session_bytes ({}) is larger than max_bytes ({max_bytes}): no session could be stored",
@@ -186,10 +318,11 @@ fn parse_memory(query: &str) -> Result<Config, ConfigError> {
     })
 }
 
-fn parse_common(c: &mut Common, name: &str, value: &str, scheme: &str) -> Result<(), ConfigError> {
-    match name {
-        "ttl" => c.ttl = Some(positive(name, value)? as u64),
-        "single_use" => {
+/// The parameters every scheme shares; `walk` only hands over parameters of the scheme.
+fn parse_common(c: &mut Common, param: Param, name: &str, value: &str) -> Result<(), ConfigError> {
+    match param {
+        Param::Ttl => c.ttl = Some(positive(name, value)? as u64),
+        Param::SingleUse => {
             c.single_use = match value {
                 "1" | "true" | "yes" => true,
                 "0" | "false" | "no" => false,
@@ -200,7 +333,7 @@ fn parse_common(c: &mut Common, name: &str, value: &str, scheme: &str) -> Result
                 }
             }
         }
-        "max_session_bytes" => {
+        Param::MaxSessionBytes => {
             let v = size(name, value)?;
             if v > LIMIT_MAX_SESSION_BYTES {
                 return err(format!(
@@ -209,7 +342,7 @@ fn parse_common(c: &mut Common, name: &str, value: &str, scheme: &str) -> Result
             }
             c.max_session_bytes = v;
         }
-        "tickets" => {
+        Param::Tickets => {
             c.keep_tickets = match value {
                 "keep" => true,
                 "stateful" => false,
@@ -220,53 +353,44 @@ fn parse_common(c: &mut Common, name: &str, value: &str, scheme: &str) -> Result
                 }
             }
         }
-        _ => {
-            return err(format!(
-                "unknown parameter '{name}' for {scheme}: (known: {})",
-                if scheme == "shm" {
-                    "size, ttl, single_use, max_session_bytes, tickets"
-                } else {
-                    "capacity, max_bytes, ttl, single_use, max_session_bytes, tickets"
-                }
-            ))
+        Param::Capacity | Param::MaxBytes | Param::Size | Param::Mode => {
+            unreachable!("'{name}' is not a common parameter")
         }
     }
     Ok(())
 }
 
-/// A whole number of at least 1.
+/// A number: one or more ASCII digits, nothing else (no sign, spaces or underscores).
+fn number(text: &str) -> Option<usize> {
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    text.parse::<usize>().ok()
+}
+
+/// A number of at least 1.
 fn positive(name: &str, value: &str) -> Result<usize, ConfigError> {
-    match value.parse::<usize>() {
-        Ok(n) if n >= 1 => Ok(n),
+    match number(value) {
+        Some(n) if n >= 1 => Ok(n),
         _ => err(format!(
-            "bad value '{value}' for {name}: expected a whole number of at least 1"
+            "bad value '{value}' for {name}: expected a whole number of at least 1 (digits only)"
         )),
     }
 }
 
-/// A byte count with an optional K, M or G suffix (powers of 1024).
+/// A byte count: a number with an optional K, M or G suffix (powers of 1024).
 fn size(name: &str, value: &str) -> Result<usize, ConfigError> {
-    let bad = || {
-        err(format!(
-            "bad value '{value}' for {name}: expected a size such as 4096, 64K, 16M or 1G"
-        ))
-    };
     let (digits, shift) = match value.as_bytes().last() {
         Some(b'k' | b'K') => (&value[..value.len() - 1], 10),
         Some(b'm' | b'M') => (&value[..value.len() - 1], 20),
         Some(b'g' | b'G') => (&value[..value.len() - 1], 30),
         _ => (value, 0),
     };
-    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return bad();
-    }
-    match digits
-        .parse::<usize>()
-        .ok()
-        .and_then(|n| n.checked_mul(1 << shift))
-    {
+    match number(digits).and_then(|n| n.checked_mul(1 << shift)) {
         Some(n) if n >= 1 => Ok(n),
-        _ => bad(),
+        _ => err(format!(
+            "bad value '{value}' for {name}: expected a size such as 4096, 64K, 16M or 1G"
+        )),
     }
 }
 
@@ -343,6 +467,10 @@ mod tests {
         assert!(msg("shm:").contains("name"));
         assert!(msg("shm:a/b").contains("a/b"));
         assert!(msg("shm:.hidden").contains(".hidden"));
+        assert!(msg("shm:-x").contains("-x"));
+        assert!(msg("shm:_x").contains("_x"));
+        assert!(msg("shm:x?mode=0777").contains("mode"));
+        assert!(msg("memory:?capacity=+5").contains("+5"));
         assert!(msg("shm:x?size=1K").contains("size"));
         assert!(msg("shm:x?capacity=5").contains("capacity"));
     }
@@ -354,7 +482,8 @@ mod tests {
             c.backend,
             Backend::Shm {
                 name: "web-1.cache_A".into(),
-                size: Some(1 << 20)
+                size: Some(1 << 20),
+                mode: 0o600,
             }
         );
         assert_eq!(c.common.ttl, Some(30));
@@ -362,9 +491,137 @@ mod tests {
             parse("shm:x").unwrap().backend,
             Backend::Shm {
                 name: "x".into(),
-                size: None
+                size: None,
+                mode: 0o600,
             }
         );
+        assert!(parse(&format!("shm:{}", "a".repeat(200))).is_ok());
+        assert!(parse("shm:0").is_ok());
+    }
+
+    /// A URL of `n` distinct parameters `p0=1&p1=1&...`.
+    fn many_params(n: usize) -> String {
+        let mut url = String::from("memory:?");
+        for i in 0..n {
+            url.push_str(&format!("p{i}=1&"));
+        }
+        url
+    }
+
+    #[test]
+    fn huge_url_is_refused_naming_its_length() {
+        let url = many_params(160_000);
+        assert!(url.len() > MAX_URL_BYTES);
+        assert_eq!(
+            msg(&url),
+            format!("cache URL is {} bytes long; at most 4096", url.len())
+        );
+        // At the limit a URL is parsed; one byte more is refused.
+        let mut url = String::from("memory:?ttl=1");
+        url.push_str(&"&".repeat(MAX_URL_BYTES - url.len()));
+        assert_eq!(url.len(), MAX_URL_BYTES);
+        assert_eq!(parse(&url).unwrap().common.ttl, Some(1));
+        url.push('&');
+        assert_eq!(msg(&url), "cache URL is 4097 bytes long; at most 4096");
+    }
+
+    #[test]
+    fn too_many_parameters_are_refused_naming_the_count() {
+        let m = msg(&many_params(33));
+        assert_eq!(m, "cache URL has 33 parameters; at most 32");
+        assert!(msg(&format!("shm:x?{}", "ttl=1&".repeat(40))).contains("40 parameters"));
+        // 32 are allowed: then the first unknown one is the error.
+        assert!(msg(&many_params(32)).contains("unknown parameter 'p0'"));
+        // Empty pieces are not parameters.
+        let url = format!("memory:?ttl=5{}", "&".repeat(100));
+        assert_eq!(parse(&url).unwrap().common.ttl, Some(5));
+    }
+
+    #[test]
+    fn repeats_within_the_limit_are_given_twice() {
+        let url = format!("memory:?{}", ["ttl=1"; 32].join("&"));
+        assert_eq!(msg(&url), "parameter 'ttl' is given twice");
+        let url = format!("shm:x?{}", ["mode=0660"; 32].join("&"));
+        assert_eq!(msg(&url), "parameter 'mode' is given twice");
+    }
+
+    #[test]
+    fn unknown_parameters_list_the_known_ones() {
+        assert_eq!(
+            msg("memory:?colour=red"),
+            "unknown parameter 'colour' for memory: (known: capacity, max_bytes, ttl, \
+             single_use, max_session_bytes, tickets)"
+        );
+        assert_eq!(
+            msg("shm:x?capacity=5"),
+            "unknown parameter 'capacity' for shm: (known: size, mode, ttl, \
+             single_use, max_session_bytes, tickets)"
+        );
+        // A parameter of the other scheme is unknown, not silently taken.
+        assert!(msg("memory:?mode=0600").contains("unknown parameter 'mode'"));
+        assert!(msg("memory:?size=1M").contains("unknown parameter 'size'"));
+    }
+
+    #[test]
+    fn numbers_are_ascii_digits_only() {
+        for bad in ["+5", " 5", "5 ", "-1", "5_0", "0x10", "", "\u{0665}"] {
+            let quoted = format!("'{bad}'");
+            let m = msg(&format!("memory:?capacity={bad}"));
+            assert!(m.contains("capacity") && m.contains(&quoted), "{m}");
+            let m = msg(&format!("memory:?ttl={bad}"));
+            assert!(m.contains("ttl") && m.contains(&quoted), "{m}");
+            let m = msg(&format!("memory:?max_bytes={bad}"));
+            assert!(m.contains("max_bytes") && m.contains(&quoted), "{m}");
+            let m = msg(&format!("memory:?max_session_bytes={bad}"));
+            assert!(
+                m.contains("max_session_bytes") && m.contains(&quoted),
+                "{m}"
+            );
+            let m = msg(&format!("shm:x?size={bad}"));
+            assert!(m.contains("size") && m.contains(&quoted), "{m}");
+        }
+        for bad in ["+5K", " 5M", "5 K", "-1G", "1_0M", "+64K"] {
+            assert!(size("n", bad).is_err(), "{bad}");
+            assert!(msg(&format!("shm:x?size={bad}")).contains("size"));
+        }
+        assert_eq!(positive("n", "007"), Ok(7));
+        assert!(positive("n", "99999999999999999999999").is_err());
+        assert_eq!(size("n", "64k"), Ok(64 << 10));
+    }
+
+    #[test]
+    fn shm_names() {
+        let long = "a".repeat(201);
+        for bad in ["-x", "_x", ".x", "-", "x/y", "x y", "é", &long] {
+            let m = msg(&format!("shm:{bad}"));
+            assert!(m.contains(&format!("'{bad}'")), "{m}");
+            assert!(
+                m.contains("the first character must be an ASCII letter or digit"),
+                "{m}"
+            );
+            assert!(m.contains("'.', '_' or '-', at most 200 bytes"), "{m}");
+        }
+        for good in ["x", "0", "A-b_c.d", "9-", "a..", "x_"] {
+            assert!(parse(&format!("shm:{good}")).is_ok(), "{good}");
+        }
+    }
+
+    #[test]
+    fn shm_mode() {
+        let mode = |url: &str| match parse(url).unwrap().backend {
+            Backend::Shm { mode, .. } => mode,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(mode("shm:x"), 0o600);
+        assert_eq!(mode("shm:x?mode=0600"), 0o600);
+        assert_eq!(mode("shm:x?mode=0660"), 0o660);
+        assert_eq!(mode("shm:x?size=1M&mode=0660&ttl=5"), 0o660);
+        for bad in ["0777", "0666", "600", "660", "0644", "", "0o660", " 0660"] {
+            assert_eq!(
+                msg(&format!("shm:x?mode={bad}")),
+                format!("bad value '{bad}' for mode: expected 0600 or 0660")
+            );
+        }
     }
 
     proptest::proptest! {

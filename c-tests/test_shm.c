@@ -10,6 +10,7 @@
  * SESSCACHE_TEST_QUICK=1 lowers counts and durations (for valgrind), never the set of tests.
  *
  * `test_shm --role ROLE NAME DIR N` is how the tests start unrelated processes (internal). */
+#define _GNU_SOURCE /* unshare, for a /dev/shm of our own */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -21,7 +22,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
 #include <sys/mman.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -263,6 +266,7 @@ typedef struct report {
     int32_t failed;   /* handshakes that failed */
     int32_t wrong;    /* any other outcome the child did not expect */
     int32_t lookups;  /* direct sesscache_get_session_cb calls */
+    int32_t writes;   /* bytes a vandal wrote into a live segment */
 } report;
 
 static void send_report(int fd, const report *r) {
@@ -314,6 +318,7 @@ static void collector_drain(collector *c) {
             c->total.failed += r.failed;
             c->total.wrong += r.wrong;
             c->total.lookups += r.lookups;
+            c->total.writes += r.writes;
             if (r.slot >= 0 && r.slot < MAX_SLOTS && c->pid[r.slot] == r.pid)
                 c->last_seen[r.slot] = now_s();
         }
@@ -1076,6 +1081,388 @@ static void test_kill_storm_ready_made(void) {
     remove_dir(dir);
 }
 
+/* ---- 5. attackers and accidents -------------------------------------------------------- */
+
+/* Tests that play another user or mount a small /dev/shm need root; say so loudly instead
+ * of skipping. */
+static int need_root(const char *why) {
+    if (geteuid() == 0)
+        return 1;
+    fprintf(stderr, "    this test must run as root: %s\n", why);
+    check_failures_in_test++;
+    return 0;
+}
+
+static void become_nobody(void) {
+    if (setgid(65534) != 0 || setuid(65534) != 0) {
+        perror("    setgid/setuid(nobody)");
+        check_failures_in_test++;
+    }
+}
+
+/* As nobody: opens shm:NAME (creating it, as an attacker would with this very library). */
+static void squat_with_library(void *arg, int slot) {
+    (void)slot;
+    become_nobody();
+    char url[160];
+    snprintf(url, sizeof url, "shm:%s?size=64K", (const char *)arg);
+    sesscache *c = sesscache_open(url);
+    if (c == NULL)
+        fprintf(stderr, "    nobody: sesscache_open(%s): %s\n", url, sesscache_last_error());
+    CHECK(c != NULL);
+    sesscache_free(c);
+}
+
+/* As nobody: plants a plain file anyone may read and write under the segment's name. */
+static void squat_with_file(void *arg, int slot) {
+    (void)slot;
+    become_nobody();
+    char path[200];
+    snprintf(path, sizeof path, "/dev/shm/sesscache-%s", (const char *)arg);
+    int fd = open(path, O_RDWR | O_CREAT | O_EXCL, 0666);
+    CHECK(fd >= 0);
+    if (fd >= 0) {
+        CHECK(fchmod(fd, 0666) == 0);
+        CHECK(ftruncate(fd, 1 << 20) == 0);
+        close(fd);
+    }
+}
+
+/* Finding 1: a segment another local user created first was used without complaint; that
+ * user then read every master secret. Now it is refused, naming the owner. */
+static void test_squatted_segment_is_refused(void) {
+    if (!need_root("it creates a segment as another user (nobody)"))
+        return;
+    char name[64], url[128];
+    seg_name(name, sizeof name, "squat");
+    snprintf(url, sizeof url, "shm:%s", name);
+    child_fn squatters[2] = {squat_with_library, squat_with_file};
+    for (int i = 0; i < 2; i++) {
+        CHECK(wait_ok(spawn(squatters[i], name, 0), "squatter (nobody)"));
+        off_t size = 0;
+        mode_t mode = 0;
+        CHECK(seg_stat(name, &size, &mode));
+        for (int m = 0; m < 2; m++) { /* the default, and mode=0660 (nobody's group is not ours) */
+            char u[160];
+            snprintf(u, sizeof u, "%s%s", url, m ? "?mode=0660" : "");
+            sesscache *c = sesscache_open(u);
+            CHECK(c == NULL);
+            const char *err = sesscache_last_error();
+            CHECK(strstr(err, "refusing") != NULL && strstr(err, "uid 65534") != NULL);
+            if (i == 0 && m == 0)
+                printf("    # %s\n", err);
+            sesscache_free(c);
+        }
+        CHECK(seg_unlink(name));
+    }
+    /* Once the name is free, the server makes its own: ours, 0600. */
+    sesscache *c = sesscache_open(url);
+    CHECK(c != NULL);
+    off_t size = 0;
+    mode_t mode = 0;
+    CHECK(seg_stat(name, &size, &mode));
+    CHECK_EQ(mode & 0777, 0600);
+    sesscache_free(c);
+    CHECK(seg_unlink(name));
+}
+
+/* In a mount namespace of its own, with a 512K /dev/shm: a 1M segment is refused at open
+ * with a message (it used to be accepted, then kill the process with SIGBUS), a 256K one
+ * works. */
+static void small_shm_child(void *arg, int slot) {
+    (void)arg;
+    (void)slot;
+    if (unshare(CLONE_NEWNS) != 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0 ||
+        mount("tmpfs", "/dev/shm", "tmpfs", 0, "size=512k,mode=1777") != 0) {
+        perror("    a private /dev/shm");
+        check_failures_in_test++;
+        return;
+    }
+    sesscache *big = sesscache_open("shm:small?size=1M");
+    CHECK(big == NULL);
+    CHECK(strstr(sesscache_last_error(), "not enough room") != NULL);
+    printf("    # %s\n", sesscache_last_error());
+    fflush(stdout);
+    sesscache_free(big);
+    sesscache *fits = sesscache_open("shm:fits?size=256K");
+    CHECK(fits != NULL);
+    SSL_CTX *server = attached_server(fits, TLS1_2_VERSION), *client = tu_client_ctx(TLS1_2_VERSION);
+    SSL_SESSION *s = NULL;
+    CHECK(server != NULL && client != NULL);
+    if (server != NULL && client != NULL) {
+        CHECK_EQ(handshake(server, client, NULL, &s), HS_FULL);
+        CHECK_EQ(handshake(server, client, s, NULL), HS_RESUMED);
+    }
+    SSL_SESSION_free(s);
+    SSL_CTX_free(server);
+    SSL_CTX_free(client);
+    sesscache_free(fits);
+}
+
+static void test_too_small_dev_shm_fails_at_open(void) {
+    if (!need_root("it mounts a small /dev/shm in a mount namespace of its own"))
+        return;
+    CHECK(wait_ok(spawn(small_shm_child, NULL, 0), "process with a 512K /dev/shm"));
+}
+
+/* ---- 6. a live segment scribbled on while processes serve -------------------------------- */
+
+/* The segment header's layout fields, at their offsets in src/store/shm/segment.rs. */
+#define SEG_N_SHARDS 48
+#define SEG_INDEX_CAP 52
+#define SEG_SHARD_BYTES 60
+#define SEG_HEADER 4096
+#define SHARD_HEADER 128
+
+struct t6 {
+    sesscache *cache;
+    const char *name;
+    double seconds;
+    int fd, log_fd;
+};
+
+/* Full handshakes and resumptions in both versions until time is up; every resumed TLS 1.2
+ * session must be the very one issued under its ID (same master key), and no handshake may
+ * fail: a wrong session fails the handshake (TLS 1.2 Finished, TLS 1.3 binder). */
+static void scribbled_worker(void *arg, int w) {
+    struct t6 *t = arg;
+    dup2(t->log_fd, 2);
+    SSL_CTX *server[2], *client[2];
+    for (int vi = 0; vi < 2; vi++) {
+        server[vi] = attached_server(t->cache, versions[vi]);
+        client[vi] = tu_client_ctx(versions[vi]);
+    }
+    double end = now_s() + t->seconds;
+    while (now_s() < end) {
+        report r = {.slot = w, .pid = (int32_t)getpid()};
+        for (int vi = 0; vi < 2 && server[vi] != NULL && client[vi] != NULL; vi++) {
+            tu_conn_opts o = {0};
+            tu_conn_result full, res;
+            if (!tu_connect(server[vi], client[vi], &o, &full)) {
+                r.failed++;
+                SSL_SESSION_free(full.session);
+                continue;
+            }
+            r.full++;
+            o.resume = full.session;
+            for (int k = 0; k < 2; k++) {
+                if (!tu_connect(server[vi], client[vi], &o, &res)) {
+                    r.failed++;
+                } else if (!res.resumed) {
+                    r.fallback++;
+                } else {
+                    r.resumed++;
+                    if (!res.agrees) {
+                        r.wrong++;
+                        fprintf(stderr, "    worker %d: a resumed session is not the one issued under its ID\n", w);
+                    }
+                }
+                SSL_SESSION_free(res.session);
+            }
+            SSL_SESSION_free(full.session);
+        }
+        send_report(t->fd, &r);
+    }
+    for (int vi = 0; vi < 2; vi++) {
+        SSL_CTX_free(server[vi]);
+        SSL_CTX_free(client[vi]);
+    }
+    sesscache_free(t->cache);
+}
+
+static uint32_t u32_at(const unsigned char *p) {
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+
+/* Writes 1 to 4 random bytes every 100 µs: a quarter in the segment header, a quarter in
+ * the shard headers (lock words, head, tail, counts), a quarter in the indexes, the rest
+ * anywhere. */
+static void vandal(void *arg, int slot) {
+    struct t6 *t = arg;
+    sesscache_free(t->cache); /* it only scribbles */
+    char path[200];
+    snprintf(path, sizeof path, "/dev/shm/sesscache-%s", t->name);
+    int fd = open(path, O_RDWR);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) != 0) {
+        perror(path);
+        check_failures_in_test++;
+        return;
+    }
+    size_t size = (size_t)st.st_size;
+    unsigned char *base = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    close(fd);
+    if (base == MAP_FAILED) {
+        perror("mmap");
+        check_failures_in_test++;
+        return;
+    }
+    size_t n_shards = u32_at(base + SEG_N_SHARDS), index_cap = u32_at(base + SEG_INDEX_CAP);
+    size_t shard_bytes = u32_at(base + SEG_SHARD_BYTES);
+    if (n_shards == 0 || SEG_HEADER + n_shards * shard_bytes > size) {
+        fprintf(stderr, "    vandal: unexpected layout\n");
+        check_failures_in_test++;
+        return;
+    }
+    report r = {.slot = slot, .pid = (int32_t)getpid()};
+    double end = now_s() + t->seconds;
+    while (now_s() < end) {
+        for (int i = 0, n = 1 + (int)rnd_below(4); i < n; i++) {
+            size_t shard = SEG_HEADER + rnd_below((unsigned)n_shards) * shard_bytes, off;
+            switch (rnd_below(4)) {
+            case 0: off = rnd_below(SEG_HEADER); break;
+            case 1: off = shard + rnd_below(SHARD_HEADER); break;
+            case 2: off = shard + SHARD_HEADER + rnd_below((unsigned)(index_cap * 8)); break;
+            default: off = (size_t)(rnd() % size); break;
+            }
+            unsigned v = rnd_below(3);
+            base[off] = v == 0 ? 0 : v == 1 ? 0xff : (unsigned char)rnd();
+            r.writes++;
+        }
+        if (r.writes >= 200) {
+            send_report(t->fd, &r);
+            r.writes = 0;
+        }
+        sleep_ms(0.1);
+    }
+    send_report(t->fd, &r);
+    munmap(base, size);
+}
+
+/* A process started afresh during the scribbling: opens the segment by name (a damaged
+ * header may be refused: that is a message, not a crash) and serves a few connections. */
+static int role_open_scribbled(const char *name, const char *dir, int n) {
+    (void)dir;
+    char url[160];
+    snprintf(url, sizeof url, "shm:%s", name);
+    sesscache *cache = sesscache_open(url);
+    if (cache == NULL) {
+        fprintf(stderr, "    fresh process: sesscache_open(%s): %s\n", url, sesscache_last_error());
+        return 0;
+    }
+    SSL_CTX *server = attached_server(cache, TLS1_2_VERSION), *client = tu_client_ctx(TLS1_2_VERSION);
+    CHECK(server != NULL && client != NULL);
+    for (int i = 0; server != NULL && client != NULL && i < n; i++) {
+        tu_conn_opts o = {0};
+        tu_conn_result full, res;
+        CHECK(tu_connect(server, client, &o, &full));
+        o.resume = full.session;
+        CHECK(tu_connect(server, client, &o, &res));
+        CHECK(!res.resumed || res.agrees);
+        SSL_SESSION_free(res.session);
+        SSL_SESSION_free(full.session);
+    }
+    SSL_CTX_free(server);
+    SSL_CTX_free(client);
+    sesscache_free(cache);
+    return check_failures_in_test ? 1 : 0;
+}
+
+/* Counts the library's log lines per process in a log file; returns the most from one. */
+static int most_lines_per_process(const char *dir, const char *file, int *total) {
+    FILE *f = open_in(dir, file, "r");
+    long pids[64];
+    int counts[64], n = 0, most = 0, shown = 0;
+    char line[1024];
+    *total = 0;
+    if (f == NULL)
+        return 0;
+    while (fgets(line, sizeof line, f) != NULL) {
+        long pid;
+        if (sscanf(line, "sesscache[%ld]", &pid) != 1)
+            continue;
+        (*total)++;
+        if (shown++ < 6)
+            printf("    # log: %s", line);
+        int i = 0;
+        while (i < n && pids[i] != pid)
+            i++;
+        if (i == n && n < 64) {
+            pids[n] = pid;
+            counts[n++] = 0;
+        }
+        if (i < n && ++counts[i] > most)
+            most = counts[i];
+    }
+    fclose(f);
+    return most;
+}
+
+/* Finding 3: bytes written into a live segment (a bug, a stray write, a partial crash)
+ * made processes loop forever, hang in the lock, crash in glibc or flood the log; finding 2:
+ * damaged entries came back as sessions with a wrong master key. Now, while a vandal
+ * scribbles on the segment, every process keeps serving: no crash, no hang (each worker
+ * reports every round, within a watchdog's limit), no failed handshake, no resumed session
+ * other than the one issued under its ID, and a bounded number of log lines. */
+static void test_random_writes_while_serving(void) {
+    char name[64], dir[64], url[128];
+    seg_name(name, sizeof name, "scribble");
+    snprintf(url, sizeof url, "shm:%s?size=1M", name);
+    REQUIRE(make_dir(dir, sizeof dir));
+    REQUIRE(save_identity(dir));
+    int log_fd = open_log(dir, "scribble.log");
+    REQUIRE(log_fd >= 0);
+    sesscache *cache = sesscache_open(url);
+    REQUIRE(cache != NULL);
+    enum { WORKERS = 3 };
+    collector c;
+    REQUIRE(collector_open(&c));
+    struct t6 t = {.cache = cache, .name = name, .seconds = quick ? 3 : 5, .fd = c.wfd, .log_fd = log_fd};
+    pid_t pid[WORKERS + 1];
+    double start = now_s();
+    for (int w = 0; w < WORKERS; w++) {
+        pid[w] = spawn(scribbled_worker, &t, w);
+        c.pid[w] = pid[w];
+        c.last_seen[w] = start;
+    }
+    pid[WORKERS] = spawn(vandal, &t, WORKERS);
+    /* Watchdog: every worker finishes a round within `limit` seconds, all the time. */
+    double limit = quick ? 60 : 10, worst = 0;
+    int fresh_started = 0, stalled = 0;
+    pid_t fresh = -1;
+    while (now_s() - start < t.seconds + 1) {
+        collector_drain(&c);
+        for (int w = 0; w < WORKERS; w++) {
+            double quiet = now_s() - c.last_seen[w];
+            worst = quiet > worst ? quiet : worst;
+            if (quiet > limit && !stalled) {
+                stalled = 1;
+                fprintf(stderr, "    worker %d made no progress for %.0f s: a hang\n", w, quiet);
+            }
+        }
+        if (!fresh_started && now_s() - start > t.seconds / 2) {
+            fresh = spawn_role("open-scribbled", name, dir, 4, log_fd, NULL);
+            fresh_started = 1;
+        }
+        sleep_ms(20);
+    }
+    int ok = 0;
+    for (int i = 0; i <= WORKERS; i++)
+        ok += wait_ok(pid[i], i < WORKERS ? "serving worker" : "vandal");
+    CHECK_EQ(ok, WORKERS + 1);
+    CHECK(wait_ok(fresh, "process started afresh on the scribbled segment"));
+    collector_drain(&c);
+    collector_close(&c);
+    close(log_fd);
+    report *r = &c.total;
+    printf("    # %d bytes scribbled in %.0f s; %d full handshakes, %d resumed, %d fell back to a full "
+           "handshake, %d failed, %d wrong sessions; longest quiet spell of a worker %.2f s\n",
+           r->writes, t.seconds, r->full, r->resumed, r->fallback, r->failed, r->wrong, worst);
+    CHECK(r->writes > 1000);
+    CHECK_EQ(stalled, 0);
+    CHECK_EQ(r->failed, 0);
+    CHECK_EQ(r->wrong, 0);
+    CHECK(r->full > 0 && r->resumed > 0); /* it still resumes through the damage */
+    int total = 0, most = most_lines_per_process(dir, "scribble.log", &total);
+    printf("    # %d log lines, at most %d from one process\n", total, most);
+    CHECK(most <= 20);
+    sesscache_free(cache);
+    CHECK(seg_unlink(name));
+    remove_dir(dir);
+}
+
 /* ---- main ------------------------------------------------------------------------------ */
 
 /* `--role ROLE NAME DIR N`: one of the processes the tests start afresh. */
@@ -1095,6 +1482,8 @@ static int run_role(int argc, char **argv) {
         rc = role_resume_after(name, dir, n);
     else if (strcmp(role, "check-hammer") == 0)
         rc = role_check_hammer(name, dir, n);
+    else if (strcmp(role, "open-scribbled") == 0)
+        rc = role_open_scribbled(name, dir, n);
     tu_identity_free(&id);
     return rc;
 }
@@ -1168,6 +1557,9 @@ int main(int argc, char **argv) {
     RUN(test_unrelated_processes);
     RUN(test_crash_storm);
     RUN(test_kill_storm_ready_made);
+    RUN(test_squatted_segment_is_refused);
+    RUN(test_too_small_dev_shm_fails_at_open);
+    RUN(test_random_writes_while_serving);
     tu_identity_free(&id);
     return check_summary("test_shm");
 }

@@ -81,6 +81,17 @@ static int step(SSL *ssl) {
     return (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) ? 0 : -1;
 }
 
+/* Whether two sessions have the same ID and master key. */
+static int same_session(const SSL_SESSION *a, const SSL_SESSION *b) {
+    unsigned int alen = 0, blen = 0;
+    unsigned char ak[SSL_MAX_MASTER_KEY_LENGTH], bk[SSL_MAX_MASTER_KEY_LENGTH];
+    if (a == NULL || b == NULL)
+        return 0;
+    const unsigned char *aid = SSL_SESSION_get_id(a, &alen), *bid = SSL_SESSION_get_id(b, &blen);
+    size_t akl = SSL_SESSION_get_master_key(a, ak, sizeof ak), bkl = SSL_SESSION_get_master_key(b, bk, sizeof bk);
+    return alen == blen && memcmp(aid, bid, alen) == 0 && akl == bkl && akl > 0 && memcmp(ak, bk, akl) == 0;
+}
+
 int tu_connect(SSL_CTX *server_ctx, SSL_CTX *client_ctx, const tu_conn_opts *opts, tu_conn_result *res) {
     static const tu_conn_opts none = {0};
     if (opts == NULL)
@@ -110,6 +121,7 @@ int tu_connect(SSL_CTX *server_ctx, SSL_CTX *client_ctx, const tu_conn_opts *opt
         goto done;
     res->version = SSL_version(server);
     res->resumed = SSL_session_reused(server);
+    res->agrees = res->version == TLS1_3_VERSION || same_session(SSL_get_session(server), SSL_get_session(client));
     if (res->version == TLS1_3_VERSION) {
         /* The tickets follow the handshake: let the client read them. */
         unsigned char b;

@@ -35,6 +35,9 @@ typedef struct tu_conn_result {
     int resumed;             /* the server says SSL_session_reused */
     SSL_SESSION *session;    /* the client's session afterwards (TLS 1.3: its last ticket); caller frees */
     int version;             /* negotiated protocol */
+    int agrees;              /* TLS 1.2: the server's session has the client's ID and master key
+                              * (what the server issued under that ID); TLS 1.3 proves this by
+                              * completing the handshake (the PSK binder), so always 1 there */
 } tu_conn_result;
 
 /* Runs one full connection (handshake, TLS 1.3 tickets read by the client, clean shutdown)

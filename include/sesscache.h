@@ -14,33 +14,6 @@
 #include <openssl/ssl.h>
 
 /**
- * The segment size when the URL gives none and the segment is new.
- */
-#define DEFAULT_SIZE (32 << 20)
-
-/**
- * Bump on any change of the layout: processes of different versions must not share.
- */
-#define LAYOUT_VERSION 1
-
-#define HEADER_BYTES 4096
-
-#define SHARD_HEADER_BYTES 128
-
-#define MIN_SIZE (64 << 10)
-
-#define MAX_SHARDS 64
-
-/**
- * Sizing assumption for the index: a typical entry (20-byte header, 32-byte ID, ~140-byte
- * DER) takes 192 bytes of ring; the index gets one slot per 150 bytes of ring, so that it
- * stays under 80 % full for typical sessions and never limits them.
- */
-#define RING_BYTES_PER_INDEX_SLOT 150
-
-#define ENTRY_HEADER 20
-
-/**
  * A session cache. Opaque; created by `sesscache_open`, released by `sesscache_free`.
  * One cache may serve many `SSL_CTX`s and every thread at once.
  */
@@ -105,8 +78,9 @@ extern "C" {
 /**
  * Opens a session cache described by `url`:
  * - `memory:?capacity=N&max_bytes=SIZE` — in this process, shared by its threads;
- * - `shm:NAME?size=SIZE` — in POSIX shared memory, shared by every process that opens NAME
- *   (created with mode 0600 if it does not exist);
+ * - `shm:NAME?size=SIZE&mode=0600|0660` — in POSIX shared memory, shared by every process
+ *   that opens NAME (created with that mode if it does not exist, its memory reserved at
+ *   once; an existing segment that another user owns or could reach is refused);
  *
  * each also taking `ttl=SECONDS&single_use=0|1&max_session_bytes=SIZE&tickets=keep|stateful`
  * (SIZE takes a K, M or G suffix; every parameter is optional).

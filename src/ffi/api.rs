@@ -76,8 +76,9 @@ pub(crate) unsafe fn borrow<'a>(cache: *const sesscache) -> Option<&'a Cache> {
 
 /// Opens a session cache described by `url`:
 /// - `memory:?capacity=N&max_bytes=SIZE` — in this process, shared by its threads;
-/// - `shm:NAME?size=SIZE` — in POSIX shared memory, shared by every process that opens NAME
-///   (created with mode 0600 if it does not exist);
+/// - `shm:NAME?size=SIZE&mode=0600|0660` — in POSIX shared memory, shared by every process
+///   that opens NAME (created with that mode if it does not exist, its memory reserved at
+///   once; an existing segment that another user owns or could reach is refused);
 ///
 /// each also taking `ttl=SECONDS&single_use=0|1&max_session_bytes=SIZE&tickets=keep|stateful`
 /// (SIZE takes a K, M or G suffix; every parameter is optional).

@@ -1172,7 +1172,7 @@ static void test_squatted_segment_is_refused(void) {
 static void small_shm_child(void *arg, int slot) {
     (void)arg;
     (void)slot;
-    if (unshare(CLONE_NEWNS) != 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0 ||
+    if (unshare(CLONE_NEWNS) != 0 || mount("none", "/", "none", MS_REC | MS_PRIVATE, NULL) != 0 ||
         mount("tmpfs", "/dev/shm", "tmpfs", 0, "size=512k,mode=1777") != 0) {
         perror("    a private /dev/shm");
         check_failures_in_test++;

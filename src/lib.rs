@@ -22,3 +22,5 @@ pub mod ossl;
 pub mod preload;
 pub mod session;
 pub mod store;
+#[cfg(test)]
+mod wipe_tests;

@@ -23,4 +23,6 @@ pub mod preload;
 pub mod session;
 pub mod store;
 #[cfg(test)]
+mod test_sessions;
+#[cfg(test)]
 mod wipe_tests;

@@ -62,49 +62,9 @@ fn unwiped_during(f: impl FnOnce()) -> usize {
     UNWIPED.load(Ordering::Relaxed)
 }
 
-extern "C" {
-    fn SSL_SESSION_new() -> *mut openssl_sys::SSL_SESSION;
-    fn SSL_SESSION_set1_id(s: *mut openssl_sys::SSL_SESSION, id: *const u8, len: u32) -> i32;
-    fn SSL_SESSION_set1_master_key(
-        s: *mut openssl_sys::SSL_SESSION,
-        k: *const u8,
-        len: usize,
-    ) -> i32;
-    fn SSL_SESSION_set_protocol_version(s: *mut openssl_sys::SSL_SESSION, v: i32) -> i32;
-    fn SSL_SESSION_set_time(s: *mut openssl_sys::SSL_SESSION, t: std::os::raw::c_long) -> i64;
-    fn SSL_SESSION_set_timeout(s: *mut openssl_sys::SSL_SESSION, t: std::os::raw::c_long) -> i64;
-    fn SSL_SESSION_set_cipher(
-        s: *mut openssl_sys::SSL_SESSION,
-        c: *const openssl_sys::SSL_CIPHER,
-    ) -> i32;
-    fn SSL_CIPHER_find(
-        ssl: *mut openssl_sys::SSL,
-        bytes: *const u8,
-    ) -> *const openssl_sys::SSL_CIPHER;
-}
-
 /// A live TLS 1.2 session with this ID and the watched master key; the caller frees it.
 fn session(id: &[u8]) -> *mut openssl_sys::SSL_SESSION {
-    // SAFETY: test-only OpenSSL calls on a session made here.
-    unsafe {
-        let s = SSL_SESSION_new();
-        assert!(!s.is_null());
-        assert_eq!(SSL_SESSION_set1_id(s, id.as_ptr(), id.len() as u32), 1);
-        assert_eq!(SSL_SESSION_set1_master_key(s, MASTER_KEY.as_ptr(), 48), 1);
-        assert_eq!(
-            SSL_SESSION_set_protocol_version(s, openssl_sys::TLS1_2_VERSION),
-            1
-        );
-        SSL_SESSION_set_time(s, crate::clock::now() as std::os::raw::c_long);
-        SSL_SESSION_set_timeout(s, 300);
-        let ctx = openssl_sys::SSL_CTX_new(openssl_sys::TLS_method());
-        let ssl = openssl_sys::SSL_new(ctx);
-        let cipher = SSL_CIPHER_find(ssl, [0xC0u8, 0x2B].as_ptr());
-        assert_eq!(SSL_SESSION_set_cipher(s, cipher), 1);
-        openssl_sys::SSL_free(ssl);
-        openssl_sys::SSL_CTX_free(ctx);
-        s
-    }
+    crate::test_sessions::tls12(id, &MASTER_KEY)
 }
 
 fn free(s: *mut openssl_sys::SSL_SESSION) {

@@ -5,36 +5,19 @@
 use super::lock::Timing;
 use super::segment::{self, Segment};
 use super::shard::ENTRY_HEADER;
+use super::tests::Name;
 use super::ShmStore;
 use crate::store::testing::{der, key, value};
 use crate::store::{Hit, SessionKey, Store};
 use std::collections::HashMap;
 use std::os::unix::fs::PermissionsExt;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// A segment name unique to this test run, removed when dropped.
-struct Name(String);
-
-impl Name {
-    fn new() -> Name {
-        static N: AtomicU32 = AtomicU32::new(0);
-        Name(format!(
-            "hostile-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ))
-    }
-    fn path(&self) -> String {
-        Segment::path(&self.0)
-    }
-}
-
-impl Drop for Name {
-    fn drop(&mut self) {
-        segment::unlink(&self.0);
-    }
+/// The path of a test segment.
+fn path(n: &Name) -> String {
+    Segment::path(&n.0)
 }
 
 fn now() -> u64 {
@@ -235,10 +218,10 @@ fn a_garbage_lock_word_costs_a_bounded_wait() {
 fn a_segment_others_can_reach_is_refused() {
     let n = Name::new();
     drop(ShmStore::open(&n.0, Some(64 << 10), 0o600, 1024).unwrap());
-    let mode = std::fs::metadata(n.path()).unwrap().permissions().mode() & 0o777;
+    let mode = std::fs::metadata(path(&n)).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
     for wide in [0o644, 0o604, 0o660, 0o666] {
-        std::fs::set_permissions(n.path(), std::fs::Permissions::from_mode(wide)).unwrap();
+        std::fs::set_permissions(path(&n), std::fs::Permissions::from_mode(wide)).unwrap();
         let err = ShmStore::open(&n.0, None, 0o600, 1024).err().unwrap();
         assert!(
             err.contains("refusing") && err.contains(&format!("{wide:04o}")),
@@ -246,15 +229,15 @@ fn a_segment_others_can_reach_is_refused() {
         );
     }
     // With mode=0660 a group this process is in may share it; others never.
-    std::fs::set_permissions(n.path(), std::fs::Permissions::from_mode(0o660)).unwrap();
+    std::fs::set_permissions(path(&n), std::fs::Permissions::from_mode(0o660)).unwrap();
     assert!(ShmStore::open(&n.0, None, 0o660, 1024).is_ok());
-    std::fs::set_permissions(n.path(), std::fs::Permissions::from_mode(0o664)).unwrap();
+    std::fs::set_permissions(path(&n), std::fs::Permissions::from_mode(0o664)).unwrap();
     assert!(ShmStore::open(&n.0, None, 0o660, 1024).is_err());
     // A symlink planted under the name is not followed.
     let target = Name::new();
     drop(ShmStore::open(&target.0, Some(64 << 10), 0o600, 1024).unwrap());
-    std::fs::remove_file(n.path()).unwrap();
-    std::os::unix::fs::symlink(target.path(), n.path()).unwrap();
+    std::fs::remove_file(path(&n)).unwrap();
+    std::os::unix::fs::symlink(path(&target), path(&n)).unwrap();
     let err = ShmStore::open(&n.0, None, 0o600, 1024).err().unwrap();
     assert!(err.contains("symbolic link"), "{err}");
 }
@@ -264,7 +247,7 @@ fn a_segment_others_can_reach_is_refused() {
 fn a_new_segment_has_the_mode_asked_for() {
     let n = Name::new();
     drop(ShmStore::open(&n.0, Some(64 << 10), 0o660, 1024).unwrap());
-    let mode = std::fs::metadata(n.path()).unwrap().permissions().mode() & 0o777;
+    let mode = std::fs::metadata(path(&n)).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o660);
 }
 
@@ -352,7 +335,7 @@ fn a_session_filed_under_another_id_is_a_miss() {
     crate::log::silence();
     let n = Name::new();
     let s = ShmStore::open(&n.0, Some(256 << 10), 0o600, 16 << 10).unwrap();
-    let real = super::tests::real_der(&[7u8; 32], 3);
+    let real = crate::test_sessions::tls12_der(&[7u8; 32], 3);
     let k = SessionKey::new(&[8u8; 32]).unwrap();
     s.put(&k, value(&real, now() + 100, false), now()).unwrap();
     assert!(!matches!(s.get(&k, now()), Some(Hit::Object(_))));

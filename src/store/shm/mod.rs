@@ -294,9 +294,9 @@ mod tests {
     use std::sync::atomic::{AtomicU32, Ordering};
 
     /// A segment name unique to this test run, removed when dropped.
-    struct Name(String);
+    pub(super) struct Name(pub String);
     impl Name {
-        fn new() -> Name {
+        pub(super) fn new() -> Name {
             static N: AtomicU32 = AtomicU32::new(0);
             Name(format!(
                 "test-{}-{}",
@@ -499,51 +499,7 @@ mod tests {
         assert_eq!(s.occupancy().0, 2);
     }
 
-    extern "C" {
-        fn SSL_SESSION_new() -> *mut openssl_sys::SSL_SESSION;
-        fn SSL_SESSION_set1_id(s: *mut openssl_sys::SSL_SESSION, id: *const u8, len: u32) -> i32;
-        fn SSL_SESSION_set1_master_key(
-            s: *mut openssl_sys::SSL_SESSION,
-            k: *const u8,
-            len: usize,
-        ) -> i32;
-        fn SSL_SESSION_set_protocol_version(s: *mut openssl_sys::SSL_SESSION, v: i32) -> i32;
-        fn SSL_SESSION_set_cipher(
-            s: *mut openssl_sys::SSL_SESSION,
-            c: *const openssl_sys::SSL_CIPHER,
-        ) -> i32;
-        fn SSL_CIPHER_find(
-            ssl: *mut openssl_sys::SSL,
-            bytes: *const u8,
-        ) -> *const openssl_sys::SSL_CIPHER;
-    }
-
-    /// The DER of a real (decodable) TLS 1.2 session with this ID and master key.
-    pub(super) fn real_der(id: &[u8], master_key: u8) -> Vec<u8> {
-        // SAFETY: test-only OpenSSL calls on objects made and freed here.
-        unsafe {
-            let ctx = openssl_sys::SSL_CTX_new(openssl_sys::TLS_method());
-            let ssl = openssl_sys::SSL_new(ctx);
-            let s = SSL_SESSION_new();
-            let cipher = SSL_CIPHER_find(ssl, [0xC0u8, 0x2B].as_ptr());
-            assert!(!cipher.is_null());
-            assert_eq!(SSL_SESSION_set1_id(s, id.as_ptr(), id.len() as u32), 1);
-            assert_eq!(
-                SSL_SESSION_set1_master_key(s, [master_key; 48].as_ptr(), 48),
-                1
-            );
-            assert_eq!(
-                SSL_SESSION_set_protocol_version(s, openssl_sys::TLS1_2_VERSION),
-                1
-            );
-            assert_eq!(SSL_SESSION_set_cipher(s, cipher), 1);
-            let der = crate::session::encode(s).unwrap().as_slice().to_vec();
-            openssl_sys::SSL_SESSION_free(s);
-            openssl_sys::SSL_free(ssl);
-            openssl_sys::SSL_CTX_free(ctx);
-            der
-        }
-    }
+    use crate::test_sessions::tls12_der as real_der;
 
     fn master_key_of(hit: Option<Hit>) -> u8 {
         let Some(Hit::Object(obj)) = hit else {

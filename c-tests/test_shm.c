@@ -204,6 +204,16 @@ static void print_stats(const char *label, const sesscache_stats *s) {
     fflush(stdout);
 }
 
+/* Opens shm:NAME (the existing segment, at its size) or says why not. */
+static sesscache *open_named(const char *name) {
+    char url[160];
+    snprintf(url, sizeof url, "shm:%s", name);
+    sesscache *cache = sesscache_open(url);
+    if (cache == NULL)
+        fprintf(stderr, "    sesscache_open(%s): %s\n", url, sesscache_last_error());
+    return cache;
+}
+
 /* ---- contexts and connections ---------------------------------------------------------- */
 
 static const int versions[2] = {TLS1_2_VERSION, TLS1_3_VERSION};
@@ -610,13 +620,9 @@ static int role_resume(const char *name, const char *dir, int n) {
     CHECK(f != NULL && fscanf(f, "%llu %llu", &a_stores, &a_entries) == 2);
     if (f != NULL)
         fclose(f);
-    char url[160];
-    snprintf(url, sizeof url, "shm:%s", name);
-    sesscache *cache = sesscache_open(url);
-    if (cache == NULL) {
-        fprintf(stderr, "    B: sesscache_open(%s): %s\n", url, sesscache_last_error());
+    sesscache *cache = open_named(name);
+    if (cache == NULL)
         return 1;
-    }
     sesscache_stats st = stats_of(cache);
     CHECK_EQ(st.stores, a_stores); /* A's stores, seen by a process that did none */
     CHECK_EQ(st.entries, a_entries);
@@ -648,6 +654,7 @@ static int role_resume(const char *name, const char *dir, int n) {
     CHECK_EQ(st.misses, refused);
     CHECK_EQ(st.errors, 0);
     /* Another size than the segment's is refused, naming the size. */
+    char url[160];
     snprintf(url, sizeof url, "shm:%s?size=2M", name);
     sesscache *other = sesscache_open(url);
     CHECK(other == NULL);
@@ -904,13 +911,9 @@ static void after_storm_checker(void *arg, int slot) {
 /* A re-executed process: opens the segment by name and resumes the sessions the checker
  * stored after the storm, each once. */
 static int role_resume_after(const char *name, const char *dir, int n) {
-    char url[160];
-    snprintf(url, sizeof url, "shm:%s", name);
-    sesscache *cache = sesscache_open(url);
-    if (cache == NULL) {
-        fprintf(stderr, "    sesscache_open(%s): %s\n", url, sesscache_last_error());
+    sesscache *cache = open_named(name);
+    if (cache == NULL)
         return 1;
-    }
     sesscache_stats st0 = stats_of(cache);
     for (int vi = 0; vi < 2; vi++) {
         SSL_CTX *server = attached_server(cache, versions[vi]), *client = tu_client_ctx(versions[vi]);
@@ -1022,13 +1025,9 @@ static void test_crash_storm(void) {
  * then the ready-made callbacks store and resume through the process-wide cache. */
 static int role_check_hammer(const char *name, const char *dir, int n) {
     (void)dir;
-    char url[160];
-    snprintf(url, sizeof url, "shm:%s", name);
-    sesscache *cache = sesscache_open(url);
-    if (cache == NULL) {
-        fprintf(stderr, "    sesscache_open(%s): %s\n", url, sesscache_last_error());
+    sesscache *cache = open_named(name);
+    if (cache == NULL)
         return 1;
-    }
     sesscache_stats st0 = stats_of(cache);
     for (int vi = 0; vi < 2; vi++) {
         SSL_CTX *server = ready_made_server(versions[vi]), *client = tu_client_ctx(versions[vi]);
@@ -1335,13 +1334,9 @@ static void vandal(void *arg, int slot) {
  * header may be refused: that is a message, not a crash) and serves a few connections. */
 static int role_open_scribbled(const char *name, const char *dir, int n) {
     (void)dir;
-    char url[160];
-    snprintf(url, sizeof url, "shm:%s", name);
-    sesscache *cache = sesscache_open(url);
-    if (cache == NULL) {
-        fprintf(stderr, "    fresh process: sesscache_open(%s): %s\n", url, sesscache_last_error());
+    sesscache *cache = open_named(name);
+    if (cache == NULL)
         return 0;
-    }
     SSL_CTX *server = attached_server(cache, TLS1_2_VERSION), *client = tu_client_ctx(TLS1_2_VERSION);
     CHECK(server != NULL && client != NULL);
     for (int i = 0; server != NULL && client != NULL && i < n; i++) {

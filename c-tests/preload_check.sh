@@ -122,6 +122,10 @@ run a
 run b LD_PRELOAD="$LIB" SESSCACHE_URL=memory: SESSCACHE_STATS=stderr
 run b_debug LD_PRELOAD="$LIB" SESSCACHE_URL=memory: SESSCACHE_LOG=debug
 run c LD_PRELOAD="$LIB" 'SESSCACHE_URL=memory:?tickets=keep'
+run f LD_PRELOAD="$LIB" 'SESSCACHE_URL=memory:?force=1' SESSCACHE_LOG=info
+seg=preload-probe-$$
+run g LD_PRELOAD="$LIB" "SESSCACHE_URL=shm:$seg?size=1M"
+rm -f "/dev/shm/sesscache-$seg"
 run d_bogus LD_PRELOAD="$LIB" SESSCACHE_URL=bogus: SESSCACHE_STATS=stderr
 run d_capacity LD_PRELOAD="$LIB" 'SESSCACHE_URL=memory:?capacity=banana' SESSCACHE_STATS=stderr
 run e LD_PRELOAD="$LIB"
@@ -143,8 +147,23 @@ expect b tls12.resumed_on_other_ctx 1
 expect b tls13.resumed_on_other_ctx 1
 expect b tls12.second_resumed 1
 expect b tls13.replay_resumed 0
-expect b server.no_ticket 1
-expect b server_ex.no_ticket 1
+# Nothing changes at the context level; a server connection gets stateful tickets (memory:
+# in the process that opened it: tickets=auto); a client connection of a generic context and
+# a connection of a context whose program turned its cache off see no change.
+same b a server.no_ticket
+same b a server_ex.no_ticket
+expect b server.conn.no_ticket 1
+same b a generic.client_conn.no_ticket
+same b a cache_off.conn.no_ticket
+# In a forked child, memory: is a private copy: stateless tickets stay (never worse).
+expect b forked.conn.no_ticket 0
+same b a generic_client.tls12.resumed
+same b a generic_client.tls13.resumed
+expect b generic_client.tls12.resumed 1
+# Closed without close_notify: the session stays resumable (RFC 5246).
+expect a unclean.tls12.resumed_on_other_ctx 0
+expect b unclean.tls12.resumed_on_other_ctx 1
+expect b unclean.tls13.resumed_on_other_ctx 1
 same b a server.cache_mode
 same b a client.no_ticket
 same b a client.cache_mode
@@ -162,8 +181,11 @@ else
     fail "(b) own_cb.tls12.calls >= 1 (got '$calls')"
 fi
 expect b own_cb.tls12.resumed_on_other_ctx 1
-expect b cache_off.resumed 0
-expect b cache_off.tls12.resumed 0
+# A context whose program turned its cache off behaves as without the library (stateless
+# tickets included), and is not answered from the cache.
+same b a cache_off.resumed
+same b a cache_off.tls12.resumed
+expect b cache_off.resumed 1
 expect b cache_off.resumed_from_cache 0
 expect b cache_off.tls12.resumed_from_cache 0
 expect b cache_off.still_resumes_elsewhere 1
@@ -192,10 +214,47 @@ else
     head -n 20 $B/preload.b_debug.err | note
 fi
 
+n=$(grep -c 'turned its session cache off; sesscache leaves' $B/preload.b_debug.err)
+# The probe makes 5 cache-off contexts that accept connections: each is named once.
+if [ "$n" -eq 5 ]; then
+    pass "(b, SESSCACHE_LOG=debug) each of the 5 cache-off contexts is named once in the log"
+else
+    fail "(b, SESSCACHE_LOG=debug) cache-off contexts named once each (found $n lines, want 5)"
+    grep 'turned' $B/preload.b_debug.err | head -n 10 | note
+fi
+if grep -q 'turned its session cache off' $B/preload.b.err; then
+    fail "(b) nothing about cache-off contexts at the default log level"
+else
+    pass "(b) nothing about cache-off contexts at the default log level"
+fi
+
 echo "== (c) SESSCACHE_URL='memory:?tickets=keep'"
 exited0 c
 expect c server.no_ticket 0
-expect c server_ex.no_ticket 0
+expect c server.conn.no_ticket 0
+
+echo "== (f) SESSCACHE_URL='memory:?force=1': the cache serves cache-off contexts too"
+exited0 f
+expect f cache_off.conn.no_ticket 1
+expect f cache_off.resumed 1
+expect f cache_off.tls12.resumed 1
+expect f cache_off.resumed_from_cache 1
+expect f cache_off.tls12.resumed_from_cache 1
+expect f forked.conn.no_ticket 1
+same f a generic.client_conn.no_ticket
+n=$(grep -c 'force=1: the cache serves it' $B/preload.f.err)
+if [ "$n" -ge 1 ]; then
+    pass "(f) forcing is said in the log at info level"
+else
+    fail "(f) forcing is said in the log at info level"
+    note <$B/preload.f.err
+fi
+
+echo "== (g) SESSCACHE_URL=shm:NAME: one cache for every process, forked ones too"
+exited0 g
+expect g server.conn.no_ticket 1
+expect g forked.conn.no_ticket 1
+same g a cache_off.resumed
 
 for d in bogus capacity; do
     echo "== (d) bad SESSCACHE_URL: $d"

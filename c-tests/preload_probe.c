@@ -23,6 +23,8 @@
 #include <openssl/ssl.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 static tu_identity ident;
 static int n_server_ctx, n_client_ctx;
@@ -185,6 +187,79 @@ static void cache_off(int version, const char *prefix) {
     SSL_CTX_free(off);
 }
 
+/* Whether a new connection of ctx, made a server (accept) or a client (connect), has
+ * SSL_OP_NO_TICKET: what it will do about stateless tickets. */
+static int conn_no_ticket(SSL_CTX *ctx, int server) {
+    SSL *ssl = SSL_new(ctx);
+    if (ssl == NULL)
+        die("SSL_new");
+    if (server)
+        SSL_set_accept_state(ssl);
+    else
+        SSL_set_connect_state(ssl);
+    int r = (SSL_get_options(ssl) & SSL_OP_NO_TICKET) != 0;
+    SSL_free(ssl);
+    return r;
+}
+
+/* Connection-level settings: a server connection, a client connection of a generic
+ * (TLS_method) context, a server connection of a cache-off context, and a server connection
+ * in a child forked after the contexts were made. */
+static void connection_settings(void) {
+    SSL_CTX *server = server_ctx(TLS1_3_VERSION, 0, SERVER_MODE);
+    SSL_CTX *generic = server_ctx(TLS1_3_VERSION, 1, SERVER_MODE);
+    SSL_CTX *off = server_ctx(TLS1_3_VERSION, 0, SSL_SESS_CACHE_OFF);
+    printf("server.conn.no_ticket=%d\n", conn_no_ticket(server, 1));
+    printf("generic.client_conn.no_ticket=%d\n", conn_no_ticket(generic, 0));
+    printf("cache_off.conn.no_ticket=%d\n", conn_no_ticket(off, 1));
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid == 0) {
+        printf("forked.conn.no_ticket=%d\n", conn_no_ticket(server, 1));
+        fflush(stdout);
+        _exit(0);
+    }
+    int st = 0;
+    if (pid < 0 || waitpid(pid, &st, 0) != pid || !WIFEXITED(st) || WEXITSTATUS(st) != 0)
+        die("fork");
+    SSL_CTX_free(off);
+    SSL_CTX_free(generic);
+    SSL_CTX_free(server);
+}
+
+/* A client connection of a generic (TLS_method) context resumes against a server that
+ * issues stateless tickets (here: one whose program turned its session cache off). */
+static void generic_client(int version, const char *prefix) {
+    SSL_CTX *tickets = server_ctx(version, 0, SSL_SESS_CACHE_OFF);
+    SSL_CTX *client = SSL_CTX_new(TLS_method());
+    SSL_SESSION *sess = NULL;
+    if (client == NULL || !pin_version(client, version))
+        die("generic client context");
+    SSL_CTX_set_verify(client, SSL_VERIFY_NONE, NULL);
+    conn(tickets, client, NULL, &sess);
+    printf("%s.resumed=%d\n", prefix, conn(tickets, client, sess, NULL));
+    SSL_SESSION_free(sess);
+    SSL_CTX_free(client);
+    SSL_CTX_free(tickets);
+}
+
+/* A connection closed without close_notify from the server (as Python's ssl module and many
+ * servers do), then its session offered to another context. */
+static void unclean_close(int version, const char *prefix) {
+    SSL_CTX *a = server_ctx(version, 0, SERVER_MODE);
+    SSL_CTX *b = server_ctx(version, 1, SERVER_MODE);
+    SSL_CTX *client = client_ctx(version);
+    tu_conn_opts opts = {.no_shutdown = 1};
+    tu_conn_result res;
+    if (!tu_connect(a, client, &opts, &res))
+        die("handshake");
+    printf("%s.resumed_on_other_ctx=%d\n", prefix, conn(b, client, res.session, NULL));
+    SSL_SESSION_free(res.session);
+    SSL_CTX_free(client);
+    SSL_CTX_free(b);
+    SSL_CTX_free(a);
+}
+
 int main(void) {
     if (!tu_identity_make(&ident))
         die("identity");
@@ -195,6 +270,11 @@ int main(void) {
     own_callback(TLS1_2_VERSION, "own_cb.tls12");
     cache_off(TLS1_3_VERSION, "cache_off");
     cache_off(TLS1_2_VERSION, "cache_off.tls12");
+    connection_settings();
+    generic_client(TLS1_2_VERSION, "generic_client.tls12");
+    generic_client(TLS1_3_VERSION, "generic_client.tls13");
+    unclean_close(TLS1_2_VERSION, "unclean.tls12");
+    unclean_close(TLS1_3_VERSION, "unclean.tls13");
     printf("contexts.server=%d\n", n_server_ctx);
     printf("contexts.client=%d\n", n_client_ctx);
     tu_identity_free(&ident);

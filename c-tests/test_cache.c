@@ -2,6 +2,7 @@
  * -lssl. Every test makes its own contexts and caches; `make check` runs this binary as is,
  * under valgrind memcheck and as an AddressSanitizer build. SESSCACHE_TEST_QUICK=1 lowers
  * the iteration counts (for valgrind), never the set of tests. */
+#include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -514,6 +515,84 @@ static void threads(int version) {
 static void test_threads_tls12(void) { threads(TLS1_2_VERSION); }
 static void test_threads_tls13(void) { threads(TLS1_3_VERSION); }
 
+/* ---- how connections end -------------------------------------------------------------- */
+
+/* A full handshake over a BIO pair, then the client sends a record the server cannot decrypt:
+ * the server fails with a fatal bad_record_mac alert, and OpenSSL removes the session. The
+ * client's session goes to *out. Returns 1 if all went as described. */
+static int handshake_then_fatal_alert(SSL_CTX *server_ctx, SSL_CTX *client_ctx, SSL_SESSION **out) {
+    SSL *server = SSL_new(server_ctx), *client = SSL_new(client_ctx);
+    BIO *sbio = NULL, *cbio = NULL;
+    int ok = 0;
+    if (server == NULL || client == NULL || BIO_new_bio_pair(&sbio, 0, &cbio, 0) != 1)
+        goto done;
+    SSL_set_bio(server, sbio, sbio);
+    SSL_set_bio(client, cbio, cbio);
+    SSL_set_accept_state(server);
+    SSL_set_connect_state(client);
+    int cdone = 0, sdone = 0;
+    for (int i = 0; i < 100 && !(cdone && sdone); i++) {
+        if (!cdone && (cdone = SSL_do_handshake(client)) != 1 &&
+            SSL_get_error(client, cdone) != SSL_ERROR_WANT_READ)
+            goto done;
+        if (!sdone && (sdone = SSL_do_handshake(server)) != 1 &&
+            SSL_get_error(server, sdone) != SSL_ERROR_WANT_READ)
+            goto done;
+        cdone = cdone == 1;
+        sdone = sdone == 1;
+    }
+    unsigned char b;
+    if (SSL_version(server) == TLS1_3_VERSION && SSL_read(client, &b, 1) > 0) /* the tickets */
+        goto done;
+    *out = SSL_get1_session(client);
+    /* An application-data record of 32 bytes of garbage, written under the client's TLS
+     * layer straight into the pipe to the server. */
+    unsigned char record[5 + 32] = {0x17, 0x03, 0x03, 0x00, 0x20};
+    memset(record + 5, 0x5a, 32);
+    if (BIO_write(SSL_get_wbio(client), record, sizeof record) != (int)sizeof record)
+        goto done;
+    int r = SSL_read(server, &b, 1);
+    ok = r <= 0 && SSL_get_error(server, r) == SSL_ERROR_SSL;
+    ERR_clear_error();
+done:
+    SSL_free(client);
+    SSL_free(server);
+    return ok;
+}
+
+/* A server that ends a connection without close_notify leaves its session resumable (RFC
+ * 5246; Python's ssl module and many servers never send it); one ended by a fatal alert does
+ * not resume. */
+static void connection_ends(int version) {
+    sesscache *cache = sesscache_open("memory:");
+    REQUIRE(cache != NULL);
+    SSL_CTX *a = attached_server(cache, version), *b = attached_server(cache, version);
+    SSL_CTX *client = tu_client_ctx(version);
+    REQUIRE(a != NULL && b != NULL && client != NULL);
+    tu_conn_opts unclean = {.no_shutdown = 1};
+    tu_conn_result r;
+    CHECK(tu_connect(a, client, &unclean, &r));
+    CHECK(SSL_SESSION_is_resumable(r.session));
+    CHECK_EQ(conn(b, client, r.session, NULL), 1);
+    SSL_SESSION_free(r.session);
+    SSL_SESSION *sess = NULL;
+    CHECK(handshake_then_fatal_alert(a, client, &sess));
+    CHECK(sess != NULL);
+    if (sess != NULL)
+        CHECK_EQ(conn(b, client, sess, NULL), 0);
+    SSL_SESSION_free(sess);
+    sesscache_stats st = stats_of(cache);
+    CHECK_EQ(st.hits, 1);
+    CHECK(st.removes >= 1);
+    SSL_CTX_free(client);
+    SSL_CTX_free(a);
+    SSL_CTX_free(b);
+    sesscache_free(cache);
+}
+
+static void test_connection_ends_tls12(void) { connection_ends(TLS1_2_VERSION); }
+static void test_connection_ends_tls13(void) { connection_ends(TLS1_3_VERSION); }
+
 int main(void) {
     quick = getenv("SESSCACHE_TEST_QUICK") != NULL;
     if (!tu_identity_make(&id))
@@ -538,6 +617,8 @@ int main(void) {
     RUN(test_sni_switch_tls13);
     RUN(test_threads_tls12);
     RUN(test_threads_tls13);
+    RUN(test_connection_ends_tls12);
+    RUN(test_connection_ends_tls13);
     tu_identity_free(&id);
     return check_summary("test_cache");
 }

@@ -26,7 +26,8 @@ SSL_CTX *tu_client_ctx(int version);
 typedef struct tu_conn_opts {
     SSL_SESSION *resume;     /* offered by the client, or NULL */
     const char *servername;  /* SNI sent by the client, or NULL */
-    int no_shutdown;         /* skip the server's SSL_shutdown (an unclean close) */
+    int no_shutdown;         /* skip the server's SSL_shutdown (an unclean close by the server;
+                              * the client still closes cleanly) */
 } tu_conn_opts;
 
 /* Result of one connection. */

@@ -252,9 +252,9 @@ struct ssl_ctx_st *SSL_set_SSL_CTX(struct ssl_st *ssl, struct ssl_ctx_st *ctx);
 /**
  * OpenSSL's `SSL_CTX_new`, unchanged unless the environment variable `SESSCACHE_URL` is
  * set (preload mode): then a context made with a server-capable method gets the
- * process-wide cache attached, as `sesscache_attach` would, and stateful tickets
- * (`SSL_OP_NO_TICKET`) unless the URL says `tickets=keep`. Contexts made with client-only
- * methods are never touched. Returns what OpenSSL returns; the caller owns the context.
+ * process-wide cache attached, as `sesscache_attach` would; its server connections get
+ * their settings when they start (see `SSL_set_accept_state`). Contexts made with
+ * client-only methods are never touched. Returns what OpenSSL returns; the caller owns the context.
  *
  * # Safety
  * As OpenSSL's: `meth` is a method from OpenSSL.
@@ -269,6 +269,38 @@ struct ssl_ctx_st *SSL_CTX_new(const struct ssl_method_st *meth);
  * method from OpenSSL.
  */
 struct ssl_ctx_st *SSL_CTX_new_ex(struct ossl_lib_ctx_st *libctx, const char *propq, const struct ssl_method_st *meth);
+
+/**
+ * OpenSSL's `SSL_set_accept_state` (which `SSL_accept` calls too): makes `ssl` a server.
+ * If its context has a cache attached by preload mode, the connection then gets preload
+ * mode's settings (stateful tickets where they cannot lose a resumption; nothing at all
+ * where the program turned its session cache off, unless `force=1`). NULL is ignored.
+ * Thread-safe for distinct connections, as OpenSSL's.
+ *
+ * # Safety
+ * `ssl` is NULL or a live `SSL`.
+ */
+void SSL_set_accept_state(struct ssl_st *ssl);
+
+/**
+ * OpenSSL's `SSL_free`. Before freeing a server connection of a context whose cache the
+ * library serves, a finished handshake closed without close_notify is treated as closed
+ * cleanly, so that OpenSSL does not remove its session (RFC 5246 allows resuming it;
+ * fatal alerts still remove it). The caller gives up `ssl`. NULL is ignored, as by OpenSSL.
+ *
+ * # Safety
+ * `ssl` is NULL or a live `SSL` that nothing uses afterwards.
+ */
+void SSL_free(struct ssl_st *ssl);
+
+/**
+ * OpenSSL's `SSL_clear`, with `SSL_free`'s treatment of an unclean close first. Returns
+ * what OpenSSL returns; 0 for NULL.
+ *
+ * # Safety
+ * `ssl` is NULL or a live `SSL`.
+ */
+int SSL_clear(struct ssl_st *ssl);
 
 #ifdef __cplusplus
 }  // extern "C"

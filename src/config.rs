@@ -18,7 +18,8 @@
 //! | `ttl` | NUMBER: longest lifetime of an entry, in seconds | the session's own timeout | both |
 //! | `single_use` | `0` or `1` (also `false`/`true`, `no`/`yes`): TLS 1.3 tickets resume once | `1` | both |
 //! | `max_session_bytes` | SIZE: larger encoded sessions are not stored; at most 1M | 16K | both |
-//! | `tickets` | `keep` or `stateful` (preload mode) | `stateful` | both |
+//! | `tickets` | `auto`, `keep` or `stateful` (preload mode), see below | `auto` | both |
+//! | `force` | `0` or `1` (preload mode), see below | `0` | both |
 //!
 //! - NAME (of a `shm:` segment): the first character an ASCII letter or digit, then ASCII
 //!   letters, digits, '.', '_' and '-'; at most 200 bytes.
@@ -28,6 +29,15 @@
 //! - `mode`: who may use the segment. `0600`: only the server's own user. `0660`: members of
 //!   the segment's group may share it too, that is read and plant sessions; give it only to a
 //!   group trusted with the sessions' secrets.
+//! - `tickets` (preload mode): `stateful` turns stateless tickets off on every server
+//!   connection the cache serves (`SSL_OP_NO_TICKET`), so that sessions go through the cache;
+//!   `keep` leaves the program's setting alone; `auto` is `stateful` where the cache is
+//!   shared by every process that could see the client again (`shm:`, or `memory:` in the
+//!   process that opened it) and `keep` elsewhere (`memory:` in a forked child, whose copy of
+//!   the cache no other process sees): never fewer resumptions than without the library.
+//! - `force` (preload mode): `1` makes the cache serve every server context, even one whose
+//!   program turned its own session cache off (`SSL_SESS_CACHE_OFF`), with stateful tickets
+//!   unless `tickets=keep` is given; `0` leaves such contexts exactly as without the library.
 //! - Limits: a URL is at most 4096 bytes with at most 32 parameters (counting repeats and
 //!   unknown ones); longer URLs are refused before anything else is looked at. Parsing is one
 //!   pass over the URL.
@@ -65,9 +75,10 @@ pub struct Common {
     pub single_use: bool,
     /// Larger encoded sessions are refused.
     pub max_session_bytes: usize,
-    /// Preload mode: leave the program's ticket settings alone (`tickets=keep`) instead of
-    /// switching attached contexts to stateful tickets (`SSL_OP_NO_TICKET`), the default.
-    pub keep_tickets: bool,
+    /// Preload mode: whether server connections get stateful tickets.
+    pub tickets: Tickets,
+    /// Preload mode: serve contexts whose program turned its session cache off.
+    pub force: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -97,9 +108,22 @@ impl Default for Common {
             ttl: None,
             single_use: true,
             max_session_bytes: DEFAULT_MAX_SESSION_BYTES,
-            keep_tickets: false,
+            tickets: Tickets::Auto,
+            force: false,
         }
     }
+}
+
+/// `tickets=`: what preload mode does to the tickets of the server connections it serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tickets {
+    /// `stateful` where the cache is shared by every process that may resume the session,
+    /// else `keep`; `stateful` with `force=1`.
+    Auto,
+    /// Leave the program's ticket setting alone.
+    Keep,
+    /// `SSL_OP_NO_TICKET` on the connection: sessions go through the cache.
+    Stateful,
 }
 
 /// A URL that cannot be used, with a message naming the bad part.
@@ -169,6 +193,7 @@ enum Param {
     SingleUse,
     MaxSessionBytes,
     Tickets,
+    Force,
 }
 
 /// The parameters of each scheme, in the order the "known:" list of an error gives them.
@@ -179,6 +204,7 @@ const MEMORY_PARAMS: &[(&str, Param)] = &[
     ("single_use", Param::SingleUse),
     ("max_session_bytes", Param::MaxSessionBytes),
     ("tickets", Param::Tickets),
+    ("force", Param::Force),
 ];
 const SHM_PARAMS: &[(&str, Param)] = &[
     ("size", Param::Size),
@@ -187,6 +213,7 @@ const SHM_PARAMS: &[(&str, Param)] = &[
     ("single_use", Param::SingleUse),
     ("max_session_bytes", Param::MaxSessionBytes),
     ("tickets", Param::Tickets),
+    ("force", Param::Force),
 ];
 
 /// Walks a query once, handing each parameter to `set` with its name and value. Refuses at
@@ -322,17 +349,7 @@ fn parse_memory(query: &str) -> Result<Config, ConfigError> {
 fn parse_common(c: &mut Common, param: Param, name: &str, value: &str) -> Result<(), ConfigError> {
     match param {
         Param::Ttl => c.ttl = Some(positive(name, value)? as u64),
-        Param::SingleUse => {
-            c.single_use = match value {
-                "1" | "true" | "yes" => true,
-                "0" | "false" | "no" => false,
-                _ => {
-                    return err(format!(
-                        "bad value '{value}' for single_use: expected 0 or 1"
-                    ))
-                }
-            }
-        }
+        Param::SingleUse => c.single_use = flag(name, value)?,
         Param::MaxSessionBytes => {
             let v = size(name, value)?;
             if v > LIMIT_MAX_SESSION_BYTES {
@@ -343,21 +360,32 @@ fn parse_common(c: &mut Common, param: Param, name: &str, value: &str) -> Result
             c.max_session_bytes = v;
         }
         Param::Tickets => {
-            c.keep_tickets = match value {
-                "keep" => true,
-                "stateful" => false,
+            c.tickets = match value {
+                "auto" => Tickets::Auto,
+                "keep" => Tickets::Keep,
+                "stateful" => Tickets::Stateful,
                 _ => {
                     return err(format!(
-                        "bad value '{value}' for tickets: expected 'keep' or 'stateful'"
+                        "bad value '{value}' for tickets: expected 'auto', 'keep' or 'stateful'"
                     ))
                 }
             }
         }
+        Param::Force => c.force = flag(name, value)?,
         Param::Capacity | Param::MaxBytes | Param::Size | Param::Mode => {
             unreachable!("'{name}' is not a common parameter")
         }
     }
     Ok(())
+}
+
+/// `1`/`true`/`yes` or `0`/`false`/`no`.
+fn flag(name: &str, value: &str) -> Result<bool, ConfigError> {
+    match value {
+        "1" | "true" | "yes" => Ok(true),
+        "0" | "false" | "no" => Ok(false),
+        _ => err(format!("bad value '{value}' for {name}: expected 0 or 1")),
+    }
 }
 
 /// A number: one or more ASCII digits, nothing else (no sign, spaces or underscores).
@@ -433,7 +461,8 @@ mod tests {
                 ttl: Some(60),
                 single_use: false,
                 max_session_bytes: 4096,
-                keep_tickets: false,
+                tickets: Tickets::Auto,
+                force: false,
             }
         );
         assert_eq!(
@@ -458,7 +487,19 @@ mod tests {
         assert!(msg("memory:?ttl=1&ttl=2").contains("twice"));
         assert!(msg("memory:?single_use=maybe").contains("single_use"));
         assert!(msg("memory:?tickets=sometimes").contains("tickets"));
-        assert!(parse("memory:?tickets=keep").unwrap().common.keep_tickets);
+        assert_eq!(
+            parse("memory:?tickets=keep").unwrap().common.tickets,
+            Tickets::Keep
+        );
+        assert_eq!(
+            parse("shm:x?tickets=stateful&force=1").unwrap().common,
+            Common {
+                tickets: Tickets::Stateful,
+                force: true,
+                ..Common::default()
+            }
+        );
+        assert!(msg("memory:?force=2").contains("force"));
         assert!(msg("memory:?max_bytes=12Q").contains("max_bytes"));
         assert!(msg("memory:?max_bytes=K").contains("max_bytes"));
         assert!(msg("memory:?max_bytes=99999999999999999999G").contains("max_bytes"));
@@ -550,12 +591,12 @@ mod tests {
         assert_eq!(
             msg("memory:?colour=red"),
             "unknown parameter 'colour' for memory: (known: capacity, max_bytes, ttl, \
-             single_use, max_session_bytes, tickets)"
+             single_use, max_session_bytes, tickets, force)"
         );
         assert_eq!(
             msg("shm:x?capacity=5"),
             "unknown parameter 'capacity' for shm: (known: size, mode, ttl, \
-             single_use, max_session_bytes, tickets)"
+             single_use, max_session_bytes, tickets, force)"
         );
         // A parameter of the other scheme is unknown, not silently taken.
         assert!(msg("memory:?mode=0600").contains("unknown parameter 'mode'"));

@@ -5,15 +5,26 @@
 //! set, our `SSL_CTX_new`/`SSL_CTX_new_ex` also attach it to every server-capable context
 //! the program creates (preload mode): unmodified programs get an external session cache.
 //!
+//! Never worse than without the library: what preload mode does to a connection is decided
+//! when it becomes a server ([`on_accept`]), so client connections are untouched.
+//! - A context whose program turned its server session cache off is left exactly as without
+//!   the library (said once in the log), unless the URL says `force=1`: then the cache
+//!   serves it too.
+//! - Stateless tickets are turned off (`SSL_OP_NO_TICKET`, so that sessions go through the
+//!   cache) only where that cannot lose a resumption: `tickets=auto` does it where the
+//!   cache is shared by every process that could see the client again (`shm:`, or
+//!   `memory:` in the process that opened it, not in a forked child holding a private copy).
+//!
 //! `SESSCACHE_STATS=stderr` (or a file path, appended to) writes the cache's counters at
 //! exit, one line per process.
 
 use crate::cache::Cache;
-use crate::interpose::record;
+use crate::config::{Backend, Tickets};
+use crate::interpose::record::{self, CtxRecord};
 use crate::log::Level;
-use crate::ossl::{ssl_ctx_st, sys_ctx};
+use crate::ossl::{ssl_ctx_st, ssl_st, sys_ssl, SSL_set_options};
 use crate::store::Stats;
-use openssl_sys::{SSL_CTX_set_options, SSL_METHOD, SSL_OP_NO_TICKET};
+use openssl_sys::{SSL_METHOD, SSL_OP_NO_TICKET};
 use std::ffi::c_void;
 use std::io::Write;
 use std::sync::{Arc, OnceLock};
@@ -22,6 +33,10 @@ struct ProcessCache {
     cache: Option<Arc<Cache>>,
     /// SESSCACHE_URL was set (and usable): attach to every server context.
     preload: bool,
+    /// Every process that opens the URL sees the same cache (`shm:`).
+    shared: bool,
+    /// The process that opened it (a forked child holds a private copy of a `memory:` cache).
+    opened_by: u32,
 }
 
 static PROCESS_CACHE: OnceLock<ProcessCache> = OnceLock::new();
@@ -32,13 +47,15 @@ fn open_process_cache() -> ProcessCache {
         .filter(|u| !u.is_empty());
     let preload = url.is_some();
     let url = url.unwrap_or_else(|| "memory:".into());
-    match Cache::open(&url) {
-        Ok(cache) => {
+    match crate::config::parse(&url).and_then(|cfg| Ok((Cache::with_config(&cfg)?, cfg))) {
+        Ok((cache, cfg)) => {
             crate::log!(Level::Info, "opened cache '{url}'");
             register_stats_at_exit();
             ProcessCache {
                 cache: Some(Arc::new(cache)),
                 preload,
+                shared: matches!(cfg.backend, Backend::Shm { .. }),
+                opened_by: std::process::id(),
             }
         }
         Err(e) => {
@@ -50,6 +67,8 @@ fn open_process_cache() -> ProcessCache {
             ProcessCache {
                 cache: None,
                 preload: false,
+                shared: false,
+                opened_by: 0,
             }
         }
     }
@@ -116,24 +135,59 @@ pub unsafe fn on_new_ctx(ctx: *mut ssl_ctx_st, method: *const SSL_METHOD) {
     // SAFETY: ctx is live (caller).
     // OpenSSL's SSL_CTX_new calls SSL_CTX_new_ex through the PLT, so both of ours run for
     // one context: the inner one attaches, the outer one finds it done.
-    match unsafe { record::attach(ctx, cache) } {
+    match unsafe { record::attach(ctx, cache, true) } {
         Ok(false) => {}
-        Ok(true) => {
-            if !cache.settings().keep_tickets {
-                // SAFETY: ctx is live. Stateless tickets never reach a session cache.
-                unsafe { SSL_CTX_set_options(sys_ctx(ctx), SSL_OP_NO_TICKET) };
+        Ok(true) => crate::log!(Level::Debug, "attach: SSL_CTX {ctx:p}"),
+        Err(e) => crate::log!(Level::Error, "attach failed: {e}"),
+    }
+}
+
+const SAID_OFF: u8 = 1;
+const SAID_FORCED: u8 = 2;
+
+/// Whether server connections get stateful tickets (see the module docs).
+fn stateful_tickets(cache: &Cache) -> bool {
+    let settings = cache.settings();
+    match settings.tickets {
+        Tickets::Keep => false,
+        Tickets::Stateful => true,
+        Tickets::Auto => {
+            settings.force
+                || PROCESS_CACHE
+                    .get()
+                    .is_some_and(|p| p.shared || p.opened_by == std::process::id())
+        }
+    }
+}
+
+/// A connection of a preload-attached context `ctx` just became a server.
+///
+/// # Safety
+/// `ssl` is a live connection whose session context is `ctx`, with record `rec`.
+pub unsafe fn on_accept(ssl: *mut ssl_st, ctx: *mut ssl_ctx_st, rec: &CtxRecord) {
+    // SAFETY: ctx is live (caller).
+    if !unsafe { record::server_caching_on(ctx) } {
+        if !rec.cache.settings().force {
+            if rec.say_once(SAID_OFF) {
+                crate::log!(
+                    Level::Info,
+                    "SSL_CTX {ctx:p}: the program turned its session cache off; sesscache leaves its connections alone (force=1 in SESSCACHE_URL makes the cache serve them)"
+                );
             }
+            return;
+        }
+        // SAFETY: ctx is live (caller).
+        unsafe { record::make_server_cache(ctx) };
+        if rec.say_once(SAID_FORCED) {
             crate::log!(
-                Level::Debug,
-                "attach: SSL_CTX {ctx:p}{}",
-                if cache.settings().keep_tickets {
-                    " (tickets kept)"
-                } else {
-                    " (stateful tickets)"
-                }
+                Level::Info,
+                "SSL_CTX {ctx:p}: the program turned its session cache off; force=1: the cache serves it"
             );
         }
-        Err(e) => crate::log!(Level::Error, "attach failed: {e}"),
+    }
+    if stateful_tickets(&rec.cache) {
+        // SAFETY: ssl is live (caller). Stateless tickets never reach a session cache.
+        unsafe { SSL_set_options(sys_ssl(ssl), SSL_OP_NO_TICKET) };
     }
 }
 

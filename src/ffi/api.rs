@@ -159,7 +159,7 @@ pub unsafe extern "C" fn sesscache_attach(cache: *mut sesscache, ctx: *mut ssl_c
             Arc::from_raw(p)
         };
         // SAFETY: ctx is a live SSL_CTX (caller's contract).
-        match unsafe { record::attach(ctx, &arc) } {
+        match unsafe { record::attach(ctx, &arc, false) } {
             Ok(_) => {
                 clear_error();
                 1

@@ -6,9 +6,13 @@
 //!
 //! `SSL_set_SSL_CTX` is interposed too, to remember a connection's original context before
 //! an SNI switch: OpenSSL keeps running that context's callbacks but has no getter for it.
-//! So are `SSL_CTX_new` and `SSL_CTX_new_ex`, for preload mode (`SESSCACHE_URL`).
+//! So are `SSL_CTX_new` and `SSL_CTX_new_ex`, for preload mode (`SESSCACHE_URL`), and
+//! `SSL_set_accept_state`, `SSL_free` and `SSL_clear`, where a server connection of an
+//! attached context gets its settings and its unclean close is forgiven (see
+//! `interpose::connection`). Each forwards unchanged when no cache is attached.
 
 use super::guard;
+use crate::interpose::connection;
 use crate::interpose::real::{real, GetCb, Real, SetCb};
 use crate::interpose::record::{record, remember_session_ctx, CtxRecord};
 use crate::ossl::{ossl_lib_ctx_st, ssl_ctx_st, ssl_method_st, ssl_session_st, ssl_st};
@@ -230,9 +234,9 @@ pub unsafe extern "C" fn SSL_set_SSL_CTX(
 
 /// OpenSSL's `SSL_CTX_new`, unchanged unless the environment variable `SESSCACHE_URL` is
 /// set (preload mode): then a context made with a server-capable method gets the
-/// process-wide cache attached, as `sesscache_attach` would, and stateful tickets
-/// (`SSL_OP_NO_TICKET`) unless the URL says `tickets=keep`. Contexts made with client-only
-/// methods are never touched. Returns what OpenSSL returns; the caller owns the context.
+/// process-wide cache attached, as `sesscache_attach` would; its server connections get
+/// their settings when they start (see `SSL_set_accept_state`). Contexts made with
+/// client-only methods are never touched. Returns what OpenSSL returns; the caller owns the context.
 ///
 /// # Safety
 /// As OpenSSL's: `meth` is a method from OpenSSL.
@@ -267,4 +271,64 @@ pub unsafe extern "C" fn SSL_CTX_new_ex(
     // SAFETY: ctx is NULL or the live context just made with meth.
     guard((), || unsafe { on_new_ctx(ctx, meth.cast()) });
     ctx
+}
+
+/// OpenSSL's `SSL_set_accept_state` (which `SSL_accept` calls too): makes `ssl` a server.
+/// If its context has a cache attached by preload mode, the connection then gets preload
+/// mode's settings (stateful tickets where they cannot lose a resumption; nothing at all
+/// where the program turned its session cache off, unless `force=1`). NULL is ignored.
+/// Thread-safe for distinct connections, as OpenSSL's.
+///
+/// # Safety
+/// `ssl` is NULL or a live `SSL`.
+#[no_mangle]
+pub unsafe extern "C" fn SSL_set_accept_state(ssl: *mut ssl_st) {
+    if ssl.is_null() {
+        return;
+    }
+    if let Some(real) = real() {
+        // SAFETY: OpenSSL's function, with the caller's argument.
+        unsafe { (real.set_accept_state)(ssl) };
+    }
+    // SAFETY: ssl is a live connection (caller's contract).
+    guard((), || unsafe { connection::on_accept(ssl) });
+}
+
+/// OpenSSL's `SSL_free`. Before freeing a server connection of a context whose cache the
+/// library serves, a finished handshake closed without close_notify is treated as closed
+/// cleanly, so that OpenSSL does not remove its session (RFC 5246 allows resuming it;
+/// fatal alerts still remove it). The caller gives up `ssl`. NULL is ignored, as by OpenSSL.
+///
+/// # Safety
+/// `ssl` is NULL or a live `SSL` that nothing uses afterwards.
+#[no_mangle]
+pub unsafe extern "C" fn SSL_free(ssl: *mut ssl_st) {
+    if ssl.is_null() {
+        return;
+    }
+    // SAFETY: ssl is a live connection (caller's contract).
+    guard((), || unsafe { connection::on_free(ssl) });
+    if let Some(real) = real() {
+        // SAFETY: OpenSSL's function, with the caller's argument.
+        unsafe { (real.free)(ssl) };
+    }
+}
+
+/// OpenSSL's `SSL_clear`, with `SSL_free`'s treatment of an unclean close first. Returns
+/// what OpenSSL returns; 0 for NULL.
+///
+/// # Safety
+/// `ssl` is NULL or a live `SSL`.
+#[no_mangle]
+pub unsafe extern "C" fn SSL_clear(ssl: *mut ssl_st) -> c_int {
+    if ssl.is_null() {
+        return 0;
+    }
+    // SAFETY: ssl is a live connection (caller's contract).
+    guard((), || unsafe { connection::on_free(ssl) });
+    match real() {
+        // SAFETY: OpenSSL's function, with the caller's argument.
+        Some(real) => unsafe { (real.clear)(ssl) },
+        None => 0,
+    }
 }

@@ -1,9 +1,11 @@
 //! Interposition: how our definitions of OpenSSL's session-callback functions reach the
-//! real ones, and what we remember about each `SSL_CTX` a cache is attached to.
+//! real ones, what we remember about each `SSL_CTX` a cache is attached to, and what we do
+//! to its server connections.
 //!
 //! Contexts with no cache attached have no record and no state of ours: every call is
 //! forwarded unchanged, so the library cannot be seen through OpenSSL's API.
 
+pub mod connection;
 pub mod real;
 pub mod record;
 pub mod trampolines;

@@ -19,6 +19,8 @@ pub type SetCb<T> = unsafe extern "C" fn(*mut ssl_ctx_st, Option<T>);
 pub type GetCb<T> = unsafe extern "C" fn(*mut ssl_ctx_st) -> Option<T>;
 type SetSslCtx = unsafe extern "C" fn(*mut ssl_st, *mut ssl_ctx_st) -> *mut ssl_ctx_st;
 type CtxNew = unsafe extern "C" fn(*const ssl_method_st) -> *mut ssl_ctx_st;
+type SslVoid = unsafe extern "C" fn(*mut ssl_st);
+type SslClear = unsafe extern "C" fn(*mut ssl_st) -> std::os::raw::c_int;
 type CtxNewEx = unsafe extern "C" fn(
     *mut ossl_lib_ctx_st,
     *const c_char,
@@ -35,6 +37,9 @@ pub struct Real {
     pub set_ssl_ctx: SetSslCtx,
     pub ctx_new: CtxNew,
     pub ctx_new_ex: CtxNewEx,
+    pub set_accept_state: SslVoid,
+    pub free: SslVoid,
+    pub clear: SslClear,
 }
 
 static REAL: OnceLock<Option<Real>> = OnceLock::new();
@@ -85,5 +90,8 @@ fn resolve() -> Option<Real> {
         set_ssl_ctx: sym!(c"SSL_set_SSL_CTX", SetSslCtx),
         ctx_new: sym!(c"SSL_CTX_new", CtxNew),
         ctx_new_ex: sym!(c"SSL_CTX_new_ex", CtxNewEx),
+        set_accept_state: sym!(c"SSL_set_accept_state", SslVoid),
+        free: sym!(c"SSL_free", SslVoid),
+        clear: sym!(c"SSL_clear", SslClear),
     })
 }

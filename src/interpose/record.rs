@@ -18,12 +18,17 @@ use openssl_sys::{
 };
 use std::ffi::c_void;
 use std::os::raw::{c_int, c_long};
-use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// What we keep for an attached context.
 pub struct CtxRecord {
     pub cache: Arc<Cache>,
+    /// Attached by preload mode (not by the program through `sesscache_attach`): the
+    /// process-wide cache's policy decides its connections' tickets.
+    pub preload: bool,
+    /// Things said about this context in the log, once each ([`CtxRecord::say_once`]).
+    said: AtomicU8,
     app_new: AtomicUsize,
     app_get: AtomicUsize,
     app_remove: AtomicUsize,
@@ -50,6 +55,11 @@ macro_rules! fn_slot {
 }
 
 impl CtxRecord {
+    /// True the first time it is called with `what` (a bit) for this context.
+    pub fn say_once(&self, what: u8) -> bool {
+        self.said.fetch_or(what, Ordering::Relaxed) & what == 0
+    }
+
     fn_slot!(app_new_cb, set_app_new_cb, app_new, NewSessionCb);
     fn_slot!(app_get_cb, set_app_get_cb, app_get, GetSessionCb);
     fn_slot!(
@@ -173,11 +183,15 @@ fn ensure_indices() -> Result<c_int, String> {
 /// callbacks are kept in the record and still run), and makes the cache the context's
 /// session store (`SSL_SESS_CACHE_SERVER | SSL_SESS_CACHE_NO_INTERNAL`). Attaching the same
 /// cache again does nothing and returns `Ok(false)`; attaching another cache to an attached
-/// context is an error. `Ok(true)`: newly attached.
+/// context is an error. `Ok(true)`: newly attached. `preload`: attached by preload mode.
 ///
 /// # Safety
 /// `ctx` is a live context.
-pub unsafe fn attach(ctx: *mut ssl_ctx_st, cache: &Arc<Cache>) -> Result<bool, String> {
+pub unsafe fn attach(
+    ctx: *mut ssl_ctx_st,
+    cache: &Arc<Cache>,
+    preload: bool,
+) -> Result<bool, String> {
     let real = real().ok_or("the real OpenSSL session-callback functions were not found")?;
     let _guard = ATTACH.lock().unwrap_or_else(|p| p.into_inner());
     let idx = ensure_indices()?;
@@ -191,6 +205,8 @@ pub unsafe fn attach(ctx: *mut ssl_ctx_st, cache: &Arc<Cache>) -> Result<bool, S
     }
     let rec = Box::new(CtxRecord {
         cache: cache.clone(),
+        preload,
+        said: AtomicU8::new(0),
         app_new: AtomicUsize::new(0),
         app_get: AtomicUsize::new(0),
         app_remove: AtomicUsize::new(0),
@@ -208,12 +224,41 @@ pub unsafe fn attach(ctx: *mut ssl_ctx_st, cache: &Arc<Cache>) -> Result<bool, S
         (real.set_new_cb)(ctx, Some(trampolines::new_session));
         (real.set_get_cb)(ctx, Some(trampolines::get_session));
         (real.set_remove_cb)(ctx, Some(trampolines::remove_session));
+        make_server_cache(ctx);
+    }
+    Ok(true)
+}
+
+/// Whether the program has server session caching on for `ctx`
+/// (`SSL_CTX_get_session_cache_mode(ctx) & SSL_SESS_CACHE_SERVER`).
+///
+/// # Safety
+/// `ctx` is a live context.
+pub unsafe fn server_caching_on(ctx: *mut ssl_ctx_st) -> bool {
+    // SAFETY: ctx is live; this control only reads the mode.
+    let mode = unsafe {
+        SSL_CTX_ctrl(
+            sys_ctx(ctx),
+            crate::ossl::SSL_CTRL_GET_SESS_CACHE_MODE,
+            0,
+            std::ptr::null_mut(),
+        )
+    };
+    mode & SSL_SESS_CACHE_SERVER != 0
+}
+
+/// Makes the cache `ctx`'s session store: `SSL_SESS_CACHE_SERVER | SSL_SESS_CACHE_NO_INTERNAL`.
+///
+/// # Safety
+/// `ctx` is a live context.
+pub unsafe fn make_server_cache(ctx: *mut ssl_ctx_st) {
+    // SAFETY: ctx is live; this control sets the mode.
+    unsafe {
         SSL_CTX_ctrl(
             sys_ctx(ctx),
             SSL_CTRL_SET_SESS_CACHE_MODE,
             SSL_SESS_CACHE_SERVER | SSL_SESS_CACHE_NO_INTERNAL,
             std::ptr::null_mut(),
-        );
-    }
-    Ok(true)
+        )
+    };
 }

@@ -6,7 +6,7 @@ use crate::ffi::callbacks::{
 };
 use crate::ffi::guard;
 use crate::hooks;
-use crate::interpose::record::{record, session_ctx};
+use crate::interpose::record::{record, server_caching_on, session_ctx};
 use crate::ossl::{
     ssl_ctx_st, ssl_session_st, ssl_st, GetSessionCb, NewSessionCb, RemoveSessionCb,
 };
@@ -80,23 +80,6 @@ pub unsafe extern "C" fn get_session(
     guard(std::ptr::null_mut(), || unsafe {
         hooks::on_get(&rec.cache, ssl, data, len, copy)
     })
-}
-
-/// `SSL_CTX_get_session_cache_mode(ctx) & SSL_SESS_CACHE_SERVER`.
-///
-/// # Safety
-/// `ctx` is a live context.
-unsafe fn server_caching_on(ctx: *mut ssl_ctx_st) -> bool {
-    // SAFETY: ctx is live; this control only reads the mode.
-    let mode = unsafe {
-        openssl_sys::SSL_CTX_ctrl(
-            crate::ossl::sys_ctx(ctx),
-            crate::ossl::SSL_CTRL_GET_SESS_CACHE_MODE,
-            0,
-            std::ptr::null_mut(),
-        )
-    };
-    mode & openssl_sys::SSL_SESS_CACHE_SERVER != 0
 }
 
 /// # Safety

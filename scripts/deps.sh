@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# The Debian packages the project's tests and demo need, in one list.
+#
+#   scripts/deps.sh check     report which are installed; exit 1 if some are missing
+#   scripts/deps.sh install   install the missing ones: as root, apt-get (no service is
+#                             started: a temporary /usr/sbin/policy-rc.d refuses); not as
+#                             root, print the apt-get line to run and exit 1
+#   scripts/deps.sh list      print the list, one package a line
+#
+# What needs what: libssl-dev pkg-config make gcc binutils build the C harness and check the
+# ABI; valgrind runs it under memcheck; openssl (s_server, s_client) drives the preload, shm
+# and server tests and `make demo`; nginx, apache2, haproxy, python3 are the real servers of
+# c-tests/shm_servers.sh and c-tests/servers.sh (python3 also drives its Python client).
+set -euo pipefail
+
+PACKAGES=(libssl-dev pkg-config valgrind make gcc binutils openssl nginx apache2 haproxy python3)
+
+usage() {
+    echo "usage: $0 check|install|list" >&2
+    exit 2
+}
+
+installed() {
+    dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"
+}
+
+missing_packages() {
+    MISSING=()
+    for p in "${PACKAGES[@]}"; do
+        installed "$p" || MISSING+=("$p")
+    done
+}
+
+[ $# -eq 1 ] || usage
+case $1 in
+    list)
+        printf '%s\n' "${PACKAGES[@]}"
+        exit 0 ;;
+    check|install) ;;
+    *) usage ;;
+esac
+
+if ! command -v dpkg-query >/dev/null 2>&1; then
+    echo "deps: dpkg-query not found: this script knows Debian packages only; install the equivalents of: ${PACKAGES[*]}" >&2
+    exit 1
+fi
+
+missing_packages
+if [ "$1" = check ]; then
+    for p in "${PACKAGES[@]}"; do
+        if installed "$p"; then echo "ok      $p"; else echo "missing $p"; fi
+    done
+    if [ ${#MISSING[@]} -gt 0 ]; then
+        echo "deps: ${#MISSING[@]} missing: ${MISSING[*]} (scripts/deps.sh install)" >&2
+        exit 1
+    fi
+    echo "deps: all ${#PACKAGES[@]} packages are installed"
+    exit 0
+fi
+
+# install
+if [ ${#MISSING[@]} -eq 0 ]; then
+    echo "deps: all ${#PACKAGES[@]} packages are installed"
+    exit 0
+fi
+if [ "$(id -u)" -ne 0 ]; then
+    echo "deps: missing ${MISSING[*]}; installing needs root. Run as root:" >&2
+    echo "apt-get install -y -q --no-install-recommends ${MISSING[*]}"
+    exit 1
+fi
+echo "deps: installing ${MISSING[*]}"
+export DEBIAN_FRONTEND=noninteractive
+# Packages must not start services here (nginx, apache2 and haproxy would take ports 80 and
+# 443): the tests start their own servers on loopback. An existing policy-rc.d is left as is.
+if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+    chmod +x /usr/sbin/policy-rc.d
+    trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+fi
+apt-get update -q
+apt-get install -y -q --no-install-recommends "${MISSING[@]}"
+missing_packages
+if [ ${#MISSING[@]} -gt 0 ]; then
+    echo "deps: still missing after apt-get install: ${MISSING[*]}" >&2
+    exit 1
+fi
+echo "deps: all ${#PACKAGES[@]} packages are installed"

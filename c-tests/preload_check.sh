@@ -215,11 +215,11 @@ else
 fi
 
 n=$(grep -c 'turned its session cache off; sesscache leaves' $B/preload.b_debug.err)
-# The probe makes 5 cache-off contexts that accept connections: each is named once.
-if [ "$n" -eq 5 ]; then
-    pass "(b, SESSCACHE_LOG=debug) each of the 5 cache-off contexts is named once in the log"
+# The probe makes 6 cache-off contexts that accept connections: each is named once.
+if [ "$n" -eq 6 ]; then
+    pass "(b, SESSCACHE_LOG=debug) each of the 6 cache-off contexts is named once in the log"
 else
-    fail "(b, SESSCACHE_LOG=debug) cache-off contexts named once each (found $n lines, want 5)"
+    fail "(b, SESSCACHE_LOG=debug) cache-off contexts named once each (found $n lines, want 6)"
     grep 'turned' $B/preload.b_debug.err | head -n 10 | note
 fi
 if grep -q 'turned its session cache off' $B/preload.b.err; then
@@ -241,6 +241,10 @@ expect f cache_off.tls12.resumed 1
 expect f cache_off.resumed_from_cache 1
 expect f cache_off.tls12.resumed_from_cache 1
 expect f forked.conn.no_ticket 1
+# Switched by SNI to another cache-off context, a TLS 1.2 session still gets an ID (OpenSSL
+# asks the current context's mode) and resumes through the cache.
+expect f sni_off.tls12.resumed 1
+same b a sni_off.tls12.resumed
 same f a generic.client_conn.no_ticket
 n=$(grep -c 'force=1: the cache serves it' $B/preload.f.err)
 if [ "$n" -ge 1 ]; then

@@ -260,6 +260,36 @@ static void unclean_close(int version, const char *prefix) {
     SSL_CTX_free(a);
 }
 
+/* SNI: the servername callback switches to another context (as HAProxy and Apache do). */
+static int to_vhost(SSL *ssl, int *alert, void *arg) {
+    (void)alert;
+    SSL_set_SSL_CTX(ssl, arg);
+    return SSL_TLSEXT_ERR_OK;
+}
+
+/* Two cache-off contexts, the connection switched from the first to the second by SNI: the
+ * session is offered again to the same pair. */
+static void sni_cache_off(int version, const char *prefix) {
+    SSL_CTX *front = server_ctx(version, 0, SSL_SESS_CACHE_OFF);
+    SSL_CTX *vhost = server_ctx(version, 1, SSL_SESS_CACHE_OFF);
+    SSL_CTX *client = client_ctx(version);
+    SSL_CTX_set_tlsext_servername_callback(front, to_vhost);
+    SSL_CTX_set_tlsext_servername_arg(front, vhost);
+    tu_conn_opts opts = {.servername = "vhost.test"};
+    tu_conn_result full, again;
+    if (!tu_connect(front, client, &opts, &full))
+        die("handshake");
+    opts.resume = full.session;
+    if (!tu_connect(front, client, &opts, &again))
+        die("handshake");
+    printf("%s.resumed=%d\n", prefix, again.resumed);
+    SSL_SESSION_free(again.session);
+    SSL_SESSION_free(full.session);
+    SSL_CTX_free(client);
+    SSL_CTX_free(vhost);
+    SSL_CTX_free(front);
+}
+
 int main(void) {
     if (!tu_identity_make(&ident))
         die("identity");
@@ -275,6 +305,7 @@ int main(void) {
     generic_client(TLS1_3_VERSION, "generic_client.tls13");
     unclean_close(TLS1_2_VERSION, "unclean.tls12");
     unclean_close(TLS1_3_VERSION, "unclean.tls13");
+    sni_cache_off(TLS1_2_VERSION, "sni_off.tls12");
     printf("contexts.server=%d\n", n_server_ctx);
     printf("contexts.client=%d\n", n_client_ctx);
     tu_identity_free(&ident);

@@ -210,7 +210,8 @@ unsafe fn get_cb<T: Copy>(
 
 /// OpenSSL's `SSL_set_SSL_CTX`, unchanged, except that once a cache has been attached
 /// anywhere in the process it first remembers the connection's original context, whose
-/// session callbacks OpenSSL keeps using after the switch. Returns what OpenSSL returns;
+/// session callbacks OpenSSL keeps using after the switch; and that under preload mode's
+/// `force=1` the context switched to gets server caching on too (see `SSL_CTX_new`). Returns what OpenSSL returns;
 /// NULL for a NULL `ssl`.
 ///
 /// # Safety
@@ -225,11 +226,14 @@ pub unsafe extern "C" fn SSL_set_SSL_CTX(
     }
     // SAFETY: ssl is a live connection (caller's contract).
     guard((), || unsafe { remember_session_ctx(ssl) });
-    match real() {
-        // SAFETY: OpenSSL's function, with the caller's arguments.
-        Some(real) => unsafe { (real.set_ssl_ctx)(ssl, ctx) },
-        None => std::ptr::null_mut(),
-    }
+    let Some(real) = real() else {
+        return std::ptr::null_mut();
+    };
+    // SAFETY: OpenSSL's function, with the caller's arguments.
+    let switched = unsafe { (real.set_ssl_ctx)(ssl, ctx) };
+    // SAFETY: ssl is live; ctx is NULL or live (caller's contract).
+    guard((), || unsafe { connection::on_switch(ssl, ctx) });
+    switched
 }
 
 /// OpenSSL's `SSL_CTX_new`, unchanged unless the environment variable `SESSCACHE_URL` is

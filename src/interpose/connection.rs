@@ -26,6 +26,33 @@ pub unsafe fn on_accept(ssl: *mut ssl_st) {
     }
 }
 
+/// A server connection was switched to context `to` (SNI). OpenSSL decides whether a new
+/// TLS 1.2 session gets an ID from the *current* context's cache mode, while it stores and
+/// looks up through the original one: where `force=1` made the cache serve the original
+/// context, the context switched to must not veto the session ID either.
+///
+/// # Safety
+/// `ssl` is a live connection; `to` is NULL or a live context.
+pub unsafe fn on_switch(ssl: *mut ssl_st, to: *mut crate::ossl::ssl_ctx_st) {
+    if to.is_null() {
+        return;
+    }
+    // SAFETY: ssl is live (caller); its session context lives as long as it does.
+    let ctx = unsafe { session_ctx(ssl) };
+    // SAFETY: as above; `to` is live (caller).
+    unsafe {
+        if let Some(rec) = record(ctx) {
+            if rec.preload
+                && rec.cache.settings().force
+                && SSL_is_server(sys_ssl(ssl)) == 1
+                && !server_caching_on(to)
+            {
+                crate::interpose::record::make_server_cache(to);
+            }
+        }
+    }
+}
+
 /// A connection is being freed or cleared. OpenSSL would remove its session from the cache
 /// (and mark it not resumable) if the handshake finished but no close_notify was sent: a rule
 /// from before TLS 1.1 (RFC 5246 lets such sessions be resumed). Many servers never send

@@ -32,7 +32,7 @@ TLS_UTIL  := c-tests/tls_util.c c-tests/tls_util.h
 CHECK_FW  := c-tests/check.c c-tests/check.h
 RUST_SRC  := $(shell find src -name '*.rs') Cargo.toml build.rs
 
-.PHONY: all lib header check-header check lint rust-test c-tests demo bench install uninstall clean
+.PHONY: all lib header check-header check check-all lint rust-test c-tests demo demo-run bench install uninstall clean
 
 all: lib
 
@@ -119,10 +119,21 @@ C_PROGRAMS := $(B)/abi_check.o $(B)/test_cache $(B)/test_shm $(B)/test_cache_asa
 c-tests: $(C_PROGRAMS)
 
 # ---- the targets the README names -------------------------------------------------------
-check: lint check-header rust-test c-tests
+# `make check` and `make demo` first install the Debian packages they need when some are
+# missing (as root; otherwise they print the one apt-get line to run and stop), then run in a
+# fresh make, which sees what was installed (pkg-config above).
+check:
+	bash scripts/deps.sh install
+	$(MAKE) check-all
+
+check-all: lint check-header rust-test c-tests
 	CC="$(CC)" SSL_CFLAGS="$(SSL_CFLAGS)" SSL_LIBS="$(SSL_LIBS)" sh c-tests/run.sh
 
-demo: $(B)/demo
+demo:
+	bash scripts/deps.sh install demo
+	$(MAKE) demo-run
+
+demo-run: $(B)/demo
 	sh examples/demo.sh
 
 bench: $(B)/bench_resume

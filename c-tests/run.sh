@@ -106,6 +106,9 @@ fi
 echo "== shm: openssl s_server processes and nginx workers sharing one cache"
 suite shm_servers shm-servers sh c-tests/shm_servers.sh
 
+echo "== preload into real servers: Apache, HAProxy, nginx, Python, s_server (never worse; force=1)"
+suite servers servers sh c-tests/servers.sh
+
 echo "== install, pkg-config"
 prefix=$(pwd)/$B/prefix
 rm -rf "$prefix"

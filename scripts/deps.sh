@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # The Debian packages the project's tests and demo need, in one list.
 #
-#   scripts/deps.sh check     report which are installed; exit 1 if some are missing
-#   scripts/deps.sh install   install the missing ones: as root, apt-get (no service is
-#                             started: a temporary /usr/sbin/policy-rc.d refuses); not as
-#                             root, print the apt-get line to run and exit 1
-#   scripts/deps.sh list      print the list, one package a line
+#   scripts/deps.sh check [demo]     report which are installed; exit 1 if some are missing
+#   scripts/deps.sh install [demo]   install the missing ones: as root, apt-get (no service
+#                                    is started: a temporary /usr/sbin/policy-rc.d refuses);
+#                                    not as root, print the apt-get line to run and exit 1
+#   scripts/deps.sh list [demo]      print the list, one package a line
+# `demo`: only what `make demo` needs; without it, what `make check` needs (everything).
 #
 # What needs what: libssl-dev pkg-config make gcc binutils build the C harness and check the
 # ABI; valgrind runs it under memcheck; openssl (s_server, s_client) drives the preload, shm
@@ -14,6 +15,7 @@
 set -euo pipefail
 
 PACKAGES=(libssl-dev pkg-config valgrind make gcc binutils openssl nginx apache2 haproxy python3)
+DEMO_PACKAGES=(libssl-dev pkg-config make gcc openssl)
 
 usage() {
     echo "usage: $0 check|install|list" >&2
@@ -31,7 +33,11 @@ missing_packages() {
     done
 }
 
-[ $# -eq 1 ] || usage
+[ $# -eq 1 ] || [ $# -eq 2 ] || usage
+if [ $# -eq 2 ]; then
+    [ "$2" = demo ] || usage
+    PACKAGES=("${DEMO_PACKAGES[@]}")
+fi
 case $1 in
     list)
         printf '%s\n' "${PACKAGES[@]}"
@@ -64,8 +70,8 @@ if [ ${#MISSING[@]} -eq 0 ]; then
     exit 0
 fi
 if [ "$(id -u)" -ne 0 ]; then
-    echo "deps: missing ${MISSING[*]}; installing needs root. Run as root:" >&2
-    echo "apt-get install -y -q --no-install-recommends ${MISSING[*]}"
+    echo "deps: missing ${MISSING[*]}; installing needs root. Run this, then try again:" >&2
+    echo "    sudo apt-get install -y -q --no-install-recommends ${MISSING[*]}" >&2
     exit 1
 fi
 echo "deps: installing ${MISSING[*]}"

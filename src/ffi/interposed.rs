@@ -211,8 +211,8 @@ unsafe fn get_cb<T: Copy>(
 /// OpenSSL's `SSL_set_SSL_CTX`, unchanged, except that once a cache has been attached
 /// anywhere in the process it first remembers the connection's original context, whose
 /// session callbacks OpenSSL keeps using after the switch; and that under preload mode's
-/// `force=1` the context switched to gets server caching on too (see `SSL_CTX_new`). Returns what OpenSSL returns;
-/// NULL for a NULL `ssl`.
+/// `force=1` the context switched to gets server caching on too (see `SSL_CTX_new`).
+/// Returns what OpenSSL returns; NULL for a NULL `ssl`.
 ///
 /// # Safety
 /// `ssl` is NULL or a live `SSL`; `ctx` is as OpenSSL requires.

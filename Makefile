@@ -82,6 +82,11 @@ $(B)/test_shm: c-tests/test_shm.c $(TLS_UTIL) $(CHECK_FW) include/sesscache.h $(
 	$(CC) $(WARN) $(CFLAGS) $(CPPFLAGS) c-tests/test_shm.c c-tests/tls_util.c c-tests/check.c \
 	  -o $@ $(LINK_SC) $(SSL_LIBS) -lpthread
 
+$(B)/test_memory_bound: c-tests/test_memory_bound.c $(TLS_UTIL) $(CHECK_FW) include/sesscache.h $(SO).$(MAJOR)
+	@mkdir -p $(B)
+	$(CC) $(WARN) $(CFLAGS) $(CPPFLAGS) c-tests/test_memory_bound.c c-tests/tls_util.c c-tests/check.c \
+	  -o $@ $(LINK_SC) $(SSL_LIBS)
+
 # The same harness under AddressSanitizer (the C side instrumented; every malloc/free in
 # the process, OpenSSL's and ours, goes through ASan's allocator).
 $(B)/test_cache_asan: c-tests/test_cache.c $(TLS_UTIL) $(CHECK_FW) include/sesscache.h $(SO).$(MAJOR)
@@ -112,7 +117,8 @@ $(B)/demo: examples/demo.c $(TLS_UTIL) include/sesscache.h $(SO).$(MAJOR)
 	@mkdir -p $(B)
 	$(CC) $(WARN) $(CFLAGS) $(CPPFLAGS) examples/demo.c c-tests/tls_util.c -o $@ $(LINK_SC) $(SSL_LIBS)
 
-C_PROGRAMS := $(B)/abi_check.o $(B)/test_cache $(B)/test_shm $(B)/test_cache_asan $(B)/test_shm_asan \
+C_PROGRAMS := $(B)/abi_check.o $(B)/test_cache $(B)/test_shm $(B)/test_memory_bound \
+              $(B)/test_cache_asan $(B)/test_shm_asan \
               $(B)/observe_plain \
               $(B)/observe_linked $(B)/bench_resume $(B)/demo
 

@@ -54,6 +54,9 @@ fi
 echo "== harness, linked before -lssl"
 suite test_cache test_cache $B/test_cache
 
+echo "== memory: bounded by max_bytes against big client certificate chains"
+suite test_memory_bound test_memory_bound $B/test_memory_bound
+
 echo "== shm: processes, forks, crashes"
 suite test_shm test_shm $B/test_shm
 

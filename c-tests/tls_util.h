@@ -22,6 +22,10 @@ SSL_CTX *tu_server_ctx(const tu_identity *id, int version);
 /* A client context pinned to one version, without certificate verification. */
 SSL_CTX *tu_client_ctx(int version);
 
+/* A self-signed certificate for `key` with subject CN=`cn`, made bigger by an extension of
+ * `pad` bytes of filler (an unknown OID, not critical); serial `serial`. NULL on failure. */
+X509 *tu_cert_make(EVP_PKEY *key, const char *cn, long serial, int pad);
+
 /* Options of one connection. */
 typedef struct tu_conn_opts {
     SSL_SESSION *resume;     /* offered by the client, or NULL */
@@ -39,6 +43,8 @@ typedef struct tu_conn_result {
     int agrees;              /* TLS 1.2: the server's session has the client's ID and master key
                               * (what the server issued under that ID); TLS 1.3 proves this by
                               * completing the handshake (the PSK binder), so always 1 there */
+    int peer;                /* the server has a client certificate (resumed or not)... */
+    unsigned char peer_sha256[32]; /* ...whose DER has this SHA-256 */
 } tu_conn_result;
 
 /* Runs one full connection (handshake, TLS 1.3 tickets read by the client, clean shutdown)

@@ -135,7 +135,7 @@ static void print_stats(const sesscache *cache) {
     printf("  rejected    %6llu   bad session IDs, oversized sessions\n", (unsigned long long)st.rejected);
     printf("  errors      %6llu   undecodable data, internal errors\n", (unsigned long long)st.errors);
     printf("  entries     %6llu   sessions held now\n", (unsigned long long)st.entries);
-    printf("  bytes       %6llu   bytes of encoded sessions held now\n", (unsigned long long)st.bytes);
+    printf("  bytes       %6llu   bytes held now (memory: as max_bytes counts them)\n", (unsigned long long)st.bytes);
 }
 
 int main(int argc, char **argv) {

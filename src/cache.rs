@@ -67,7 +67,19 @@ impl Cache {
     }
 
     /// Stores a server session handed to a new-session callback. The caller keeps its own
-    /// reference; the cache takes one more for the decoded object it keeps.
+    /// reference; the cache may take one more, for the object a `memory:` store keeps.
+    ///
+    /// Only a session without a peer certificate is kept as OpenSSL's live object: it then
+    /// holds what its DER encodes and no more (measured: the same ~1 KiB that decoding the
+    /// DER allocates), which is what the store charges it. A server session after client
+    /// authentication also holds the whole chain the client sent, which `i2d_SSL_SESSION`
+    /// does not encode and `max_session_bytes` does not limit (~170 KB of heap per session
+    /// for the 77 KB chains of `c-tests/test_memory_bound.c`, against ~8 KB of DER): for it
+    /// only the DER is stored, and the first lookup decodes it and offers the
+    /// decoded object, which holds just the peer certificate, back to the store
+    /// (`Store::keep_decoded`). Decoding it here instead would cost every full handshake
+    /// with a client certificate a `d2i_SSL_SESSION` (~0.3 ms for a P-256 certificate on
+    /// the test machine; two per TLS 1.3 handshake, one per ticket), resumed or not.
     ///
     /// # Safety
     /// `sess` is a live session for the duration of the call.
@@ -92,12 +104,18 @@ impl Cache {
             Counters::bump(&self.counters().rejected);
             return false;
         }
+        // SAFETY: sess is live.
+        let object = if unsafe { session::has_peer(sess) } {
+            None
+        } else {
+            // SAFETY: sess is live; we take our own reference.
+            unsafe { SessionObject::retain(sess) }
+        };
         let value = Value {
             der,
             expires_at,
             single_use: info.tls13 && self.common.single_use,
-            // SAFETY: sess is live; we take our own reference.
-            object: unsafe { SessionObject::retain(sess) },
+            object,
         };
         match self.store.put(&key, value, now) {
             Ok(()) => true,
@@ -146,7 +164,8 @@ impl Cache {
     }
 
     fn resolve(&self, key: &SessionKey) -> Option<SessionObject> {
-        match self.store.get(key, now())? {
+        let now = now();
+        match self.store.get(key, now)? {
             Hit::Object(obj) if obj.is_resumable() => Some(obj),
             Hit::Object(_) => {
                 // OpenSSL removed this session (and marked it) but our remove callback has
@@ -155,7 +174,10 @@ impl Cache {
                 None
             }
             Hit::Der(der) => match session::decode_matching(key.as_bytes(), der.as_slice()) {
-                Some(obj) => Some(obj),
+                Some(obj) => {
+                    self.store.keep_decoded(key, der.as_slice(), &obj, now);
+                    Some(obj)
+                }
                 None => {
                     Counters::bump(&self.counters().errors);
                     crate::log!(
@@ -213,6 +235,39 @@ mod tests {
         assert!(!cache.store_der(b"id", &[0u8; 17], now() + 100, false));
         assert_eq!(cache.stats().rejected, 1);
         assert_eq!(cache.stats().entries, 0);
+    }
+
+    /// A session without a peer certificate is kept as OpenSSL's own object; one with a
+    /// peer certificate as DER, decoded by the first lookup and kept decoded after it.
+    #[test]
+    fn objects_kept_for_sessions_with_and_without_a_peer() {
+        use crate::session::cost::tests::with_client_cert;
+        use crate::store::testing::{master_key, real_der};
+        let cache = Cache::open("memory:").unwrap();
+        let id = [0x11u8; 32];
+        let live = session::decode(&real_der(&id, 1)).unwrap();
+        assert!(!live.has_peer());
+        // SAFETY: live holds a reference.
+        assert!(unsafe { cache.store_session(live.as_ptr()) });
+        let hit = cache.lookup(&id).unwrap();
+        assert_eq!(hit.as_ptr(), live.as_ptr(), "the object itself");
+
+        let id = [0x22u8; 32];
+        let with_peer = session::decode(&with_client_cert(&real_der(&id, 2), 3)).unwrap();
+        assert!(with_peer.has_peer());
+        // SAFETY: with_peer holds a reference.
+        assert!(unsafe { cache.store_session(with_peer.as_ptr()) });
+        let first = cache.lookup(&id).unwrap();
+        assert_ne!(first.as_ptr(), with_peer.as_ptr(), "decoded from the DER");
+        assert!(first.has_peer());
+        assert_eq!(master_key(&first), 2);
+        let second = cache.lookup(&id).unwrap();
+        assert_eq!(second.as_ptr(), first.as_ptr(), "kept decoded");
+        let s = cache.stats();
+        assert_eq!((s.stores, s.hits, s.entries), (2, 3, 2));
+        let charged =
+            |obj: &SessionObject| obj.cost().unwrap() + crate::store::memory::ENTRY_OVERHEAD;
+        assert_eq!(s.bytes as usize, charged(&live) + charged(&first));
     }
 
     proptest::proptest! {

@@ -30,7 +30,7 @@ unsafe fn tls13_tickets_are_stateful(ssl: *mut ssl_st) -> bool {
 }
 
 /// New-session callback: stores server sessions. The caller (OpenSSL) keeps its reference;
-/// the cache takes its own.
+/// the cache takes its own if it keeps the object.
 ///
 /// # Safety
 /// `ssl` and `sess` are the live objects OpenSSL passes to a new-session callback.

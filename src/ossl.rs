@@ -61,6 +61,8 @@ pub type RemoveSessionCb = unsafe extern "C" fn(*mut ssl_ctx_st, *mut ssl_sessio
 
 extern "C" {
     pub fn SSL_SESSION_is_resumable(s: *const openssl_sys::SSL_SESSION) -> c_int;
+    /// The peer's certificate held by the session (no new reference), or NULL.
+    pub fn SSL_SESSION_get0_peer(s: *mut openssl_sys::SSL_SESSION) -> *mut openssl_sys::X509;
     pub fn SSL_get_options(s: *const openssl_sys::SSL) -> u64;
     pub fn SSL_set_options(s: *mut openssl_sys::SSL, op: u64) -> u64;
     pub fn SSL_in_init(s: *const openssl_sys::SSL) -> c_int;

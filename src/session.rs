@@ -1,6 +1,11 @@
-//! Sessions as OpenSSL objects and as DER: reference counting, encoding, decoding.
+//! Sessions as OpenSSL objects and as DER: reference counting, encoding, decoding, and
+//! what a decoded session costs in memory ([`cost`]).
 
-use crate::ossl::SSL_SESSION_is_resumable;
+pub mod cost;
+
+pub use cost::object_cost;
+
+use crate::ossl::{SSL_SESSION_get0_peer, SSL_SESSION_is_resumable};
 use crate::store::SecretBytes;
 use openssl_sys::{
     d2i_SSL_SESSION, i2d_SSL_SESSION, SSL_SESSION_free, SSL_SESSION_get_id,
@@ -48,6 +53,21 @@ impl SessionObject {
 
     pub fn as_ptr(&self) -> *mut SSL_SESSION {
         self.0.as_ptr()
+    }
+
+    /// Whether the session holds the peer's certificate (a server session after client
+    /// authentication). A live one then also holds the chain the client sent, which its DER
+    /// does not carry.
+    pub fn has_peer(&self) -> bool {
+        // SAFETY: we hold a reference, so the object is live.
+        unsafe { has_peer(self.0.as_ptr()) }
+    }
+
+    /// An upper bound of the memory this object holds ([`object_cost`] of its DER), or
+    /// None if it does not encode. Costs an `i2d_SSL_SESSION`; the DER is wiped.
+    pub fn cost(&self) -> Option<usize> {
+        // SAFETY: we hold a reference, so the object is live.
+        unsafe { encode(self.0.as_ptr()) }.map(|der| object_cost(der.as_slice()))
     }
 
     /// False once OpenSSL has removed the session (`remove_session_lock` marks it), after
@@ -110,6 +130,15 @@ pub unsafe fn info<'a>(sess: *const SSL_SESSION) -> SessionInfo<'a> {
         expires_at: nonneg(time).saturating_add(nonneg(timeout)),
         tls13: version == openssl_sys::TLS1_3_VERSION,
     }
+}
+
+/// Whether a session holds the peer's certificate.
+///
+/// # Safety
+/// `sess` is a live session.
+pub unsafe fn has_peer(sess: *mut SSL_SESSION) -> bool {
+    // SAFETY: sess is live (caller); get0 takes no reference.
+    !unsafe { SSL_SESSION_get0_peer(sess) }.is_null()
 }
 
 /// `i2d_SSL_SESSION`, into an exactly sized buffer that is wiped when dropped (it holds the

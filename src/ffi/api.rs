@@ -17,8 +17,8 @@ pub struct sesscache {
 }
 
 /// Counters and occupancy of a cache, filled in by `sesscache_get_stats`.
-/// `lookups` = `hits` + `misses`; `entries` and `bytes` (of encoded sessions) are current
-/// values, the rest count events since the cache was opened.
+/// `lookups` = `hits` + `misses`; `entries` and `bytes` are current values, the rest count
+/// events since the cache was opened.
 #[repr(C)]
 #[allow(non_camel_case_types)]
 #[derive(Debug, Default, Clone, Copy)]
@@ -43,7 +43,11 @@ pub struct sesscache_stats {
     pub errors: u64,
     /// Sessions held now.
     pub entries: u64,
-    /// Bytes of encoded sessions held now.
+    /// Bytes held now, as the backend counts them against its size limit. `memory:`: what
+    /// `max_bytes` bounds, i.e. the encoded sessions, the decoded ones kept instead of them
+    /// (each charged an upper bound of the memory OpenSSL allocates for it, peer
+    /// certificate included) and each entry's bookkeeping. `shm:`: the encoded sessions in
+    /// the segment.
     pub bytes: u64,
 }
 
@@ -76,11 +80,14 @@ pub(crate) unsafe fn borrow<'a>(cache: *const sesscache) -> Option<&'a Cache> {
 
 /// Opens a session cache described by `url`:
 /// - `memory:?capacity=N&max_bytes=SIZE` — in this process, shared by its threads;
+///   `max_bytes` bounds the memory held for sessions (encoded or decoded, estimated from
+///   above, with their bookkeeping);
 /// - `shm:NAME?size=SIZE&mode=0600|0660` — in POSIX shared memory, shared by every process
 ///   that opens NAME (created with that mode if it does not exist, its memory reserved at
 ///   once; an existing segment that another user owns or could reach is refused);
 ///
-/// each also taking `ttl=SECONDS&single_use=0|1&max_session_bytes=SIZE&tickets=keep|stateful`
+/// each also taking `ttl=SECONDS&single_use=0|1&max_session_bytes=SIZE` and, for preload
+/// mode, `tickets=auto|keep|stateful&force=0|1`
 /// (SIZE takes a K, M or G suffix; every parameter is optional).
 ///
 /// Returns a new handle that the caller owns and releases with `sesscache_free`, or NULL

@@ -25,7 +25,8 @@ unsafe fn cache_of<'a>(ctx: *mut ssl_ctx_st) -> Option<&'a Cache> {
 
 /// A new-session callback with OpenSSL's signature (`SSL_CTX_sess_set_new_cb`). Stores
 /// server sessions in the cache; client connections are ignored. Always returns 0: the
-/// cache takes its own reference, and OpenSSL keeps and releases its own as usual.
+/// cache takes its own reference when it keeps OpenSSL's object, and
+/// OpenSSL keeps and releases its own as usual.
 /// Thread-safe.
 ///
 /// # Safety

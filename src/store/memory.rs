@@ -5,6 +5,20 @@
 //! (SipHash with a per-process random key, since session IDs come from clients) and
 //! reuses that hash inside the shard's table.
 //!
+//! What an entry holds, and what it is charged against `max_bytes`:
+//! - a decoded `SSL_SESSION` when it was given one (the cache core passes OpenSSL's own
+//!   object only for sessions without a peer certificate, whose size is bounded), or when a
+//!   lookup decoded the entry and offered the object back ([`Store::keep_decoded`]). The DER
+//!   is then dropped (wiped): the object is all a hit needs. Charged
+//!   [`object_cost`](crate::session::object_cost) of the DER, an upper bound of what OpenSSL
+//!   allocates for the object, peer certificate included;
+//! - otherwise the DER, charged its length;
+//!
+//! each plus [`ENTRY_OVERHEAD`] for the entry's own bookkeeping. So `max_bytes` bounds the
+//! memory held for sessions: their DER, their decoded objects (estimated from above) and
+//! the tables that find them. An object whose charge does not fit in a shard is not kept
+//! (the entry keeps its DER).
+//!
 //! Eviction, when a shard is full (entries or bytes):
 //! 1. expired entries first, soonest-expired first (a min-heap on expiry time, with lazy
 //!    deletion of stale heap items);
@@ -14,12 +28,17 @@
 //!    where a session is resumed a few times soon after it is made and then goes cold,
 //!    which is what TLS session caches see, at O(1) amortised cost and one bit per entry.
 //!
-//! Values are [`SecretBytes`], wiped when removed, evicted or expired; decoded objects are
-//! released with `SSL_SESSION_free`, which cleanses OpenSSL's copy of the master key.
+//! Expired entries also go without pressure: every store first drops up to two expired
+//! entries from the top of its shard's heap, so that secrets do not outlive their session
+//! long in a cache that is not full.
+//!
+//! DER is [`SecretBytes`], wiped when removed, evicted, expired or replaced by an object;
+//! decoded objects are released with `SSL_SESSION_free`, which cleanses OpenSSL's copy of
+//! the master key.
 
 use super::{Counters, Hit, PutError, SecretBytes, SessionKey, Store, Value};
 use crate::log::Level;
-use crate::session::SessionObject;
+use crate::session::{object_cost, SessionObject};
 use std::cmp::Reverse;
 use std::collections::hash_map::RandomState;
 use std::collections::{BinaryHeap, HashMap};
@@ -31,7 +50,7 @@ use std::sync::{Mutex, MutexGuard};
 pub struct Limits {
     /// Most entries held.
     pub capacity: usize,
-    /// Most bytes of DER held.
+    /// Most bytes charged: DER, decoded objects (estimated) and bookkeeping.
     pub max_bytes: usize,
     /// Largest single value accepted.
     pub max_value_bytes: usize,
@@ -40,6 +59,17 @@ pub struct Limits {
 const MAX_SHARDS: usize = 64;
 /// A shard holds at least this many entries, so that small caches stay exact enough.
 const MIN_ENTRIES_PER_SHARD: usize = 64;
+/// Expired entries a store drops from the top of its shard's expiry heap, full or not.
+const EXPIRE_PER_PUT: usize = 2;
+
+/// What one entry's bookkeeping costs, charged on top of what it holds: its slot, its
+/// index entry (a hash table keeps up to half of its buckets free after growing), up to
+/// four expiry-heap items (the heap is rebuilt past two per entry, and vectors grow by
+/// doubling) and the allocator's header on the DER.
+pub(crate) const ENTRY_OVERHEAD: usize = std::mem::size_of::<Slot>()
+    + 2 * (std::mem::size_of::<(HashedKey, u32)>() + 1)
+    + 4 * std::mem::size_of::<Reverse<(u64, u32, u32)>>()
+    + 16;
 
 pub struct MemoryStore {
     shards: Box<[Padded<Mutex<Shard>>]>,
@@ -47,6 +77,8 @@ pub struct MemoryStore {
     hasher: RandomState,
     counters: Counters,
     max_value_bytes: usize,
+    /// The smallest shard's byte limit: no single charge may exceed it.
+    shard_bytes: usize,
 }
 
 #[repr(align(64))]
@@ -77,6 +109,7 @@ impl MemoryStore {
             hasher: RandomState::new(),
             counters: Counters::default(),
             max_value_bytes: limits.max_value_bytes.min(max_bytes / n),
+            shard_bytes: max_bytes / n,
         }
     }
 
@@ -105,14 +138,30 @@ impl MemoryStore {
 
 impl Store for MemoryStore {
     fn put(&self, key: &SessionKey, value: Value, now: u64) -> Result<(), PutError> {
-        if value.der.len() > self.max_value_bytes {
+        let der_charge = value.der.len().saturating_add(ENTRY_OVERHEAD);
+        if value.der.len() > self.max_value_bytes || der_charge > self.shard_bytes {
             return Err(PutError::TooLarge);
         }
         if value.expires_at <= now {
             return Err(PutError::Expired);
         }
+        let object_charge = value
+            .object
+            .as_ref()
+            .map(|_| object_cost(value.der.as_slice()).saturating_add(ENTRY_OVERHEAD));
+        // The object replaces the DER (dropped here, wiped) if its charge fits in a shard.
+        let (payload, charge) = match (value.object, object_charge) {
+            (Some(obj), Some(c)) if c <= self.shard_bytes => (Payload::Object(obj), c),
+            _ => (Payload::Der(value.der), der_charge),
+        };
+        let entry = NewEntry {
+            payload,
+            charge,
+            expires_at: value.expires_at,
+            single_use: value.single_use,
+        };
         let (mut shard, hk) = self.locate(key);
-        shard.put(hk, value, now, &self.counters);
+        shard.put(hk, entry, now, &self.counters);
         Ok(())
     }
 
@@ -133,6 +182,19 @@ impl Store for MemoryStore {
             Counters::bump(&self.counters.removes);
         }
         removed
+    }
+
+    fn keep_decoded(&self, key: &SessionKey, der: &[u8], obj: &SessionObject, now: u64) {
+        let charge = object_cost(der).saturating_add(ENTRY_OVERHEAD);
+        if charge > self.shard_bytes {
+            return;
+        }
+        let obj = obj.clone();
+        let (mut shard, hk) = self.locate(key);
+        let refused = shard.upgrade(hk, der, obj, charge, now, &self.counters);
+        drop(shard);
+        // Released after the lock (the caller still holds its own reference).
+        drop(refused);
     }
 
     fn counters(&self) -> &Counters {
@@ -183,20 +245,42 @@ impl Hasher for Prehashed {
     }
 }
 
+/// What an entry holds: the DER, or the decoded session instead of it.
+enum Payload {
+    Der(SecretBytes),
+    Object(SessionObject),
+}
+
 struct Entry {
     key: HashedKey,
-    der: SecretBytes,
+    payload: Payload,
+    /// What the entry counts against the shard's `max_bytes`.
+    charge: usize,
     expires_at: u64,
     single_use: bool,
     referenced: bool,
-    object: Option<SessionObject>,
+}
+
+/// An entry before it is filed.
+struct NewEntry {
+    payload: Payload,
+    charge: usize,
+    expires_at: u64,
+    single_use: bool,
 }
 
 impl Entry {
     fn into_hit(self) -> Hit {
-        match self.object {
-            Some(obj) => Hit::Object(obj),
-            None => Hit::Der(self.der),
+        match self.payload {
+            Payload::Object(obj) => Hit::Object(obj),
+            Payload::Der(der) => Hit::Der(der),
+        }
+    }
+
+    fn hit(&self) -> Hit {
+        match &self.payload {
+            Payload::Object(obj) => Hit::Object(obj.clone()),
+            Payload::Der(der) => Hit::Der(der.clone()),
         }
     }
 }
@@ -263,7 +347,7 @@ impl Shard {
         s.generation = s.generation.wrapping_add(1);
         self.index.remove(&entry.key);
         self.free.push(slot);
-        self.bytes -= entry.der.len();
+        self.bytes -= entry.charge;
         entry
     }
 
@@ -279,19 +363,55 @@ impl Shard {
             return Some(self.unlink(slot).into_hit());
         }
         entry.referenced = true;
-        Some(match &entry.object {
-            Some(obj) => Hit::Object(obj.clone()),
-            None => Hit::Der(entry.der.clone()),
-        })
+        Some(entry.hit())
     }
 
-    fn put(&mut self, key: HashedKey, value: Value, now: u64, c: &Counters) {
+    fn put(&mut self, key: HashedKey, new: NewEntry, now: u64, c: &Counters) {
         if let Some(old) = self.find(&key) {
             drop(self.unlink(old));
         }
-        let len = value.der.len();
+        self.file(key, new, false, now, c);
+        Counters::bump(&c.stores);
+    }
+
+    /// Replaces the DER of the entry under `key` with `obj`, decoded from it, if the entry
+    /// still holds exactly `der` (so never over a newer session). Gives `obj` back if not.
+    fn upgrade(
+        &mut self,
+        key: HashedKey,
+        der: &[u8],
+        obj: SessionObject,
+        charge: usize,
+        now: u64,
+        c: &Counters,
+    ) -> Option<SessionObject> {
+        let Some(slot) = self.find(&key) else {
+            return Some(obj);
+        };
+        let entry = self.entry(slot);
+        let same = matches!(&entry.payload, Payload::Der(d) if d.as_slice() == der);
+        if !same || entry.expires_at <= now {
+            return Some(obj);
+        }
+        // Unlinked first so that making room cannot evict it; its DER is wiped here.
+        let old = self.unlink(slot);
+        let new = NewEntry {
+            payload: Payload::Object(obj),
+            charge,
+            expires_at: old.expires_at,
+            single_use: old.single_use,
+        };
+        drop(old);
+        // It was just looked up: referenced, as a hit leaves it.
+        self.file(key, new, true, now, c);
+        None
+    }
+
+    /// Files a new entry, after dropping a few expired ones and making room.
+    fn file(&mut self, key: HashedKey, new: NewEntry, referenced: bool, now: u64, c: &Counters) {
+        self.expire_some(now, EXPIRE_PER_PUT, c);
         while !self.index.is_empty()
-            && (self.index.len() >= self.max_entries || self.bytes + len > self.max_bytes)
+            && (self.index.len() >= self.max_entries || self.bytes + new.charge > self.max_bytes)
         {
             self.evict_one(now, c);
         }
@@ -305,20 +425,42 @@ impl Shard {
         let generation = self.slots[slot as usize].generation;
         self.slots[slot as usize].entry = Some(Entry {
             key,
-            der: value.der,
-            expires_at: value.expires_at,
-            single_use: value.single_use,
-            referenced: false,
-            object: value.object,
+            payload: new.payload,
+            charge: new.charge,
+            expires_at: new.expires_at,
+            single_use: new.single_use,
+            referenced,
         });
         self.index.insert(key, slot);
-        self.bytes += len;
+        self.bytes += new.charge;
         self.expiry
-            .push(Reverse((value.expires_at, slot, generation)));
+            .push(Reverse((new.expires_at, slot, generation)));
         if self.expiry.len() > 2 * self.index.len() + 64 {
             self.rebuild_expiry();
         }
-        Counters::bump(&c.stores);
+    }
+
+    /// Drops up to `n` expired entries from the top of the expiry heap (and the stale heap
+    /// items above them).
+    fn expire_some(&mut self, now: u64, n: usize, c: &Counters) {
+        let mut dropped = 0;
+        while dropped < n {
+            let Some(&Reverse((expires_at, slot, generation))) = self.expiry.peek() else {
+                return;
+            };
+            if !self.is_current(slot, generation, expires_at) {
+                self.expiry.pop();
+                continue;
+            }
+            if expires_at > now {
+                return;
+            }
+            self.expiry.pop();
+            let gone = self.unlink(slot);
+            log_dropped("expire", &gone);
+            Counters::bump(&c.expirations);
+            dropped += 1;
+        }
     }
 
     fn is_current(&self, slot: u32, generation: u32, expires_at: u64) -> bool {
@@ -328,19 +470,10 @@ impl Shard {
 
     /// Frees one entry: the soonest-expired one if it has expired, else the CLOCK victim.
     fn evict_one(&mut self, now: u64, c: &Counters) {
-        while let Some(&Reverse((expires_at, slot, generation))) = self.expiry.peek() {
-            if !self.is_current(slot, generation, expires_at) {
-                self.expiry.pop();
-                continue;
-            }
-            if expires_at <= now {
-                self.expiry.pop();
-                let gone = self.unlink(slot);
-                log_dropped("expire", &gone);
-                Counters::bump(&c.expirations);
-                return;
-            }
-            break;
+        let before = self.index.len();
+        self.expire_some(now, 1, c);
+        if self.index.len() < before {
+            return;
         }
         // Two turns of the hand always find a victim: the first clears every flag.
         let n = self.slots.len();
@@ -376,9 +509,34 @@ impl Shard {
 }
 
 #[cfg(test)]
+impl MemoryStore {
+    /// Checks every shard's accounting against its entries.
+    fn check(&self) {
+        for s in self.shards.iter() {
+            let s = s.0.lock().unwrap();
+            let live: Vec<&Entry> = s.slots.iter().filter_map(|x| x.entry.as_ref()).collect();
+            assert_eq!(live.len(), s.index.len());
+            assert_eq!(s.bytes, live.iter().map(|e| e.charge).sum::<usize>());
+            assert!(s.bytes <= s.max_bytes, "{} > {}", s.bytes, s.max_bytes);
+            for e in live {
+                let want = match &e.payload {
+                    Payload::Der(d) => d.len() + ENTRY_OVERHEAD,
+                    Payload::Object(o) => o.cost().unwrap() + ENTRY_OVERHEAD,
+                };
+                assert_eq!(e.charge, want);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
+    use crate::session::{decode, decode_matching};
+    use crate::store::testing::{master_key, real_der};
     use std::sync::atomic::Ordering;
+
+    const O: usize = ENTRY_OVERHEAD;
 
     fn limits(capacity: usize, max_bytes: usize) -> Limits {
         Limits {
@@ -397,6 +555,17 @@ mod tests {
         }
     }
 
+    /// A real session stored under `k`, with its decoded object if `object`.
+    fn session(k: u32, master: u8, expires_at: u64, object: bool) -> Value {
+        let der = real_der(key(k).as_bytes(), master);
+        Value {
+            object: object.then(|| decode(&der).unwrap()),
+            der: SecretBytes::from(der),
+            expires_at,
+            single_use: false,
+        }
+    }
+
     fn key(n: u32) -> SessionKey {
         let mut id = [0u8; 32];
         id[..4].copy_from_slice(&n.to_le_bytes());
@@ -410,12 +579,25 @@ mod tests {
         }
     }
 
+    /// What a lookup through the cache core does: decode DER, offer the object back.
+    fn lookup(s: &MemoryStore, k: u32, now: u64) -> Option<(u8, bool)> {
+        match s.get(&key(k), now)? {
+            Hit::Object(o) => Some((master_key(&o), true)),
+            Hit::Der(d) => {
+                let o = decode_matching(key(k).as_bytes(), d.as_slice()).unwrap();
+                s.keep_decoded(&key(k), d.as_slice(), &o, now);
+                Some((master_key(&o), false))
+            }
+        }
+    }
+
     #[test]
     fn put_get_remove() {
         let s = MemoryStore::new(limits(100, 1 << 20));
         s.put(&key(1), value(b"one", 100, false), 10).unwrap();
         assert_eq!(der(s.get(&key(1), 10)).unwrap(), b"one");
         assert_eq!(der(s.get(&key(1), 10)).unwrap(), b"one", "reusable");
+        assert_eq!(s.occupancy(), (1, 3 + O as u64));
         assert!(s.remove(&key(1)));
         assert!(!s.remove(&key(1)));
         assert!(s.get(&key(1), 10).is_none());
@@ -451,6 +633,26 @@ mod tests {
         );
     }
 
+    /// Expired entries go on later stores, two at a time, with no shortage of room.
+    #[test]
+    fn stores_drop_expired_entries() {
+        let s = MemoryStore::new(limits(100, 1 << 20));
+        assert_eq!(s.shard_count(), 1);
+        for n in 0..5 {
+            s.put(&key(n), value(b"old", 20, false), 10).unwrap();
+        }
+        s.put(&key(100), value(b"x", 1000, false), 19).unwrap();
+        assert_eq!(s.occupancy().0, 6, "nothing has expired yet");
+        s.put(&key(101), value(b"x", 1000, false), 20).unwrap();
+        assert_eq!(s.occupancy().0, 5, "two expired entries dropped, one added");
+        s.put(&key(102), value(b"x", 1000, false), 21).unwrap();
+        s.put(&key(103), value(b"x", 1000, false), 21).unwrap();
+        assert_eq!(s.occupancy(), (4, 4 * (1 + O as u64)));
+        assert_eq!(s.counters().expirations.load(Ordering::Relaxed), 5);
+        assert_eq!(s.counters().evictions.load(Ordering::Relaxed), 0);
+        s.check();
+    }
+
     #[test]
     fn too_large_is_refused() {
         let s = MemoryStore::new(Limits {
@@ -463,6 +665,17 @@ mod tests {
             Err(PutError::TooLarge)
         );
         assert!(s.put(&key(1), value(&[0; 8], 99, false), 1).is_ok());
+        // A value whose DER fits max_value_bytes but not a shard with its bookkeeping.
+        let tiny = MemoryStore::new(Limits {
+            capacity: 10,
+            max_bytes: O + 4,
+            max_value_bytes: 8,
+        });
+        assert!(tiny.put(&key(1), value(&[0; 4], 99, false), 1).is_ok());
+        assert_eq!(
+            tiny.put(&key(2), value(&[0; 5], 99, false), 1),
+            Err(PutError::TooLarge)
+        );
     }
 
     #[test]
@@ -506,14 +719,14 @@ mod tests {
     fn byte_limit_evicts() {
         let s = MemoryStore::new(Limits {
             capacity: 100,
-            max_bytes: 300,
+            max_bytes: 3 * (100 + O),
             max_value_bytes: 100,
         });
         for n in 0..10 {
             s.put(&key(n), value(&[1; 100], 1000, false), 10).unwrap();
-            assert!(s.occupancy().1 <= 300);
+            assert!(s.occupancy().1 as usize <= 3 * (100 + O));
         }
-        assert_eq!(s.occupancy(), (3, 300));
+        assert_eq!(s.occupancy(), (3, 3 * (100 + O as u64)));
     }
 
     #[test]
@@ -521,13 +734,90 @@ mod tests {
         let s = MemoryStore::new(limits(10, 1 << 20));
         s.put(&key(1), value(&[1; 10], 1000, false), 10).unwrap();
         s.put(&key(1), value(&[2; 20], 1000, false), 10).unwrap();
-        assert_eq!(s.occupancy(), (1, 20));
+        assert_eq!(s.occupancy(), (1, 20 + O as u64));
         assert_eq!(der(s.get(&key(1), 10)).unwrap(), vec![2; 20]);
+    }
+
+    /// An object given with the DER replaces it and is charged its estimated cost.
+    #[test]
+    fn objects_are_charged_their_cost() {
+        let s = MemoryStore::new(limits(10, 1 << 20));
+        let v = session(1, 7, 1000, true);
+        let cost = object_cost(v.der.as_slice());
+        assert!(cost > 1000);
+        s.put(&key(1), v, 10).unwrap();
+        assert_eq!(s.occupancy(), (1, (cost + O) as u64));
+        assert_eq!(lookup(&s, 1, 10), Some((7, true)));
+        s.check();
+        // Without room for the object, the entry keeps the DER.
+        let small = MemoryStore::new(limits(10, 1000));
+        let v = session(1, 8, 1000, true);
+        let len = v.der.len();
+        small.put(&key(1), v, 10).unwrap();
+        assert_eq!(small.occupancy(), (1, (len + O) as u64));
+        assert_eq!(lookup(&small, 1, 10), Some((8, false)));
+        assert_eq!(lookup(&small, 1, 10), Some((8, false)), "still no room");
+        small.check();
+    }
+
+    /// A lookup's decoded object is kept for the next hits, in place of the DER.
+    #[test]
+    fn decoded_objects_are_kept() {
+        let s = MemoryStore::new(limits(10, 1 << 20));
+        s.put(&key(1), session(1, 3, 1000, false), 10).unwrap();
+        assert_eq!(lookup(&s, 1, 10), Some((3, false)), "decoded");
+        assert_eq!(lookup(&s, 1, 10), Some((3, true)), "kept");
+        let cost = object_cost(&real_der(key(1).as_bytes(), 3));
+        assert_eq!(s.occupancy(), (1, (cost + O) as u64));
+        s.check();
+    }
+
+    /// An object decoded from an entry that has since been replaced is not kept.
+    #[test]
+    fn stale_objects_are_not_kept() {
+        let s = MemoryStore::new(limits(10, 1 << 20));
+        s.put(&key(1), session(1, 3, 1000, false), 10).unwrap();
+        let Some(Hit::Der(old)) = s.get(&key(1), 10) else {
+            panic!("DER expected")
+        };
+        s.put(&key(1), session(1, 4, 1000, false), 10).unwrap();
+        let obj = decode(old.as_slice()).unwrap();
+        s.keep_decoded(&key(1), old.as_slice(), &obj, 10);
+        assert_eq!(
+            lookup(&s, 1, 10),
+            Some((4, false)),
+            "the newer session, as DER"
+        );
+        s.remove(&key(1));
+        s.keep_decoded(&key(1), old.as_slice(), &obj, 10);
+        assert!(s.get(&key(1), 10).is_none(), "nor resurrected");
+        s.check();
+    }
+
+    /// Keeping an object makes room by evicting other entries, never the one it joins.
+    #[test]
+    fn keeping_an_object_makes_room() {
+        let der_len = real_der(key(0).as_bytes(), 0).len();
+        let object = object_cost(&real_der(key(0).as_bytes(), 0)) + O;
+        // Room for one object and one DER, or for four DERs.
+        let max_bytes = object + der_len + O;
+        assert!(max_bytes >= 4 * (der_len + O));
+        let s = MemoryStore::new(limits(100, max_bytes));
+        for n in 0..4 {
+            s.put(&key(n), session(n, n as u8, 1000, false), 10)
+                .unwrap();
+        }
+        assert_eq!(s.occupancy().0, 4);
+        assert_eq!(lookup(&s, 3, 10), Some((3, false)));
+        assert_eq!(lookup(&s, 3, 10), Some((3, true)), "kept");
+        assert_eq!(s.occupancy().0, 2);
+        assert!(s.occupancy().1 as usize <= max_bytes);
+        s.check();
     }
 
     #[test]
     fn many_threads() {
-        let s = std::sync::Arc::new(MemoryStore::new(limits(100_000, 1 << 24)));
+        let s = std::sync::Arc::new(MemoryStore::new(limits(100_000, 1 << 26)));
         let handles: Vec<_> = (0..8u32)
             .map(|t| {
                 let s = s.clone();
@@ -548,7 +838,7 @@ mod tests {
 
     /// Operations for the model-based property tests: (op, key, value byte).
     fn ops() -> impl proptest::strategy::Strategy<Value = Vec<(u8, u32, u8)>> {
-        proptest::collection::vec((0u8..4, 0u32..12, proptest::num::u8::ANY), 1..300)
+        proptest::collection::vec((0u8..5, 0u32..12, proptest::num::u8::ANY), 1..300)
     }
 
     proptest::proptest! {
@@ -556,30 +846,34 @@ mod tests {
         #[test]
         fn behaves_like_a_map(ops in crate::store::testing::ops()) {
             let s = MemoryStore::new(limits(10_000, 1 << 20));
-            crate::store::testing::behaves_like_a_map(&s, &ops)?;
+            crate::store::testing::behaves_like_a_charged_map(&s, &ops, O)?;
         }
 
-        /// Under eviction pressure the limits hold and a hit is always the last value stored
-        /// under that key.
+        /// Under eviction pressure, with DER and objects (given or kept after a lookup) of
+        /// different charges, the limits hold, every entry is charged what it holds, and a
+        /// hit is always the last session stored under that key.
         #[test]
-        fn bounded_and_never_stale(ops in ops(), capacity in 1usize..6, max_bytes in 8usize..40) {
-            let s = MemoryStore::new(Limits { capacity, max_bytes, max_value_bytes: 8 });
-            let mut last: HashMap<u32, Vec<u8>> = HashMap::new();
+        fn bounded_and_never_stale(
+            ops in ops(),
+            capacity in 1usize..6,
+            max_bytes in 300usize..6000,
+        ) {
+            let s = MemoryStore::new(Limits { capacity, max_bytes, max_value_bytes: 256 });
+            let mut last: HashMap<u32, u8> = HashMap::new();
             for (step, (op, k, v)) in ops.into_iter().enumerate() {
                 let now = 10 + step as u64 / 8;
                 let expires = now + u64::from(v % 4);
                 match op {
-                    0 | 1 => {
-                        let val = vec![v; 1 + (v as usize % 8)];
-                        match s.put(&key(k), value(&val, expires, false), now) {
-                            Ok(()) => { last.insert(k, val); }
-                            // A refused put leaves the older entry as it was.
-                            Err(PutError::Expired) => {}
-                            Err(PutError::TooLarge) => unreachable!(),
+                    0 | 1 => match s.put(&key(k), session(k, v, expires, op == 1), now) {
+                        Ok(()) => { last.insert(k, v); }
+                        // A refused put leaves the older entry as it was.
+                        Err(PutError::Expired) => {}
+                        Err(PutError::TooLarge) => {
+                            proptest::prop_assert!(max_bytes < 256 + O);
                         }
-                    }
-                    2 => {
-                        if let Some(got) = der(s.get(&key(k), now)) {
+                    },
+                    2 | 3 => {
+                        if let Some((got, _)) = lookup(&s, k, now) {
                             proptest::prop_assert_eq!(Some(&got), last.get(&k));
                         }
                     }
@@ -589,6 +883,7 @@ mod tests {
                 proptest::prop_assert!(entries as usize <= capacity);
                 proptest::prop_assert!(bytes as usize <= max_bytes);
             }
+            s.check();
         }
     }
 }

@@ -2,8 +2,10 @@
 //!
 //! A [`Store`] maps session IDs ([`SessionKey`]) to the DER encoding of a session
 //! (`i2d_SSL_SESSION`). Backends that live in this process may also keep a decoded
-//! [`SessionObject`] next to the DER so that a hit needs no `d2i_SSL_SESSION`; backends
-//! that live elsewhere (shared memory, Redis) ignore it and return DER.
+//! [`SessionObject`] (given with the DER, or offered after a lookup decoded the DER:
+//! [`Store::keep_decoded`]) so that a hit needs no `d2i_SSL_SESSION`, and must then count
+//! what it holds ([`crate::session::object_cost`]); backends that live elsewhere (shared
+//! memory, Redis) ignore it and return DER.
 //!
 //! Every backend implements the same contract:
 //! - `put` replaces any entry with the same key and may evict others to make room;
@@ -69,7 +71,9 @@ pub struct Value {
     pub expires_at: u64,
     /// Consumed by the first `get` (TLS 1.3 tickets under `single_use=1`).
     pub single_use: bool,
-    /// The decoded session, for backends that keep objects in this process.
+    /// The decoded session, for backends that keep objects in this process. It must hold
+    /// nothing that `der` does not encode (no peer chain: see `Cache::store_session`), since
+    /// that is what its memory is estimated from.
     pub object: Option<SessionObject>,
 }
 
@@ -100,9 +104,16 @@ pub trait Store: Send + Sync {
     fn take(&self, key: &SessionKey, now: u64) -> Option<Hit>;
     /// Removes the entry for `key`; true if there was one.
     fn remove(&self, key: &SessionKey) -> bool;
+    /// Offers `obj`, just decoded from `der`, the value a lookup found under `key`. A
+    /// backend that keeps objects in this process may keep it for later hits, as long as the
+    /// entry still holds that DER. The default keeps nothing.
+    fn keep_decoded(&self, key: &SessionKey, der: &[u8], obj: &SessionObject, now: u64) {
+        let _ = (key, der, obj, now);
+    }
     /// The counters of events, which the cache core also updates.
     fn counters(&self) -> &Counters;
-    /// Current occupancy: (entries, bytes of DER held).
+    /// Current occupancy: (entries, bytes counted against the backend's size limit: for
+    /// `memory:` what `max_bytes` bounds, for `shm:` the DER in the segment).
     fn occupancy(&self) -> (u64, u64);
 }
 

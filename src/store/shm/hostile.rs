@@ -345,3 +345,33 @@ fn a_session_filed_under_another_id_is_a_miss() {
         .unwrap();
     assert!(matches!(s.get(&own, now()), Some(Hit::Object(_))));
 }
+
+/// An operation that cannot get its lock in time is a miss, but a removal or a replacement
+/// asked for then is not forgotten: this process carries it out before its next operation on
+/// that shard, so an entry OpenSSL removed (a fatal alert) cannot come back.
+#[test]
+fn a_removal_that_could_not_get_its_lock_is_carried_out_later() {
+    crate::log::silence();
+    let n = Name::new();
+    let mut s = ShmStore::open(&n.0, Some(64 << 10), 0o600, 1024).unwrap();
+    assert_eq!(s.shard_count(), 1);
+    s.set_timing(Timing {
+        budget: Duration::from_millis(2),
+        steal_after: Duration::from_secs(60),
+    });
+    let t = now();
+    s.put(&key(1), value(b"removed", t + 100, false), t)
+        .unwrap();
+    s.put(&key(2), value(b"old", t + 100, false), t).unwrap();
+    // SAFETY: test-only writes of the shard's lock word: held by a live process (this one).
+    let word = unsafe { &(*s.shards[0].hdr).lock };
+    word.store(super::lock::pid(), Ordering::Relaxed);
+    assert!(!s.remove(&key(1)), "no lock, no removal now");
+    s.put(&key(2), value(b"new", t + 100, false), t).unwrap();
+    assert!(s.get(&key(1), t).is_none());
+    word.store(0, Ordering::Relaxed);
+    assert!(s.get(&key(1), t).is_none(), "the removal was carried out");
+    assert!(s.get(&key(2), t).is_none(), "the replaced entry is gone");
+    s.put(&key(2), value(b"newer", t + 100, false), t).unwrap();
+    assert_eq!(der(s.get(&key(2), t)).unwrap(), b"newer");
+}

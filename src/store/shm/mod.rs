@@ -33,8 +33,57 @@ pub struct ShmStore {
     epoch: u64,
     max_value_bytes: usize,
     timing: Timing,
+    pending: Pending,
     /// Decoded objects of reusable sessions this process has looked up.
     front: Front,
+}
+
+/// Whether an operation changes what a key maps to.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Op {
+    Read,
+    Change,
+}
+
+/// Removals this process owes the segment: keys it was asked to remove or replace while their
+/// shard's lock could not be had. They are carried out, under that lock, before the next
+/// operation this process does on the shard. Bounded: past [`Pending::MAX`] keys the oldest
+/// debts are dropped (and counted as errors by the failed operations already).
+#[derive(Default)]
+struct Pending {
+    any: std::sync::atomic::AtomicBool,
+    keys: std::sync::Mutex<std::collections::VecDeque<(usize, SessionKey)>>,
+}
+
+impl Pending {
+    const MAX: usize = 4096;
+
+    fn add(&self, shard: usize, key: &SessionKey) {
+        let mut keys = self.keys.lock().unwrap_or_else(|p| p.into_inner());
+        if keys.len() >= Self::MAX {
+            keys.pop_front();
+        }
+        keys.push_back((shard, *key));
+        self.any.store(true, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Hands every pending key of `shard` to `remove` and forgets it. One atomic load when
+    /// nothing is pending (the usual case).
+    fn apply(&self, shard: usize, mut remove: impl FnMut(&SessionKey)) {
+        if !self.any.load(std::sync::atomic::Ordering::Acquire) {
+            return;
+        }
+        let mut keys = self.keys.lock().unwrap_or_else(|p| p.into_inner());
+        keys.retain(|(s, k)| {
+            if *s == shard {
+                remove(k);
+            }
+            *s != shard
+        });
+        if keys.is_empty() {
+            self.any.store(false, std::sync::atomic::Ordering::Release);
+        }
+    }
 }
 
 impl ShmStore {
@@ -100,6 +149,7 @@ impl ShmStore {
             epoch,
             max_value_bytes,
             timing: Timing::default(),
+            pending: Pending::default(),
             front: Front::default(),
         };
         // Sessions that expired while nobody had the segment open are wiped now.
@@ -126,7 +176,7 @@ impl ShmStore {
 
     fn lookup(&self, key: &SessionKey, now: u64, take: bool) -> Option<Hit> {
         let found = self
-            .with_shard(key, now, |s, tag, now, ev| {
+            .with_shard(key, now, Op::Read, |s, tag, now, ev| {
                 s.get(
                     tag,
                     key.as_bytes(),
@@ -159,33 +209,46 @@ impl ShmStore {
     }
 
     /// (shard, tag) for a key.
-    fn place(&self, key: &SessionKey) -> (&Shard, u32) {
+    fn place(&self, key: &SessionKey) -> (usize, u32) {
         #[allow(deprecated)] // SipHash-2-4 with our keys: stable across processes and builds
         let mut h = std::hash::SipHasher::new_with_keys(self.k0, self.k1);
         h.write(key.as_bytes());
         let v = h.finish();
         let shard = (((v >> 32) * self.shards.len() as u64) >> 32) as usize;
-        (&self.shards[shard], v as u32)
+        (shard, v as u32)
     }
 
     fn rel(&self, t: u64) -> u32 {
         t.saturating_sub(self.epoch).min(u64::from(u32::MAX)) as u32
     }
 
+    /// Runs `f` on the key's shard, locked. None if the lock could not be had in time: then
+    /// a `Change` is remembered as a pending removal of the key (see [`Pending`]), so that an
+    /// older entry under it cannot outlive a removal or a replacement that was asked for.
     fn with_shard<T>(
         &self,
         key: &SessionKey,
         now: u64,
+        kind: Op,
         f: impl FnOnce(&mut shard::Locked<'_>, u32, u32, &mut Events) -> T,
     ) -> Option<T> {
-        let (shard, tag) = self.place(key);
+        let (index, tag) = self.place(key);
         let now = self.rel(now);
         let mut ev = Events::default();
-        let out = shard
+        let out = self.shards[index]
             .lock(now, &self.timing, &mut ev)
-            .map(|mut l| f(&mut l, tag, now, &mut ev));
+            .map(|mut l| {
+                self.pending.apply(index, |k| {
+                    let (_, t) = self.place(k);
+                    l.remove(t, k.as_bytes());
+                });
+                f(&mut l, tag, now, &mut ev)
+            });
         if out.is_none() {
             ev.errors += 1;
+            if kind == Op::Change {
+                self.pending.add(index, key);
+            }
         }
         ev.add_to(self.counters());
         out
@@ -228,7 +291,7 @@ impl Store for ShmStore {
         }
         self.front.remove(key);
         let expires = self.rel(value.expires_at);
-        let stored = self.with_shard(key, now, |s, tag, now, ev| {
+        let stored = self.with_shard(key, now, Op::Change, |s, tag, now, ev| {
             s.put(
                 tag,
                 key.as_bytes(),
@@ -257,7 +320,7 @@ impl Store for ShmStore {
     fn remove(&self, key: &SessionKey) -> bool {
         self.front.remove(key);
         let removed = self
-            .with_shard(key, crate::clock::now(), |s, tag, _, _| {
+            .with_shard(key, crate::clock::now(), Op::Change, |s, tag, _, _| {
                 s.remove(tag, key.as_bytes())
             })
             .unwrap_or(false);

@@ -216,16 +216,7 @@ norm_errors() { # DIR FILES…
 t13() { # ROW ARGS…
     _row=$1; shift
     if [ "$_row" = sserver ]; then
-        case "$1" in
-            -sess_out)
-                # s_server never closes first: the client stays until it has saved a ticket
-                # (at most 5 s; sserver_connect's fixed 0.2 s is too short on a busy machine).
-                rm -f "$2"
-                (_w=0; while [ ! -s "$2" ] && [ $_w -lt 50 ]; do sleep 0.1; _w=$((_w + 1)); done) |
-                    timeout 10 openssl s_client -connect "127.0.0.1:$PORT" -tls1_3 "$@" 2>/dev/null |
-                    sed -n 's/^\(New\|Reused\), \(TLSv[0-9.]*\),.*/\1 \2/p' | head -n 1 ;;
-            *) sserver_connect "$PORT" -tls1_3 "$@" ;;
-        esac
+        sserver_connect "$PORT" -tls1_3 "$@"
     else
         # HTTP/1.0 GET, read to the end (the tickets come before the answer).
         set -- $(ngx_get "$PORT" /index.html -tls1_3 "$@")

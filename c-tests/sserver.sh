@@ -8,8 +8,8 @@
 #   sserver_stop PID                      stop it now
 #   sserver_connect PORT ARGS…            one `openssl s_client` connection; prints
 #                                         "New"/"Reused" and the protocol, e.g. "Reused TLSv1.2"
-#                                         (with SSERVER_LINGER=1 the client stays 0.2 s to
-#                                         read TLS 1.3 tickets, e.g. for -sess_out)
+#                                         (with -sess_out FILE the client stays until the
+#                                         ticket is saved; SSERVER_LINGER=1: 0.2 s otherwise)
 #
 # s_server treats end of its standard input as "quit", so it reads from a FIFO that this
 # shell keeps open until the server is stopped.
@@ -80,6 +80,14 @@ sserver_stop() {
 sserver_connect() {
     _port=$1; shift
     if [ "${SSERVER_LINGER:-0}" = 1 ]; then _linger=0.2; else _linger=0; fi
-    (sleep $_linger) | timeout 10 openssl s_client -connect "127.0.0.1:$_port" "$@" 2>/dev/null |
+    # With -sess_out FILE the client stays until it has saved a ticket there (at most 5 s):
+    # a fixed linger is too short on a busy machine.
+    _out=; _prev=
+    for _a; do [ "$_prev" = -sess_out ] && _out=$_a; _prev=$_a; done
+    [ -n "$_out" ] && rm -f "$_out"
+    (if [ -n "$_out" ]; then
+        _w=0; while [ ! -s "$_out" ] && [ $_w -lt 50 ]; do sleep 0.1; _w=$((_w + 1)); done
+     else sleep $_linger; fi) |
+        timeout 10 openssl s_client -connect "127.0.0.1:$_port" "$@" 2>/dev/null |
         sed -n 's/^\(New\|Reused\), \(TLSv[0-9.]*\),.*/\1 \2/p' | head -n 1
 }

@@ -51,6 +51,20 @@ else
     pass "abi: a mismatched prototype is rejected"
 fi
 
+echo "== header: declares only sesscache_*/SESSCACHE_* names and the interposed OpenSSL functions"
+if python3 scripts/header_names.py --check include/sesscache.h >$B/header_names.log 2>&1; then
+    pass "header names: $(cat $B/header_names.log)"
+else
+    cat $B/header_names.log; fail "header names"
+fi
+# Prove the check bites: a header that leaks a constant must be refused.
+sed 's/^#define SESSCACHE_H$/#define SESSCACHE_H\n#define MIN_SIZE 65536/' include/sesscache.h >$B/broken/leaky.h
+if python3 scripts/header_names.py --check $B/broken/leaky.h >/dev/null 2>&1; then
+    fail "header names: a leaked MIN_SIZE was accepted"
+else
+    pass "header names: a leaked MIN_SIZE is refused"
+fi
+
 echo "== harness, linked before -lssl"
 suite test_cache test_cache $B/test_cache
 

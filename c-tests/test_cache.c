@@ -5,6 +5,7 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -515,6 +516,16 @@ static void threads(int version) {
 static void test_threads_tls12(void) { threads(TLS1_2_VERSION); }
 static void test_threads_tls13(void) { threads(TLS1_3_VERSION); }
 
+/* The header's version macros name the library the program was built against; here they
+ * are the same build, so they match sesscache_version(). */
+static void test_version_macros(void) {
+    char v[64];
+    snprintf(v, sizeof v, "%d.%d.%d", SESSCACHE_VERSION_MAJOR, SESSCACHE_VERSION_MINOR, SESSCACHE_VERSION_PATCH);
+    CHECK(strcmp(v, sesscache_version()) == 0);
+    CHECK_EQ(SESSCACHE_VERSION_NUMBER,
+             SESSCACHE_VERSION_MAJOR * 1000000 + SESSCACHE_VERSION_MINOR * 1000 + SESSCACHE_VERSION_PATCH);
+}
+
 /* ---- how connections end -------------------------------------------------------------- */
 
 /* A full handshake over a BIO pair, then the client sends a record the server cannot decrypt:
@@ -598,6 +609,7 @@ int main(void) {
     if (!tu_identity_make(&id))
         return 2;
     RUN(test_open_errors);
+    RUN(test_version_macros);
     RUN(test_attach_idempotent_and_exclusive);
     RUN(test_tls12_two_contexts);
     RUN(test_tls13_two_contexts_single_use);

@@ -14,6 +14,27 @@
 #include <openssl/ssl.h>
 
 /**
+ * The major version of this header: an incompatible change of the C API increments it.
+ */
+#define SESSCACHE_VERSION_MAJOR 0
+
+/**
+ * The minor version of this header: additions that keep programs built before working.
+ */
+#define SESSCACHE_VERSION_MINOR 1
+
+/**
+ * The patch version of this header.
+ */
+#define SESSCACHE_VERSION_PATCH 0
+
+/**
+ * The version as one number to compare, `MAJOR * 1000000 + MINOR * 1000 + PATCH`, e.g.
+ * `#if SESSCACHE_VERSION_NUMBER >= 1002000` for 1.2.0 and later.
+ */
+#define SESSCACHE_VERSION_NUMBER 1000
+
+/**
  * A session cache. Opaque; created by `sesscache_open`, released by `sesscache_free`.
  * One cache may serve many `SSL_CTX`s and every thread at once.
  */
@@ -147,8 +168,9 @@ int sesscache_get_stats(const struct sesscache *cache, struct sesscache_stats *o
 const char *sesscache_last_error(void);
 
 /**
- * The library's version, e.g. "0.1.0". A static string owned by the library (do not
- * free it); never NULL. Thread-safe.
+ * The library's version, e.g. "0.1.0": the version of the library actually loaded, which
+ * may be newer than the header a program was built with (`SESSCACHE_VERSION_*`). A static
+ * string owned by the library (do not free it); never NULL. Thread-safe.
  */
 const char *sesscache_version(void);
 

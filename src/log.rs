@@ -112,7 +112,7 @@ pub struct Limiter {
 }
 
 impl Limiter {
-    pub const PERIOD_MS: u64 = 10_000;
+    pub(crate) const PERIOD_MS: u64 = 10_000;
 
     #[allow(clippy::new_without_default)]
     pub const fn new() -> Self {

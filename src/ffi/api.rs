@@ -215,8 +215,19 @@ pub extern "C" fn sesscache_last_error() -> *const c_char {
     guard(c"".as_ptr(), last_error_ptr)
 }
 
-/// The library's version, e.g. "0.1.0". A static string owned by the library (do not
-/// free it); never NULL. Thread-safe.
+/// The major version of this header: an incompatible change of the C API increments it.
+pub const SESSCACHE_VERSION_MAJOR: u32 = 0;
+/// The minor version of this header: additions that keep programs built before working.
+pub const SESSCACHE_VERSION_MINOR: u32 = 1;
+/// The patch version of this header.
+pub const SESSCACHE_VERSION_PATCH: u32 = 0;
+/// The version as one number to compare, `MAJOR * 1000000 + MINOR * 1000 + PATCH`, e.g.
+/// `#if SESSCACHE_VERSION_NUMBER >= 1002000` for 1.2.0 and later.
+pub const SESSCACHE_VERSION_NUMBER: u32 = 1000;
+
+/// The library's version, e.g. "0.1.0": the version of the library actually loaded, which
+/// may be newer than the header a program was built with (`SESSCACHE_VERSION_*`). A static
+/// string owned by the library (do not free it); never NULL. Thread-safe.
 #[no_mangle]
 pub extern "C" fn sesscache_version() -> *const c_char {
     guard(c"".as_ptr(), version_ptr)
@@ -229,4 +240,23 @@ fn version_ptr() -> *const c_char {
             Err(_) => panic!("version has no interior NUL"),
         };
     VERSION.as_ptr()
+}
+
+#[cfg(test)]
+mod version_tests {
+    use super::*;
+
+    #[test]
+    fn the_header_macros_are_the_crate_version() {
+        let n = |s: &str| s.parse::<u32>().unwrap();
+        assert_eq!(SESSCACHE_VERSION_MAJOR, n(env!("CARGO_PKG_VERSION_MAJOR")));
+        assert_eq!(SESSCACHE_VERSION_MINOR, n(env!("CARGO_PKG_VERSION_MINOR")));
+        assert_eq!(SESSCACHE_VERSION_PATCH, n(env!("CARGO_PKG_VERSION_PATCH")));
+        assert_eq!(
+            SESSCACHE_VERSION_NUMBER,
+            SESSCACHE_VERSION_MAJOR * 1_000_000
+                + SESSCACHE_VERSION_MINOR * 1000
+                + SESSCACHE_VERSION_PATCH
+        );
+    }
 }

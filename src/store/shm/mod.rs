@@ -23,7 +23,7 @@ use shard::{entry_len, Events, Found, Shard, ShardHeader, ENTRY_HEADER};
 use std::hash::Hasher;
 
 /// The segment size when the URL gives none and the segment is new.
-pub const DEFAULT_SIZE: usize = 32 << 20;
+pub(crate) const DEFAULT_SIZE: usize = 32 << 20;
 
 pub struct ShmStore {
     segment: Segment,

@@ -25,18 +25,17 @@ use std::ffi::CString;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 /// Where POSIX shared memory lives on Linux (what `shm_open` uses).
-pub const SHM_DIR: &str = "/dev/shm";
-pub const MAGIC: u64 = u64::from_le_bytes(*b"SESSCACH");
+pub(crate) const SHM_DIR: &str = "/dev/shm";
+pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"SESSCACH");
 /// Bump on any change of the layout: processes of different versions must not share.
-pub const LAYOUT_VERSION: u32 = 2;
-pub const HEADER_BYTES: usize = 4096;
-pub const SHARD_HEADER_BYTES: usize = 128;
-pub const MIN_SIZE: usize = 64 << 10;
-pub const MAX_SHARDS: usize = 64;
+pub(crate) const LAYOUT_VERSION: u32 = 2;
+pub(crate) const HEADER_BYTES: usize = 4096;
+pub(crate) const SHARD_HEADER_BYTES: usize = 128;
+pub(crate) const MAX_SHARDS: usize = 64;
 /// Sizing assumption for the index: a typical entry (24-byte header, 32-byte ID, ~140-byte
 /// DER) takes 192 bytes of ring; the index gets one slot per 150 bytes of ring, so that it
 /// stays under 80 % full for typical sessions and never limits them.
-pub const RING_BYTES_PER_INDEX_SLOT: usize = 150;
+pub(crate) const RING_BYTES_PER_INDEX_SLOT: usize = 150;
 
 /// The segment header, shared by every process.
 #[repr(C)]
@@ -473,7 +472,7 @@ mod tests {
 
     #[test]
     fn shards_hold_several_large_sessions() {
-        for size in [MIN_SIZE, 1 << 20, 64 << 20, 1 << 30] {
+        for size in [crate::config::SHM_MIN_SIZE, 1 << 20, 64 << 20, 1 << 30] {
             let l = Layout::for_size(size, 20 + 32 + 16 * 1024);
             assert!(l.n_shards.is_power_of_two() && l.n_shards <= MAX_SHARDS);
             assert!(

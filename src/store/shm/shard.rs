@@ -42,7 +42,7 @@ use crate::store::{Counters, SecretBytes, MAX_KEY_LEN};
 use std::ptr::{addr_of, addr_of_mut};
 use std::sync::atomic::AtomicU32;
 
-pub const ENTRY_HEADER: usize = 24;
+pub(crate) const ENTRY_HEADER: usize = 24;
 const LIVE: u8 = 0xA5;
 const DEAD: u8 = 0x5A;
 const PAD: u8 = 0xF0;
@@ -51,7 +51,7 @@ const FLAG_REFERENCED: u8 = 2;
 /// Second chances given while making room for one entry, at most.
 const MAX_MOVES: usize = 16;
 /// Seconds between two sweeps of a shard for expired entries.
-pub const SWEEP_PERIOD: u32 = 30;
+pub(crate) const SWEEP_PERIOD: u32 = 30;
 /// Entries one operation looks at while a sweep is under way.
 const SWEEP_STEPS: usize = 64;
 

@@ -108,7 +108,7 @@ static double measure(int version, int config, double seconds, SSL_CTX *client, 
             exit(1);
         }
         /* A shm: segment outlives the handle: count only this measurement's events. */
-        if (sesscache_get_stats(cache, &before) != 1)
+        if (sesscache_get_stats(cache, &before, sizeof before) == 0)
             die("sesscache_get_stats failed");
     } else {
         /* OpenSSL's default for servers, stated here for the reader. */
@@ -134,7 +134,7 @@ static double measure(int version, int config, double seconds, SSL_CTX *client, 
 
     if (config != BASELINE) {
         sesscache_stats s;
-        if (sesscache_get_stats(cache, &s) != 1)
+        if (sesscache_get_stats(cache, &s, sizeof s) == 0)
             die("sesscache_get_stats failed");
         t->stats.lookups += s.lookups - before.lookups;
         t->stats.hits += s.hits - before.hits;

@@ -65,6 +65,24 @@ else
     pass "header names: a leaked MIN_SIZE is refused"
 fi
 
+echo "== sesscache_stats can grow: programs built against older and newer headers"
+# An older header (its sesscache_stats without the last two fields) and a newer one (two
+# fields more), made from the real one; the program checks what the library writes.
+mkdir -p $B/header-older $B/header-newer
+sed '/^  uint64_t entries;$/d; /^  uint64_t bytes;$/d' include/sesscache.h >$B/header-older/sesscache.h
+sed 's/^  uint64_t bytes;$/  uint64_t bytes;\n  uint64_t future_a;\n  uint64_t future_b;/' include/sesscache.h >$B/header-newer/sesscache.h
+for h in older:9 newer:13; do
+    dir=${h%%:*}; n=${h##*:}
+    if ${CC:-cc} -std=c11 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -Werror -DHEADER_FIELDS=$n \
+         -I$B/header-$dir -Ic-tests $SSL_CFLAGS c-tests/stats_abi.c c-tests/tls_util.c c-tests/check.c \
+         -o $B/stats_abi_$dir -L target/release -lsesscache -Wl,-rpath,$(pwd)/target/release $SSL_LIBS \
+         >$B/stats_abi_$dir.build.log 2>&1; then
+        suite stats_abi_$dir stats-abi $B/stats_abi_$dir
+    else
+        cat $B/stats_abi_$dir.build.log; fail "stats-abi: build against the $dir header"
+    fi
+done
+
 echo "== harness, linked before -lssl"
 suite test_cache test_cache $B/test_cache
 

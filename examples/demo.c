@@ -122,7 +122,7 @@ out:
 
 static void print_stats(const sesscache *cache) {
     sesscache_stats st;
-    if (sesscache_get_stats(cache, &st) != 1)
+    if (sesscache_get_stats(cache, &st, sizeof st) == 0)
         return;
     printf("\ncache stats:\n");
     printf("  lookups     %6llu   get-session calls answered by the cache\n", (unsigned long long)st.lookups);

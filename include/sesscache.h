@@ -150,14 +150,21 @@ void sesscache_free(struct sesscache *cache);
 int sesscache_attach(struct sesscache *cache, struct ssl_ctx_st *ctx);
 
 /**
- * Fills `*out` with the cache's counters. Returns 1, or 0 if either pointer is NULL.
- * Thread-safe; the figures are read without stopping other threads, so they may be
- * momentarily inconsistent with each other.
+ * Fills `*out` with the cache's counters. `out_size` is `sizeof *out` as the caller's
+ * header declares it, so that `sesscache_stats` can grow: the library fills the first
+ * `min(out_size, sizeof(its sesscache_stats))` bytes and zeroes the rest of `out_size`
+ * (fields of a newer header that this library does not keep read 0). A program built
+ * against an older header, with fewer fields, keeps working with a newer library.
+ *
+ * Returns the number of leading bytes filled with figures (at least 8), or 0 if a pointer
+ * is NULL or `out_size` is not a positive multiple of 8; `sesscache_last_error()` then
+ * says which. Thread-safe; the figures are read without stopping other threads, so they
+ * may be momentarily inconsistent with each other.
  *
  * # Safety
- * `cache` is NULL or a live handle; `out` is NULL or points at writable memory for one `sesscache_stats`.
+ * `cache` is NULL or a live handle; `out` is NULL or points at `out_size` writable bytes.
  */
-int sesscache_get_stats(const struct sesscache *cache, struct sesscache_stats *out);
+size_t sesscache_get_stats(const struct sesscache *cache, struct sesscache_stats *out, size_t out_size);
 
 /**
  * The message of the last failed sesscache call on this thread, or "" if the last call

@@ -179,17 +179,25 @@ pub unsafe extern "C" fn sesscache_attach(cache: *mut sesscache, ctx: *mut ssl_c
     })
 }
 
-/// Fills `*out` with the cache's counters. Returns 1, or 0 if either pointer is NULL.
-/// Thread-safe; the figures are read without stopping other threads, so they may be
-/// momentarily inconsistent with each other.
+/// Fills `*out` with the cache's counters. `out_size` is `sizeof *out` as the caller's
+/// header declares it, so that `sesscache_stats` can grow: the library fills the first
+/// `min(out_size, sizeof(its sesscache_stats))` bytes and zeroes the rest of `out_size`
+/// (fields of a newer header that this library does not keep read 0). A program built
+/// against an older header, with fewer fields, keeps working with a newer library.
+///
+/// Returns the number of leading bytes filled with figures (at least 8), or 0 if a pointer
+/// is NULL or `out_size` is not a positive multiple of 8; `sesscache_last_error()` then
+/// says which. Thread-safe; the figures are read without stopping other threads, so they
+/// may be momentarily inconsistent with each other.
 ///
 /// # Safety
-/// `cache` is NULL or a live handle; `out` is NULL or points at writable memory for one `sesscache_stats`.
+/// `cache` is NULL or a live handle; `out` is NULL or points at `out_size` writable bytes.
 #[no_mangle]
 pub unsafe extern "C" fn sesscache_get_stats(
     cache: *const sesscache,
     out: *mut sesscache_stats,
-) -> c_int {
+    out_size: usize,
+) -> usize {
     guard(0, || {
         // SAFETY: cache is NULL or a live handle (caller's contract).
         let Some(c) = (unsafe { borrow(cache) }) else {
@@ -200,9 +208,27 @@ pub unsafe extern "C" fn sesscache_get_stats(
             set_error("sesscache_get_stats: out is NULL");
             return 0;
         }
-        // SAFETY: out is a writable sesscache_stats (caller's contract), checked non-NULL.
-        unsafe { out.write(c.stats().into()) };
-        1
+        if out_size == 0 || out_size % 8 != 0 {
+            set_error(format!(
+                "sesscache_get_stats: out_size {out_size} is not sizeof(sesscache_stats) (a positive multiple of 8)"
+            ));
+            return 0;
+        }
+        let stats: sesscache_stats = c.stats().into();
+        let filled = out_size.min(std::mem::size_of::<sesscache_stats>());
+        // SAFETY: out points at out_size writable bytes (caller's contract), checked
+        // non-NULL; we copy at most that many bytes of a plain #[repr(C)] struct of u64s
+        // and zero the rest of them.
+        unsafe {
+            let dst = out.cast::<u8>();
+            std::ptr::copy_nonoverlapping(
+                (&stats as *const sesscache_stats).cast::<u8>(),
+                dst,
+                filled,
+            );
+            std::ptr::write_bytes(dst.add(filled), 0, out_size - filled);
+        }
+        filled
     })
 }
 

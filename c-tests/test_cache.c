@@ -56,8 +56,10 @@ static int conn(SSL_CTX *server, SSL_CTX *client, SSL_SESSION *resume, SSL_SESSI
 static void test_open_errors(void) {
     CHECK(sesscache_open(NULL) == NULL);
     CHECK(strstr(sesscache_last_error(), "NULL") != NULL);
+    CHECK_EQ(sesscache_last_error_code(), SESSCACHE_ERR_ARGUMENT);
     CHECK(sesscache_open("memory:?capacity=banana") == NULL);
     CHECK(strstr(sesscache_last_error(), "capacity") != NULL);
+    CHECK_EQ(sesscache_last_error_code(), SESSCACHE_ERR_URL);
     CHECK(sesscache_open("bogus://x") == NULL);
     CHECK(strstr(sesscache_last_error(), "bogus") != NULL);
     CHECK(sesscache_open("memory:?colour=blue") == NULL);
@@ -67,7 +69,9 @@ static void test_open_errors(void) {
     sesscache *c = sesscache_open("memory:?capacity=10&max_bytes=1M&ttl=60&single_use=0&max_session_bytes=4K");
     CHECK(c != NULL);
     CHECK(strcmp(sesscache_last_error(), "") == 0);
+    CHECK_EQ(sesscache_last_error_code(), SESSCACHE_OK);
     CHECK(sesscache_get_stats(c, NULL, sizeof(sesscache_stats)) == 0);
+    CHECK_EQ(sesscache_last_error_code(), SESSCACHE_ERR_ARGUMENT);
     CHECK(sesscache_get_stats(NULL, NULL, sizeof(sesscache_stats)) == 0);
     CHECK(sesscache_attach(NULL, NULL) == 0);
     CHECK(sesscache_attach(c, NULL) == 0);
@@ -85,6 +89,7 @@ static void test_attach_idempotent_and_exclusive(void) {
     CHECK(sesscache_attach(a, ctx) == 1);
     CHECK(sesscache_attach(b, ctx) == 0);
     CHECK(strstr(sesscache_last_error(), "another") != NULL);
+    CHECK_EQ(sesscache_last_error_code(), SESSCACHE_ERR_STATE);
     CHECK_EQ(SSL_CTX_get_session_cache_mode(ctx), SSL_SESS_CACHE_SERVER | SSL_SESS_CACHE_NO_INTERNAL);
     /* The handle can go: the context keeps the cache alive (valgrind checks it is freed
      * with the context). */

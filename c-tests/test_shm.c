@@ -659,6 +659,7 @@ static int role_resume(const char *name, const char *dir, int n) {
     sesscache *other = sesscache_open(url);
     CHECK(other == NULL);
     CHECK(strstr(sesscache_last_error(), "size") != NULL);
+    CHECK_EQ(sesscache_last_error_code(), SESSCACHE_ERR_INCOMPATIBLE);
     sesscache_free(other);
     sesscache_free(cache);
     return check_failures_in_test ? 1 : 0;
@@ -1148,6 +1149,7 @@ static void test_squatted_segment_is_refused(void) {
             CHECK(c == NULL);
             const char *err = sesscache_last_error();
             CHECK(strstr(err, "refusing") != NULL && strstr(err, "uid 65534") != NULL);
+            CHECK_EQ(sesscache_last_error_code(), SESSCACHE_ERR_PERMISSION);
             if (i == 0 && m == 0)
                 printf("    # %s\n", err);
             sesscache_free(c);
@@ -1180,6 +1182,7 @@ static void small_shm_child(void *arg, int slot) {
     sesscache *big = sesscache_open("shm:small?size=1M");
     CHECK(big == NULL);
     CHECK(strstr(sesscache_last_error(), "not enough room") != NULL);
+    CHECK_EQ(sesscache_last_error_code(), SESSCACHE_ERR_UNAVAILABLE);
     printf("    # %s\n", sesscache_last_error());
     fflush(stdout);
     sesscache_free(big);

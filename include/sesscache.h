@@ -35,6 +35,46 @@
 #define SESSCACHE_VERSION_NUMBER 1000
 
 /**
+ * Categories of failure, as `sesscache_last_error_code()` reports them. The numbers are part
+ * of the API: they never change, and new categories get new numbers.
+ */
+typedef enum sesscache_error {
+  /**
+   * The last call that reports errors succeeded.
+   */
+  SESSCACHE_OK = 0,
+  /**
+   * A NULL pointer, a bad size or another argument the caller got wrong.
+   */
+  SESSCACHE_ERR_ARGUMENT = 1,
+  /**
+   * The cache URL is invalid; the message names the bad part.
+   */
+  SESSCACHE_ERR_URL = 2,
+  /**
+   * The backend refused: e.g. a `shm:` segment that another user owns or could reach.
+   */
+  SESSCACHE_ERR_PERMISSION = 3,
+  /**
+   * The backend could not be reached or made: no room, no such service, a system limit.
+   */
+  SESSCACHE_ERR_UNAVAILABLE = 4,
+  /**
+   * The backend exists but this library cannot use it: another layout version, another
+   * size than asked for, damaged.
+   */
+  SESSCACHE_ERR_INCOMPATIBLE = 5,
+  /**
+   * The call does not fit the current state: e.g. another cache is already attached.
+   */
+  SESSCACHE_ERR_STATE = 6,
+  /**
+   * A bug or an OpenSSL failure inside the library.
+   */
+  SESSCACHE_ERR_INTERNAL = 7,
+} sesscache_error;
+
+/**
  * A session cache. Opaque; created by `sesscache_open`, released by `sesscache_free`.
  * One cache may serve many `SSL_CTX`s and every thread at once.
  */
@@ -173,6 +213,15 @@ size_t sesscache_get_stats(const struct sesscache *cache, struct sesscache_stats
  * its own message.
  */
 const char *sesscache_last_error(void);
+
+/**
+ * The category of the last failed sesscache call on this thread, as a `sesscache_error`
+ * value (`SESSCACHE_OK`, 0, if the last call that reports errors succeeded), to act on
+ * where `sesscache_last_error()` is for people: e.g. `SESSCACHE_ERR_URL` is the
+ * configuration's fault, `SESSCACHE_ERR_UNAVAILABLE` may pass. Thread-safe: each thread
+ * has its own.
+ */
+int sesscache_last_error_code(void);
 
 /**
  * The library's version, e.g. "0.1.0": the version of the library actually loaded, which

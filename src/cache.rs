@@ -1,7 +1,8 @@
 //! The cache core: turns OpenSSL's session events into store operations, whatever the
 //! backend, and keeps the counters.
 
-use crate::config::{self, Backend, Common, Config, ConfigError};
+use crate::config::{self, Backend, Common, Config};
+use crate::error::Error;
 use crate::log::Level;
 use crate::session::{self, SessionObject};
 use crate::store::memory::{Limits, MemoryStore};
@@ -24,11 +25,11 @@ pub fn now() -> u64 {
 
 impl Cache {
     /// Opens the cache a URL describes.
-    pub fn open(url: &str) -> Result<Cache, ConfigError> {
+    pub fn open(url: &str) -> Result<Cache, Error> {
         Cache::with_config(&config::parse(url)?)
     }
 
-    pub fn with_config(cfg: &Config) -> Result<Cache, ConfigError> {
+    pub fn with_config(cfg: &Config) -> Result<Cache, Error> {
         let store: Box<dyn Store> = match &cfg.backend {
             Backend::Memory {
                 capacity,
@@ -38,10 +39,12 @@ impl Cache {
                 max_bytes: *max_bytes,
                 max_value_bytes: cfg.common.max_session_bytes,
             })),
-            Backend::Shm { name, size, mode } => Box::new(
-                ShmStore::open(name, *size, *mode, cfg.common.max_session_bytes)
-                    .map_err(ConfigError)?,
-            ),
+            Backend::Shm { name, size, mode } => Box::new(ShmStore::open(
+                name,
+                *size,
+                *mode,
+                cfg.common.max_session_bytes,
+            )?),
         };
         Ok(Cache {
             store,

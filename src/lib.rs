@@ -14,6 +14,7 @@
 pub mod cache;
 pub mod clock;
 pub mod config;
+pub mod error;
 pub mod ffi;
 pub mod hooks;
 pub mod interpose;

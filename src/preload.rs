@@ -47,7 +47,10 @@ fn open_process_cache() -> ProcessCache {
         .filter(|u| !u.is_empty());
     let preload = url.is_some();
     let url = url.unwrap_or_else(|| "memory:".into());
-    match crate::config::parse(&url).and_then(|cfg| Ok((Cache::with_config(&cfg)?, cfg))) {
+    let opened = crate::config::parse(&url)
+        .map_err(crate::error::Error::from)
+        .and_then(|cfg| Ok((Cache::with_config(&cfg)?, cfg)));
+    match opened {
         Ok((cache, cfg)) => {
             crate::log!(Level::Info, "opened cache '{url}'");
             register_stats_at_exit();

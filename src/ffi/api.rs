@@ -1,7 +1,8 @@
 //! The explicit C API: open a cache, attach it to contexts, read its statistics.
 
-use super::{clear_error, guard, last_error_ptr, set_error};
+use super::{clear_error, guard, last_error_code, last_error_ptr, set_error};
 use crate::cache::Cache;
+use crate::error::ErrorKind;
 use crate::interpose::record;
 use crate::ossl::ssl_ctx_st;
 use crate::store::Stats;
@@ -100,12 +101,12 @@ pub(crate) unsafe fn borrow<'a>(cache: *const sesscache) -> Option<&'a Cache> {
 pub unsafe extern "C" fn sesscache_open(url: *const c_char) -> *mut sesscache {
     guard(std::ptr::null_mut(), || {
         if url.is_null() {
-            set_error("sesscache_open: url is NULL");
+            set_error(ErrorKind::Argument, "sesscache_open: url is NULL");
             return std::ptr::null_mut();
         }
         // SAFETY: url is a NUL-terminated string (caller's contract), checked non-NULL.
         let Ok(url) = unsafe { CStr::from_ptr(url) }.to_str() else {
-            set_error("sesscache_open: url is not valid UTF-8");
+            set_error(ErrorKind::Url, "sesscache_open: url is not valid UTF-8");
             return std::ptr::null_mut();
         };
         match Cache::open(url) {
@@ -114,7 +115,7 @@ pub unsafe extern "C" fn sesscache_open(url: *const c_char) -> *mut sesscache {
                 Arc::into_raw(Arc::new(cache)) as *mut sesscache
             }
             Err(e) => {
-                set_error(e.to_string());
+                set_error(e.kind, e.message);
                 std::ptr::null_mut()
             }
         }
@@ -155,7 +156,10 @@ pub unsafe extern "C" fn sesscache_free(cache: *mut sesscache) {
 pub unsafe extern "C" fn sesscache_attach(cache: *mut sesscache, ctx: *mut ssl_ctx_st) -> c_int {
     guard(0, || {
         if cache.is_null() || ctx.is_null() {
-            set_error("sesscache_attach: cache and ctx must not be NULL");
+            set_error(
+                ErrorKind::Argument,
+                "sesscache_attach: cache and ctx must not be NULL",
+            );
             return 0;
         }
         // SAFETY: the handle is a live Arc<Cache> pointer; we make a new reference from it
@@ -172,7 +176,7 @@ pub unsafe extern "C" fn sesscache_attach(cache: *mut sesscache, ctx: *mut ssl_c
                 1
             }
             Err(e) => {
-                set_error(format!("sesscache_attach: {e}"));
+                set_error(e.kind, format!("sesscache_attach: {}", e.message));
                 0
             }
         }
@@ -201,15 +205,15 @@ pub unsafe extern "C" fn sesscache_get_stats(
     guard(0, || {
         // SAFETY: cache is NULL or a live handle (caller's contract).
         let Some(c) = (unsafe { borrow(cache) }) else {
-            set_error("sesscache_get_stats: cache is NULL");
+            set_error(ErrorKind::Argument, "sesscache_get_stats: cache is NULL");
             return 0;
         };
         if out.is_null() {
-            set_error("sesscache_get_stats: out is NULL");
+            set_error(ErrorKind::Argument, "sesscache_get_stats: out is NULL");
             return 0;
         }
         if out_size == 0 || out_size % 8 != 0 {
-            set_error(format!(
+            set_error(ErrorKind::Argument, format!(
                 "sesscache_get_stats: out_size {out_size} is not sizeof(sesscache_stats) (a positive multiple of 8)"
             ));
             return 0;
@@ -250,6 +254,19 @@ pub const SESSCACHE_VERSION_PATCH: u32 = 0;
 /// The version as one number to compare, `MAJOR * 1000000 + MINOR * 1000 + PATCH`, e.g.
 /// `#if SESSCACHE_VERSION_NUMBER >= 1002000` for 1.2.0 and later.
 pub const SESSCACHE_VERSION_NUMBER: u32 = 1000;
+
+/// The category of the last failed sesscache call on this thread, as a `sesscache_error`
+/// value (`SESSCACHE_OK`, 0, if the last call that reports errors succeeded), to act on
+/// where `sesscache_last_error()` is for people: e.g. `SESSCACHE_ERR_URL` is the
+/// configuration's fault, `SESSCACHE_ERR_UNAVAILABLE` may pass. Thread-safe: each thread
+/// has its own.
+#[no_mangle]
+pub extern "C" fn sesscache_last_error_code() -> c_int {
+    guard(
+        super::sesscache_error::SESSCACHE_ERR_INTERNAL as c_int,
+        last_error_code,
+    )
+}
 
 /// The library's version, e.g. "0.1.0": the version of the library actually loaded, which
 /// may be newer than the header a program was built with (`SESSCACHE_VERSION_*`). A static

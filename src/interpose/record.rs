@@ -5,6 +5,7 @@
 //! shift the indices the application gets, which it could notice.
 
 use crate::cache::Cache;
+use crate::error::{Error, ErrorKind};
 use crate::interpose::real::real;
 use crate::interpose::trampolines;
 use crate::ossl::{
@@ -147,7 +148,7 @@ unsafe extern "C" fn free_record(
     });
 }
 
-fn ensure_indices() -> Result<c_int, String> {
+fn ensure_indices() -> Result<c_int, Error> {
     if CTX_INDEX.load(Ordering::Acquire) < 0 {
         // SAFETY: plain OpenSSL calls; free_record has the CRYPTO_EX_free signature.
         let (ctx_idx, ssl_idx) = unsafe {
@@ -171,7 +172,10 @@ fn ensure_indices() -> Result<c_int, String> {
             )
         };
         if ctx_idx < 0 || ssl_idx < 0 {
-            return Err("OpenSSL could not allocate an ex_data index".into());
+            return Err(Error::new(
+                ErrorKind::Internal,
+                "OpenSSL could not allocate an ex_data index",
+            ));
         }
         SSL_INDEX.store(ssl_idx, Ordering::Release);
         CTX_INDEX.store(ctx_idx, Ordering::Release);
@@ -191,8 +195,13 @@ pub unsafe fn attach(
     ctx: *mut ssl_ctx_st,
     cache: &Arc<Cache>,
     preload: bool,
-) -> Result<bool, String> {
-    let real = real().ok_or("the real OpenSSL session-callback functions were not found")?;
+) -> Result<bool, Error> {
+    let real = real().ok_or_else(|| {
+        Error::new(
+            ErrorKind::Internal,
+            "the real OpenSSL session-callback functions were not found",
+        )
+    })?;
     let _guard = ATTACH.lock().unwrap_or_else(|p| p.into_inner());
     let idx = ensure_indices()?;
     // SAFETY: ctx is live (caller).
@@ -200,7 +209,10 @@ pub unsafe fn attach(
         return if Arc::ptr_eq(&rec.cache, cache) {
             Ok(false)
         } else {
-            Err("this SSL_CTX already has another sesscache attached".into())
+            Err(Error::new(
+                ErrorKind::State,
+                "this SSL_CTX already has another sesscache attached",
+            ))
         };
     }
     let rec = Box::new(CtxRecord {
@@ -219,7 +231,10 @@ pub unsafe fn attach(
         let raw = Box::into_raw(rec);
         if SSL_CTX_set_ex_data(sys_ctx(ctx), idx, raw.cast()) != 1 {
             drop(Box::from_raw(raw));
-            return Err("OpenSSL could not store the cache in the SSL_CTX".into());
+            return Err(Error::new(
+                ErrorKind::Internal,
+                "OpenSSL could not store the cache in the SSL_CTX",
+            ));
         }
         (real.set_new_cb)(ctx, Some(trampolines::new_session));
         (real.set_get_cb)(ctx, Some(trampolines::get_session));

@@ -223,6 +223,8 @@ fn a_segment_others_can_reach_is_refused() {
     for wide in [0o644, 0o604, 0o660, 0o666] {
         std::fs::set_permissions(path(&n), std::fs::Permissions::from_mode(wide)).unwrap();
         let err = ShmStore::open(&n.0, None, 0o600, 1024).err().unwrap();
+        assert_eq!(err.kind, crate::error::ErrorKind::Permission);
+        let err = err.message;
         assert!(
             err.contains("refusing") && err.contains(&format!("{wide:04o}")),
             "{err}"
@@ -239,7 +241,8 @@ fn a_segment_others_can_reach_is_refused() {
     std::fs::remove_file(path(&n)).unwrap();
     std::os::unix::fs::symlink(path(&target), path(&n)).unwrap();
     let err = ShmStore::open(&n.0, None, 0o600, 1024).err().unwrap();
-    assert!(err.contains("symbolic link"), "{err}");
+    assert_eq!(err.kind, crate::error::ErrorKind::Permission);
+    assert!(err.message.contains("symbolic link"), "{err}");
 }
 
 /// A new segment gets exactly the mode asked for, whatever the umask.

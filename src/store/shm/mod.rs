@@ -15,6 +15,7 @@ pub mod shard;
 
 use super::front::Front;
 use super::{Counters, Hit, PutError, SessionKey, Store, Value};
+use crate::error::{Error, ErrorKind};
 use lock::Timing;
 use segment::{
     Header, Layout, Segment, HEADER_BYTES, LAYOUT_VERSION, MAGIC, MAX_SHARDS, SHARD_HEADER_BYTES,
@@ -95,7 +96,7 @@ impl ShmStore {
         size: Option<usize>,
         mode: u32,
         max_value_bytes: usize,
-    ) -> Result<ShmStore, String> {
+    ) -> Result<ShmStore, Error> {
         let max_entry = entry_len(super::MAX_KEY_LEN, max_value_bytes);
         let init = |seg: &Segment| {
             let layout = Layout::for_size(seg.size, max_entry);
@@ -132,9 +133,12 @@ impl ShmStore {
             || HEADER_BYTES + layout.n_shards * layout.shard_bytes > segment.size
             || SHARD_HEADER_BYTES + layout.index_cap * 8 + layout.ring_cap > layout.shard_bytes
         {
-            return Err(format!(
-                "shared memory {} has an inconsistent layout: remove it",
-                Segment::path(name)
+            return Err(Error::new(
+                ErrorKind::Incompatible,
+                format!(
+                    "shared memory {} has an inconsistent layout: remove it",
+                    Segment::path(name)
+                ),
             ));
         }
         let shards = shards_of(&segment, &layout);
@@ -435,7 +439,8 @@ mod tests {
         let err = ShmStore::open(&n.0, Some(512 << 10), 0o600, 16 << 10)
             .err()
             .unwrap();
-        assert!(err.contains("size"), "{err}");
+        assert_eq!(err.kind, crate::error::ErrorKind::Incompatible);
+        assert!(err.message.contains("size"), "{err}");
     }
 
     #[test]
@@ -445,7 +450,8 @@ mod tests {
         // SAFETY: test-only write to our own mapping's header.
         unsafe { (*(a.segment.base as *mut Header)).version = LAYOUT_VERSION + 1 };
         let err = ShmStore::open(&n.0, None, 0o600, 16 << 10).err().unwrap();
-        assert!(err.contains("layout version"), "{err}");
+        assert_eq!(err.kind, crate::error::ErrorKind::Incompatible);
+        assert!(err.message.contains("layout version"), "{err}");
     }
 
     #[test]

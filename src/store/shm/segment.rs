@@ -20,6 +20,7 @@
 //! Anything else is refused with a message naming the owner and mode: another local user
 //! who created the name first would otherwise read every master secret and plant sessions.
 
+use crate::error::{Error, ErrorKind};
 use crate::store::Counters;
 use std::ffi::CString;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -126,8 +127,9 @@ fn os_error() -> std::io::Error {
     std::io::Error::last_os_error()
 }
 
-fn cstring(s: &str) -> Result<CString, String> {
-    CString::new(s).map_err(|_| format!("bad shared memory path {s:?}"))
+fn cstring(s: &str) -> Result<CString, Error> {
+    CString::new(s)
+        .map_err(|_| Error::new(ErrorKind::Argument, format!("bad shared memory path {s:?}")))
 }
 
 /// A segment made but not yet given its name: an `O_TMPFILE` file, or a hidden file with a
@@ -147,7 +149,7 @@ impl Drop for Unnamed {
 }
 
 impl Unnamed {
-    fn create(name: &str, mode: u32) -> Result<Unnamed, String> {
+    fn create(name: &str, mode: u32) -> Result<Unnamed, Error> {
         let dir = cstring(SHM_DIR)?;
         // O_TMPFILE needs /proc to be linked later under a name.
         // SAFETY: access() on a NUL-terminated literal path.
@@ -181,9 +183,9 @@ impl Unnamed {
             )
         };
         if fd < 0 {
-            return Err(format!(
-                "cannot create shared memory in {SHM_DIR}: {}",
-                os_error()
+            return Err(Error::new(
+                ErrorKind::Unavailable,
+                format!("cannot create shared memory in {SHM_DIR}: {}", os_error()),
             ));
         }
         Ok(Unnamed {
@@ -193,26 +195,29 @@ impl Unnamed {
     }
 
     /// Sets the mode (whatever the umask), reserves `size` bytes and maps them.
-    fn reserve(&self, size: usize, mode: u32) -> Result<Segment, String> {
+    fn reserve(&self, size: usize, mode: u32) -> Result<Segment, Error> {
         // SAFETY: fchmod on our descriptor.
         if unsafe { libc::fchmod(self.fd.0, mode as libc::mode_t) } != 0 {
-            return Err(format!(
-                "cannot set the mode of shared memory: {}",
-                os_error()
+            return Err(Error::new(
+                ErrorKind::Unavailable,
+                format!("cannot set the mode of shared memory: {}", os_error()),
             ));
         }
         // SAFETY: allocating the file's blocks on our descriptor.
         let r = unsafe { libc::posix_fallocate(self.fd.0, 0, size as libc::off_t) };
         if r != 0 {
             let why = std::io::Error::from_raw_os_error(r);
-            return Err(if r == libc::ENOSPC || r == libc::ENOMEM {
-                format!(
+            return Err(Error::new(
+                ErrorKind::Unavailable,
+                if r == libc::ENOSPC || r == libc::ENOMEM {
+                    format!(
                     "not enough room in {SHM_DIR} for a segment of {size} bytes ({} bytes free): ask for a smaller size= or make room",
                     free_bytes(self.fd.0)
                 )
-            } else {
-                format!("cannot reserve {size} bytes of shared memory: {why}")
-            });
+                } else {
+                    format!("cannot reserve {size} bytes of shared memory: {why}")
+                },
+            ));
         }
         let base = map(self.fd.0, size)?;
         Ok(Segment {
@@ -223,7 +228,7 @@ impl Unnamed {
     }
 
     /// Links the file under `path`. Err(None) if `path` exists already.
-    fn publish(&self, path: &CString) -> Result<(), Option<String>> {
+    fn publish(&self, path: &CString) -> Result<(), Option<Error>> {
         let r = match &self.temp {
             // SAFETY: linkat with NUL-terminated paths; AT_SYMLINK_FOLLOW resolves the
             // /proc link to our open file.
@@ -248,9 +253,9 @@ impl Unnamed {
         if e.raw_os_error() == Some(libc::EEXIST) {
             Err(None)
         } else {
-            Err(Some(format!(
-                "cannot name shared memory {}: {e}",
-                path.to_string_lossy()
+            Err(Some(Error::new(
+                ErrorKind::Unavailable,
+                format!("cannot name shared memory {}: {e}", path.to_string_lossy()),
             )))
         }
     }
@@ -266,7 +271,7 @@ fn free_bytes(fd: libc::c_int) -> u64 {
     st.f_bavail as u64 * st.f_frsize as u64
 }
 
-fn map(fd: libc::c_int, size: usize) -> Result<*mut u8, String> {
+fn map(fd: libc::c_int, size: usize) -> Result<*mut u8, Error> {
     // SAFETY: mapping `size` bytes of the file, shared, read-write.
     let p = unsafe {
         libc::mmap(
@@ -279,7 +284,10 @@ fn map(fd: libc::c_int, size: usize) -> Result<*mut u8, String> {
         )
     };
     if p == libc::MAP_FAILED {
-        return Err(format!("cannot map shared memory: {}", os_error()));
+        return Err(Error::new(
+            ErrorKind::Unavailable,
+            format!("cannot map shared memory: {}", os_error()),
+        ));
     }
     Ok(p.cast())
 }
@@ -297,7 +305,7 @@ fn in_group(gid: libc::gid_t) -> bool {
 }
 
 /// Refuses a segment that another user could read or write (see the module docs).
-fn check_owner(st: &libc::stat, path: &str, mode: u32) -> Result<(), String> {
+fn check_owner(st: &libc::stat, path: &str, mode: u32) -> Result<(), Error> {
     // SAFETY: geteuid cannot fail.
     let euid = unsafe { libc::geteuid() };
     let perm = st.st_mode & 0o777;
@@ -312,10 +320,10 @@ fn check_owner(st: &libc::stat, path: &str, mode: u32) -> Result<(), String> {
     } else {
         "owned by this user, with no group or other access (or mode=0660 to share with a group)"
     };
-    Err(format!(
+    Err(Error::new(ErrorKind::Permission, format!(
         "refusing shared memory {path}: it belongs to uid {} gid {} with mode {perm:04o}, and this process runs as uid {euid}; a segment must be {allowed}. Another local user may have made it to read or plant sessions: remove it (rm {path}) or use another name",
         st.st_uid, st.st_gid
-    ))
+    )))
 }
 
 impl Segment {
@@ -338,8 +346,8 @@ impl Segment {
         size: Option<usize>,
         default_size: usize,
         mode: u32,
-        init: impl Fn(&Segment) -> Result<(), String>,
-    ) -> Result<Segment, String> {
+        init: impl Fn(&Segment) -> Result<(), Error>,
+    ) -> Result<Segment, Error> {
         let path = Segment::path(name);
         let cpath = cstring(&path)?;
         // Two rounds: if another process names its new segment between our failed open and
@@ -359,16 +367,21 @@ impl Segment {
             match e.raw_os_error() {
                 Some(libc::ENOENT) => {}
                 Some(libc::ELOOP) => {
-                    return Err(format!(
+                    return Err(Error::new(ErrorKind::Permission, format!(
                         "refusing shared memory {path}: it is a symbolic link (remove it or use another name)"
-                    ))
+                    )))
                 }
                 Some(libc::EACCES) => {
-                    return Err(format!(
+                    return Err(Error::new(ErrorKind::Permission, format!(
                         "cannot open shared memory {path}: {e} (it belongs to another user: remove it or use another name)"
+                    )))
+                }
+                _ => {
+                    return Err(Error::new(
+                        ErrorKind::Unavailable,
+                        format!("cannot open shared memory {path}: {e}"),
                     ))
                 }
-                _ => return Err(format!("cannot open shared memory {path}: {e}")),
             }
             let size = size.unwrap_or(default_size);
             let new = Unnamed::create(name, mode)?;
@@ -381,28 +394,37 @@ impl Segment {
                 Err(Some(msg)) => return Err(msg),
             }
         }
-        Err(format!(
-            "cannot create or open shared memory {path}: it keeps appearing and disappearing"
+        Err(Error::new(
+            ErrorKind::Unavailable,
+            format!(
+                "cannot create or open shared memory {path}: it keeps appearing and disappearing"
+            ),
         ))
     }
 
     /// Checks and maps an existing segment.
-    fn adopt(fd: Fd, path: &str, want: Option<usize>, mode: u32) -> Result<Segment, String> {
+    fn adopt(fd: Fd, path: &str, want: Option<usize>, mode: u32) -> Result<Segment, Error> {
         // SAFETY: fstat on our descriptor into a zeroed buffer.
         let mut st: libc::stat = unsafe { std::mem::zeroed() };
         // SAFETY: as above.
         if unsafe { libc::fstat(fd.0, &mut st) } != 0 {
-            return Err(format!("cannot stat {path}: {}", os_error()));
+            return Err(Error::new(
+                ErrorKind::Unavailable,
+                format!("cannot stat {path}: {}", os_error()),
+            ));
         }
         if st.st_mode & libc::S_IFMT != libc::S_IFREG {
-            return Err(format!("refusing shared memory {path}: not a regular file"));
+            return Err(Error::new(
+                ErrorKind::Permission,
+                format!("refusing shared memory {path}: not a regular file"),
+            ));
         }
         check_owner(&st, path, mode)?;
         let size = usize::try_from(st.st_size).unwrap_or(0);
         if !(HEADER_BYTES..=crate::config::SHM_MAX_SIZE).contains(&size) {
-            return Err(format!(
+            return Err(Error::new(ErrorKind::Incompatible, format!(
                 "shared memory {path} is not a sesscache segment of this version (size {size}): remove it or use another name"
-            ));
+            )));
         }
         let seg = Segment {
             base: map(fd.0, size)?,
@@ -411,25 +433,31 @@ impl Segment {
         };
         let h = seg.header();
         if h.magic != MAGIC {
-            return Err(format!("shared memory {path} is not a sesscache segment"));
-        }
-        if h.version != LAYOUT_VERSION {
-            return Err(format!(
-                "shared memory {path} has layout version {}, this library uses {LAYOUT_VERSION}: use another name or remove {path}",
-                h.version
+            return Err(Error::new(
+                ErrorKind::Incompatible,
+                format!("shared memory {path} is not a sesscache segment"),
             ));
         }
+        if h.version != LAYOUT_VERSION {
+            return Err(Error::new(ErrorKind::Incompatible, format!(
+                "shared memory {path} has layout version {}, this library uses {LAYOUT_VERSION}: use another name or remove {path}",
+                h.version
+            )));
+        }
         if h.ready.load(Ordering::Acquire) != 1 || h.size != size as u64 {
-            return Err(format!(
-                "shared memory {path} is damaged (size {size}, header says {}): remove it",
-                h.size
+            return Err(Error::new(
+                ErrorKind::Incompatible,
+                format!(
+                    "shared memory {path} is damaged (size {size}, header says {}): remove it",
+                    h.size
+                ),
             ));
         }
         if let Some(want) = want {
             if want != size {
-                return Err(format!(
+                return Err(Error::new(ErrorKind::Incompatible, format!(
                     "shared memory {path} exists with size {size}, not the size={want} asked for: use the same size (or none) or another name"
-                ));
+                )));
             }
         }
         Ok(seg)

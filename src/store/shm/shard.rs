@@ -50,6 +50,9 @@ const FLAG_SINGLE_USE: u8 = 1;
 const FLAG_REFERENCED: u8 = 2;
 /// Second chances given while making room for one entry, at most.
 const MAX_MOVES: usize = 16;
+/// Copies of one key that a store or a removal looks for in the index, at most (one, unless
+/// the index was damaged).
+const MAX_COPIES: usize = 8;
 /// Seconds between two sweeps of a shard for expired entries.
 pub(crate) const SWEEP_PERIOD: u32 = 30;
 /// Entries one operation looks at while a sweep is under way.
@@ -533,14 +536,54 @@ impl Locked<'_> {
         })
     }
 
-    pub fn remove(&mut self, tag: u32, key: &[u8]) -> bool {
-        match self.find(tag, key) {
-            Some((slot, pos, h)) => {
-                self.remove_at(slot, pos, &h);
-                true
-            }
-            None => false,
+    /// Removes every indexed copy of `key` the probe reaches (a damaged index can hide one
+    /// copy behind another); true if there was one.
+    fn remove_indexed(&mut self, tag: u32, key: &[u8]) -> bool {
+        let mut removed = false;
+        for _ in 0..MAX_COPIES {
+            let Some((slot, pos, h)) = self.find(tag, key) else {
+                break;
+            };
+            self.remove_at(slot, pos, &h);
+            removed = true;
         }
+        removed
+    }
+
+    /// Removes `key`: its indexed copies, then any live copy left in the ring that a damaged
+    /// index no longer leads to (one that a later repair would otherwise bring back after
+    /// OpenSSL asked for its removal, e.g. after a fatal alert). The ring walk costs about as
+    /// much as a sweep of the shard; removals are rare (lookups and stores never walk).
+    pub fn remove(&mut self, tag: u32, key: &[u8]) -> bool {
+        let mut removed = self.remove_indexed(tag, key);
+        let cap = self.cap() as u64;
+        let (head, tail) = (hdr!(self.head), hdr!(self.tail));
+        let mut at = tail;
+        while at < head {
+            let pos = (at % cap) as usize;
+            let h = match self.head_at(pos) {
+                Some(h) if h.state == PAD => {
+                    at += cap - pos as u64;
+                    continue;
+                }
+                Some(h) if (h.state == LIVE || h.state == DEAD) && at + h.len() as u64 <= head => h,
+                // Not an entry boundary: the rest is for the repair path to sort out.
+                _ => break,
+            };
+            if h.state == LIVE
+                && h.tag == tag
+                && h.key_len == key.len()
+                && self.key_at(pos, &h)[..h.key_len] == *key
+            {
+                match self.slot_of(tag, pos) {
+                    Some(slot) => self.remove_at(slot, pos, &h),
+                    None => self.kill(pos, &h),
+                }
+                removed = true;
+            }
+            at += h.len() as u64;
+        }
+        removed
     }
 
     /// Bytes needed at the head for an entry of `len`: the entry plus any padding.
@@ -574,9 +617,7 @@ impl Locked<'_> {
         now: u32,
         ev: &mut Events,
     ) -> bool {
-        if let Some((slot, pos, h)) = self.find(tag, key) {
-            self.remove_at(slot, pos, &h);
-        }
+        self.remove_indexed(tag, key);
         let mut h = Head {
             state: LIVE,
             key_len: key.len(),

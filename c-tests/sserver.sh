@@ -29,6 +29,9 @@ sserver_start() {
     _port=$(( 20000 + ($$ * 7) % 30000 ))
     _tries=0
     while [ $_tries -lt 30 ]; do
+        # The previous server's output says ACCEPT too: remove it before the new server
+        # starts, or the wait below could see it and connect before the new one listens.
+        rm -f "$_dir/server.out"
         env LD_PRELOAD="$SSERVER_LIB" "$@" openssl s_server -accept "127.0.0.1:$_port" \
             -cert "$_dir/cert.pem" -key "$_dir/key.pem" -naccept "$_naccept" \
             <"$_dir/stdin" >"$_dir/server.out" 2>"$_dir/server.err" &

@@ -72,64 +72,7 @@ pub fn behaves_like_a_charged_map(
 
 /// The DER of a real (decodable) TLS 1.2 server session with this ID and master key, and
 /// no peer certificate.
-pub fn real_der(id: &[u8], master_key: u8) -> Vec<u8> {
-    use std::os::raw::{c_int, c_uint};
-    use std::sync::OnceLock;
-    extern "C" {
-        fn SSL_SESSION_new() -> *mut openssl_sys::SSL_SESSION;
-        fn SSL_SESSION_set1_id(
-            s: *mut openssl_sys::SSL_SESSION,
-            id: *const u8,
-            len: c_uint,
-        ) -> c_int;
-        fn SSL_SESSION_set1_master_key(
-            s: *mut openssl_sys::SSL_SESSION,
-            key: *const u8,
-            len: usize,
-        ) -> c_int;
-        fn SSL_SESSION_set_protocol_version(s: *mut openssl_sys::SSL_SESSION, v: c_int) -> c_int;
-        fn SSL_SESSION_set_cipher(
-            s: *mut openssl_sys::SSL_SESSION,
-            c: *const openssl_sys::SSL_CIPHER,
-        ) -> c_int;
-        fn SSL_CIPHER_find(
-            ssl: *mut openssl_sys::SSL,
-            bytes: *const u8,
-        ) -> *const openssl_sys::SSL_CIPHER;
-    }
-    // SSL_CIPHER objects are libssl's static table: the pointer outlives the context.
-    static CIPHER: OnceLock<usize> = OnceLock::new();
-    let cipher = *CIPHER.get_or_init(|| {
-        // SAFETY: a context and connection made, used and freed here.
-        unsafe {
-            let ctx = openssl_sys::SSL_CTX_new(openssl_sys::TLS_method());
-            let ssl = openssl_sys::SSL_new(ctx);
-            let c = SSL_CIPHER_find(ssl, [0xC0u8, 0x2B].as_ptr());
-            assert!(!c.is_null());
-            openssl_sys::SSL_free(ssl);
-            openssl_sys::SSL_CTX_free(ctx);
-            c as usize
-        }
-    }) as *const openssl_sys::SSL_CIPHER;
-    // SAFETY: a session made, encoded and freed here; the cipher is static.
-    unsafe {
-        let s = SSL_SESSION_new();
-        assert!(!s.is_null());
-        assert_eq!(SSL_SESSION_set1_id(s, id.as_ptr(), id.len() as u32), 1);
-        assert_eq!(
-            SSL_SESSION_set1_master_key(s, [master_key; 48].as_ptr(), 48),
-            1
-        );
-        assert_eq!(
-            SSL_SESSION_set_protocol_version(s, openssl_sys::TLS1_2_VERSION),
-            1
-        );
-        assert_eq!(SSL_SESSION_set_cipher(s, cipher), 1);
-        let der = crate::session::encode(s).unwrap().as_slice().to_vec();
-        openssl_sys::SSL_SESSION_free(s);
-        der
-    }
-}
+pub use crate::test_sessions::tls12_der as real_der;
 
 /// The first byte of a session's master key (the tests' way of telling sessions apart).
 pub fn master_key(obj: &crate::session::SessionObject) -> u8 {

@@ -217,6 +217,16 @@ fn stamp(h: &Head, pos: usize) -> u64 {
     h.sum ^ (pos as u64).rotate_left(40)
 }
 
+/// What a walk over the ring finds at a position.
+enum Step {
+    /// Padding: the walk goes on at this counter.
+    Pad(u64),
+    /// A live or dead entry at this ring position.
+    Entry(usize, Head),
+    /// Bytes that are not an entry: damage, or a torn write.
+    Garbage,
+}
+
 /// Why a shard needs rebuilding.
 struct Damage(&'static str);
 
@@ -334,6 +344,19 @@ impl Locked<'_> {
         }
         let h = Head::parse(&b);
         (h.state == PAD || (n == ENTRY_HEADER && h.fits(pos, self.cap()))).then_some(h)
+    }
+
+    /// One step of a walk over the ring from the tail: what is at counter `at` (< `head`).
+    fn step(&self, at: u64, head: u64) -> Step {
+        let cap = self.cap() as u64;
+        let pos = (at % cap) as usize;
+        match self.head_at(pos) {
+            Some(h) if h.state == PAD => Step::Pad(at + cap - pos as u64),
+            Some(h) if (h.state == LIVE || h.state == DEAD) && at + h.len() as u64 <= head => {
+                Step::Entry(pos, h)
+            }
+            _ => Step::Garbage,
+        }
     }
 
     fn key_at(&self, pos: usize, h: &Head) -> [u8; MAX_KEY_LEN] {
@@ -556,19 +579,17 @@ impl Locked<'_> {
     /// much as a sweep of the shard; removals are rare (lookups and stores never walk).
     pub fn remove(&mut self, tag: u32, key: &[u8]) -> bool {
         let mut removed = self.remove_indexed(tag, key);
-        let cap = self.cap() as u64;
         let (head, tail) = (hdr!(self.head), hdr!(self.tail));
         let mut at = tail;
         while at < head {
-            let pos = (at % cap) as usize;
-            let h = match self.head_at(pos) {
-                Some(h) if h.state == PAD => {
-                    at += cap - pos as u64;
+            let (pos, h) = match self.step(at, head) {
+                Step::Pad(next) => {
+                    at = next;
                     continue;
                 }
-                Some(h) if (h.state == LIVE || h.state == DEAD) && at + h.len() as u64 <= head => h,
+                Step::Entry(pos, h) => (pos, h),
                 // Not an entry boundary: the rest is for the repair path to sort out.
-                _ => break,
+                Step::Garbage => break,
             };
             if h.state == LIVE
                 && h.tag == tag
@@ -846,14 +867,13 @@ impl Locked<'_> {
         let mut kept = 0u64;
         let mut at = tail;
         while at < head {
-            let pos = (at % cap) as usize;
-            let h = match self.head_at(pos) {
-                Some(h) if h.state == PAD => {
-                    at += cap - pos as u64;
+            let (pos, h) = match self.step(at, head) {
+                Step::Pad(next) => {
+                    at = next;
                     continue;
                 }
-                Some(h) if (h.state == LIVE || h.state == DEAD) && at + h.len() as u64 <= head => h,
-                _ => {
+                Step::Entry(pos, h) => (pos, h),
+                Step::Garbage => {
                     // Not an entry (a torn write, or damage): cut the ring here.
                     self.wipe_span(at, head);
                     head = at;
@@ -900,7 +920,6 @@ impl Locked<'_> {
     /// Wipes expired entries from the sweep position on, looking at `steps` entries at most.
     /// When the sweep reaches the head, the next one is due in [`SWEEP_PERIOD`] seconds.
     pub fn sweep(&mut self, now: u32, steps: usize, ev: &mut Events) {
-        let cap = self.cap() as u64;
         let (head, tail) = (hdr!(self.head), hdr!(self.tail));
         let mut at = hdr!(self.sweep_at);
         if at < tail || at > head {
@@ -912,11 +931,10 @@ impl Locked<'_> {
                 hdr!(self.next_sweep = now.saturating_add(SWEEP_PERIOD));
                 return;
             }
-            let pos = (at % cap) as usize;
-            match self.head_at(pos) {
-                Some(h) if h.state == PAD => at += cap - pos as u64,
-                Some(h) if h.state == DEAD && at + h.len() as u64 <= head => at += h.len() as u64,
-                Some(h) if h.state == LIVE && at + h.len() as u64 <= head => {
+            match self.step(at, head) {
+                Step::Pad(next) => at = next,
+                Step::Entry(_, h) if h.state == DEAD => at += h.len() as u64,
+                Step::Entry(pos, h) => {
                     if h.expires <= now {
                         ev.expirations += 1;
                         match self.slot_of(h.tag, pos) {
@@ -928,7 +946,7 @@ impl Locked<'_> {
                 }
                 // Not an entry boundary (damage): start over from the tail next time; the
                 // reclaim path repairs the shard when it gets there.
-                _ => {
+                Step::Garbage => {
                     hdr!(self.sweep_at = tail);
                     hdr!(self.next_sweep = now.saturating_add(SWEEP_PERIOD));
                     return;

@@ -38,7 +38,8 @@ all: lib
 
 lib: $(SO).$(MAJOR)
 
-$(SO) $(A): $(RUST_SRC)
+# One cargo run makes both libraries: a grouped target, so `make -j` runs it once.
+$(SO) $(A) &: $(RUST_SRC)
 	$(CARGO) build --release --locked
 	@touch $(SO) $(A)
 
@@ -72,32 +73,21 @@ $(B)/abi_check.o: c-tests/abi_check.c include/sesscache.h
 	@mkdir -p $(B)
 	$(CC) $(WARN) $(CFLAGS) $(CPPFLAGS) -c $< -o $@
 
-$(B)/test_cache: c-tests/test_cache.c $(TLS_UTIL) $(CHECK_FW) include/sesscache.h $(SO).$(MAJOR)
+# The harness programs: c-tests/NAME.c with the TLS helpers and the check framework,
+# linked with the library in the tree; NAME_asan is the same under AddressSanitizer (the C
+# side instrumented; every malloc/free in the process, OpenSSL's and ours, goes through
+# ASan's allocator).
+HARNESS_DEPS := $(TLS_UTIL) $(CHECK_FW) include/sesscache.h $(SO).$(MAJOR)
+HARNESS_SRC   = $< c-tests/tls_util.c c-tests/check.c
+
+$(B)/test_%: c-tests/test_%.c $(HARNESS_DEPS)
 	@mkdir -p $(B)
-	$(CC) $(WARN) $(CFLAGS) $(CPPFLAGS) c-tests/test_cache.c c-tests/tls_util.c c-tests/check.c \
+	$(CC) $(WARN) $(CFLAGS) $(CPPFLAGS) $(HARNESS_SRC) -o $@ $(LINK_SC) $(SSL_LIBS) -lpthread
+
+$(B)/test_%_asan: c-tests/test_%.c $(HARNESS_DEPS)
+	@mkdir -p $(B)
+	$(CC) $(WARN) -O1 -g -fsanitize=address -fno-omit-frame-pointer $(CPPFLAGS) $(HARNESS_SRC) \
 	  -o $@ $(LINK_SC) $(SSL_LIBS) -lpthread
-
-$(B)/test_shm: c-tests/test_shm.c $(TLS_UTIL) $(CHECK_FW) include/sesscache.h $(SO).$(MAJOR)
-	@mkdir -p $(B)
-	$(CC) $(WARN) $(CFLAGS) $(CPPFLAGS) c-tests/test_shm.c c-tests/tls_util.c c-tests/check.c \
-	  -o $@ $(LINK_SC) $(SSL_LIBS) -lpthread
-
-$(B)/test_memory_bound: c-tests/test_memory_bound.c $(TLS_UTIL) $(CHECK_FW) include/sesscache.h $(SO).$(MAJOR)
-	@mkdir -p $(B)
-	$(CC) $(WARN) $(CFLAGS) $(CPPFLAGS) c-tests/test_memory_bound.c c-tests/tls_util.c c-tests/check.c \
-	  -o $@ $(LINK_SC) $(SSL_LIBS)
-
-# The same harness under AddressSanitizer (the C side instrumented; every malloc/free in
-# the process, OpenSSL's and ours, goes through ASan's allocator).
-$(B)/test_cache_asan: c-tests/test_cache.c $(TLS_UTIL) $(CHECK_FW) include/sesscache.h $(SO).$(MAJOR)
-	@mkdir -p $(B)
-	$(CC) $(WARN) -O1 -g -fsanitize=address -fno-omit-frame-pointer $(CPPFLAGS) \
-	  c-tests/test_cache.c c-tests/tls_util.c c-tests/check.c -o $@ $(LINK_SC) $(SSL_LIBS) -lpthread
-
-$(B)/test_shm_asan: c-tests/test_shm.c $(TLS_UTIL) $(CHECK_FW) include/sesscache.h $(SO).$(MAJOR)
-	@mkdir -p $(B)
-	$(CC) $(WARN) -O1 -g -fsanitize=address -fno-omit-frame-pointer $(CPPFLAGS) \
-	  c-tests/test_shm.c c-tests/tls_util.c c-tests/check.c -o $@ $(LINK_SC) $(SSL_LIBS) -lpthread
 
 # The transparency probe, built twice: without the library and linked with it first.
 $(B)/observe_plain: c-tests/observe.c $(TLS_UTIL)

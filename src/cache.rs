@@ -1,6 +1,7 @@
 //! The cache core: turns OpenSSL's session events into store operations, whatever the
 //! backend, and keeps the counters.
 
+use crate::clock::now;
 use crate::config::{self, Backend, Common, Config};
 use crate::error::Error;
 use crate::log::Level;
@@ -9,18 +10,10 @@ use crate::store::memory::{Limits, MemoryStore};
 use crate::store::shm::ShmStore;
 use crate::store::{Counters, Hit, PutError, SessionKey, Stats, Store, Value};
 use openssl_sys::SSL_SESSION;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 pub struct Cache {
     store: Box<dyn Store>,
     common: Common,
-}
-
-/// Seconds since the Unix epoch, the unit of `SSL_SESSION_get_time`.
-pub fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 impl Cache {

@@ -46,7 +46,7 @@ pub fn behaves_like_a_charged_map(
 ) -> Result<(), TestCaseError> {
     let mut model: HashMap<u32, (Vec<u8>, bool)> = HashMap::new();
     for &(op, k, v) in ops {
-        let now = crate::cache::now();
+        let now = crate::clock::now();
         match op {
             0 => {
                 let single = v % 3 == 0;

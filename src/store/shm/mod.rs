@@ -383,7 +383,7 @@ mod tests {
     fn value(der: &[u8], ttl: u64, single_use: bool) -> Value {
         Value {
             der: SecretBytes::from(der.to_vec()),
-            expires_at: crate::cache::now() + ttl,
+            expires_at: crate::clock::now() + ttl,
             single_use,
             object: None,
         }
@@ -392,7 +392,7 @@ mod tests {
     use crate::store::testing::{der, key};
 
     fn now() -> u64 {
-        crate::cache::now()
+        crate::clock::now()
     }
 
     #[test]

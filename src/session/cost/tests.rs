@@ -120,25 +120,8 @@ fn cn(v: &str) -> Vec<(String, String)> {
 // ---- sessions -------------------------------------------------------------------------
 
 extern "C" {
-    fn SSL_SESSION_new() -> *mut openssl_sys::SSL_SESSION;
-    fn SSL_SESSION_set1_id(s: *mut openssl_sys::SSL_SESSION, id: *const u8, len: c_uint) -> c_int;
-    fn SSL_SESSION_set1_master_key(
-        s: *mut openssl_sys::SSL_SESSION,
-        key: *const u8,
-        len: usize,
-    ) -> c_int;
-    fn SSL_SESSION_set_protocol_version(s: *mut openssl_sys::SSL_SESSION, v: c_int) -> c_int;
-    fn SSL_SESSION_set_cipher(
-        s: *mut openssl_sys::SSL_SESSION,
-        c: *const openssl_sys::SSL_CIPHER,
-    ) -> c_int;
-    fn SSL_CIPHER_find(
-        ssl: *mut openssl_sys::SSL,
-        bytes: *const u8,
-    ) -> *const openssl_sys::SSL_CIPHER;
     fn SSL_SESSION_set1_hostname(s: *mut openssl_sys::SSL_SESSION, h: *const c_char) -> c_int;
     fn SSL_SESSION_set_time(s: *mut openssl_sys::SSL_SESSION, t: c_long) -> c_long;
-    fn SSL_SESSION_set_timeout(s: *mut openssl_sys::SSL_SESSION, t: c_long) -> c_long;
     fn X509_check_purpose(x: *mut openssl_sys::X509, id: c_int, ca: c_int) -> c_int;
     fn X509_get0_pubkey(x: *const openssl_sys::X509) -> *mut openssl_sys::EVP_PKEY;
     fn EVP_PKEY_get0(pkey: *const openssl_sys::EVP_PKEY) -> *mut c_void;
@@ -153,31 +136,16 @@ extern "C" {
 
 /// The DER of a TLS 1.2 server session without a peer certificate.
 fn session_der(hostname: Option<&str>) -> Vec<u8> {
-    // SAFETY: test-only OpenSSL calls on an object made and freed here.
+    let s = crate::test_sessions::tls12(&[7u8; 32], &[9u8; 48]);
+    // SAFETY: test-only OpenSSL calls on the session made above, freed here.
     unsafe {
-        let ctx = openssl_sys::SSL_CTX_new(openssl_sys::TLS_method());
-        let ssl = openssl_sys::SSL_new(ctx);
-        let cipher = SSL_CIPHER_find(ssl, [0xC0u8, 0x2B].as_ptr());
-        assert!(!cipher.is_null());
-        let s = SSL_SESSION_new();
-        assert!(!s.is_null());
-        assert_eq!(SSL_SESSION_set_cipher(s, cipher), 1);
-        assert_eq!(SSL_SESSION_set1_id(s, [7u8; 32].as_ptr(), 32), 1);
-        assert_eq!(SSL_SESSION_set1_master_key(s, [9u8; 48].as_ptr(), 48), 1);
-        assert_eq!(
-            SSL_SESSION_set_protocol_version(s, openssl_sys::TLS1_2_VERSION),
-            1
-        );
         SSL_SESSION_set_time(s, 1_700_000_000);
-        SSL_SESSION_set_timeout(s, 300);
         if let Some(h) = hostname {
             let h = std::ffi::CString::new(h).unwrap();
             assert_eq!(SSL_SESSION_set1_hostname(s, h.as_ptr()), 1);
         }
         let der = crate::session::encode(s).unwrap().as_slice().to_vec();
         openssl_sys::SSL_SESSION_free(s);
-        openssl_sys::SSL_free(ssl);
-        openssl_sys::SSL_CTX_free(ctx);
         der
     }
 }

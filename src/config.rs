@@ -422,6 +422,12 @@ fn size(name: &str, value: &str) -> Result<usize, ConfigError> {
     }
 }
 
+impl From<ConfigError> for crate::error::Error {
+    fn from(e: ConfigError) -> crate::error::Error {
+        crate::error::Error::new(crate::error::ErrorKind::Url, e.0)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

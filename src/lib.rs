@@ -11,16 +11,16 @@
 //! - [`preload`]: the process-wide cache and preload mode; [`log`]: diagnostics (rate
 //!   limited where an event can repeat); [`clock`]: wall and monotonic time.
 
+pub mod boundary;
 pub mod cache;
 pub mod clock;
 pub mod config;
 pub mod error;
 pub mod ffi;
-pub mod hooks;
 pub mod interpose;
 pub mod log;
 pub mod ossl;
-pub mod preload;
+pub mod secret;
 pub mod session;
 pub mod store;
 #[cfg(test)]

@@ -6,7 +6,7 @@ pub mod cost;
 pub use cost::object_cost;
 
 use crate::ossl::{SSL_SESSION_get0_peer, SSL_SESSION_is_resumable};
-use crate::store::SecretBytes;
+use crate::secret::SecretBytes;
 use openssl_sys::{
     d2i_SSL_SESSION, i2d_SSL_SESSION, SSL_SESSION_free, SSL_SESSION_get_id,
     SSL_SESSION_get_protocol_version, SSL_SESSION_get_time, SSL_SESSION_get_timeout,

@@ -54,3 +54,12 @@ pub fn tls12_der(id: &[u8], master_key: u8) -> Vec<u8> {
     unsafe { openssl_sys::SSL_SESSION_free(s) };
     der.as_slice().to_vec()
 }
+
+/// The first byte of a session's master key (the tests' way of telling sessions apart).
+pub fn master_key(obj: &crate::session::SessionObject) -> u8 {
+    let mut key = [0u8; 48];
+    // SAFETY: obj is a live session; key has room for 48 bytes.
+    let n = unsafe { openssl_sys::SSL_SESSION_get_master_key(obj.as_ptr(), key.as_mut_ptr(), 48) };
+    assert_eq!(n, 48);
+    key[0]
+}

@@ -127,7 +127,7 @@ fn secret_bytes_from_a_roomy_vector_wipes_it() {
     let n = unwiped_during(|| {
         let mut v = Vec::with_capacity(256);
         v.extend_from_slice(&MASTER_KEY);
-        drop(crate::store::SecretBytes::from(v));
+        drop(crate::secret::SecretBytes::from(v));
     });
     assert_eq!(n, 0);
 }

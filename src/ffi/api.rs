@@ -1,9 +1,9 @@
 //! The explicit C API: open a cache, attach it to contexts, read its statistics.
 
-use super::{clear_error, guard, last_error_code, last_error_ptr, set_error};
+use crate::boundary::{clear_error, guard, last_error_kind, last_error_ptr, set_error};
 use crate::cache::Cache;
 use crate::error::ErrorKind;
-use crate::interpose::record;
+use crate::interpose::attach;
 use crate::ossl::ssl_ctx_st;
 use crate::store::Stats;
 use std::ffi::CStr;
@@ -170,7 +170,7 @@ pub unsafe extern "C" fn sesscache_attach(cache: *mut sesscache, ctx: *mut ssl_c
             Arc::from_raw(p)
         };
         // SAFETY: ctx is a live SSL_CTX (caller's contract).
-        match unsafe { record::attach(ctx, &arc, false) } {
+        match unsafe { attach::attach(ctx, &arc, false) } {
             Ok(_) => {
                 clear_error();
                 1
@@ -264,7 +264,7 @@ pub const SESSCACHE_VERSION_NUMBER: u32 = 1000;
 pub extern "C" fn sesscache_last_error_code() -> c_int {
     guard(
         super::sesscache_error::SESSCACHE_ERR_INTERNAL as c_int,
-        last_error_code,
+        || last_error_kind().map_or(0, |k| super::sesscache_error::from(k) as c_int),
     )
 }
 

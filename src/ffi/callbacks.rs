@@ -5,17 +5,24 @@
 //! a process-wide default cache opened on first use from the environment variable
 //! `SESSCACHE_URL` (or `memory:` when it is unset or empty); see `preload`.
 
-use super::guard;
+use crate::boundary::guard;
 use crate::cache::Cache;
-use crate::hooks;
+use crate::interpose::hooks;
+use crate::interpose::preload::process_cache;
 use crate::interpose::record::{record, session_ctx};
+use crate::interpose::trampolines::in_app_callback;
 use crate::ossl::{ssl_ctx_st, ssl_session_st, ssl_st};
-use crate::preload::process_cache;
 use std::os::raw::{c_int, c_uchar};
 
+/// The cache serving `ctx`: None inside an application callback that a trampoline runs
+/// (the trampoline does this callback's work: see `trampolines::in_app_callback`).
+///
 /// # Safety
 /// `ctx` is a live context.
 unsafe fn cache_of<'a>(ctx: *mut ssl_ctx_st) -> Option<&'a Cache> {
+    if in_app_callback() {
+        return None;
+    }
     // SAFETY: ctx is live (caller).
     match unsafe { record(ctx) } {
         Some(rec) => Some(&rec.cache),

@@ -11,12 +11,12 @@
 //! attached context gets its settings and its unclean close is forgiven (see
 //! `interpose::connection`). Each forwards unchanged when no cache is attached.
 
-use super::guard;
+use crate::boundary::guard;
 use crate::interpose::connection;
+use crate::interpose::preload::on_new_ctx;
 use crate::interpose::real::{real, GetCb, Real, SetCb};
 use crate::interpose::record::{record, remember_session_ctx, CtxRecord};
 use crate::ossl::{ossl_lib_ctx_st, ssl_ctx_st, ssl_method_st, ssl_session_st, ssl_st};
-use crate::preload::on_new_ctx;
 use std::os::raw::{c_char, c_int, c_uchar};
 
 /// OpenSSL's `SSL_CTX_sess_set_new_cb`. Sets the callback OpenSSL calls for every new

@@ -1,18 +1,11 @@
-//! The C boundary: every exported function, the panic guard and the thread-local error.
+//! The C boundary: every exported function (each runs its body through
+//! [`crate::boundary::guard`]) and the error categories C sees.
 
 pub mod api;
 pub mod callbacks;
 pub mod interposed;
 
 use crate::error::ErrorKind;
-use std::cell::{Cell, RefCell};
-use std::ffi::CString;
-use std::panic::{catch_unwind, AssertUnwindSafe};
-
-thread_local! {
-    static LAST_ERROR: RefCell<CString> = RefCell::new(CString::default());
-    static LAST_ERROR_CODE: Cell<i32> = const { Cell::new(0) };
-}
 
 /// Categories of failure, as `sesscache_last_error_code()` reports them. The numbers are part
 /// of the API: they never change, and new categories get new numbers.
@@ -50,79 +43,5 @@ impl From<ErrorKind> for sesscache_error {
             ErrorKind::State => sesscache_error::SESSCACHE_ERR_STATE,
             ErrorKind::Internal => sesscache_error::SESSCACHE_ERR_INTERNAL,
         }
-    }
-}
-
-/// Records the category and the message `sesscache_last_error_code()` and
-/// `sesscache_last_error()` return on this thread.
-pub(crate) fn set_error(kind: ErrorKind, msg: impl Into<String>) {
-    let msg = msg.into().replace('\0', " ");
-    let c = CString::new(msg).unwrap_or_default();
-    // try_with: the thread may be exiting, in which case there is nobody left to ask.
-    let _ = LAST_ERROR.try_with(|e| *e.borrow_mut() = c);
-    let _ = LAST_ERROR_CODE.try_with(|e| e.set(sesscache_error::from(kind) as i32));
-}
-
-pub(crate) fn clear_error() {
-    let _ = LAST_ERROR.try_with(|e| {
-        let mut e = e.borrow_mut();
-        if !e.as_bytes().is_empty() {
-            *e = CString::default();
-        }
-    });
-    let _ = LAST_ERROR_CODE.try_with(|e| e.set(0));
-}
-
-pub(crate) fn last_error_code() -> i32 {
-    LAST_ERROR_CODE.try_with(|e| e.get()).unwrap_or(0)
-}
-
-pub(crate) fn last_error_ptr() -> *const std::os::raw::c_char {
-    LAST_ERROR
-        .try_with(|e| e.borrow().as_ptr())
-        .unwrap_or(c"".as_ptr())
-}
-
-/// Runs `f`, turning a panic into `fallback` and an error message: a panic never unwinds
-/// into C.
-pub(crate) fn guard<T>(fallback: T, f: impl FnOnce() -> T) -> T {
-    match catch_unwind(AssertUnwindSafe(f)) {
-        Ok(v) => v,
-        Err(payload) => {
-            let what = payload
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| payload.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "unknown panic".into());
-            set_error(
-                ErrorKind::Internal,
-                format!("sesscache internal error: {what}"),
-            );
-            fallback
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::ffi::CStr;
-
-    fn last() -> String {
-        // SAFETY: last_error_ptr always returns a valid NUL-terminated string.
-        unsafe { CStr::from_ptr(last_error_ptr()) }
-            .to_string_lossy()
-            .into_owned()
-    }
-
-    #[test]
-    fn guard_catches_panics() {
-        clear_error();
-        let v = guard(7, || -> i32 { panic!("boom") });
-        assert_eq!(v, 7);
-        assert!(last().contains("boom"));
-        clear_error();
-        assert_eq!(last(), "");
-        assert_eq!(guard(0, || 3), 3);
     }
 }

@@ -21,7 +21,7 @@ pub unsafe fn on_accept(ssl: *mut ssl_st) {
     if let Some(rec) = unsafe { record(ctx) } {
         if rec.preload {
             // SAFETY: ssl and ctx are live.
-            unsafe { crate::preload::on_accept(ssl, ctx, rec) };
+            unsafe { crate::interpose::preload::on_accept(ssl, ctx, rec) };
         }
     }
 }

@@ -5,7 +5,10 @@
 //! Contexts with no cache attached have no record and no state of ours: every call is
 //! forwarded unchanged, so the library cannot be seen through OpenSSL's API.
 
+pub mod attach;
 pub mod connection;
+pub mod hooks;
+pub mod preload;
 pub mod real;
 pub mod record;
 pub mod trampolines;

@@ -6,21 +6,18 @@
 
 use crate::cache::Cache;
 use crate::error::{Error, ErrorKind};
-use crate::interpose::real::real;
-use crate::interpose::trampolines;
 use crate::ossl::{
     ssl_ctx_st, ssl_st, sys_ctx, sys_ssl, GetSessionCb, NewSessionCb, RemoveSessionCb,
 };
 use openssl_sys::{
-    CRYPTO_get_ex_new_index, SSL_CTX_ctrl, SSL_CTX_get_ex_data, SSL_CTX_set_ex_data,
-    SSL_get_SSL_CTX, SSL_get_ex_data, SSL_set_ex_data, CRYPTO_EX_DATA, CRYPTO_EX_INDEX_SSL,
-    CRYPTO_EX_INDEX_SSL_CTX, SSL_CTRL_SET_SESS_CACHE_MODE, SSL_SESS_CACHE_NO_INTERNAL,
-    SSL_SESS_CACHE_SERVER,
+    CRYPTO_get_ex_new_index, SSL_CTX_ctrl, SSL_CTX_get_ex_data, SSL_get_SSL_CTX, SSL_get_ex_data,
+    SSL_set_ex_data, CRYPTO_EX_DATA, CRYPTO_EX_INDEX_SSL, CRYPTO_EX_INDEX_SSL_CTX,
+    SSL_CTRL_SET_SESS_CACHE_MODE, SSL_SESS_CACHE_NO_INTERNAL, SSL_SESS_CACHE_SERVER,
 };
 use std::ffi::c_void;
 use std::os::raw::{c_int, c_long};
 use std::sync::atomic::{AtomicI32, AtomicU8, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 /// What we keep for an attached context.
 pub struct CtxRecord {
@@ -38,8 +35,6 @@ pub struct CtxRecord {
 /// -1 until the first attach allocates them.
 static CTX_INDEX: AtomicI32 = AtomicI32::new(-1);
 static SSL_INDEX: AtomicI32 = AtomicI32::new(-1);
-/// Serialises attaches (rare, configuration-time); lookups never take it.
-static ATTACH: Mutex<()> = Mutex::new(());
 
 macro_rules! fn_slot {
     ($load:ident, $store:ident, $field:ident, $ty:ty) => {
@@ -56,6 +51,18 @@ macro_rules! fn_slot {
 }
 
 impl CtxRecord {
+    /// A record with no application callbacks yet.
+    pub fn new(cache: Arc<Cache>, preload: bool) -> Self {
+        CtxRecord {
+            cache,
+            preload,
+            said: AtomicU8::new(0),
+            app_new: AtomicUsize::new(0),
+            app_get: AtomicUsize::new(0),
+            app_remove: AtomicUsize::new(0),
+        }
+    }
+
     /// True the first time it is called with `what` (a bit) for this context.
     pub fn say_once(&self, what: u8) -> bool {
         self.said.fetch_or(what, Ordering::Relaxed) & what == 0
@@ -148,7 +155,7 @@ unsafe extern "C" fn free_record(
     });
 }
 
-fn ensure_indices() -> Result<c_int, Error> {
+pub(crate) fn ensure_indices() -> Result<c_int, Error> {
     if CTX_INDEX.load(Ordering::Acquire) < 0 {
         // SAFETY: plain OpenSSL calls; free_record has the CRYPTO_EX_free signature.
         let (ctx_idx, ssl_idx) = unsafe {
@@ -181,67 +188,6 @@ fn ensure_indices() -> Result<c_int, Error> {
         CTX_INDEX.store(ctx_idx, Ordering::Release);
     }
     Ok(CTX_INDEX.load(Ordering::Acquire))
-}
-
-/// Attaches `cache` to `ctx`: installs our callbacks in OpenSSL (the application's own
-/// callbacks are kept in the record and still run), and makes the cache the context's
-/// session store (`SSL_SESS_CACHE_SERVER | SSL_SESS_CACHE_NO_INTERNAL`). Attaching the same
-/// cache again does nothing and returns `Ok(false)`; attaching another cache to an attached
-/// context is an error. `Ok(true)`: newly attached. `preload`: attached by preload mode.
-///
-/// # Safety
-/// `ctx` is a live context.
-pub unsafe fn attach(
-    ctx: *mut ssl_ctx_st,
-    cache: &Arc<Cache>,
-    preload: bool,
-) -> Result<bool, Error> {
-    let real = real().ok_or_else(|| {
-        Error::new(
-            ErrorKind::Internal,
-            "the real OpenSSL session-callback functions were not found",
-        )
-    })?;
-    let _guard = ATTACH.lock().unwrap_or_else(|p| p.into_inner());
-    let idx = ensure_indices()?;
-    // SAFETY: ctx is live (caller).
-    if let Some(rec) = unsafe { record(ctx) } {
-        return if Arc::ptr_eq(&rec.cache, cache) {
-            Ok(false)
-        } else {
-            Err(Error::new(
-                ErrorKind::State,
-                "this SSL_CTX already has another sesscache attached",
-            ))
-        };
-    }
-    let rec = Box::new(CtxRecord {
-        cache: cache.clone(),
-        preload,
-        said: AtomicU8::new(0),
-        app_new: AtomicUsize::new(0),
-        app_get: AtomicUsize::new(0),
-        app_remove: AtomicUsize::new(0),
-    });
-    // SAFETY: ctx is live; the real getters/setters are OpenSSL's.
-    unsafe {
-        rec.set_app_new_cb((real.get_new_cb)(ctx));
-        rec.set_app_get_cb((real.get_get_cb)(ctx));
-        rec.set_app_remove_cb((real.get_remove_cb)(ctx));
-        let raw = Box::into_raw(rec);
-        if SSL_CTX_set_ex_data(sys_ctx(ctx), idx, raw.cast()) != 1 {
-            drop(Box::from_raw(raw));
-            return Err(Error::new(
-                ErrorKind::Internal,
-                "OpenSSL could not store the cache in the SSL_CTX",
-            ));
-        }
-        (real.set_new_cb)(ctx, Some(trampolines::new_session));
-        (real.set_get_cb)(ctx, Some(trampolines::get_session));
-        (real.set_remove_cb)(ctx, Some(trampolines::remove_session));
-        make_server_cache(ctx);
-    }
-    Ok(true)
 }
 
 /// Whether the program has server session caching on for `ctx`

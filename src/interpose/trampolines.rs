@@ -1,27 +1,40 @@
 //! The callbacks installed in OpenSSL on attached contexts. Each runs the application's own
 //! callback first (with OpenSSL's semantics, its result passed through), then the cache.
 
-use crate::ffi::callbacks::{
-    sesscache_get_session_cb, sesscache_new_session_cb, sesscache_remove_session_cb,
-};
-use crate::ffi::guard;
-use crate::hooks;
+use crate::boundary::guard;
+use crate::interpose::hooks;
 use crate::interpose::record::{record, server_caching_on, session_ctx};
-use crate::ossl::{
-    ssl_ctx_st, ssl_session_st, ssl_st, GetSessionCb, NewSessionCb, RemoveSessionCb,
-};
+use crate::ossl::{ssl_ctx_st, ssl_session_st, ssl_st};
+use std::cell::Cell;
 use std::os::raw::{c_int, c_uchar};
 
-// The application may install our ready-made callbacks on an attached context; the
-// trampoline already does their work, so running them too would count and store twice.
-fn is_ours_new(cb: NewSessionCb) -> bool {
-    cb as usize == sesscache_new_session_cb as *const () as usize
+thread_local! {
+    /// Set while a trampoline runs the application's own callback.
+    static IN_APP_CALLBACK: Cell<bool> = const { Cell::new(false) };
 }
-fn is_ours_get(cb: GetSessionCb) -> bool {
-    cb as usize == sesscache_get_session_cb as *const () as usize
+
+/// Whether this thread is inside the application's callback, called by a trampoline. The
+/// application may install our ready-made callbacks (`sesscache_*_session_cb`) on an
+/// attached context, or call them from its own: the trampoline does their work already, so
+/// they must do nothing then, or a session would be counted and stored twice.
+pub fn in_app_callback() -> bool {
+    IN_APP_CALLBACK.try_with(Cell::get).unwrap_or(false)
 }
-fn is_ours_remove(cb: RemoveSessionCb) -> bool {
-    cb as usize == sesscache_remove_session_cb as *const () as usize
+
+/// Runs `f` (the application's callback) with [`in_app_callback`] true.
+fn as_app<T>(f: impl FnOnce() -> T) -> T {
+    struct Reset(bool);
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            let _ = IN_APP_CALLBACK.try_with(|c| c.set(self.0));
+        }
+    }
+    let _reset = Reset(
+        IN_APP_CALLBACK
+            .try_with(|c| c.replace(true))
+            .unwrap_or(false),
+    );
+    f()
 }
 
 /// # Safety
@@ -36,9 +49,9 @@ pub unsafe extern "C" fn new_session(ssl: *mut ssl_st, sess: *mut ssl_session_st
     };
     // The application's verdict (1: it kept OpenSSL's extra reference) is passed through
     // untouched; the cache takes a reference of its own.
-    let kept = match rec.app_new_cb().filter(|&cb| !is_ours_new(cb)) {
+    let kept = match rec.app_new_cb() {
         // SAFETY: calling the application's callback as OpenSSL would.
-        Some(app) => unsafe { app(ssl, sess) },
+        Some(app) => as_app(|| unsafe { app(ssl, sess) }),
         None => 0,
     };
     // SAFETY: ssl and sess are live for the callback's duration.
@@ -63,9 +76,9 @@ pub unsafe extern "C" fn get_session(
     let Some(rec) = (unsafe { record(ctx) }) else {
         return std::ptr::null_mut();
     };
-    if let Some(app) = rec.app_get_cb().filter(|&cb| !is_ours_get(cb)) {
+    if let Some(app) = rec.app_get_cb() {
         // SAFETY: calling the application's callback as OpenSSL would.
-        let found = unsafe { app(ssl, data, len, copy) };
+        let found = as_app(|| unsafe { app(ssl, data, len, copy) });
         if !found.is_null() {
             return found;
         }
@@ -89,9 +102,9 @@ pub unsafe extern "C" fn remove_session(ctx: *mut ssl_ctx_st, sess: *mut ssl_ses
     let Some(rec) = (unsafe { record(ctx) }) else {
         return;
     };
-    if let Some(app) = rec.app_remove_cb().filter(|&cb| !is_ours_remove(cb)) {
+    if let Some(app) = rec.app_remove_cb() {
         // SAFETY: calling the application's callback as OpenSSL would.
-        unsafe { app(ctx, sess) };
+        as_app(|| unsafe { app(ctx, sess) });
     }
     // SAFETY: sess is live for the callback's duration.
     guard((), || unsafe { hooks::on_remove(&rec.cache, sess) });

@@ -5,19 +5,10 @@
 //! (SipHash with a per-process random key, since session IDs come from clients) and
 //! reuses that hash inside the shard's table.
 //!
-//! What an entry holds, and what it is charged against `max_bytes`:
-//! - a decoded `SSL_SESSION` when it was given one (the cache core passes OpenSSL's own
-//!   object only for sessions without a peer certificate, whose size is bounded), or when a
-//!   lookup decoded the entry and offered the object back ([`Store::keep_decoded`]). The DER
-//!   is then dropped (wiped): the object is all a hit needs. Charged
-//!   [`object_cost`](crate::session::object_cost) of the DER, an upper bound of what OpenSSL
-//!   allocates for the object, peer certificate included;
-//! - otherwise the DER, charged its length;
-//!
-//! each plus [`ENTRY_OVERHEAD`] for the entry's own bookkeeping. So `max_bytes` bounds the
-//! memory held for sessions: their DER, their decoded objects (estimated from above) and
-//! the tables that find them. An object whose charge does not fit in a shard is not kept
-//! (the entry keeps its DER).
+//! Each entry is charged its bytes plus [`ENTRY_OVERHEAD`] for its own bookkeeping against
+//! `max_bytes`, so that `max_bytes` bounds the memory the store holds: the encoded
+//! sessions and the tables that find them. (Decoded sessions are the cache core's, in its
+//! front, with their own share of a `memory:` cache's `max_bytes`.)
 //!
 //! Eviction, when a shard is full (entries or bytes):
 //! 1. expired entries first, soonest-expired first (a min-heap on expiry time, with lazy
@@ -32,13 +23,11 @@
 //! entries from the top of its shard's heap, so that secrets do not outlive their session
 //! long in a cache that is not full.
 //!
-//! DER is [`SecretBytes`], wiped when removed, evicted, expired or replaced by an object;
-//! decoded objects are released with `SSL_SESSION_free`, which cleanses OpenSSL's copy of
-//! the master key.
+//! Bytes are [`SecretBytes`], wiped when removed, evicted, expired or replaced.
 
-use super::{Counters, Hit, PutError, SecretBytes, SessionKey, Store, Value};
+use super::{Counters, Entry as Value, Found, SessionKey, Stamp, Store, StoreError};
 use crate::log::Level;
-use crate::session::{object_cost, SessionObject};
+use crate::secret::SecretBytes;
 use std::cmp::Reverse;
 use std::collections::hash_map::RandomState;
 use std::collections::{BinaryHeap, HashMap};
@@ -50,7 +39,7 @@ use std::sync::{Mutex, MutexGuard};
 pub struct Limits {
     /// Most entries held.
     pub capacity: usize,
-    /// Most bytes charged: DER, decoded objects (estimated) and bookkeeping.
+    /// Most bytes charged: the stored bytes and their bookkeeping.
     pub max_bytes: usize,
     /// Largest single value accepted.
     pub max_value_bytes: usize,
@@ -65,7 +54,7 @@ const EXPIRE_PER_PUT: usize = 2;
 /// What one entry's bookkeeping costs, charged on top of what it holds: its slot, its
 /// index entry (a hash table keeps up to half of its buckets free after growing), up to
 /// four expiry-heap items (the heap is rebuilt past two per entry, and vectors grow by
-/// doubling) and the allocator's header on the DER.
+/// doubling) and the allocator's header on the bytes.
 pub(crate) const ENTRY_OVERHEAD: usize = std::mem::size_of::<Slot>()
     + 2 * (std::mem::size_of::<(HashedKey, u32)>() + 1)
     + 4 * std::mem::size_of::<Reverse<(u64, u32, u32)>>()
@@ -137,64 +126,48 @@ impl MemoryStore {
 }
 
 impl Store for MemoryStore {
-    fn put(&self, key: &SessionKey, value: Value, now: u64) -> Result<(), PutError> {
-        let der_charge = value.der.len().saturating_add(ENTRY_OVERHEAD);
-        if value.der.len() > self.max_value_bytes || der_charge > self.shard_bytes {
-            return Err(PutError::TooLarge);
+    fn put(&self, key: &SessionKey, value: Value, now: u64) -> Result<Stamp, StoreError> {
+        let charge = value.bytes.len().saturating_add(ENTRY_OVERHEAD);
+        if value.bytes.len() > self.max_value_bytes || charge > self.shard_bytes {
+            return Err(StoreError::TooLarge);
         }
         if value.expires_at <= now {
-            return Err(PutError::Expired);
+            return Err(StoreError::Expired);
         }
-        let object_charge = value
-            .object
-            .as_ref()
-            .map(|_| object_cost(value.der.as_slice()).saturating_add(ENTRY_OVERHEAD));
-        // The object replaces the DER (dropped here, wiped) if its charge fits in a shard.
-        let (payload, charge) = match (value.object, object_charge) {
-            (Some(obj), Some(c)) if c <= self.shard_bytes => (Payload::Object(obj), c),
-            _ => (Payload::Der(value.der), der_charge),
-        };
         let entry = NewEntry {
-            payload,
+            bytes: value.bytes,
             charge,
             expires_at: value.expires_at,
             single_use: value.single_use,
         };
         let (mut shard, hk) = self.locate(key);
-        shard.put(hk, entry, now, &self.counters);
-        Ok(())
+        Ok(shard.put(hk, entry, now, &self.counters))
     }
 
-    fn get(&self, key: &SessionKey, now: u64) -> Option<Hit> {
+    fn get(
+        &self,
+        key: &SessionKey,
+        now: u64,
+        known: &mut dyn FnMut(Stamp) -> bool,
+    ) -> Result<Option<Found>, StoreError> {
         let (mut shard, hk) = self.locate(key);
-        shard.get(&hk, now, false, &self.counters)
+        Ok(shard.get(&hk, now, false, known, &self.counters))
     }
 
-    fn take(&self, key: &SessionKey, now: u64) -> Option<Hit> {
+    fn take(&self, key: &SessionKey, now: u64) -> Result<Option<SecretBytes>, StoreError> {
         let (mut shard, hk) = self.locate(key);
-        shard.get(&hk, now, true, &self.counters)
+        Ok(shard
+            .get(&hk, now, true, &mut |_| false, &self.counters)
+            .and_then(|f| f.bytes))
     }
 
-    fn remove(&self, key: &SessionKey) -> bool {
+    fn remove(&self, key: &SessionKey) -> Result<bool, StoreError> {
         let (mut shard, hk) = self.locate(key);
         let removed = shard.find(&hk).map(|slot| shard.unlink(slot)).is_some();
         if removed {
             Counters::bump(&self.counters.removes);
         }
-        removed
-    }
-
-    fn keep_decoded(&self, key: &SessionKey, der: &[u8], obj: &SessionObject, now: u64) {
-        let charge = object_cost(der).saturating_add(ENTRY_OVERHEAD);
-        if charge > self.shard_bytes {
-            return;
-        }
-        let obj = obj.clone();
-        let (mut shard, hk) = self.locate(key);
-        let refused = shard.upgrade(hk, der, obj, charge, now, &self.counters);
-        drop(shard);
-        // Released after the lock (the caller still holds its own reference).
-        drop(refused);
+        Ok(removed)
     }
 
     fn counters(&self) -> &Counters {
@@ -245,44 +218,23 @@ impl Hasher for Prehashed {
     }
 }
 
-/// What an entry holds: the DER, or the decoded session instead of it.
-enum Payload {
-    Der(SecretBytes),
-    Object(SessionObject),
-}
-
 struct Entry {
     key: HashedKey,
-    payload: Payload,
+    bytes: SecretBytes,
     /// What the entry counts against the shard's `max_bytes`.
     charge: usize,
     expires_at: u64,
+    stamp: Stamp,
     single_use: bool,
     referenced: bool,
 }
 
 /// An entry before it is filed.
 struct NewEntry {
-    payload: Payload,
+    bytes: SecretBytes,
     charge: usize,
     expires_at: u64,
     single_use: bool,
-}
-
-impl Entry {
-    fn into_hit(self) -> Hit {
-        match self.payload {
-            Payload::Object(obj) => Hit::Object(obj),
-            Payload::Der(der) => Hit::Der(der),
-        }
-    }
-
-    fn hit(&self) -> Hit {
-        match &self.payload {
-            Payload::Object(obj) => Hit::Object(obj.clone()),
-            Payload::Der(der) => Hit::Der(der.clone()),
-        }
-    }
 }
 
 fn log_dropped(what: &str, e: &Entry) {
@@ -313,6 +265,8 @@ struct Shard {
     bytes: usize,
     max_entries: usize,
     max_bytes: usize,
+    /// The next entry's stamp: every entry this shard files gets a new one.
+    next_stamp: Stamp,
 }
 
 impl Shard {
@@ -326,6 +280,7 @@ impl Shard {
             bytes: 0,
             max_entries: max_entries.max(1),
             max_bytes,
+            next_stamp: 1,
         }
     }
 
@@ -351,7 +306,14 @@ impl Shard {
         entry
     }
 
-    fn get(&mut self, key: &HashedKey, now: u64, take: bool, c: &Counters) -> Option<Hit> {
+    fn get(
+        &mut self,
+        key: &HashedKey,
+        now: u64,
+        take: bool,
+        known: &mut dyn FnMut(Stamp) -> bool,
+        c: &Counters,
+    ) -> Option<Found> {
         let slot = self.find(key)?;
         let entry = self.entry(slot);
         if entry.expires_at <= now {
@@ -359,56 +321,36 @@ impl Shard {
             Counters::bump(&c.expirations);
             return None;
         }
+        let stamp = entry.stamp;
         if take || entry.single_use {
-            return Some(self.unlink(slot).into_hit());
+            let gone = self.unlink(slot);
+            let bytes = (take || !known(stamp)).then_some(gone.bytes);
+            return Some(Found {
+                bytes,
+                stamp,
+                consumed: true,
+            });
         }
         entry.referenced = true;
-        Some(entry.hit())
+        let bytes = (!known(stamp)).then(|| entry.bytes.clone());
+        Some(Found {
+            bytes,
+            stamp,
+            consumed: false,
+        })
     }
 
-    fn put(&mut self, key: HashedKey, new: NewEntry, now: u64, c: &Counters) {
+    fn put(&mut self, key: HashedKey, new: NewEntry, now: u64, c: &Counters) -> Stamp {
         if let Some(old) = self.find(&key) {
             drop(self.unlink(old));
         }
-        self.file(key, new, false, now, c);
+        let stamp = self.file(key, new, now, c);
         Counters::bump(&c.stores);
-    }
-
-    /// Replaces the DER of the entry under `key` with `obj`, decoded from it, if the entry
-    /// still holds exactly `der` (so never over a newer session). Gives `obj` back if not.
-    fn upgrade(
-        &mut self,
-        key: HashedKey,
-        der: &[u8],
-        obj: SessionObject,
-        charge: usize,
-        now: u64,
-        c: &Counters,
-    ) -> Option<SessionObject> {
-        let Some(slot) = self.find(&key) else {
-            return Some(obj);
-        };
-        let entry = self.entry(slot);
-        let same = matches!(&entry.payload, Payload::Der(d) if d.as_slice() == der);
-        if !same || entry.expires_at <= now {
-            return Some(obj);
-        }
-        // Unlinked first so that making room cannot evict it; its DER is wiped here.
-        let old = self.unlink(slot);
-        let new = NewEntry {
-            payload: Payload::Object(obj),
-            charge,
-            expires_at: old.expires_at,
-            single_use: old.single_use,
-        };
-        drop(old);
-        // It was just looked up: referenced, as a hit leaves it.
-        self.file(key, new, true, now, c);
-        None
+        stamp
     }
 
     /// Files a new entry, after dropping a few expired ones and making room.
-    fn file(&mut self, key: HashedKey, new: NewEntry, referenced: bool, now: u64, c: &Counters) {
+    fn file(&mut self, key: HashedKey, new: NewEntry, now: u64, c: &Counters) -> Stamp {
         self.expire_some(now, EXPIRE_PER_PUT, c);
         while !self.index.is_empty()
             && (self.index.len() >= self.max_entries || self.bytes + new.charge > self.max_bytes)
@@ -423,13 +365,16 @@ impl Shard {
             }
         };
         let generation = self.slots[slot as usize].generation;
+        let stamp = self.next_stamp;
+        self.next_stamp += 1;
         self.slots[slot as usize].entry = Some(Entry {
             key,
-            payload: new.payload,
+            bytes: new.bytes,
             charge: new.charge,
             expires_at: new.expires_at,
+            stamp,
             single_use: new.single_use,
-            referenced,
+            referenced: false,
         });
         self.index.insert(key, slot);
         self.bytes += new.charge;
@@ -438,6 +383,7 @@ impl Shard {
         if self.expiry.len() > 2 * self.index.len() + 64 {
             self.rebuild_expiry();
         }
+        stamp
     }
 
     /// Drops up to `n` expired entries from the top of the expiry heap (and the stale heap
@@ -519,11 +465,7 @@ impl MemoryStore {
             assert_eq!(s.bytes, live.iter().map(|e| e.charge).sum::<usize>());
             assert!(s.bytes <= s.max_bytes, "{} > {}", s.bytes, s.max_bytes);
             for e in live {
-                let want = match &e.payload {
-                    Payload::Der(d) => d.len() + ENTRY_OVERHEAD,
-                    Payload::Object(o) => o.cost().unwrap() + ENTRY_OVERHEAD,
-                };
-                assert_eq!(e.charge, want);
+                assert_eq!(e.charge, e.bytes.len() + ENTRY_OVERHEAD);
             }
         }
     }
@@ -532,8 +474,7 @@ impl MemoryStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::session::{decode, decode_matching};
-    use crate::store::testing::{master_key, real_der};
+    use std::collections::HashMap;
     use std::sync::atomic::Ordering;
 
     const O: usize = ENTRY_OVERHEAD;
@@ -548,21 +489,9 @@ mod tests {
 
     fn value(bytes: &[u8], expires_at: u64, single_use: bool) -> Value {
         Value {
-            der: SecretBytes::from(bytes.to_vec()),
+            bytes: SecretBytes::from(bytes.to_vec()),
             expires_at,
             single_use,
-            object: None,
-        }
-    }
-
-    /// A real session stored under `k`, with its decoded object if `object`.
-    fn session(k: u32, master: u8, expires_at: u64, object: bool) -> Value {
-        let der = real_der(key(k).as_bytes(), master);
-        Value {
-            object: object.then(|| decode(&der).unwrap()),
-            der: SecretBytes::from(der),
-            expires_at,
-            single_use: false,
         }
     }
 
@@ -572,35 +501,22 @@ mod tests {
         SessionKey::new(&id).unwrap()
     }
 
-    fn der(hit: Option<Hit>) -> Option<Vec<u8>> {
-        match hit? {
-            Hit::Der(d) => Some(d.as_slice().to_vec()),
-            Hit::Object(_) => panic!("no objects stored in these tests"),
-        }
-    }
-
-    /// What a lookup through the cache core does: decode DER, offer the object back.
-    fn lookup(s: &MemoryStore, k: u32, now: u64) -> Option<(u8, bool)> {
-        match s.get(&key(k), now)? {
-            Hit::Object(o) => Some((master_key(&o), true)),
-            Hit::Der(d) => {
-                let o = decode_matching(key(k).as_bytes(), d.as_slice()).unwrap();
-                s.keep_decoded(&key(k), d.as_slice(), &o, now);
-                Some((master_key(&o), false))
-            }
-        }
+    /// The bytes a plain lookup returns.
+    fn get(s: &MemoryStore, k: &SessionKey, now: u64) -> Option<Vec<u8>> {
+        let found = s.get(k, now, &mut |_| false).unwrap()?;
+        Some(found.bytes.expect("nothing is known").as_slice().to_vec())
     }
 
     #[test]
     fn put_get_remove() {
         let s = MemoryStore::new(limits(100, 1 << 20));
         s.put(&key(1), value(b"one", 100, false), 10).unwrap();
-        assert_eq!(der(s.get(&key(1), 10)).unwrap(), b"one");
-        assert_eq!(der(s.get(&key(1), 10)).unwrap(), b"one", "reusable");
+        assert_eq!(get(&s, &key(1), 10).unwrap(), b"one");
+        assert_eq!(get(&s, &key(1), 10).unwrap(), b"one", "reusable");
         assert_eq!(s.occupancy(), (1, 3 + O as u64));
-        assert!(s.remove(&key(1)));
-        assert!(!s.remove(&key(1)));
-        assert!(s.get(&key(1), 10).is_none());
+        assert!(s.remove(&key(1)).unwrap());
+        assert!(!s.remove(&key(1)).unwrap());
+        assert!(get(&s, &key(1), 10).is_none());
         assert_eq!(s.occupancy(), (0, 0));
     }
 
@@ -608,28 +524,28 @@ mod tests {
     fn single_use_is_consumed_once() {
         let s = MemoryStore::new(limits(100, 1 << 20));
         s.put(&key(1), value(b"t", 100, true), 10).unwrap();
-        assert!(s.get(&key(1), 10).is_some());
-        assert!(s.get(&key(1), 10).is_none());
+        assert!(get(&s, &key(1), 10).is_some());
+        assert!(get(&s, &key(1), 10).is_none());
     }
 
     #[test]
     fn take_consumes_reusable_entries() {
         let s = MemoryStore::new(limits(100, 1 << 20));
         s.put(&key(1), value(b"t", 100, false), 10).unwrap();
-        assert!(s.take(&key(1), 10).is_some());
-        assert!(s.get(&key(1), 10).is_none());
+        assert!(s.take(&key(1), 10).unwrap().is_some());
+        assert!(get(&s, &key(1), 10).is_none());
     }
 
     #[test]
     fn expired_entries_are_misses() {
         let s = MemoryStore::new(limits(100, 1 << 20));
         s.put(&key(1), value(b"t", 20, false), 10).unwrap();
-        assert!(s.get(&key(1), 19).is_some());
-        assert!(s.get(&key(1), 20).is_none());
+        assert!(get(&s, &key(1), 19).is_some());
+        assert!(get(&s, &key(1), 20).is_none());
         assert_eq!(s.counters().expirations.load(Ordering::Relaxed), 1);
         assert_eq!(
             s.put(&key(2), value(b"t", 5, false), 10),
-            Err(PutError::Expired)
+            Err(StoreError::Expired)
         );
     }
 
@@ -662,7 +578,7 @@ mod tests {
         });
         assert_eq!(
             s.put(&key(1), value(&[0; 9], 99, false), 1),
-            Err(PutError::TooLarge)
+            Err(StoreError::TooLarge)
         );
         assert!(s.put(&key(1), value(&[0; 8], 99, false), 1).is_ok());
         // A value whose DER fits max_value_bytes but not a shard with its bookkeeping.
@@ -674,7 +590,7 @@ mod tests {
         assert!(tiny.put(&key(1), value(&[0; 4], 99, false), 1).is_ok());
         assert_eq!(
             tiny.put(&key(2), value(&[0; 5], 99, false), 1),
-            Err(PutError::TooLarge)
+            Err(StoreError::TooLarge)
         );
     }
 
@@ -688,9 +604,9 @@ mod tests {
             s.put(&key(n), value(b"x", exp, false), 10).unwrap();
         }
         s.put(&key(9), value(b"x", 1000, false), 16).unwrap();
-        assert!(s.get(&key(2), 16).is_none());
+        assert!(get(&s, &key(2), 16).is_none());
         for n in [0, 1, 3, 9] {
-            assert!(s.get(&key(n), 16).is_some(), "entry {n} kept");
+            assert!(get(&s, &key(n), 16).is_some(), "entry {n} kept");
         }
         assert_eq!(s.counters().expirations.load(Ordering::Relaxed), 1);
         assert_eq!(s.counters().evictions.load(Ordering::Relaxed), 0);
@@ -703,14 +619,14 @@ mod tests {
             s.put(&key(n), value(b"x", 1000, false), 10).unwrap();
         }
         // Entries 0 and 1 are used; the next two inserts must evict 2 and 3.
-        s.get(&key(0), 10);
-        s.get(&key(1), 10);
+        get(&s, &key(0), 10);
+        get(&s, &key(1), 10);
         s.put(&key(10), value(b"x", 1000, false), 10).unwrap();
         s.put(&key(11), value(b"x", 1000, false), 10).unwrap();
-        assert!(s.get(&key(0), 10).is_some());
-        assert!(s.get(&key(1), 10).is_some());
-        assert!(s.get(&key(2), 10).is_none());
-        assert!(s.get(&key(3), 10).is_none());
+        assert!(get(&s, &key(0), 10).is_some());
+        assert!(get(&s, &key(1), 10).is_some());
+        assert!(get(&s, &key(2), 10).is_none());
+        assert!(get(&s, &key(3), 10).is_none());
         assert_eq!(s.counters().evictions.load(Ordering::Relaxed), 2);
         assert_eq!(s.occupancy().0, 4);
     }
@@ -735,83 +651,36 @@ mod tests {
         s.put(&key(1), value(&[1; 10], 1000, false), 10).unwrap();
         s.put(&key(1), value(&[2; 20], 1000, false), 10).unwrap();
         assert_eq!(s.occupancy(), (1, 20 + O as u64));
-        assert_eq!(der(s.get(&key(1), 10)).unwrap(), vec![2; 20]);
+        assert_eq!(get(&s, &key(1), 10).unwrap(), vec![2; 20]);
     }
 
-    /// An object given with the DER replaces it and is charged its estimated cost.
+    /// Every stored version gets a new stamp; a caller that knows the stamp gets no copy.
     #[test]
-    fn objects_are_charged_their_cost() {
+    fn stamps_name_stored_versions() {
         let s = MemoryStore::new(limits(10, 1 << 20));
-        let v = session(1, 7, 1000, true);
-        let cost = object_cost(v.der.as_slice());
-        assert!(cost > 1000);
-        s.put(&key(1), v, 10).unwrap();
-        assert_eq!(s.occupancy(), (1, (cost + O) as u64));
-        assert_eq!(lookup(&s, 1, 10), Some((7, true)));
-        s.check();
-        // Without room for the object, the entry keeps the DER.
-        let small = MemoryStore::new(limits(10, 1000));
-        let v = session(1, 8, 1000, true);
-        let len = v.der.len();
-        small.put(&key(1), v, 10).unwrap();
-        assert_eq!(small.occupancy(), (1, (len + O) as u64));
-        assert_eq!(lookup(&small, 1, 10), Some((8, false)));
-        assert_eq!(lookup(&small, 1, 10), Some((8, false)), "still no room");
-        small.check();
-    }
-
-    /// A lookup's decoded object is kept for the next hits, in place of the DER.
-    #[test]
-    fn decoded_objects_are_kept() {
-        let s = MemoryStore::new(limits(10, 1 << 20));
-        s.put(&key(1), session(1, 3, 1000, false), 10).unwrap();
-        assert_eq!(lookup(&s, 1, 10), Some((3, false)), "decoded");
-        assert_eq!(lookup(&s, 1, 10), Some((3, true)), "kept");
-        let cost = object_cost(&real_der(key(1).as_bytes(), 3));
-        assert_eq!(s.occupancy(), (1, (cost + O) as u64));
-        s.check();
-    }
-
-    /// An object decoded from an entry that has since been replaced is not kept.
-    #[test]
-    fn stale_objects_are_not_kept() {
-        let s = MemoryStore::new(limits(10, 1 << 20));
-        s.put(&key(1), session(1, 3, 1000, false), 10).unwrap();
-        let Some(Hit::Der(old)) = s.get(&key(1), 10) else {
-            panic!("DER expected")
-        };
-        s.put(&key(1), session(1, 4, 1000, false), 10).unwrap();
-        let obj = decode(old.as_slice()).unwrap();
-        s.keep_decoded(&key(1), old.as_slice(), &obj, 10);
+        let first = s.put(&key(1), value(b"one", 100, false), 10).unwrap();
+        let mut asked = Vec::new();
+        let f = s
+            .get(&key(1), 10, &mut |st| {
+                asked.push(st);
+                true
+            })
+            .unwrap()
+            .unwrap();
         assert_eq!(
-            lookup(&s, 1, 10),
-            Some((4, false)),
-            "the newer session, as DER"
+            (f.stamp, f.bytes.is_none(), f.consumed),
+            (first, true, false)
         );
-        s.remove(&key(1));
-        s.keep_decoded(&key(1), old.as_slice(), &obj, 10);
-        assert!(s.get(&key(1), 10).is_none(), "nor resurrected");
-        s.check();
-    }
-
-    /// Keeping an object makes room by evicting other entries, never the one it joins.
-    #[test]
-    fn keeping_an_object_makes_room() {
-        let der_len = real_der(key(0).as_bytes(), 0).len();
-        let object = object_cost(&real_der(key(0).as_bytes(), 0)) + O;
-        // Room for one object and one DER, or for four DERs.
-        let max_bytes = object + der_len + O;
-        assert!(max_bytes >= 4 * (der_len + O));
-        let s = MemoryStore::new(limits(100, max_bytes));
-        for n in 0..4 {
-            s.put(&key(n), session(n, n as u8, 1000, false), 10)
-                .unwrap();
-        }
-        assert_eq!(s.occupancy().0, 4);
-        assert_eq!(lookup(&s, 3, 10), Some((3, false)));
-        assert_eq!(lookup(&s, 3, 10), Some((3, true)), "kept");
-        assert_eq!(s.occupancy().0, 2);
-        assert!(s.occupancy().1 as usize <= max_bytes);
+        assert_eq!(asked, vec![first]);
+        let second = s.put(&key(1), value(b"two", 100, false), 10).unwrap();
+        assert_ne!(first, second, "a replacement is another version");
+        let f = s.get(&key(1), 10, &mut |st| st == first).unwrap().unwrap();
+        assert_eq!(f.bytes.unwrap().as_slice(), b"two");
+        // A known single-use entry is still consumed.
+        let t = s.put(&key(2), value(b"t", 100, true), 10).unwrap();
+        let f = s.get(&key(2), 10, &mut |st| st == t).unwrap().unwrap();
+        assert!(f.consumed && f.bytes.is_none());
+        assert!(get(&s, &key(2), 10).is_none());
         s.check();
     }
 
@@ -825,7 +694,7 @@ mod tests {
                     for i in 0..2000u32 {
                         let k = key(t * 100_000 + i);
                         s.put(&k, value(&i.to_le_bytes(), 1000, false), 10).unwrap();
-                        assert_eq!(der(s.get(&k, 10)).unwrap(), i.to_le_bytes());
+                        assert_eq!(get(&s, &k, 10).unwrap(), i.to_le_bytes());
                     }
                 })
             })
@@ -849,9 +718,9 @@ mod tests {
             crate::store::testing::behaves_like_a_charged_map(&s, &ops, O)?;
         }
 
-        /// Under eviction pressure, with DER and objects (given or kept after a lookup) of
-        /// different charges, the limits hold, every entry is charged what it holds, and a
-        /// hit is always the last session stored under that key.
+        /// Under eviction pressure, with values of different sizes, the limits hold, every
+        /// entry is charged what it holds, and a hit is always the last value stored under
+        /// that key.
         #[test]
         fn bounded_and_never_stale(
             ops in ops(),
@@ -864,20 +733,24 @@ mod tests {
                 let now = 10 + step as u64 / 8;
                 let expires = now + u64::from(v % 4);
                 match op {
-                    0 | 1 => match s.put(&key(k), session(k, v, expires, op == 1), now) {
-                        Ok(()) => { last.insert(k, v); }
-                        // A refused put leaves the older entry as it was.
-                        Err(PutError::Expired) => {}
-                        Err(PutError::TooLarge) => {
-                            proptest::prop_assert!(max_bytes < 256 + O);
-                        }
-                    },
-                    2 | 3 => {
-                        if let Some((got, _)) = lookup(&s, k, now) {
-                            proptest::prop_assert_eq!(Some(&got), last.get(&k));
+                    0 | 1 => {
+                        let len = 1 + (usize::from(v) * 7 + usize::from(op) * 100) % 256;
+                        match s.put(&key(k), value(&vec![v; len], expires, false), now) {
+                            Ok(_) => { last.insert(k, v); }
+                            // A refused put leaves the older entry as it was.
+                            Err(StoreError::Expired) => {}
+                            Err(StoreError::TooLarge) => {
+                                proptest::prop_assert!(max_bytes < 256 + O);
+                            }
+                            Err(e) => proptest::prop_assert!(false, "{e}"),
                         }
                     }
-                    _ => { s.remove(&key(k)); last.remove(&k); }
+                    2 | 3 => {
+                        if let Some(got) = get(&s, &key(k), now) {
+                            proptest::prop_assert_eq!(Some(&got[0]), last.get(&k));
+                        }
+                    }
+                    _ => { s.remove(&key(k)).unwrap(); last.remove(&k); }
                 }
                 let (entries, bytes) = s.occupancy();
                 proptest::prop_assert!(entries as usize <= capacity);

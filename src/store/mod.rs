@@ -1,26 +1,32 @@
-//! The cache core's storage abstraction and its backends.
+//! The storage layer: bytes under session IDs, in a backend.
 //!
-//! A [`Store`] maps session IDs ([`SessionKey`]) to the DER encoding of a session
-//! (`i2d_SSL_SESSION`). Backends that live in this process may also keep a decoded
-//! [`SessionObject`] (given with the DER, or offered after a lookup decoded the DER:
-//! [`Store::keep_decoded`]) so that a hit needs no `d2i_SSL_SESSION`, and must then count
-//! what it holds ([`crate::session::object_cost`]); backends that live elsewhere (shared
-//! memory, Redis) ignore it and return DER.
-//!
-//! Every backend implements the same contract:
-//! - `put` replaces any entry with the same key and may evict others to make room;
-//! - `get` returns a live entry and consumes it when it was stored as single-use (TLS 1.3
+//! A [`Store`] maps a session ID ([`SessionKey`]) to opaque bytes (what the cache core's
+//! codec made of a session) with an expiry time and a single-use flag. It knows nothing of
+//! OpenSSL: decoded sessions live in the cache core. Every backend implements the same
+//! contract, which the model tests in `store::testing` check for each:
+//! - `put` replaces any entry with the same key and may evict others to make room; it
+//!   returns the new entry's [`Stamp`];
+//! - `get` returns a live entry and consumes it when it was stored single-use (TLS 1.3
 //!   tickets), atomically, so that one ticket resumes once however many lookups race;
+//!   the caller's `known` says whether it already holds what the entry with a given stamp
+//!   decodes to, in which case no bytes are copied;
 //! - `take` consumes any live entry; `remove` deletes without returning;
-//! - expired entries are never returned; removed, evicted and expired values are wiped.
+//! - expired entries are never returned; removed, evicted and expired bytes are wiped;
+//! - every operation can fail with a [`StoreError`]: a backend that cannot answer in time
+//!   says [`StoreError::Timeout`] (never a silent miss), and counts each error it returns
+//!   in its `errors` counter.
+//!
+//! Adding a backend: a module here and one arm in [`backends::open`]. Nothing above this
+//! layer names a backend.
 
-pub mod front;
+pub mod backends;
 pub mod memory;
 pub mod shm;
 #[cfg(test)]
 pub mod testing;
 
-use crate::session::SessionObject;
+use crate::secret::SecretBytes;
+use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// The largest session ID OpenSSL uses (`SSL_MAX_SSL_SESSION_ID_LENGTH`).
@@ -64,56 +70,80 @@ impl std::fmt::Debug for SessionKey {
 }
 
 /// What `put` stores.
-pub struct Value {
-    /// `i2d_SSL_SESSION` output. Holds the master secret: wiped when dropped.
-    pub der: SecretBytes,
+pub struct Entry {
+    /// The encoded session. Holds the master secret: wiped when dropped.
+    pub bytes: SecretBytes,
     /// Unix time (seconds) from which the entry is expired.
     pub expires_at: u64,
     /// Consumed by the first `get` (TLS 1.3 tickets under `single_use=1`).
     pub single_use: bool,
-    /// The decoded session, for backends that keep objects in this process. It must hold
-    /// nothing that `der` does not encode (no peer chain: see `Cache::store_session`), since
-    /// that is what its memory is estimated from.
-    pub object: Option<SessionObject>,
 }
 
-/// What a lookup returns.
-pub enum Hit {
-    /// A decoded session this caller owns one reference to.
-    Object(SessionObject),
-    /// The DER, for the caller to decode.
-    Der(SecretBytes),
+/// Names one stored version of an entry: two lookups that see the same key and stamp saw
+/// the same bytes. A backend makes stamps that are not reused for other bytes under the
+/// same key while an entry could still be held by a caller (e.g. a counter, or a ring
+/// position with the entry's checksum).
+pub type Stamp = u64;
+
+/// What a `get` found.
+pub struct Found {
+    /// The entry's bytes; None when the caller's `known(stamp)` said it already holds what
+    /// they decode to.
+    pub bytes: Option<SecretBytes>,
+    pub stamp: Stamp,
+    /// The entry was single-use and this lookup consumed it.
+    pub consumed: bool,
 }
 
-/// Why a `put` did not store anything.
+/// Why a store operation failed. Each is counted in the backend's `errors` (except
+/// `TooLarge` and `Expired`, which are the caller's values).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PutError {
+pub enum StoreError {
+    /// The backend cannot be used now: down, refused, out of room for its own bookkeeping.
+    Unavailable,
+    /// The backend did not answer within its time budget (a lock held too long, a slow
+    /// server). The operation may or may not have happened.
+    Timeout,
+    /// What the backend held for the key failed its integrity check; it was dropped.
+    Corrupt,
     /// The value is larger than the backend accepts.
     TooLarge,
-    /// The entry had already expired.
+    /// The entry had already expired when it was to be stored.
     Expired,
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            StoreError::Unavailable => "the backend is unavailable",
+            StoreError::Timeout => "the backend did not answer in time",
+            StoreError::Corrupt => "the stored entry was corrupt",
+            StoreError::TooLarge => "the value is too large for the backend",
+            StoreError::Expired => "the entry had already expired",
+        })
+    }
 }
 
 /// A storage backend. Implementations are shared by every thread of the process.
 pub trait Store: Send + Sync {
-    /// Stores `value` under `key`, replacing an older entry and evicting others if needed.
-    fn put(&self, key: &SessionKey, value: Value, now: u64) -> Result<(), PutError>;
-    /// Returns the live entry for `key`; consumes it if it was stored single-use.
-    fn get(&self, key: &SessionKey, now: u64) -> Option<Hit>;
+    /// Stores `entry` under `key`, replacing an older entry and evicting others if needed.
+    fn put(&self, key: &SessionKey, entry: Entry, now: u64) -> Result<Stamp, StoreError>;
+    /// Returns the live entry for `key`; consumes it if it was stored single-use. `known` is
+    /// asked at most once, with the entry's stamp, before its bytes are copied.
+    fn get(
+        &self,
+        key: &SessionKey,
+        now: u64,
+        known: &mut dyn FnMut(Stamp) -> bool,
+    ) -> Result<Option<Found>, StoreError>;
     /// Removes and returns the live entry for `key`.
-    fn take(&self, key: &SessionKey, now: u64) -> Option<Hit>;
+    fn take(&self, key: &SessionKey, now: u64) -> Result<Option<SecretBytes>, StoreError>;
     /// Removes the entry for `key`; true if there was one.
-    fn remove(&self, key: &SessionKey) -> bool;
-    /// Offers `obj`, just decoded from `der`, the value a lookup found under `key`. A
-    /// backend that keeps objects in this process may keep it for later hits, as long as the
-    /// entry still holds that DER. The default keeps nothing.
-    fn keep_decoded(&self, key: &SessionKey, der: &[u8], obj: &SessionObject, now: u64) {
-        let _ = (key, der, obj, now);
-    }
+    fn remove(&self, key: &SessionKey) -> Result<bool, StoreError>;
     /// The counters of events, which the cache core also updates.
     fn counters(&self) -> &Counters;
     /// Current occupancy: (entries, bytes counted against the backend's size limit: for
-    /// `memory:` what `max_bytes` bounds, for `shm:` the DER in the segment).
+    /// `memory:` what `max_bytes` bounds, for `shm:` the bytes in the segment).
     fn occupancy(&self) -> (u64, u64);
 }
 
@@ -177,77 +207,6 @@ impl Stats {
     }
 }
 
-/// Bytes that hold key material: overwritten with zeros before the memory is released.
-pub struct SecretBytes(Box<[u8]>);
-
-impl SecretBytes {
-    pub fn new(bytes: Box<[u8]>) -> Self {
-        SecretBytes(bytes)
-    }
-
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
-    pub fn as_slice(&self) -> &[u8] {
-        &self.0
-    }
-
-    /// `len` zero bytes, to be filled in place.
-    pub fn zeroed(len: usize) -> Self {
-        SecretBytes(vec![0u8; len].into_boxed_slice())
-    }
-
-    pub fn as_mut_slice(&mut self) -> &mut [u8] {
-        &mut self.0
-    }
-}
-
-impl From<&[u8]> for SecretBytes {
-    fn from(v: &[u8]) -> Self {
-        SecretBytes(v.into())
-    }
-}
-
-impl From<Vec<u8>> for SecretBytes {
-    /// Takes the vector's bytes. A vector with spare capacity would be reallocated by
-    /// `into_boxed_slice`, leaving its old buffer unwiped: copy and wipe it instead.
-    fn from(mut v: Vec<u8>) -> Self {
-        if v.capacity() == v.len() {
-            return SecretBytes(v.into_boxed_slice());
-        }
-        let out = SecretBytes::from(v.as_slice());
-        v.resize(v.capacity(), 0);
-        wipe(&mut v);
-        out
-    }
-}
-
-impl Clone for SecretBytes {
-    fn clone(&self) -> Self {
-        SecretBytes(self.0.clone())
-    }
-}
-
-impl Drop for SecretBytes {
-    fn drop(&mut self) {
-        wipe(&mut self.0);
-    }
-}
-
-/// Overwrites `buf` with zeros in a way the compiler may not elide.
-pub fn wipe(buf: &mut [u8]) {
-    for b in buf.iter_mut() {
-        // SAFETY: `b` is a valid, aligned, exclusive reference to one byte.
-        unsafe { std::ptr::write_volatile(b, 0) };
-    }
-    std::sync::atomic::compiler_fence(Ordering::SeqCst);
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -261,12 +220,5 @@ mod tests {
         let short = SessionKey::new(&[7u8]).unwrap();
         assert_ne!(k, short);
         assert_eq!(short.as_bytes(), &[7u8]);
-    }
-
-    #[test]
-    fn wipe_zeroes() {
-        let mut v = vec![0xAAu8; 100];
-        wipe(&mut v);
-        assert!(v.iter().all(|&b| b == 0));
     }
 }

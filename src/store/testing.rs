@@ -1,6 +1,7 @@
 //! Helpers shared by the backends' tests: every backend must behave like the same model.
 
-use super::{Hit, SecretBytes, SessionKey, Store, Value};
+use super::{Entry, Found, SessionKey, Store};
+use crate::secret::SecretBytes;
 use proptest::prelude::*;
 use std::collections::HashMap;
 
@@ -10,21 +11,23 @@ pub fn key(n: u32) -> SessionKey {
     SessionKey::new(&id).unwrap()
 }
 
-pub fn value(der: &[u8], expires_at: u64, single_use: bool) -> Value {
-    Value {
-        der: SecretBytes::from(der.to_vec()),
+pub fn value(bytes: &[u8], expires_at: u64, single_use: bool) -> Entry {
+    Entry {
+        bytes: SecretBytes::from(bytes.to_vec()),
         expires_at,
         single_use,
-        object: None,
     }
 }
 
-/// The DER of a hit (these tests store no decoded objects).
-pub fn der(hit: Option<Hit>) -> Option<Vec<u8>> {
-    match hit? {
-        Hit::Der(d) => Some(d.as_slice().to_vec()),
-        Hit::Object(_) => panic!("the tests store DER only"),
-    }
+/// The bytes a lookup that knows nothing returns; an error counts as a miss here (tests
+/// that care about errors call `Store::get` themselves).
+pub fn get(s: &dyn Store, k: &SessionKey, now: u64) -> Option<Vec<u8>> {
+    bytes(s.get(k, now, &mut |_| false).ok().flatten())
+}
+
+/// The bytes of a lookup's result.
+pub fn bytes(found: Option<Found>) -> Option<Vec<u8>> {
+    Some(found?.bytes.expect("nothing is known").as_slice().to_vec())
 }
 
 /// Operations for the model: (op, key, value byte).
@@ -59,26 +62,16 @@ pub fn behaves_like_a_charged_map(
                 if want.as_ref().is_some_and(|w| w.1) {
                     model.remove(&k);
                 }
-                prop_assert_eq!(der(s.get(&key(k), now)), want.map(|w| w.0));
+                prop_assert_eq!(get(s, &key(k), now), want.map(|w| w.0));
             }
-            2 => prop_assert_eq!(der(s.take(&key(k), now)), model.remove(&k).map(|w| w.0)),
-            _ => prop_assert_eq!(s.remove(&key(k)), model.remove(&k).is_some()),
+            2 => prop_assert_eq!(
+                s.take(&key(k), now).unwrap().map(|b| b.as_slice().to_vec()),
+                model.remove(&k).map(|w| w.0)
+            ),
+            _ => prop_assert_eq!(s.remove(&key(k)).unwrap(), model.remove(&k).is_some()),
         }
         let bytes: usize = model.values().map(|w| w.0.len() + overhead).sum();
         prop_assert_eq!(s.occupancy(), (model.len() as u64, bytes as u64));
     }
     Ok(())
-}
-
-/// The DER of a real (decodable) TLS 1.2 server session with this ID and master key, and
-/// no peer certificate.
-pub use crate::test_sessions::tls12_der as real_der;
-
-/// The first byte of a session's master key (the tests' way of telling sessions apart).
-pub fn master_key(obj: &crate::session::SessionObject) -> u8 {
-    let mut key = [0u8; 48];
-    // SAFETY: obj is a live session; key has room for 48 bytes.
-    let n = unsafe { openssl_sys::SSL_SESSION_get_master_key(obj.as_ptr(), key.as_mut_ptr(), 48) };
-    assert_eq!(n, 48);
-    key[0]
 }

@@ -7,8 +7,8 @@ use super::segment::{self, Segment};
 use super::shard::ENTRY_HEADER;
 use super::tests::Name;
 use super::ShmStore;
-use crate::store::testing::{der, key, value};
-use crate::store::{Hit, SessionKey, Store};
+use crate::store::testing::{get, key, value};
+use crate::store::{Store, StoreError};
 use std::collections::HashMap;
 use std::os::unix::fs::PermissionsExt;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -127,13 +127,20 @@ fn random_writes_never_hang_crash_or_return_a_wrong_value() {
                 match rng.below(8) {
                     0..=3 => {
                         let v = vec![(step % 251) as u8 ^ k as u8; 1 + rng.below(600)];
-                        s.put(&key(k), value(&v, now() + 1000, false), now())
-                            .unwrap();
+                        // Under random writes a put may time out or find no room: then
+                        // what the key holds is unknown (a pending removal takes it).
                         ever.entry(k).or_default().push(v.clone());
-                        last.insert(k, v);
+                        match s.put(&key(k), value(&v, now() + 1000, false), now()) {
+                            Ok(_) => {
+                                last.insert(k, v);
+                            }
+                            Err(_) => {
+                                last.remove(&k);
+                            }
+                        }
                     }
                     4..=6 => {
-                        if let Some(got) = der(s.get(&key(k), now())) {
+                        if let Some(got) = get(&s, &key(k), now()) {
                             hits += 1;
                             if !ever.get(&k).is_some_and(|vs| vs.contains(&got)) {
                                 wrong += 1;
@@ -143,7 +150,7 @@ fn random_writes_never_hang_crash_or_return_a_wrong_value() {
                         }
                     }
                     _ => {
-                        s.remove(&key(k));
+                        let _ = s.remove(&key(k));
                         last.remove(&k);
                     }
                 }
@@ -179,7 +186,7 @@ fn a_damaged_entry_is_not_laundered_by_its_second_chance() {
     s.put(&key(0), value(&payload, now() + 1000, false), now())
         .unwrap();
     assert!(
-        s.get(&key(0), now()).is_some(),
+        get(&s, &key(0), now()).is_some(),
         "hit: it earns a second chance"
     );
     // Damage the stored DER of entry 0 (the first entry, at ring offset 0).
@@ -190,7 +197,10 @@ fn a_damaged_entry_is_not_laundered_by_its_second_chance() {
         s.put(&key(i), value(&payload, now() + 1000, false), now())
             .unwrap();
     }
-    assert!(s.get(&key(0), now()).is_none(), "a damaged entry came back");
+    assert!(
+        get(&s, &key(0), now()).is_none(),
+        "a damaged entry came back"
+    );
     assert!(s.counters().errors.load(Ordering::Relaxed) >= 1);
 }
 
@@ -211,7 +221,7 @@ fn a_garbage_lock_word_costs_a_bounded_wait() {
         within(Duration::from_secs(10), || {
             let mut recovered = false;
             for _ in 0..200 {
-                if let Some(v) = der(s.get(&key(1), now())) {
+                if let Some(v) = get(&s, &key(1), now()) {
                     assert_eq!(v, b"kept");
                     recovered = true;
                     break;
@@ -288,7 +298,7 @@ fn racing_creators_share_one_segment() {
         .put(&key(5), value(b"one", now() + 100, false), now())
         .unwrap();
     for s in &stores {
-        assert_eq!(der(s.get(&key(5), now())).unwrap(), b"one");
+        assert_eq!(get(s, &key(5), now()).unwrap(), b"one");
     }
     let leftovers = std::fs::read_dir(segment::SHM_DIR)
         .unwrap()
@@ -322,7 +332,7 @@ fn expired_entries_are_wiped_by_the_sweep_and_at_open() {
     // Long after they expired, operations on other keys carry the sweep along.
     let later = t + 1000;
     for i in 0..2000 {
-        s.get(&key(10_000 + i), later);
+        get(&s, &key(10_000 + i), later);
     }
     assert!(
         !mapping_contains(&s, &secret),
@@ -339,24 +349,6 @@ fn expired_entries_are_wiped_by_the_sweep_and_at_open() {
     std::thread::sleep(Duration::from_millis(2100));
     let b = ShmStore::open(&m.0, None, 0o600, 1024).unwrap();
     assert!(!mapping_contains(&b, &secret));
-}
-
-/// Decoded sessions are only ever handed out for the ID they were stored under, even if a
-/// value lands under the wrong key (the store checks the ID inside the DER).
-#[test]
-fn a_session_filed_under_another_id_is_a_miss() {
-    crate::log::silence();
-    let n = Name::new();
-    let s = ShmStore::open(&n.0, Some(256 << 10), 0o600, 16 << 10).unwrap();
-    let real = crate::test_sessions::tls12_der(&[7u8; 32], 3);
-    let k = SessionKey::new(&[8u8; 32]).unwrap();
-    s.put(&k, value(&real, now() + 100, false), now()).unwrap();
-    assert!(!matches!(s.get(&k, now()), Some(Hit::Object(_))));
-    // Under its own ID it decodes.
-    let own = SessionKey::new(&[7u8; 32]).unwrap();
-    s.put(&own, value(&real, now() + 100, false), now())
-        .unwrap();
-    assert!(matches!(s.get(&own, now()), Some(Hit::Object(_))));
 }
 
 /// An operation that cannot get its lock in time is a miss, but a removal or a replacement
@@ -379,14 +371,25 @@ fn a_removal_that_could_not_get_its_lock_is_carried_out_later() {
     // SAFETY: test-only writes of the shard's lock word: held by a live process (this one).
     let word = unsafe { &(*s.shards[0].hdr).lock };
     word.store(super::lock::pid(), Ordering::Relaxed);
-    assert!(!s.remove(&key(1)), "no lock, no removal now");
-    s.put(&key(2), value(b"new", t + 100, false), t).unwrap();
-    assert!(s.get(&key(1), t).is_none());
+    assert_eq!(
+        s.remove(&key(1)),
+        Err(StoreError::Timeout),
+        "no lock, no removal now"
+    );
+    assert_eq!(
+        s.put(&key(2), value(b"new", t + 100, false), t),
+        Err(StoreError::Timeout)
+    );
+    assert_eq!(
+        s.get(&key(1), t, &mut |_| false).err(),
+        Some(StoreError::Timeout),
+        "a lookup that cannot lock is an error, not a miss"
+    );
     word.store(0, Ordering::Relaxed);
-    assert!(s.get(&key(1), t).is_none(), "the removal was carried out");
-    assert!(s.get(&key(2), t).is_none(), "the replaced entry is gone");
+    assert!(get(&s, &key(1), t).is_none(), "the removal was carried out");
+    assert!(get(&s, &key(2), t).is_none(), "the replaced entry is gone");
     s.put(&key(2), value(b"newer", t + 100, false), t).unwrap();
-    assert_eq!(der(s.get(&key(2), t)).unwrap(), b"newer");
+    assert_eq!(get(&s, &key(2), t).unwrap(), b"newer");
 }
 
 /// A removal finds a copy the damaged index no longer leads to, so that no repair can bring
@@ -410,10 +413,13 @@ fn a_removal_reaches_copies_the_index_lost() {
         (*sh.hdr).index_used = 0;
         (*sh.hdr).live = 0;
     }
-    assert!(s.get(&key(1), t).is_none(), "unreachable through the index");
-    assert!(s.remove(&key(1)), "found in the ring");
+    assert!(
+        get(&s, &key(1), t).is_none(),
+        "unreachable through the index"
+    );
+    assert!(s.remove(&key(1)).unwrap(), "found in the ring");
     // A repair rebuilds the index from the ring: the removed session must not come back.
     // SAFETY: test-only write of the lock word: a process that no longer exists.
     unsafe { (*sh.hdr).lock.store(u32::MAX >> 2, Ordering::Relaxed) };
-    assert!(s.get(&key(1), t).is_none(), "a removed session came back");
+    assert!(get(&s, &key(1), t).is_none(), "a removed session came back");
 }

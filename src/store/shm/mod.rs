@@ -13,14 +13,14 @@ pub mod lock;
 pub mod segment;
 pub mod shard;
 
-use super::front::Front;
-use super::{Counters, Hit, PutError, SessionKey, Store, Value};
+use super::{Counters, Entry, Found, SessionKey, Stamp, Store, StoreError};
 use crate::error::{Error, ErrorKind};
+use crate::secret::SecretBytes;
 use lock::Timing;
 use segment::{
     Header, Layout, Segment, HEADER_BYTES, LAYOUT_VERSION, MAGIC, MAX_SHARDS, SHARD_HEADER_BYTES,
 };
-use shard::{entry_len, Events, Found, Shard, ShardHeader, ENTRY_HEADER};
+use shard::{entry_len, Events, Shard, ShardHeader, ENTRY_HEADER};
 use std::hash::Hasher;
 
 /// The segment size when the URL gives none and the segment is new.
@@ -35,8 +35,6 @@ pub struct ShmStore {
     max_value_bytes: usize,
     timing: Timing,
     pending: Pending,
-    /// Decoded objects of reusable sessions this process has looked up.
-    front: Front,
 }
 
 /// Whether an operation changes what a key maps to.
@@ -154,7 +152,6 @@ impl ShmStore {
             max_value_bytes,
             timing: Timing::default(),
             pending: Pending::default(),
-            front: Front::default(),
         };
         // Sessions that expired while nobody had the segment open are wiped now.
         store.sweep_all();
@@ -178,38 +175,16 @@ impl ShmStore {
         self.timing = timing;
     }
 
-    fn lookup(&self, key: &SessionKey, now: u64, take: bool) -> Option<Hit> {
-        let found = self
-            .with_shard(key, now, Op::Read, |s, tag, now, ev| {
-                s.get(
-                    tag,
-                    key.as_bytes(),
-                    now,
-                    take,
-                    |stamp| self.front.get(key, stamp),
-                    ev,
-                )
-            })
-            .flatten()?;
-        match found {
-            Found::Front(obj) => Some(Hit::Object(obj)),
-            // Consumed entries (TLS 1.3 tickets) are used once: nothing to keep.
-            Found::Der {
-                der,
-                consumed: true,
-                ..
-            } => Some(Hit::Der(der)),
-            Found::Der { der, stamp, .. } => {
-                match crate::session::decode_matching(key.as_bytes(), der.as_slice()) {
-                    Some(obj) => {
-                        self.front.insert(key, stamp, obj.clone());
-                        Some(Hit::Object(obj))
-                    }
-                    // The cache core counts it and removes the entry.
-                    None => Some(Hit::Der(der)),
-                }
-            }
-        }
+    fn lookup(
+        &self,
+        key: &SessionKey,
+        now: u64,
+        take: bool,
+        known: &mut dyn FnMut(Stamp) -> bool,
+    ) -> Result<Option<Found>, StoreError> {
+        self.with_shard(key, now, Op::Read, |s, tag, now, ev| {
+            s.get(tag, key.as_bytes(), now, take, known, ev)
+        })?
     }
 
     /// (shard, tag) for a key.
@@ -226,8 +201,8 @@ impl ShmStore {
         t.saturating_sub(self.epoch).min(u64::from(u32::MAX)) as u32
     }
 
-    /// Runs `f` on the key's shard, locked. None if the lock could not be had in time: then
-    /// a `Change` is remembered as a pending removal of the key (see [`Pending`]), so that an
+    /// Runs `f` on the key's shard, locked. `Timeout` if the lock could not be had in time:
+    /// then a `Change` is remembered as a pending removal of the key (see [`Pending`]), so that an
     /// older entry under it cannot outlive a removal or a replacement that was asked for.
     fn with_shard<T>(
         &self,
@@ -235,7 +210,7 @@ impl ShmStore {
         now: u64,
         kind: Op,
         f: impl FnOnce(&mut shard::Locked<'_>, u32, u32, &mut Events) -> T,
-    ) -> Option<T> {
+    ) -> Result<T, StoreError> {
         let (index, tag) = self.place(key);
         let now = self.rel(now);
         let mut ev = Events::default();
@@ -255,7 +230,7 @@ impl ShmStore {
             }
         }
         ev.add_to(self.counters());
-        out
+        out.ok_or(StoreError::Timeout)
     }
 
     /// How many shards the segment has.
@@ -286,52 +261,52 @@ fn shards_of(segment: &Segment, layout: &Layout) -> Vec<Shard> {
 }
 
 impl Store for ShmStore {
-    fn put(&self, key: &SessionKey, value: Value, now: u64) -> Result<(), PutError> {
-        if value.der.len() > self.max_value_bytes {
-            return Err(PutError::TooLarge);
+    fn put(&self, key: &SessionKey, entry: Entry, now: u64) -> Result<Stamp, StoreError> {
+        if entry.bytes.len() > self.max_value_bytes {
+            return Err(StoreError::TooLarge);
         }
-        if value.expires_at <= now {
-            return Err(PutError::Expired);
+        if entry.expires_at <= now {
+            return Err(StoreError::Expired);
         }
-        self.front.remove(key);
-        let expires = self.rel(value.expires_at);
-        let stored = self.with_shard(key, now, Op::Change, |s, tag, now, ev| {
+        let expires = self.rel(entry.expires_at);
+        let stamp = self.with_shard(key, now, Op::Change, |s, tag, now, ev| {
             s.put(
                 tag,
                 key.as_bytes(),
-                value.der.as_slice(),
+                entry.bytes.as_slice(),
                 expires,
-                value.single_use,
+                entry.single_use,
                 now,
                 ev,
             )
-        });
-        if stored == Some(true) {
-            Counters::bump(&self.counters().stores);
-        }
-        Ok(())
+        })??;
+        Counters::bump(&self.counters().stores);
+        Ok(stamp)
     }
 
-    fn get(&self, key: &SessionKey, now: u64) -> Option<Hit> {
-        self.lookup(key, now, false)
+    fn get(
+        &self,
+        key: &SessionKey,
+        now: u64,
+        known: &mut dyn FnMut(Stamp) -> bool,
+    ) -> Result<Option<Found>, StoreError> {
+        self.lookup(key, now, false, known)
     }
 
-    fn take(&self, key: &SessionKey, now: u64) -> Option<Hit> {
-        self.front.remove(key);
-        self.lookup(key, now, true)
+    fn take(&self, key: &SessionKey, now: u64) -> Result<Option<SecretBytes>, StoreError> {
+        Ok(self
+            .lookup(key, now, true, &mut |_| false)?
+            .and_then(|f| f.bytes))
     }
 
-    fn remove(&self, key: &SessionKey) -> bool {
-        self.front.remove(key);
-        let removed = self
-            .with_shard(key, crate::clock::now(), Op::Change, |s, tag, _, _| {
-                s.remove(tag, key.as_bytes())
-            })
-            .unwrap_or(false);
+    fn remove(&self, key: &SessionKey) -> Result<bool, StoreError> {
+        let removed = self.with_shard(key, crate::clock::now(), Op::Change, |s, tag, _, _| {
+            s.remove(tag, key.as_bytes())
+        })?;
         if removed {
             Counters::bump(&self.counters().removes);
         }
-        removed
+        Ok(removed)
     }
 
     fn counters(&self) -> &Counters {
@@ -356,7 +331,8 @@ impl Store for ShmStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{SecretBytes, Value};
+    use crate::secret::SecretBytes;
+    use crate::store::{Entry, StoreError};
     use std::collections::HashMap;
     use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -380,16 +356,15 @@ mod tests {
 
     const NOW: u64 = 1_000_000;
 
-    fn value(der: &[u8], ttl: u64, single_use: bool) -> Value {
-        Value {
-            der: SecretBytes::from(der.to_vec()),
+    fn value(der: &[u8], ttl: u64, single_use: bool) -> Entry {
+        Entry {
+            bytes: SecretBytes::from(der.to_vec()),
             expires_at: crate::clock::now() + ttl,
             single_use,
-            object: None,
         }
     }
 
-    use crate::store::testing::{der, key};
+    use crate::store::testing::{get, key};
 
     fn now() -> u64 {
         crate::clock::now()
@@ -400,18 +375,18 @@ mod tests {
         let n = Name::new();
         let s = ShmStore::open(&n.0, Some(1 << 20), 0o600, 16 << 10).unwrap();
         s.put(&key(1), value(b"one", 100, false), now()).unwrap();
-        assert_eq!(der(s.get(&key(1), now())).unwrap(), b"one");
-        assert_eq!(der(s.get(&key(1), now())).unwrap(), b"one");
-        assert!(s.remove(&key(1)));
-        assert!(s.get(&key(1), now()).is_none());
+        assert_eq!(get(&s, &key(1), now()).unwrap(), b"one");
+        assert_eq!(get(&s, &key(1), now()).unwrap(), b"one");
+        assert!(s.remove(&key(1)).unwrap());
+        assert!(get(&s, &key(1), now()).is_none());
         s.put(&key(2), value(b"two", 100, true), now()).unwrap();
-        assert!(s.get(&key(2), now()).is_some());
-        assert!(s.get(&key(2), now()).is_none(), "single use");
+        assert!(get(&s, &key(2), now()).is_some());
+        assert!(get(&s, &key(2), now()).is_none(), "single use");
         s.put(&key(3), value(b"three", 100, false), now()).unwrap();
-        assert!(s.take(&key(3), now()).is_some());
-        assert!(s.get(&key(3), now()).is_none());
+        assert!(s.take(&key(3), now()).unwrap().is_some());
+        assert!(get(&s, &key(3), now()).is_none());
         assert_eq!(s.occupancy(), (0, 0));
-        assert!(s.get(&key(4), NOW + 10 * 365 * 86400).is_none());
+        assert!(get(&s, &key(4), NOW + 10 * 365 * 86400).is_none());
     }
 
     #[test]
@@ -419,7 +394,7 @@ mod tests {
         let n = Name::new();
         let s = ShmStore::open(&n.0, Some(1 << 20), 0o600, 16 << 10).unwrap();
         s.put(&key(1), value(b"x", 5, false), now()).unwrap();
-        assert!(s.get(&key(1), now() + 10).is_none());
+        assert!(get(&s, &key(1), now() + 10).is_none());
         assert_eq!(s.counters().expirations.load(Ordering::Relaxed), 1);
     }
 
@@ -429,7 +404,7 @@ mod tests {
         let a = ShmStore::open(&n.0, Some(256 << 10), 0o600, 16 << 10).unwrap();
         let b = ShmStore::open(&n.0, None, 0o600, 16 << 10).unwrap();
         a.put(&key(7), value(b"shared", 100, false), now()).unwrap();
-        assert_eq!(der(b.get(&key(7), now())).unwrap(), b"shared");
+        assert_eq!(get(&b, &key(7), now()).unwrap(), b"shared");
         assert_eq!(a.counters().stores.load(Ordering::Relaxed), 1);
         assert_eq!(
             b.counters().stores.load(Ordering::Relaxed),
@@ -467,7 +442,7 @@ mod tests {
         assert!(entries >= 5000, "held {entries}");
         assert_eq!(bytes, entries * 140);
         // The most recent ones are there.
-        assert!(s.get(&key(19_999), now()).is_some());
+        assert!(get(&s, &key(19_999), now()).is_some());
         assert_eq!(
             s.counters().evictions.load(Ordering::Relaxed),
             20_000 - entries
@@ -493,10 +468,7 @@ mod tests {
             .iter()
             .enumerate()
         {
-            assert_eq!(
-                der(s.get(&key(i as u32), now())).unwrap(),
-                vec![i as u8; *len]
-            );
+            assert_eq!(get(&s, &key(i as u32), now()).unwrap(), vec![i as u8; *len]);
         }
         assert_eq!(
             s.put(
@@ -504,7 +476,7 @@ mod tests {
                 value(&vec![0; (16 << 10) + 1], 1000, false),
                 now()
             ),
-            Err(PutError::TooLarge)
+            Err(StoreError::TooLarge)
         );
     }
 
@@ -517,14 +489,17 @@ mod tests {
         for i in 0..100 {
             s.put(&key(i), value(&der, 1000, false), now()).unwrap();
         }
-        assert!(s.get(&key(0), now()).is_some()); // used: survives the next turn
+        assert!(get(&s, &key(0), now()).is_some()); // used: survives the next turn
         for i in 100..400 {
             s.put(&key(i), value(&der, 1000, false), now()).unwrap();
             if i % 50 == 0 {
-                assert!(s.get(&key(0), now()).is_some(), "kept at {i}");
+                assert!(get(&s, &key(0), now()).is_some(), "kept at {i}");
             }
         }
-        assert!(s.get(&key(1), now()).is_none(), "unused old entry evicted");
+        assert!(
+            get(&s, &key(1), now()).is_none(),
+            "unused old entry evicted"
+        );
     }
 
     #[test]
@@ -538,11 +513,11 @@ mod tests {
         let shard = &s.shards[0];
         // SAFETY: test-only write inside the ring of our own mapping.
         unsafe { *shard.ring.add(ENTRY_HEADER + 32 + 10) ^= 0xff };
-        assert!(s.get(&key(1), now()).is_none());
+        assert!(get(&s, &key(1), now()).is_none());
         assert_eq!(s.counters().errors.load(Ordering::Relaxed), 1);
         assert_eq!(s.occupancy(), (0, 0));
         s.put(&key(2), value(b"fine", 1000, false), now()).unwrap();
-        assert!(s.get(&key(2), now()).is_some());
+        assert!(get(&s, &key(2), now()).is_some());
     }
 
     #[test]
@@ -563,44 +538,9 @@ mod tests {
         // SAFETY: waiting for our child.
         unsafe { libc::waitpid(pid, &mut status, 0) };
         // The next locker finds the owner gone, rebuilds, and goes on.
-        assert_eq!(der(s.get(&key(1), now())).unwrap(), b"kept");
+        assert_eq!(get(&s, &key(1), now()).unwrap(), b"kept");
         s.put(&key(2), value(b"new", 1000, false), now()).unwrap();
         assert_eq!(s.occupancy().0, 2);
-    }
-
-    use crate::test_sessions::tls12_der as real_der;
-
-    fn master_key_of(hit: Option<Hit>) -> u8 {
-        let Some(Hit::Object(obj)) = hit else {
-            panic!("expected a decoded session");
-        };
-        let mut key = [0u8; 48];
-        // SAFETY: obj is a live session; key has room for 48 bytes.
-        let n =
-            unsafe { openssl_sys::SSL_SESSION_get_master_key(obj.as_ptr(), key.as_mut_ptr(), 48) };
-        assert_eq!(n, 48);
-        key[0]
-    }
-
-    /// Two handles on one segment stand for two processes, each with its front of decoded
-    /// sessions: when one replaces a session, the other must see the new one, not the
-    /// object it decoded before.
-    #[test]
-    fn the_front_follows_the_segment() {
-        let n = Name::new();
-        let a = ShmStore::open(&n.0, Some(256 << 10), 0o600, 16 << 10).unwrap();
-        let b = ShmStore::open(&n.0, None, 0o600, 16 << 10).unwrap();
-        let id = [9u8; 32];
-        let k = SessionKey::new(&id).unwrap();
-        a.put(&k, value(&real_der(&id, 1), now() + 100, false), now())
-            .unwrap();
-        assert_eq!(master_key_of(b.get(&k, now())), 1);
-        assert_eq!(master_key_of(b.get(&k, now())), 1, "from b's front");
-        a.put(&k, value(&real_der(&id, 2), now() + 100, false), now())
-            .unwrap();
-        assert_eq!(master_key_of(b.get(&k, now())), 2);
-        assert!(a.remove(&k));
-        assert!(b.get(&k, now()).is_none());
     }
 
     #[test]
@@ -615,7 +555,7 @@ mod tests {
                         let k = key(t * 100_000 + i);
                         s.put(&k, value(&i.to_le_bytes(), 1000, false), now())
                             .unwrap();
-                        if let Some(d) = der(s.get(&k, now())) {
+                        if let Some(d) = get(&*s, &k, now()) {
                             assert_eq!(d, i.to_le_bytes());
                         }
                     }
@@ -652,7 +592,7 @@ mod tests {
                         last.insert(k, d);
                     }
                     _ => {
-                        if let Some(got) = der(s.get(&key(k), t)) {
+                        if let Some(got) = get(&s, &key(k), t) {
                             proptest::prop_assert_eq!(Some(&got), last.get(&k));
                         }
                     }

@@ -38,7 +38,8 @@
 
 use super::lock::{Acquired, ShardLock, Stuck, Timing};
 use crate::log::Level;
-use crate::store::{Counters, SecretBytes, MAX_KEY_LEN};
+use crate::secret::SecretBytes;
+use crate::store::{Counters, Found, Stamp, StoreError, MAX_KEY_LEN};
 use std::ptr::{addr_of, addr_of_mut};
 use std::sync::atomic::AtomicU32;
 
@@ -98,18 +99,6 @@ pub struct Shard {
 unsafe impl Send for Shard {}
 // SAFETY: as above.
 unsafe impl Sync for Shard {}
-
-/// What a lookup found.
-pub enum Found<T> {
-    /// The caller's front already held an object decoded from this entry.
-    Front(T),
-    /// The entry's DER (verified); `consumed` if the lookup removed it.
-    Der {
-        der: SecretBytes,
-        stamp: u64,
-        consumed: bool,
-    },
-}
 
 /// What a caller learns from one locked operation, for the shared counters.
 #[derive(Default)]
@@ -212,8 +201,8 @@ fn checksum(h: &Head, key: &[u8], der: &[u8]) -> u64 {
     x ^ (x >> 29)
 }
 
-/// Identifies one stored entry for the caller's front: its checksum and position.
-fn stamp(h: &Head, pos: usize) -> u64 {
+/// Identifies one stored entry (the store's [`Stamp`]): its checksum and position.
+fn stamp(h: &Head, pos: usize) -> Stamp {
     h.sum ^ (pos as u64).rotate_left(40)
 }
 
@@ -519,44 +508,54 @@ impl Locked<'_> {
     }
 
     /// Looks `key` up. A live entry is consumed if `take` or stored single-use; otherwise it
-    /// is marked used and `front` is asked, with the entry's stamp, for an object decoded
-    /// from it before (then no DER is copied).
-    pub fn get<T>(
+    /// is marked used. `known` is asked, with the entry's stamp, whether the caller holds
+    /// what it decodes to already (then no bytes are copied). An entry that fails its
+    /// checksum is dropped: `Corrupt`.
+    pub fn get(
         &mut self,
         tag: u32,
         key: &[u8],
         now: u32,
         take: bool,
-        front: impl FnOnce(u64) -> Option<T>,
+        known: &mut dyn FnMut(Stamp) -> bool,
         ev: &mut Events,
-    ) -> Option<Found<T>> {
-        let (slot, pos, h) = self.find(tag, key)?;
+    ) -> Result<Option<Found>, StoreError> {
+        let Some((slot, pos, h)) = self.find(tag, key) else {
+            return Ok(None);
+        };
         if h.expires <= now {
             ev.expirations += 1;
             self.remove_at(slot, pos, &h);
-            return None;
+            return Ok(None);
         }
         let stamp = stamp(&h, pos);
         let consumed = take || h.single_use();
         if !consumed {
             self.write(pos + 2, &[h.flags | FLAG_REFERENCED]);
-            // The object was decoded from a verified copy of this very entry.
-            if let Some(obj) = front(stamp) {
-                return Some(Found::Front(obj));
-            }
         }
-        let Some(der) = self.copy_verified(pos, &h) else {
+        // The caller's copy was decoded from a verified copy of this very entry.
+        if !take && known(stamp) {
+            if consumed {
+                self.remove_at(slot, pos, &h);
+            }
+            return Ok(Some(Found {
+                bytes: None,
+                stamp,
+                consumed,
+            }));
+        }
+        let Some(bytes) = self.copy_verified(pos, &h) else {
             self.corrupt_entry(slot, pos, &h, ev);
-            return None;
+            return Err(StoreError::Corrupt);
         };
         if consumed {
             self.remove_at(slot, pos, &h);
         }
-        Some(Found::Der {
-            der,
+        Ok(Some(Found {
+            bytes: Some(bytes),
             stamp,
             consumed,
-        })
+        }))
     }
 
     /// Removes every indexed copy of `key` the probe reaches (a damaged index can hide one
@@ -626,7 +625,8 @@ impl Locked<'_> {
             && (hdr!(self.index_used) as usize) < self.max_fill()
     }
 
-    /// Stores an entry, replacing one with the same key; false if it could not be stored.
+    /// Stores an entry, replacing one with the same key; its stamp, or why it could not be
+    /// stored.
     #[allow(clippy::too_many_arguments)]
     pub fn put(
         &mut self,
@@ -637,7 +637,7 @@ impl Locked<'_> {
         single_use: bool,
         now: u32,
         ev: &mut Events,
-    ) -> bool {
+    ) -> Result<Stamp, StoreError> {
         self.remove_indexed(tag, key);
         let mut h = Head {
             state: LIVE,
@@ -649,10 +649,14 @@ impl Locked<'_> {
             sum: 0,
         };
         if !(1..=MAX_KEY_LEN).contains(&key.len()) || h.len() > self.cap() / 2 {
-            return false;
+            return Err(StoreError::TooLarge);
         }
         h.sum = checksum(&h, key, der);
-        self.make_room(h.len(), now, ev) && self.append(&h, key, der, now, ev)
+        if !self.make_room(h.len(), now, ev) {
+            ev.errors += 1;
+            return Err(StoreError::Unavailable);
+        }
+        self.append(&h, key, der, now, ev)
     }
 
     /// Reclaims at the tail until `len` bytes and an index slot are free. Bounded: each step
@@ -687,7 +691,14 @@ impl Locked<'_> {
     }
 
     /// Writes an entry at the head (there is room), then publishes and indexes it.
-    fn append(&mut self, h: &Head, key: &[u8], der: &[u8], now: u32, ev: &mut Events) -> bool {
+    fn append(
+        &mut self,
+        h: &Head,
+        key: &[u8],
+        der: &[u8],
+        now: u32,
+        ev: &mut Events,
+    ) -> Result<Stamp, StoreError> {
         let len = h.len();
         let mut head = hdr!(self.head);
         let mut pos = (head % self.cap() as u64) as usize;
@@ -712,9 +723,12 @@ impl Locked<'_> {
                 Level::Warn,
                 "shm: a shard was damaged ({why}); rebuilt ({kept} sessions kept, {dropped} dropped)"
             );
-            return self.find(h.tag, key).is_some();
+            return match self.find(h.tag, key) {
+                Some((_, pos, h)) => Ok(stamp(&h, pos)),
+                None => Err(StoreError::Unavailable),
+            };
         }
-        true
+        Ok(stamp(h, pos))
     }
 
     /// Frees the entry at the tail, or says what is damaged.
@@ -791,7 +805,8 @@ impl Locked<'_> {
             ..*h
         };
         if self.room_for(h.len()) {
-            self.append(&moved, &key[..h.key_len], der.as_slice(), now, ev);
+            // A failed append (the shard was rebuilt without it) is counted there.
+            let _ = self.append(&moved, &key[..h.key_len], der.as_slice(), now, ev);
         } else {
             ev.evictions += 1;
         }

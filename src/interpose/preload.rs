@@ -20,6 +20,7 @@
 
 use crate::cache::Cache;
 use crate::config::{Backend, Tickets};
+use crate::interpose::attach;
 use crate::interpose::record::{self, CtxRecord};
 use crate::log::Level;
 use crate::ossl::{ssl_ctx_st, ssl_st, sys_ssl, SSL_set_options};
@@ -138,7 +139,7 @@ pub unsafe fn on_new_ctx(ctx: *mut ssl_ctx_st, method: *const SSL_METHOD) {
     // SAFETY: ctx is live (caller).
     // OpenSSL's SSL_CTX_new calls SSL_CTX_new_ex through the PLT, so both of ours run for
     // one context: the inner one attaches, the outer one finds it done.
-    match unsafe { record::attach(ctx, cache, true) } {
+    match unsafe { attach::attach(ctx, cache, true) } {
         Ok(false) => {}
         Ok(true) => crate::log!(Level::Debug, "attach: SSL_CTX {ctx:p}"),
         Err(e) => crate::log!(Level::Error, "attach failed: {e}"),

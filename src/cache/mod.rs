@@ -1,0 +1,440 @@
+//! The cache core: turns OpenSSL's session events into store operations, whatever the
+//! backend, and keeps the counters.
+//!
+//! Between a session and the store sit two things the core owns:
+//! - the [`codec`]: `SSL_SESSION` → DER → the stored bytes, and back; the seam where
+//!   sealing (AEAD) goes, so that no backend ever sees a session in clear;
+//! - the [`front`]: decoded sessions of this process, filed under the stamp of the stored
+//!   entry they came from, so that a hit costs a reference count instead of a
+//!   `d2i_SSL_SESSION`, for every backend. The store asks the front, under its own lock,
+//!   whether it holds the entry it found (`Store::get`'s `known`): a front object is only
+//!   ever handed out for the exact entry the backend still holds.
+
+pub mod codec;
+pub mod front;
+
+use crate::clock::now;
+use crate::config::{self, Backend, Common, Config};
+use crate::error::Error;
+use crate::log::Level;
+use crate::session::{self, object_cost, SessionObject};
+use crate::store::{self, Counters, Entry, SessionKey, Stats, Store, StoreError};
+use codec::Codec;
+use front::Front;
+use openssl_sys::SSL_SESSION;
+
+pub struct Cache {
+    store: Box<dyn Store>,
+    front: Front,
+    codec: Codec,
+    common: Common,
+    /// The front's bytes count in `stats().bytes` (`memory:`, where they share `max_bytes`).
+    front_in_stats: bool,
+}
+
+impl Cache {
+    /// Opens the cache a URL describes.
+    pub fn open(url: &str) -> Result<Cache, Error> {
+        Cache::with_config(&config::parse(url)?)
+    }
+
+    /// Opens the cache a configuration describes. A `memory:` cache's `max_bytes` is split
+    /// evenly between the stored sessions and the front of decoded ones, so that it bounds
+    /// both; the front of a cache kept elsewhere (`shm:`) has a fixed per-process budget.
+    pub fn with_config(cfg: &Config) -> Result<Cache, Error> {
+        let (store, front, front_in_stats) = match &cfg.backend {
+            Backend::Memory {
+                capacity,
+                max_bytes,
+            } => {
+                let front_bytes = max_bytes / 2;
+                (
+                    store::backends::open(cfg, max_bytes - front_bytes)?,
+                    Front::new(*capacity, front_bytes),
+                    true,
+                )
+            }
+            _ => (store::backends::open(cfg, 0)?, Front::default(), false),
+        };
+        Ok(Cache {
+            store,
+            front,
+            codec: Codec::plain(),
+            common: cfg.common,
+            front_in_stats,
+        })
+    }
+
+    /// The settings every backend shares (from the URL).
+    pub fn settings(&self) -> &Common {
+        &self.common
+    }
+
+    pub fn store(&self) -> &dyn Store {
+        &*self.store
+    }
+
+    fn counters(&self) -> &Counters {
+        self.store.counters()
+    }
+
+    pub fn stats(&self) -> Stats {
+        let mut stats = Stats::of(&*self.store);
+        if self.front_in_stats {
+            stats.bytes += self.front.held_bytes() as u64;
+        }
+        stats
+    }
+
+    /// Stores a server session handed to a new-session callback. The caller keeps its own
+    /// reference; the cache may take one more, for its front.
+    ///
+    /// Only a session without a peer certificate goes into the front as OpenSSL's live
+    /// object: it then holds what its DER encodes and no more (measured: the same ~1 KiB
+    /// that decoding the DER allocates), which is what the front charges it. A server
+    /// session after client authentication also holds the whole chain the client sent,
+    /// which `i2d_SSL_SESSION` does not encode and `max_session_bytes` does not limit
+    /// (~170 KB of heap per session for the 77 KB chains of `c-tests/test_memory_bound.c`,
+    /// against ~8 KB of DER): for it only the bytes are stored, and the first lookup decodes
+    /// them and files the decoded object, which holds just the peer certificate, in the
+    /// front. Decoding it here instead would cost every full handshake with a client
+    /// certificate a `d2i_SSL_SESSION` (~0.3 ms for a P-256 certificate on the test machine;
+    /// two per TLS 1.3 handshake, one per ticket), resumed or not.
+    ///
+    /// # Safety
+    /// `sess` is a live session for the duration of the call.
+    pub unsafe fn store_session(&self, sess: *mut SSL_SESSION) -> bool {
+        // SAFETY: the caller guarantees sess is live.
+        let info = unsafe { session::info(sess) };
+        let Some(key) = SessionKey::new(info.id) else {
+            Counters::bump(&self.counters().rejected);
+            return false;
+        };
+        let now = now();
+        let expires_at = match self.common.ttl {
+            Some(ttl) => info.expires_at.min(now.saturating_add(ttl)),
+            None => info.expires_at,
+        };
+        // SAFETY: sess is live.
+        let Some(der) = (unsafe { session::encode(sess) }) else {
+            Counters::bump(&self.counters().errors);
+            return false;
+        };
+        if der.len() > self.common.max_session_bytes {
+            Counters::bump(&self.counters().rejected);
+            return false;
+        }
+        // SAFETY: sess is live.
+        let object = if unsafe { session::has_peer(sess) } {
+            None
+        } else {
+            // SAFETY: sess is live; we take our own reference.
+            unsafe { SessionObject::retain(sess) }.map(|obj| (obj, object_cost(der.as_slice())))
+        };
+        let entry = Entry {
+            bytes: self.codec.seal(&key, der),
+            expires_at,
+            single_use: info.tls13 && self.common.single_use,
+        };
+        self.put(&key, entry, now, object)
+    }
+
+    /// Stores already encoded session bytes (for tools and tests; also how a corrupt
+    /// entry can reach a backend that is shared with other programs).
+    pub fn store_der(&self, id: &[u8], der: &[u8], expires_at: u64, single_use: bool) -> bool {
+        let Some(key) = SessionKey::new(id) else {
+            Counters::bump(&self.counters().rejected);
+            return false;
+        };
+        if der.len() > self.common.max_session_bytes {
+            Counters::bump(&self.counters().rejected);
+            return false;
+        }
+        let entry = Entry {
+            bytes: self.codec.seal(&key, der.into()),
+            expires_at,
+            single_use,
+        };
+        self.put(&key, entry, now(), None)
+    }
+
+    /// Puts `entry` in the store and, once it is there, `object` (decoded or OpenSSL's own,
+    /// with its cost) in the front under the new entry's stamp.
+    fn put(
+        &self,
+        key: &SessionKey,
+        entry: Entry,
+        now: u64,
+        object: Option<(SessionObject, usize)>,
+    ) -> bool {
+        match self.store.put(key, entry, now) {
+            Ok(stamp) => {
+                match object {
+                    Some((obj, cost)) => self.front.insert(key, stamp, obj, cost),
+                    None => self.front.remove(key),
+                }
+                true
+            }
+            Err(StoreError::TooLarge) => {
+                Counters::bump(&self.counters().rejected);
+                self.front.remove(key);
+                false
+            }
+            Err(StoreError::Expired) => false,
+            Err(e) => {
+                // Counted by the backend. What the store holds for the key is unknown now:
+                // the front must not vouch for an older entry.
+                self.front.remove(key);
+                crate::log!(Level::Debug, "store failed: {e}");
+                false
+            }
+        }
+    }
+
+    /// Looks a session ID up for a get-session callback: a session the caller owns one
+    /// reference to, or None. TLS 1.3 tickets stored single-use are consumed. A backend
+    /// that fails (down, timed out, corrupt) is a miss; it counts the error.
+    pub fn lookup(&self, id: &[u8]) -> Option<SessionObject> {
+        let c = self.counters();
+        Counters::bump(&c.lookups);
+        let found = match SessionKey::new(id) {
+            Some(key) => self.resolve(&key),
+            None => {
+                Counters::bump(&c.rejected);
+                None
+            }
+        };
+        Counters::bump(if found.is_some() { &c.hits } else { &c.misses });
+        found
+    }
+
+    fn resolve(&self, key: &SessionKey) -> Option<SessionObject> {
+        let now = now();
+        let mut held = None;
+        let found = self.store.get(key, now, &mut |stamp| {
+            held = self.front.get(key, stamp);
+            held.is_some()
+        });
+        let found = match found {
+            Ok(Some(found)) => found,
+            Ok(None) => return None,
+            Err(e) => {
+                crate::log!(Level::Debug, "lookup failed: {e}");
+                return None;
+            }
+        };
+        let obj = match found.bytes {
+            None => held?,
+            Some(bytes) => match self.codec.open(key, bytes) {
+                Some(der) => match session::decode_matching(key.as_bytes(), der.as_slice()) {
+                    Some(obj) => {
+                        if !found.consumed {
+                            let cost = object_cost(der.as_slice());
+                            self.front.insert(key, found.stamp, obj.clone(), cost);
+                        }
+                        obj
+                    }
+                    None => return self.drop_corrupt(key),
+                },
+                None => return self.drop_corrupt(key),
+            },
+        };
+        if found.consumed {
+            self.front.remove(key);
+        }
+        if !obj.is_resumable() {
+            // OpenSSL removed this session (and marked it) but our remove callback has not
+            // run yet, or ran on another context: it would be refused anyway.
+            self.remove(key.as_bytes());
+            return None;
+        }
+        Some(obj)
+    }
+
+    /// Stored bytes that do not open or decode to the ID they were filed under: counted,
+    /// said, removed.
+    fn drop_corrupt(&self, key: &SessionKey) -> Option<SessionObject> {
+        Counters::bump(&self.counters().errors);
+        crate::log!(
+            Level::Warn,
+            "error: stored session id#{:08x} does not decode to that ID; dropped",
+            crate::log::fingerprint(key.as_bytes())
+        );
+        self.remove(key.as_bytes());
+        None
+    }
+
+    /// Forgets a session ID (remove-session callback). Invalid IDs are ignored.
+    pub fn remove(&self, id: &[u8]) {
+        if let Some(key) = SessionKey::new(id) {
+            self.front.remove(&key);
+            if let Err(e) = self.store.remove(&key) {
+                crate::log!(Level::Debug, "remove failed: {e}");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_sessions::{master_key, tls12_der as real_der};
+
+    #[test]
+    fn corrupt_der_is_a_miss_and_an_error() {
+        crate::log::silence();
+        let cache = Cache::open("memory:").unwrap();
+        assert!(cache.store_der(b"id-1", b"not a session", now() + 100, false));
+        assert!(cache.lookup(b"id-1").is_none());
+        let s = cache.stats();
+        assert_eq!((s.lookups, s.hits, s.misses, s.errors), (1, 0, 1, 1));
+        assert_eq!(s.entries, 0, "a corrupt entry is dropped");
+        // Truncated real-looking DER (a SEQUENCE header claiming more bytes).
+        assert!(cache.store_der(b"id-2", &[0x30, 0x82, 0x01, 0x00, 0x02], now() + 100, false));
+        assert!(cache.lookup(b"id-2").is_none());
+        assert_eq!(cache.stats().errors, 2);
+    }
+
+    #[test]
+    fn bad_ids_are_rejected() {
+        let cache = Cache::open("memory:").unwrap();
+        assert!(cache.lookup(b"").is_none());
+        assert!(cache.lookup(&[0u8; 33]).is_none());
+        assert!(!cache.store_der(&[0u8; 33], b"x", now() + 100, false));
+        let s = cache.stats();
+        assert_eq!((s.lookups, s.misses, s.rejected), (2, 2, 3));
+    }
+
+    #[test]
+    fn oversized_der_is_rejected() {
+        let cache = Cache::open("memory:?max_session_bytes=16").unwrap();
+        assert!(!cache.store_der(b"id", &[0u8; 17], now() + 100, false));
+        assert_eq!(cache.stats().rejected, 1);
+        assert_eq!(cache.stats().entries, 0);
+    }
+
+    /// A session without a peer certificate goes into the front as OpenSSL's own object;
+    /// one with a peer certificate is stored as bytes, decoded by the first lookup and kept
+    /// decoded after it. `memory:` counts the front's bytes in its statistics.
+    #[test]
+    fn objects_kept_for_sessions_with_and_without_a_peer() {
+        use crate::session::cost::tests::with_client_cert;
+        let cache = Cache::open("memory:").unwrap();
+        let id = [0x11u8; 32];
+        let live = session::decode(&real_der(&id, 1)).unwrap();
+        assert!(!live.has_peer());
+        // SAFETY: live holds a reference.
+        assert!(unsafe { cache.store_session(live.as_ptr()) });
+        let hit = cache.lookup(&id).unwrap();
+        assert_eq!(hit.as_ptr(), live.as_ptr(), "the object itself");
+
+        let id = [0x22u8; 32];
+        let with_peer = session::decode(&with_client_cert(&real_der(&id, 2), 3)).unwrap();
+        assert!(with_peer.has_peer());
+        // SAFETY: with_peer holds a reference.
+        assert!(unsafe { cache.store_session(with_peer.as_ptr()) });
+        let first = cache.lookup(&id).unwrap();
+        assert_ne!(first.as_ptr(), with_peer.as_ptr(), "decoded from the bytes");
+        assert!(first.has_peer());
+        assert_eq!(master_key(&first), 2);
+        let second = cache.lookup(&id).unwrap();
+        assert_eq!(second.as_ptr(), first.as_ptr(), "kept decoded");
+        let s = cache.stats();
+        assert_eq!((s.stores, s.hits, s.entries), (2, 3, 2));
+        let stored = |obj: &SessionObject| {
+            // SAFETY: obj holds a reference.
+            unsafe { session::encode(obj.as_ptr()) }.unwrap().len()
+                + crate::store::memory::ENTRY_OVERHEAD
+        };
+        let front = |obj: &SessionObject| obj.cost().unwrap();
+        assert_eq!(
+            s.bytes as usize,
+            stored(&live) + stored(&first) + front(&live) + front(&first)
+        );
+    }
+
+    /// A shm segment name unique to this test, removed at the end.
+    struct ShmName(String);
+    impl ShmName {
+        fn new(what: &str) -> ShmName {
+            ShmName(format!("cache-test-{what}-{}", std::process::id()))
+        }
+    }
+    impl Drop for ShmName {
+        fn drop(&mut self) {
+            crate::store::shm::segment::unlink(&self.0);
+        }
+    }
+
+    /// Two caches on one segment stand for two processes, each with its front of decoded
+    /// sessions: when one replaces a session, the other must see the new one, not the
+    /// object it decoded before; when one removes it, the other misses.
+    #[test]
+    fn the_front_follows_the_store() {
+        let n = ShmName::new("front");
+        let url = format!("shm:{}?size=256K", n.0);
+        let a = Cache::open(&url).unwrap();
+        let b = Cache::open(&url).unwrap();
+        let id = [9u8; 32];
+        assert!(a.store_der(&id, &real_der(&id, 1), now() + 100, false));
+        let first = b.lookup(&id).unwrap();
+        assert_eq!(master_key(&first), 1);
+        let again = b.lookup(&id).unwrap();
+        assert_eq!(again.as_ptr(), first.as_ptr(), "from b's front");
+        assert!(a.store_der(&id, &real_der(&id, 2), now() + 100, false));
+        assert_eq!(master_key(&b.lookup(&id).unwrap()), 2);
+        a.remove(&id);
+        assert!(b.lookup(&id).is_none());
+    }
+
+    /// Sessions are only ever handed out for the ID they were stored under, even if bytes
+    /// land under another key (the ID inside the DER is checked), whatever the backend.
+    #[test]
+    fn a_session_filed_under_another_id_is_a_miss() {
+        crate::log::silence();
+        let n = ShmName::new("misfiled");
+        for url in ["memory:".to_string(), format!("shm:{}?size=256K", n.0)] {
+            let cache = Cache::open(&url).unwrap();
+            let real = real_der(&[7u8; 32], 3);
+            assert!(cache.store_der(&[8u8; 32], &real, now() + 100, false));
+            assert!(cache.lookup(&[8u8; 32]).is_none(), "{url}");
+            assert_eq!(cache.stats().errors, 1, "{url}");
+            assert!(cache.store_der(&[7u8; 32], &real, now() + 100, false));
+            assert_eq!(master_key(&cache.lookup(&[7u8; 32]).unwrap()), 3, "{url}");
+        }
+    }
+
+    /// A single-use entry resumes once, from the front or not.
+    #[test]
+    fn single_use_sessions_resume_once() {
+        let cache = Cache::open("memory:").unwrap();
+        let id = [0x33u8; 32];
+        let live = session::decode(&real_der(&id, 4)).unwrap();
+        // Filed single-use, with OpenSSL's object in the front.
+        let entry = Entry {
+            bytes: real_der(&id, 4).into(),
+            expires_at: now() + 100,
+            single_use: true,
+        };
+        let key = SessionKey::new(&id).unwrap();
+        let cost = object_cost(&real_der(&id, 4));
+        assert!(cache.put(&key, entry, now(), Some((live.clone(), cost))));
+        assert_eq!(cache.lookup(&id).unwrap().as_ptr(), live.as_ptr());
+        assert!(cache.lookup(&id).is_none(), "consumed");
+        assert_eq!(cache.front.held_bytes(), 0, "and gone from the front");
+    }
+
+    proptest::proptest! {
+        /// Whatever bytes sit in the store, a lookup never panics or returns a session
+        /// that did not decode.
+        #[test]
+        fn arbitrary_stored_bytes_never_crash(der in proptest::collection::vec(proptest::num::u8::ANY, 1..300)) {
+            crate::log::silence();
+            let cache = Cache::open("memory:").unwrap();
+            cache.store_der(b"k", &der, now() + 100, false);
+            if let Some(obj) = cache.lookup(b"k") {
+                proptest::prop_assert!(!obj.as_ptr().is_null());
+            }
+        }
+    }
+}

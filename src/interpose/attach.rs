@@ -1,0 +1,67 @@
+//! Attaching a cache to a context: a record in its ex_data, our callbacks in OpenSSL.
+
+use crate::cache::Cache;
+use crate::error::{Error, ErrorKind};
+use crate::interpose::real::real;
+use crate::interpose::record::{ensure_indices, make_server_cache, record, CtxRecord};
+use crate::interpose::trampolines;
+use crate::ossl::{ssl_ctx_st, sys_ctx};
+use openssl_sys::SSL_CTX_set_ex_data;
+use std::sync::{Arc, Mutex};
+
+/// Serialises attaches (rare, configuration-time); lookups never take it.
+static ATTACH: Mutex<()> = Mutex::new(());
+
+/// Attaches `cache` to `ctx`: installs our callbacks in OpenSSL (the application's own
+/// callbacks are kept in the record and still run), and makes the cache the context's
+/// session store (`SSL_SESS_CACHE_SERVER | SSL_SESS_CACHE_NO_INTERNAL`). Attaching the same
+/// cache again does nothing and returns `Ok(false)`; attaching another cache to an attached
+/// context is an error. `Ok(true)`: newly attached. `preload`: attached by preload mode.
+///
+/// # Safety
+/// `ctx` is a live context.
+pub unsafe fn attach(
+    ctx: *mut ssl_ctx_st,
+    cache: &Arc<Cache>,
+    preload: bool,
+) -> Result<bool, Error> {
+    let real = real().ok_or_else(|| {
+        Error::new(
+            ErrorKind::Internal,
+            "the real OpenSSL session-callback functions were not found",
+        )
+    })?;
+    let _guard = ATTACH.lock().unwrap_or_else(|p| p.into_inner());
+    let idx = ensure_indices()?;
+    // SAFETY: ctx is live (caller).
+    if let Some(rec) = unsafe { record(ctx) } {
+        return if Arc::ptr_eq(&rec.cache, cache) {
+            Ok(false)
+        } else {
+            Err(Error::new(
+                ErrorKind::State,
+                "this SSL_CTX already has another sesscache attached",
+            ))
+        };
+    }
+    let rec = Box::new(CtxRecord::new(cache.clone(), preload));
+    // SAFETY: ctx is live; the real getters/setters are OpenSSL's.
+    unsafe {
+        rec.set_app_new_cb((real.get_new_cb)(ctx));
+        rec.set_app_get_cb((real.get_get_cb)(ctx));
+        rec.set_app_remove_cb((real.get_remove_cb)(ctx));
+        let raw = Box::into_raw(rec);
+        if SSL_CTX_set_ex_data(sys_ctx(ctx), idx, raw.cast()) != 1 {
+            drop(Box::from_raw(raw));
+            return Err(Error::new(
+                ErrorKind::Internal,
+                "OpenSSL could not store the cache in the SSL_CTX",
+            ));
+        }
+        (real.set_new_cb)(ctx, Some(trampolines::new_session));
+        (real.set_get_cb)(ctx, Some(trampolines::get_session));
+        (real.set_remove_cb)(ctx, Some(trampolines::remove_session));
+        make_server_cache(ctx);
+    }
+    Ok(true)
+}

@@ -1,5 +1,6 @@
 # sesscache — build, test, benchmark, install.
 #   make            the libraries: target/release/libsesscache.{so,a}
+#   make cli        the command-line tool: target/cli/release/sesscache
 #   make check      every test (Rust, C harness, ABI, transparency, valgrind, ASan)
 #   make demo       a small server and client showing resumption through the cache
 #   make bench      resumed handshakes per second: sesscache vs OpenSSL's internal cache
@@ -31,8 +32,15 @@ LINK_SC   := -L$(REL) -lsesscache -Wl,-rpath,$(CURDIR)/$(REL)
 TLS_UTIL  := c-tests/tls_util.c c-tests/tls_util.h
 CHECK_FW  := c-tests/check.c c-tests/check.h
 RUST_SRC  := $(shell find src -name '*.rs') Cargo.toml build.rs
+CLI_SRC   := $(shell find cli/src -name '*.rs') cli/Cargo.toml
+# The command-line tool, in a target directory of its own: Cargo builds the library again
+# for it, without the `interpose` feature but as a cdylib and staticlib too, and those would
+# replace the C library's copies in target/release/deps (and make each build of one rebuild
+# the other).
+CLI_DIR   := target/cli
+CLI       := $(CLI_DIR)/release/sesscache
 
-.PHONY: all lib header check-header check check-all lint rust-test c-tests demo demo-run bench install uninstall clean
+.PHONY: all lib cli header check-header check check-all lint rust-test c-tests demo demo-run bench install uninstall clean
 
 all: lib
 
@@ -46,6 +54,14 @@ $(SO) $(A) &: $(RUST_SRC)
 # The SONAME is libsesscache.so.$(MAJOR): give the in-tree copy that name too.
 $(SO).$(MAJOR): $(SO)
 	ln -sf libsesscache.so $@
+
+# -p: built alone, so that Cargo does not unify its features with the root package's, which
+# would turn `interpose` on in the tool too (c-tests/cli_check.sh checks it is off).
+$(CLI): $(RUST_SRC) $(CLI_SRC)
+	$(CARGO) build --release --locked -p sesscache-cli --target-dir $(CLI_DIR)
+	@touch $@
+
+cli: $(CLI)
 
 $(CBINDGEN):
 	$(CARGO) install cbindgen --version =$(CBINDGEN_VERSION) --locked --root target/tools
@@ -63,7 +79,8 @@ check-header: $(CBINDGEN)
 
 lint:
 	$(CARGO) fmt --all -- --check
-	$(CARGO) clippy --release --locked --all-targets -- -D warnings
+	$(CARGO) clippy --release --locked --workspace --all-targets -- -D warnings
+	$(CARGO) clippy --release --locked --workspace --all-targets --no-default-features -- -D warnings
 
 rust-test:
 	$(CARGO) test --release --locked
@@ -122,7 +139,7 @@ check:
 	bash scripts/deps.sh install
 	$(MAKE) check-all
 
-check-all: lint check-header rust-test c-tests
+check-all: lint check-header rust-test c-tests cli
 	CC="$(CC)" SSL_CFLAGS="$(SSL_CFLAGS)" SSL_LIBS="$(SSL_LIBS)" sh c-tests/run.sh
 
 demo:

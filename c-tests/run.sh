@@ -144,6 +144,9 @@ suite shm_servers shm-servers sh c-tests/shm_servers.sh
 echo "== preload into real servers: Apache, HAProxy, nginx, Python, s_server (never worse; force=1)"
 suite servers servers sh c-tests/servers.sh
 
+echo "== the command-line tool: the core without the interposed OpenSSL functions"
+suite cli cli sh c-tests/cli_check.sh
+
 echo "== install, pkg-config"
 prefix=$(pwd)/$B/prefix
 rm -rf "$prefix"

@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod callbacks;
+#[cfg(feature = "interpose")]
 pub mod interposed;
 
 use crate::error::ErrorKind;

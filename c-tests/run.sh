@@ -65,6 +65,18 @@ else
     pass "header names: a leaked MIN_SIZE is refused"
 fi
 
+echo "== layering: each module imports only its own layer and those below, with no cycle"
+if python3 scripts/layers.py --self-test >$B/layers_self.log 2>&1; then
+    pass "layers: the checker's own fixtures"
+else
+    cat $B/layers_self.log; fail "layers: the checker's own fixtures"
+fi
+if python3 scripts/layers.py --check >$B/layers.log 2>&1; then
+    pass "$(cat $B/layers.log)"
+else
+    cat $B/layers.log; fail "layers"
+fi
+
 echo "== sesscache_stats can grow: programs built against older and newer headers"
 # An older header (its sesscache_stats without the last two fields) and a newer one (two
 # fields more), made from the real one; the program checks what the library writes.

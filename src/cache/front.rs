@@ -21,7 +21,7 @@ use crate::session::SessionObject;
 use crate::store::{SessionKey, Stamp};
 use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
-use std::hash::BuildHasher;
+use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher};
 use std::sync::{Mutex, MutexGuard};
 
 const SHARDS: usize = 16;
@@ -38,12 +38,48 @@ struct Held {
 
 #[derive(Default)]
 struct Shard {
-    held: HashMap<SessionKey, Held>,
+    held: HashMap<Located, Held, BuildHasherDefault<Prehashed>>,
     bytes: usize,
 }
 
+/// A key with its hash, computed once per operation ([`Front::locate`]), outside any lock.
+#[derive(Clone, Copy)]
+pub struct Located {
+    hash: u64,
+    key: SessionKey,
+}
+
+impl PartialEq for Located {
+    fn eq(&self, other: &Self) -> bool {
+        self.key == other.key
+    }
+}
+impl Eq for Located {}
+
+impl Hash for Located {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(self.hash);
+    }
+}
+
+/// Passes a [`Located`]'s hash through.
+#[derive(Default)]
+struct Prehashed(u64);
+
+impl Hasher for Prehashed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, _bytes: &[u8]) {
+        unreachable!("Located only writes its precomputed u64")
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
 impl Shard {
-    fn take(&mut self, key: &SessionKey) -> Option<Held> {
+    fn take(&mut self, key: &Located) -> Option<Held> {
         let h = self.held.remove(key)?;
         self.bytes -= h.cost;
         Some(h)
@@ -75,13 +111,24 @@ impl Front {
         }
     }
 
-    fn slot(&self, key: &SessionKey) -> MutexGuard<'_, Shard> {
-        let i = (self.hasher.hash_one(key) as usize) % SHARDS;
+    /// Hashes `key` once for the operations that follow (SipHash with a per-process random
+    /// key: session IDs come from clients).
+    #[inline]
+    pub fn locate(&self, key: &SessionKey) -> Located {
+        Located {
+            hash: self.hasher.hash_one(key),
+            key: *key,
+        }
+    }
+
+    fn slot(&self, key: &Located) -> MutexGuard<'_, Shard> {
+        // The top bits pick the shard; the map uses all of them.
+        let i = (key.hash >> 60) as usize % SHARDS;
         self.shards[i].lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// A new reference to the object decoded from the entry stamped `stamp`, if held.
-    pub fn get(&self, key: &SessionKey, stamp: Stamp) -> Option<SessionObject> {
+    pub fn get(&self, key: &Located, stamp: Stamp) -> Option<SessionObject> {
         match self.slot(key).held.get(key) {
             Some(h) if h.stamp == stamp => Some(h.obj.clone()),
             _ => None,
@@ -91,7 +138,7 @@ impl Front {
     /// Files `obj` (decoded from the entry stamped `stamp`, or what was encoded into it;
     /// `cost` is [`object_cost`](crate::session::object_cost) of its DER) under `key`, if
     /// its cost fits.
-    pub fn insert(&self, key: &SessionKey, stamp: Stamp, obj: SessionObject, cost: usize) {
+    pub fn insert(&self, key: &Located, stamp: Stamp, obj: SessionObject, cost: usize) {
         let cost = Some(cost).filter(|&c| c <= self.shard_bytes);
         // Objects dropped here are released after the lock is.
         let mut gone = Vec::new();
@@ -114,7 +161,7 @@ impl Front {
         drop(gone);
     }
 
-    pub fn remove(&self, key: &SessionKey) {
+    pub fn remove(&self, key: &Located) {
         let gone = self.slot(key).take(key);
         drop(gone);
     }
@@ -151,25 +198,35 @@ mod tests {
     /// Files `obj` with its estimated cost, as the cache does.
     fn insert(f: &Front, k: &SessionKey, stamp: Stamp, obj: SessionObject) {
         let cost = obj.cost().unwrap();
-        f.insert(k, stamp, obj, cost);
+        f.insert(&f.locate(k), stamp, obj, cost);
     }
 
     fn key(id: u32) -> SessionKey {
         SessionKey::new(&id.to_le_bytes()).unwrap()
     }
 
+    /// The front's operations on plain keys.
+    impl Front {
+        fn get_(&self, k: &SessionKey, stamp: Stamp) -> Option<SessionObject> {
+            self.get(&self.locate(k), stamp)
+        }
+        fn remove_(&self, k: &SessionKey) {
+            self.remove(&self.locate(k))
+        }
+    }
+
     #[test]
     fn only_the_same_stamp_matches() {
         let f = Front::default();
         insert(&f, &key(1), 7, session(1));
-        assert!(f.get(&key(1), 7).is_some());
+        assert!(f.get_(&key(1), 7).is_some());
         assert!(
-            f.get(&key(1), 8).is_none(),
+            f.get_(&key(1), 8).is_none(),
             "another entry under the same ID"
         );
-        assert!(f.get(&key(2), 7).is_none());
-        f.remove(&key(1));
-        assert!(f.get(&key(1), 7).is_none());
+        assert!(f.get_(&key(2), 7).is_none());
+        f.remove_(&key(1));
+        assert!(f.get_(&key(1), 7).is_none());
         assert_eq!(f.held(), (0, 0));
     }
 
@@ -180,7 +237,7 @@ mod tests {
             insert(&f, &key(i), 1, session(i));
         }
         assert!(f.held().0 <= MAX_OBJECTS);
-        assert!(f.get(&key(9_999), 1).is_some(), "the newest is kept");
+        assert!(f.get_(&key(9_999), 1).is_some(), "the newest is kept");
     }
 
     /// Objects are charged their estimated cost: a front of sessions with big client
@@ -192,7 +249,7 @@ mod tests {
         insert(&f, &key(1), 1, session(1));
         insert(&f, &key(1), 2, session(1));
         assert_eq!(f.held(), (1, one), "replacing keeps the accounting");
-        f.remove(&key(1));
+        f.remove_(&key(1));
         let heavy = |i: u32| {
             let der = with_client_cert(&real_der(&i.to_le_bytes(), i as u8), 150);
             decode(&der).unwrap()
@@ -208,13 +265,13 @@ mod tests {
             assert!(bytes <= MAX_BYTES);
             assert!(n <= SHARDS * 3, "{n} objects of {cost} bytes");
         }
-        assert!(f.get(&key(199), 1).is_some(), "the newest is kept");
+        assert!(f.get_(&key(199), 1).is_some(), "the newest is kept");
         // An object that does not fit a shard is not kept, and drops an older one filed
         // under the same ID.
         let huge = decode(&with_client_cert(&real_der(&199u32.to_le_bytes(), 9), 1000)).unwrap();
         assert!(huge.cost().unwrap() > (MAX_BYTES / SHARDS));
         insert(&f, &key(199), 2, huge);
-        assert!(f.get(&key(199), 1).is_none());
-        assert!(f.get(&key(199), 2).is_none());
+        assert!(f.get_(&key(199), 1).is_none());
+        assert!(f.get_(&key(199), 2).is_none());
     }
 }

@@ -167,24 +167,25 @@ impl Cache {
         now: u64,
         object: Option<(SessionObject, usize)>,
     ) -> bool {
+        let at = self.front.locate(key);
         match self.store.put(key, entry, now) {
             Ok(stamp) => {
                 match object {
-                    Some((obj, cost)) => self.front.insert(key, stamp, obj, cost),
-                    None => self.front.remove(key),
+                    Some((obj, cost)) => self.front.insert(&at, stamp, obj, cost),
+                    None => self.front.remove(&at),
                 }
                 true
             }
             Err(StoreError::TooLarge) => {
                 Counters::bump(&self.counters().rejected);
-                self.front.remove(key);
+                self.front.remove(&at);
                 false
             }
             Err(StoreError::Expired) => false,
             Err(e) => {
                 // Counted by the backend. What the store holds for the key is unknown now:
                 // the front must not vouch for an older entry.
-                self.front.remove(key);
+                self.front.remove(&at);
                 crate::log!(Level::Debug, "store failed: {e}");
                 false
             }
@@ -210,9 +211,10 @@ impl Cache {
 
     fn resolve(&self, key: &SessionKey) -> Option<SessionObject> {
         let now = now();
+        let at = self.front.locate(key);
         let mut held = None;
         let found = self.store.get(key, now, &mut |stamp| {
-            held = self.front.get(key, stamp);
+            held = self.front.get(&at, stamp);
             held.is_some()
         });
         let found = match found {
@@ -230,7 +232,7 @@ impl Cache {
                     Some(obj) => {
                         if !found.consumed {
                             let cost = object_cost(der.as_slice());
-                            self.front.insert(key, found.stamp, obj.clone(), cost);
+                            self.front.insert(&at, found.stamp, obj.clone(), cost);
                         }
                         obj
                     }
@@ -240,7 +242,7 @@ impl Cache {
             },
         };
         if found.consumed {
-            self.front.remove(key);
+            self.front.remove(&at);
         }
         if !obj.is_resumable() {
             // OpenSSL removed this session (and marked it) but our remove callback has not
@@ -267,7 +269,7 @@ impl Cache {
     /// Forgets a session ID (remove-session callback). Invalid IDs are ignored.
     pub fn remove(&self, id: &[u8]) {
         if let Some(key) = SessionKey::new(id) {
-            self.front.remove(&key);
+            self.front.remove(&self.front.locate(&key));
             if let Err(e) = self.store.remove(&key) {
                 crate::log!(Level::Debug, "remove failed: {e}");
             }

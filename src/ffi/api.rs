@@ -44,11 +44,11 @@ pub struct sesscache_stats {
     pub errors: u64,
     /// Sessions held now.
     pub entries: u64,
-    /// Bytes held now, as the backend counts them against its size limit. `memory:`: what
-    /// `max_bytes` bounds, i.e. the encoded sessions, the decoded ones kept instead of them
-    /// (each charged an upper bound of the memory OpenSSL allocates for it, peer
-    /// certificate included) and each entry's bookkeeping. `shm:`: the encoded sessions in
-    /// the segment.
+    /// Bytes held now, as counted against the size limit. `memory:`: what `max_bytes`
+    /// bounds, i.e. the encoded sessions with each entry's bookkeeping, plus the decoded
+    /// sessions this process keeps for fast hits (each charged an upper bound of the memory
+    /// OpenSSL allocates for it, peer certificate included). `shm:`: the encoded sessions
+    /// in the segment.
     pub bytes: u64,
 }
 

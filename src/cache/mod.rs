@@ -12,6 +12,7 @@
 
 pub mod codec;
 pub mod front;
+pub mod seal;
 
 use crate::clock::now;
 use crate::config::{self, Backend, Common, Config};
@@ -131,8 +132,12 @@ impl Cache {
             // SAFETY: sess is live; we take our own reference.
             unsafe { SessionObject::retain(sess) }.map(|obj| (obj, object_cost(der.as_slice())))
         };
+        let Some(bytes) = self.codec.seal(&key, der) else {
+            Counters::bump(&self.counters().errors);
+            return false;
+        };
         let entry = Entry {
-            bytes: self.codec.seal(&key, der),
+            bytes,
             expires_at,
             single_use: info.tls13 && self.common.single_use,
         };
@@ -150,8 +155,12 @@ impl Cache {
             Counters::bump(&self.counters().rejected);
             return false;
         }
+        let Some(bytes) = self.codec.seal(&key, der.into()) else {
+            Counters::bump(&self.counters().errors);
+            return false;
+        };
         let entry = Entry {
-            bytes: self.codec.seal(&key, der.into()),
+            bytes,
             expires_at,
             single_use,
         };

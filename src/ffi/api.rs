@@ -80,16 +80,46 @@ pub(crate) unsafe fn borrow<'a>(cache: *const sesscache) -> Option<&'a Cache> {
 }
 
 /// Opens a session cache described by `url`:
-/// - `memory:?capacity=N&max_bytes=SIZE` — in this process, shared by its threads;
-///   `max_bytes` bounds the memory held for sessions (encoded or decoded, estimated from
-///   above, with their bookkeeping);
-/// - `shm:NAME?size=SIZE&mode=0600|0660` — in POSIX shared memory, shared by every process
-///   that opens NAME (created with that mode if it does not exist, its memory reserved at
-///   once; an existing segment that another user owns or could reach is refused);
+/// - `memory:` — in this process, shared by its threads;
+/// - `shm:NAME` — in POSIX shared memory, shared by every process that opens NAME (created
+///   with `mode` and `size` if it does not exist, its memory reserved at once; an existing
+///   segment that another user owns or could reach is refused).
 ///
-/// each also taking `ttl=SECONDS&single_use=0|1&max_session_bytes=SIZE` and, for preload
-/// mode, `tickets=auto|keep|stateful&force=0|1`
-/// (SIZE takes a K, M or G suffix; every parameter is optional).
+/// <!-- BEGIN generated: url-params, from src/config/params.rs: edit the table there -->
+///
+/// URL = SCHEME [ "?" KEY "=" VALUE *( "&" KEY "=" VALUE ) ], where SCHEME is `memory:` or
+/// `shm:NAME`; every parameter is optional and may be given once.
+///
+/// Parameters of `memory:`:
+/// - `capacity=NUMBER` (default 20000): the most sessions held
+/// - `max_bytes=SIZE` (default 64M): the most bytes held for sessions, encoded or decoded
+///   (estimated from above), with their bookkeeping
+///
+/// Parameters of `shm:`:
+/// - `size=SIZE` (from 64K to 64G; default: an existing segment's size, else 32M): the size a
+///   new segment is created with, reserved at once; an existing segment of another size is
+///   refused
+/// - `mode=0600|0660` (default 0600): who may use the segment: `0600` only the server's own
+///   user, `0660` the members of its group too
+///
+/// Parameters of `memory:` and `shm:`:
+/// - `ttl=NUMBER` (default: the session's own timeout): the longest lifetime of an entry, in
+///   seconds
+/// - `single_use=0|1` (default 1): TLS 1.3 tickets resume once
+/// - `max_session_bytes=SIZE` (at most 1M; default 16K): larger encoded sessions are not stored
+///   (counted as `rejected`)
+/// - `tickets=auto|keep|stateful` (default auto): preload mode: stateful tickets on server
+///   connections where the cache is shared by every process that may resume (`auto`), always
+///   (`stateful`) or never (`keep`)
+/// - `force=0|1` (default 0): preload mode: serve also the contexts whose program turned its
+///   session cache off
+///
+/// NAME: the first character must be an ASCII letter or digit, the rest letters, digits, '.',
+/// '_' or '-', at most 200 bytes. NUMBER: ASCII digits only, at least 1. SIZE: a NUMBER of
+/// bytes with an optional K, M or G suffix (powers of 1024). 0|1 also takes false or no for 0,
+/// true or yes for 1. A URL is at most 4096 bytes with at most 32 parameters.
+///
+/// <!-- END generated: url-params -->
 ///
 /// Returns a new handle that the caller owns and releases with `sesscache_free`, or NULL
 /// when `url` is NULL or invalid; `sesscache_last_error()` then names the bad part.

@@ -11,10 +11,11 @@
 # What needs what: libssl-dev pkg-config make gcc binutils build the C harness and check the
 # ABI; valgrind runs it under memcheck; openssl (s_server, s_client) drives the preload, shm
 # and server tests and `make demo`; nginx, apache2, haproxy, python3 are the real servers of
-# c-tests/shm_servers.sh and c-tests/servers.sh (python3 also drives its Python client).
+# c-tests/shm_servers.sh and c-tests/servers.sh (python3 also drives its Python client);
+# redis-server and redis-tools (redis-cli) are the Redis the redis:// tests start themselves.
 set -euo pipefail
 
-PACKAGES=(libssl-dev pkg-config valgrind make gcc binutils openssl nginx apache2 haproxy python3)
+PACKAGES=(libssl-dev pkg-config valgrind make gcc binutils openssl nginx apache2 haproxy python3 redis-server redis-tools)
 DEMO_PACKAGES=(libssl-dev pkg-config make gcc openssl)
 
 usage() {

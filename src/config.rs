@@ -127,6 +127,7 @@ pub fn parse(url: &str) -> Result<Config, ConfigError> {
                     mode: s.mode,
                 },
                 common: s.common,
+                sealing: Sealing::default(),
             })
         }
         Scheme::Memory => {
@@ -143,6 +144,7 @@ pub fn parse(url: &str) -> Result<Config, ConfigError> {
                     max_bytes: s.max_bytes,
                 },
                 common: s.common,
+                sealing: Sealing::default(),
             })
         }
     }

@@ -19,6 +19,81 @@ pub enum Backend {
         /// plant sessions).
         mode: u32,
     },
+    /// `redis://…`, `redis+unix://…`, `redis+cluster://…`.
+    Redis(RedisConfig),
+}
+
+/// Where a `redis` cache lives and how to reach it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedisConfig {
+    pub target: RedisTarget,
+    /// The database number (`/db` in the URL; always 0 for a cluster).
+    pub db: u32,
+    /// The ACL user, from the URL's userinfo (percent-decoded).
+    pub user: Option<String>,
+    /// Where the password comes from.
+    pub password: Password,
+    /// Prepended to every key (`prefix=`; default `sesscache:`).
+    pub prefix: String,
+    /// The most a lookup (or a connection attempt on its behalf) may wait, in milliseconds.
+    pub timeout_ms: u32,
+    /// Entries of the in-process tier in front of Redis for reusable sessions; 0: none.
+    pub l1: usize,
+    /// Most writes (stores and removals) waiting for the background writer; more are dropped
+    /// and counted.
+    pub queue: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RedisTarget {
+    /// `redis://host[:port]`: one server (port 6379 by default).
+    Tcp { host: String, port: u16 },
+    /// `redis+unix:///path`: one server on a Unix socket.
+    Unix { path: String },
+    /// `redis+cluster://host:port[,host:port…]`: the seed nodes of a Redis Cluster.
+    Cluster { nodes: Vec<(String, u16)> },
+}
+
+/// Where a Redis password comes from. Never printed: `Debug` says only which source.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub enum Password {
+    #[default]
+    None,
+    /// In the URL's userinfo (visible in `ps` where the URL is on a command line).
+    Inline(String),
+    /// `password_file=PATH`: the file's first line, read when the cache is opened.
+    File(String),
+    /// `password_env=NAME`: the environment variable, read when the cache is opened.
+    Env(String),
+}
+
+impl fmt::Debug for Password {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Password::None => f.write_str("None"),
+            Password::Inline(_) => f.write_str("Inline(<hidden>)"),
+            Password::File(p) => write!(f, "File({p:?})"),
+            Password::Env(n) => write!(f, "Env({n:?})"),
+        }
+    }
+}
+
+impl Drop for Password {
+    fn drop(&mut self) {
+        if let Password::Inline(p) = self {
+            // SAFETY: zero bytes are valid UTF-8.
+            crate::secret::wipe(unsafe { p.as_bytes_mut() });
+        }
+    }
+}
+
+/// How stored sessions are protected (`key_file=`, `insecure_plaintext=`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Sealing {
+    /// Keys to seal with (AES-256-GCM); None: stored as they are.
+    pub key_file: Option<String>,
+    /// The user accepted sessions in clear on a backend off this process (`redis`).
+    pub insecure_plaintext: bool,
 }
 
 /// Settings every backend shares.
@@ -40,6 +115,7 @@ pub struct Common {
 pub struct Config {
     pub backend: Backend,
     pub common: Common,
+    pub sealing: Sealing,
 }
 
 pub(crate) const DEFAULT_CAPACITY: usize = 20_000;
@@ -59,6 +135,11 @@ pub(crate) const SHM_MODE_GROUP: u32 = 0o660;
 /// The smallest and largest `shm:` segments.
 pub(crate) const SHM_MIN_SIZE: usize = 64 << 10;
 pub(crate) const SHM_MAX_SIZE: usize = 64 << 30;
+/// `redis`: the default key prefix, lookup budget, and write queue.
+pub(crate) const REDIS_DEFAULT_PREFIX: &str = "sesscache:";
+pub(crate) const REDIS_DEFAULT_TIMEOUT_MS: u32 = 10;
+pub(crate) const REDIS_DEFAULT_QUEUE: usize = 4096;
+pub(crate) const REDIS_DEFAULT_PORT: u16 = 6379;
 
 impl Default for Common {
     fn default() -> Self {

@@ -1,6 +1,6 @@
 //! The one place that names every backend: a URL's scheme to its store.
 
-use super::{memory, shm, Store};
+use super::{memory, redis, shm, Store};
 use crate::config::{Backend, Config};
 use crate::error::Error;
 
@@ -15,6 +15,7 @@ pub fn open(cfg: &Config, memory_bytes: usize) -> Result<Box<dyn Store>, Error> 
             max_bytes: memory_bytes,
             max_value_bytes,
         })),
+        Backend::Redis(r) => Box::new(redis::RedisStore::open(r, max_value_bytes)?),
         Backend::Shm { name, size, mode } => {
             Box::new(shm::ShmStore::open(name, *size, *mode, max_value_bytes)?)
         }

@@ -21,6 +21,7 @@
 
 pub mod backends;
 pub mod memory;
+pub mod redis;
 pub mod shm;
 #[cfg(test)]
 pub mod testing;
@@ -152,8 +153,27 @@ pub trait Store: Send + Sync {
     /// The counters of events, which the cache core also updates.
     fn counters(&self) -> &Counters;
     /// Current occupancy: (entries, bytes counted against the backend's size limit: for
-    /// `memory:` what `max_bytes` bounds, for `shm:` the bytes in the segment).
+    /// `memory:` what `max_bytes` bounds, for `shm:` the bytes in the segment). A backend
+    /// that cannot tell cheaply (a server elsewhere) says what this process holds.
     fn occupancy(&self) -> (u64, u64);
+    /// The counters of a backend that talks to a server; zero for the others.
+    fn net_stats(&self) -> NetStats {
+        NetStats::default()
+    }
+}
+
+/// What went wrong between this process and a backend's server.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct NetStats {
+    /// Operations that failed on the network or with a server error (not timeouts).
+    pub net_errors: u64,
+    /// Operations that gave up after their time budget.
+    pub timeouts: u64,
+    /// Times the circuit breaker opened (the backend skipped after repeated failures).
+    pub breaker_opens: u64,
+    /// Writes (stores, removals) dropped because the write queue was full or the breaker
+    /// was open.
+    pub queue_drops: u64,
 }
 
 /// Event counters. `#[repr(C)]` atomics so that a shared-memory backend can place them in
@@ -193,6 +213,7 @@ pub struct Stats {
     pub errors: u64,
     pub entries: u64,
     pub bytes: u64,
+    pub net: NetStats,
 }
 
 impl Stats {
@@ -212,6 +233,7 @@ impl Stats {
             errors: get(&c.errors),
             entries,
             bytes,
+            net: store.net_stats(),
         }
     }
 }

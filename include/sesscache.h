@@ -21,7 +21,7 @@
 /**
  * The minor version of this header: additions that keep programs built before working.
  */
-#define SESSCACHE_VERSION_MINOR 1
+#define SESSCACHE_VERSION_MINOR 2
 
 /**
  * The patch version of this header.
@@ -32,7 +32,7 @@
  * The version as one number to compare, `MAJOR * 1000000 + MINOR * 1000 + PATCH`, e.g.
  * `#if SESSCACHE_VERSION_NUMBER >= 1002000` for 1.2.0 and later.
  */
-#define SESSCACHE_VERSION_NUMBER 1000
+#define SESSCACHE_VERSION_NUMBER 2000
 
 /**
  * Categories of failure, as `sesscache_last_error_code()` reports them. The numbers are part
@@ -119,11 +119,13 @@ typedef struct sesscache_stats {
    */
   uint64_t rejected;
   /**
-   * Stored data that did not decode, and internal errors.
+   * Stored data that did not decode or open (corrupt, tampered with, sealed under an
+   * unknown key), backend failures (timeouts and network errors included) and internal
+   * errors.
    */
   uint64_t errors;
   /**
-   * Sessions held now.
+   * Sessions held now (`redis`: those of this process's `l1` tier).
    */
   uint64_t entries;
   /**
@@ -131,9 +133,29 @@ typedef struct sesscache_stats {
    * bounds, i.e. the encoded sessions with each entry's bookkeeping, plus the decoded
    * sessions this process keeps for fast hits (each charged an upper bound of the memory
    * OpenSSL allocates for it, peer certificate included). `shm:`: the encoded sessions
-   * in the segment.
+   * in the segment. `redis`: those of this process's `l1` tier.
    */
   uint64_t bytes;
+  /**
+   * `redis`: operations of this process that failed on the network or with a server
+   * error (since version 0.2; 0 for other backends).
+   */
+  uint64_t net_errors;
+  /**
+   * `redis`: lookups (and connection attempts) of this process that gave up after
+   * `timeout_ms` (since 0.2).
+   */
+  uint64_t timeouts;
+  /**
+   * `redis`: times this process's circuit breaker opened, skipping Redis after repeated
+   * failures (since 0.2).
+   */
+  uint64_t breaker_opens;
+  /**
+   * `redis`: stores and removals this process dropped because its write queue was full or
+   * the breaker was open (since 0.2).
+   */
+  uint64_t queue_drops;
 } sesscache_stats;
 
 #ifdef __cplusplus
@@ -149,8 +171,11 @@ extern "C" {
  *
  * <!-- BEGIN generated: url-params, from src/config/params.rs: edit the table there -->
  *
- * URL = SCHEME [ "?" KEY "=" VALUE *( "&" KEY "=" VALUE ) ], where SCHEME is `memory:` or
- * `shm:NAME`; every parameter is optional and may be given once.
+ * URL = SCHEME [ "?" KEY "=" VALUE *( "&" KEY "=" VALUE ) ], where SCHEME is `memory:`,
+ * `shm:NAME`, `redis://[USER[:PASSWORD]@]HOST[:PORT][/DB]`,
+ * `redis+unix://[USER[:PASSWORD]@]PATH` or
+ * `redis+cluster://[USER[:PASSWORD]@]HOST:PORT[,HOST:PORT...]`; every parameter is optional
+ * and may be given once.
  *
  * Parameters of `memory:`:
  * - `capacity=NUMBER` (default 20000): the most sessions held
@@ -164,7 +189,7 @@ extern "C" {
  * - `mode=0600|0660` (default 0600): who may use the segment: `0600` only the server's own
  *   user, `0660` the members of its group too
  *
- * Parameters of `memory:` and `shm:`:
+ * Parameters of `memory:`, `shm:`, `redis:`, `redis+unix:` and `redis+cluster:`:
  * - `ttl=NUMBER` (default: the session's own timeout): the longest lifetime of an entry, in
  *   seconds
  * - `single_use=0|1` (default 1): TLS 1.3 tickets resume once
@@ -176,10 +201,38 @@ extern "C" {
  * - `force=0|1` (default 0): preload mode: serve also the contexts whose program turned its
  *   session cache off
  *
+ * Parameters of `shm:`, `redis:`, `redis+unix:` and `redis+cluster:`:
+ * - `key_file=PATH` (default: none: sessions are stored as they are): seal every stored
+ *   session with AES-256-GCM under the keys in this file (one key a line, 64 hex digits; the
+ *   first seals, every one opens), the session ID as associated data; the file must be private
+ *   to its owner
+ *
+ * Parameters of `redis:`, `redis+unix:` and `redis+cluster:`:
+ * - `insecure_plaintext=0|1` (default 0): `1` lets a `redis` cache store sessions, master
+ *   secrets included, in clear (without it, `key_file` is required)
+ * - `prefix=TEXT` (default sesscache:): put before every key (and sealed into every value, so
+ *   that values do not move between caches)
+ * - `timeout_ms=NUMBER` (from 1 to 60000; default 10): the most a lookup waits for Redis,
+ *   connecting included, before it is a miss
+ * - `l1=NUMBER` (from 1 to 10000000; default: none): keep up to this many reusable sessions in
+ *   this process too, tried before Redis
+ * - `queue=NUMBER` (from 1 to 1000000; default 4096): the most stores and removals waiting to
+ *   be sent; more are dropped and counted
+ * - `password_file=PATH` (default: none): read the password from this file's first line
+ *   (private to its owner)
+ * - `password_env=NAME` (default: none): read the password from this environment variable
+ *
  * NAME: the first character must be an ASCII letter or digit, the rest letters, digits, '.',
- * '_' or '-', at most 200 bytes. NUMBER: ASCII digits only, at least 1. SIZE: a NUMBER of
- * bytes with an optional K, M or G suffix (powers of 1024). 0|1 also takes false or no for 0,
- * true or yes for 1. A URL is at most 4096 bytes with at most 32 parameters.
+ * '_' or '-', at most 200 bytes. //[USER[:PASSWORD]@]HOST[:PORT][/DB]: HOST is a host name, an
+ * IPv4 address or an IPv6 address in brackets; PORT defaults to 6379; DB is a database number
+ * (default 0); USER and PASSWORD are percent-encoded where they hold ':', '@', '/', '?', '&'
+ * or '%' (a password is better given with password_file or password_env, since a URL may show
+ * in `ps`). //[USER[:PASSWORD]@]PATH: PATH is the absolute path of the server's Unix socket.
+ * //[USER[:PASSWORD]@]HOST:PORT[,HOST:PORT...]: one or more seed nodes of a Redis Cluster,
+ * each HOST:PORT; the cluster's other nodes are found from them. NUMBER: ASCII digits only, at
+ * least 1. SIZE: a NUMBER of bytes with an optional K, M or G suffix (powers of 1024). 0|1
+ * also takes false or no for 0, true or yes for 1. PATH, TEXT and NAME are percent-decoded. A
+ * URL is at most 4096 bytes with at most 32 parameters.
  *
  * <!-- END generated: url-params -->
  *

@@ -14,6 +14,9 @@
 //! ```text
 //! URL   = "memory:" [ "?" QUERY ]
 //!       | "shm:" NAME [ "?" QUERY ]
+//!       | "redis:" //[USER[:PASSWORD]@]HOST[:PORT][/DB] [ "?" QUERY ]
+//!       | "redis+unix:" //[USER[:PASSWORD]@]PATH [ "?" QUERY ]
+//!       | "redis+cluster:" //[USER[:PASSWORD]@]HOST:PORT[,HOST:PORT...] [ "?" QUERY ]
 //! QUERY = PARAM *( "&" PARAM )          empty PARAMs ("a=1&&b=2", a trailing '&') are skipped
 //! PARAM = KEY "=" VALUE
 //! ```
@@ -26,17 +29,37 @@
 //! | `max_bytes` | SIZE | `64M` | `memory:` | the most bytes held for sessions, encoded or decoded (estimated from above), with their bookkeeping |
 //! | `size` | SIZE from 64K to 64G | an existing segment's size, else 32M | `shm:` | the size a new segment is created with, reserved at once; an existing segment of another size is refused |
 //! | `mode` | `0600` or `0660` | `0600` | `shm:` | who may use the segment: `0600` only the server's own user, `0660` the members of its group too |
-//! | `ttl` | NUMBER | the session's own timeout | `memory:`, `shm:` | the longest lifetime of an entry, in seconds |
-//! | `single_use` | `0` or `1` | `1` | `memory:`, `shm:` | TLS 1.3 tickets resume once |
-//! | `max_session_bytes` | SIZE at most 1M | `16K` | `memory:`, `shm:` | larger encoded sessions are not stored (counted as `rejected`) |
-//! | `tickets` | `auto`, `keep` or `stateful` | `auto` | `memory:`, `shm:` | preload mode: stateful tickets on server connections where the cache is shared by every process that may resume (`auto`), always (`stateful`) or never (`keep`) |
-//! | `force` | `0` or `1` | `0` | `memory:`, `shm:` | preload mode: serve also the contexts whose program turned its session cache off |
+//! | `ttl` | NUMBER | the session's own timeout | all | the longest lifetime of an entry, in seconds |
+//! | `single_use` | `0` or `1` | `1` | all | TLS 1.3 tickets resume once |
+//! | `max_session_bytes` | SIZE at most 1M | `16K` | all | larger encoded sessions are not stored (counted as `rejected`) |
+//! | `tickets` | `auto`, `keep` or `stateful` | `auto` | all | preload mode: stateful tickets on server connections where the cache is shared by every process that may resume (`auto`), always (`stateful`) or never (`keep`) |
+//! | `force` | `0` or `1` | `0` | all | preload mode: serve also the contexts whose program turned its session cache off |
+//! | `key_file` | PATH | none: sessions are stored as they are | `shm:`, `redis:`, `redis+unix:`, `redis+cluster:` | seal every stored session with AES-256-GCM under the keys in this file (one key a line, 64 hex digits; the first seals, every one opens), the session ID as associated data; the file must be private to its owner |
+//! | `insecure_plaintext` | `0` or `1` | `0` | `redis:`, `redis+unix:`, `redis+cluster:` | `1` lets a `redis` cache store sessions, master secrets included, in clear (without it, `key_file` is required) |
+//! | `prefix` | TEXT | `sesscache:` | `redis:`, `redis+unix:`, `redis+cluster:` | put before every key (and sealed into every value, so that values do not move between caches) |
+//! | `timeout_ms` | NUMBER from 1 to 60000 | `10` | `redis:`, `redis+unix:`, `redis+cluster:` | the most a lookup waits for Redis, connecting included, before it is a miss |
+//! | `l1` | NUMBER from 1 to 10000000 | none | `redis:`, `redis+unix:`, `redis+cluster:` | keep up to this many reusable sessions in this process too, tried before Redis |
+//! | `queue` | NUMBER from 1 to 1000000 | `4096` | `redis:`, `redis+unix:`, `redis+cluster:` | the most stores and removals waiting to be sent; more are dropped and counted |
+//! | `password_file` | PATH | none | `redis:`, `redis+unix:`, `redis+cluster:` | read the password from this file's first line (private to its owner) |
+//! | `password_env` | NAME | none | `redis:`, `redis+unix:`, `redis+cluster:` | read the password from this environment variable |
 //!
 //! - NAME (of a `shm:` URL): the first character must be an ASCII letter or digit, the rest
 //!   letters, digits, '.', '_' or '-', at most 200 bytes.
+//! - //[USER[:PASSWORD]@]HOST[:PORT][/DB] (of a `redis:` URL): HOST is a host name, an IPv4
+//!   address or an IPv6 address in brackets; PORT defaults to 6379; DB is a database number
+//!   (default 0); USER and PASSWORD are percent-encoded where they hold ':', '@', '/', '?', '&'
+//!   or '%' (a password is better given with password_file or password_env, since a URL may
+//!   show in `ps`).
+//! - //[USER[:PASSWORD]@]PATH (of a `redis+unix:` URL): PATH is the absolute path of the
+//!   server's Unix socket.
+//! - //[USER[:PASSWORD]@]HOST:PORT[,HOST:PORT...] (of a `redis+cluster:` URL): one or more seed
+//!   nodes of a Redis Cluster, each HOST:PORT; the cluster's other nodes are found from them.
 //! - NUMBER: ASCII digits only (no sign, spaces, underscores or other characters), at least 1.
 //! - SIZE: a NUMBER of bytes, optionally followed by `K`, `M` or `G` (either case; powers of
 //!   1024), e.g. `4096`, `64K`, `16M`, `1G`.
+//! - PATH: an absolute file path; TEXT: printable ASCII without spaces, at most 128 bytes;
+//!   NAME: an environment variable's name (letters, digits and '_'). Each is percent-decoded
+//!   (`%26` for '&', `%25` for '%').
 //! - `0` or `1` (a flag): off is `0`, `false` or `no`; on is `1`, `true` or `yes`.
 //! - Limits: a URL is at most 4096 bytes with at most 32 parameters (counting repeats and
 //!   unknown ones); longer URLs are refused before anything else is looked at. Parsing is one
@@ -70,6 +93,7 @@ pub use types::*;
 #[cfg(test)]
 mod docs;
 mod params;
+mod redis_url;
 #[cfg(test)]
 mod tests;
 mod types;
@@ -86,7 +110,7 @@ pub fn parse(url: &str) -> Result<Config, ConfigError> {
     let Some((scheme, rest)) = url.split_once(':') else {
         return err(format!(
             "cache URL '{url}' has no scheme: expected {} (e.g. 'memory:?capacity=10000')",
-            join_or(Scheme::ALL.map(|s| format!("'{}'", s.form())))
+            join_or(Scheme::ALL.map(|s| format!("'{}:'", s.name())))
         ));
     };
     let (path, query) = match rest.split_once('?') {
@@ -106,6 +130,10 @@ pub fn parse(url: &str) -> Result<Config, ConfigError> {
         ));
     };
     match scheme {
+        Scheme::Redis | Scheme::RedisUnix | Scheme::RedisCluster => {
+            let s = params::walk(query, scheme)?;
+            redis_url::parse(scheme, path, s)
+        }
         Scheme::Shm => {
             if path.is_empty() {
                 return err(format!(
@@ -127,7 +155,7 @@ pub fn parse(url: &str) -> Result<Config, ConfigError> {
                     mode: s.mode,
                 },
                 common: s.common,
-                sealing: Sealing::default(),
+                sealing: s.sealing,
             })
         }
         Scheme::Memory => {
@@ -159,4 +187,21 @@ fn check_memory(s: &Settings) -> Result<(), ConfigError> {
         ));
     }
     Ok(())
+}
+
+/// `url` as it may be shown (in logs, in diagnostics): with any password in it replaced by
+/// `***`. What follows the scheme's `//` up to the last '@' before the path or query is
+/// the userinfo; its part after the first ':' is the password.
+pub fn redacted(url: &str) -> String {
+    let Some(start) = url.find("://").map(|i| i + 3) else {
+        return url.to_string();
+    };
+    let end = url[start..].find('?').map_or(url.len(), |i| start + i);
+    let Some(at) = url[start..end].rfind('@').map(|i| start + i) else {
+        return url.to_string();
+    };
+    match url[start..at].find(':').map(|i| start + i) {
+        Some(colon) => format!("{}:***{}", &url[..colon], &url[at..]),
+        None => url.to_string(),
+    }
 }

@@ -19,6 +19,7 @@ use crate::config::{self, Backend, Common, Config};
 use crate::error::Error;
 use crate::log::Level;
 use crate::session::{self, object_cost, SessionObject};
+use crate::store::backends::Budget;
 use crate::store::{self, Counters, Entry, SessionKey, Stats, Store, StoreError};
 use codec::Codec;
 use front::Front;
@@ -33,6 +34,23 @@ pub struct Cache {
     front_in_stats: bool,
 }
 
+/// The codec a configuration asks for: sealed under `key_file`'s keys, with what names the
+/// cache (a `redis` prefix, a `shm:` segment's name) as context, or plain.
+fn codec_for(cfg: &Config) -> Result<Codec, Error> {
+    let Some(path) = &cfg.sealing.key_file else {
+        return Ok(Codec::plain());
+    };
+    let context: Vec<u8> = match &cfg.backend {
+        Backend::Redis(r) => format!("redis:{}", r.prefix).into_bytes(),
+        Backend::Shm { name, .. } => format!("shm:{name}").into_bytes(),
+        Backend::Memory { .. } => b"memory:".to_vec(),
+    };
+    Ok(Codec::Sealed {
+        keys: std::sync::Arc::new(seal::Keys::from_file(path)?),
+        context: context.into(),
+    })
+}
+
 impl Cache {
     /// Opens the cache a URL describes.
     pub fn open(url: &str) -> Result<Cache, Error> {
@@ -43,24 +61,36 @@ impl Cache {
     /// evenly between the stored sessions and the front of decoded ones, so that it bounds
     /// both; the front of a cache kept elsewhere (`shm:`) has a fixed per-process budget.
     pub fn with_config(cfg: &Config) -> Result<Cache, Error> {
+        let codec = codec_for(cfg)?;
+        let max_value_bytes = cfg.common.max_session_bytes + codec.overhead();
         let (store, front, front_in_stats) = match &cfg.backend {
             Backend::Memory {
                 capacity,
                 max_bytes,
             } => {
                 let front_bytes = max_bytes / 2;
+                let budget = Budget {
+                    memory_bytes: max_bytes - front_bytes,
+                    max_value_bytes,
+                };
                 (
-                    store::backends::open(cfg, max_bytes - front_bytes)?,
+                    store::backends::open(cfg, budget)?,
                     Front::new(*capacity, front_bytes),
                     true,
                 )
             }
-            _ => (store::backends::open(cfg, 0)?, Front::default(), false),
+            _ => {
+                let budget = Budget {
+                    memory_bytes: 0,
+                    max_value_bytes,
+                };
+                (store::backends::open(cfg, budget)?, Front::default(), false)
+            }
         };
         Ok(Cache {
             store,
             front,
-            codec: Codec::plain(),
+            codec,
             common: cfg.common,
             front_in_stats,
         })
@@ -413,6 +443,89 @@ mod tests {
             assert!(cache.store_der(&[7u8; 32], &real, now() + 100, false));
             assert_eq!(master_key(&cache.lookup(&[7u8; 32]).unwrap()), 3, "{url}");
         }
+    }
+
+    /// A private key file for the sealing tests, removed when dropped.
+    struct KeyFile(std::path::PathBuf);
+    impl KeyFile {
+        fn new(what: &str, keys: &[&str]) -> KeyFile {
+            use std::os::unix::fs::OpenOptionsExt;
+            let path = std::env::temp_dir()
+                .join(format!("sesscache-test-keys-{what}-{}", std::process::id()));
+            let _ = std::fs::remove_file(&path);
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&path)
+                .unwrap();
+            std::io::Write::write_all(&mut f, keys.join("\n").as_bytes()).unwrap();
+            KeyFile(path)
+        }
+        fn path(&self) -> &str {
+            self.0.to_str().unwrap()
+        }
+    }
+    impl Drop for KeyFile {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+
+    const KEY_A: &str = "1111111111111111111111111111111111111111111111111111111111111111";
+    const KEY_B: &str = "2222222222222222222222222222222222222222222222222222222222222222";
+
+    /// With `key_file`, the shared segment holds no session in clear; another cache on the
+    /// same segment without the key finds only misses (counted), and rotation keeps old
+    /// sessions resuming.
+    #[test]
+    fn sealed_segments_hold_no_session_in_clear() {
+        crate::log::silence();
+        let n = ShmName::new("sealed");
+        let a_keys = KeyFile::new("a", &[KEY_A]);
+        let b_keys = KeyFile::new("b", &[KEY_B]);
+        let rotated = KeyFile::new("rot", &[KEY_B, KEY_A]);
+        let url = |k: &KeyFile| format!("shm:{}?size=256K&key_file={}", n.0, k.path());
+        let sealed = Cache::open(&url(&a_keys)).unwrap();
+        let id = [0x44u8; 32];
+        let der = real_der(&id, 7);
+        assert!(sealed.store_der(&id, &der, now() + 100, false));
+        // The master key is 48 bytes of 7: not a run of 16 of them anywhere in the segment
+        // (the session ID is not secret, and is in the index in clear).
+        let master = [7u8; 16];
+        let holds_master = |segment: &str| {
+            let bytes = std::fs::read(format!("/dev/shm/sesscache-{segment}")).unwrap();
+            bytes.windows(master.len()).any(|w| w == master)
+        };
+        assert!(
+            !holds_master(&n.0),
+            "the master key is in the segment in clear"
+        );
+        // (Where the check would see it: the same session in a segment without key_file.)
+        let clear = ShmName::new("clear");
+        let plain_cache = Cache::open(&format!("shm:{}?size=256K", clear.0)).unwrap();
+        assert!(plain_cache.store_der(&id, &der, now() + 100, false));
+        assert!(holds_master(&clear.0));
+        assert_eq!(master_key(&sealed.lookup(&id).unwrap()), 7);
+        // Another key: a miss and an error, never a session.
+        let other = Cache::open(&url(&b_keys)).unwrap();
+        assert!(other.lookup(&id).is_none());
+        assert!(other.stats().errors >= 1);
+        // Plain: the sealed bytes do not decode either.
+        let plain = Cache::open(&format!("shm:{}", n.0)).unwrap();
+        let id2 = [0x45u8; 32];
+        assert!(sealed.store_der(&id2, &real_der(&id2, 8), now() + 100, false));
+        assert!(plain.lookup(&id2).is_none());
+        // Rotation: the new key first, the old one still opens.
+        let id3 = [0x46u8; 32];
+        assert!(sealed.store_der(&id3, &real_der(&id3, 9), now() + 100, false));
+        let after = Cache::open(&url(&rotated)).unwrap();
+        assert_eq!(master_key(&after.lookup(&id3).unwrap()), 9);
+        // A key file others may read is refused.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&a_keys.0, std::fs::Permissions::from_mode(0o640)).unwrap();
+        let err = Cache::open(&url(&a_keys)).err().unwrap();
+        assert_eq!(err.kind, crate::error::ErrorKind::Permission);
     }
 
     /// A single-use entry resumes once, from the front or not.

@@ -42,17 +42,13 @@ fn markdown() -> Vec<String> {
     out.push("| KEY | VALUE | default | schemes | meaning |".to_string());
     out.push("| --- | --- | --- | --- | --- |".to_string());
     for p in PARAMS {
-        let schemes: Vec<String> = p
-            .schemes
-            .iter()
-            .map(|s| format!("`{}:`", s.name()))
-            .collect();
+        let schemes = schemes_markdown(p.schemes);
         out.push(format!(
             "| `{}` | {} | {} | {} | {} |",
             p.name,
             value_markdown(p.kind),
             default_markdown(p.default),
-            schemes.join(", "),
+            schemes,
             p.about
         ));
     }
@@ -118,7 +114,8 @@ fn plain_notes() -> Vec<String> {
     };
     notes.push(format!(
         "NUMBER: ASCII digits only, at least 1. SIZE: a NUMBER of bytes with an optional \
-         {suffixes} suffix (powers of 1024). 0|1 also takes {} for 0, {} for 1.",
+         {suffixes} suffix (powers of 1024). 0|1 also takes {} for 0, {} for 1. PATH, TEXT \
+         and NAME are percent-decoded.",
         also(false),
         also(true)
     ));
@@ -143,13 +140,30 @@ fn plain_item(p: &ParamSpec) -> String {
     )
 }
 
+/// The schemes column: "all", or the schemes, the three `redis` ones as one.
+fn schemes_markdown(schemes: Schemes) -> String {
+    if schemes == Schemes::ALL {
+        return "all".to_string();
+    }
+    let mut names: Vec<String> = schemes
+        .iter()
+        .filter(|s| !Schemes::REDIS.contains(*s))
+        .map(|s| format!("`{}:`", s.name()))
+        .collect();
+    if Schemes::REDIS.iter().all(|s| schemes.contains(s)) {
+        names.push("`redis:`, `redis+unix:`, `redis+cluster:`".to_string());
+    }
+    names.join(", ")
+}
+
 /// The VALUE column: `NUMBER`, `SIZE from 64K to 64G`, `` `0` or `1` ``, ...
 fn value_markdown(kind: Kind) -> String {
     match kind {
-        Kind::Number | Kind::Size { .. } => match kind.range() {
+        Kind::Number | Kind::Size { .. } | Kind::Count { .. } => match kind.range() {
             Some(range) => format!("{} {range}", placeholder(kind)),
             None => placeholder(kind),
         },
+        Kind::Path | Kind::Prefix | Kind::EnvName => placeholder(kind),
         Kind::Flag | Kind::Word(_) | Kind::Mode(_) => {
             join_or(placeholder(kind).split('|').map(|w| format!("`{w}`")))
         }
@@ -159,8 +173,11 @@ fn value_markdown(kind: Kind) -> String {
 /// The value's placeholder in `KEY=VALUE`: `NUMBER`, `SIZE`, `0|1`, `auto|keep|stateful`.
 fn placeholder(kind: Kind) -> String {
     match kind {
-        Kind::Number => "NUMBER".to_string(),
+        Kind::Number | Kind::Count { .. } => "NUMBER".to_string(),
         Kind::Size { .. } => "SIZE".to_string(),
+        Kind::Path => "PATH".to_string(),
+        Kind::Prefix => "TEXT".to_string(),
+        Kind::EnvName => "NAME".to_string(),
         Kind::Flag => "0|1".to_string(),
         Kind::Word(words) => words.join("|"),
         Kind::Mode(modes) => modes
@@ -204,6 +221,13 @@ fn notes() -> Vec<String> {
     notes.push(format!(
         "SIZE: a NUMBER of bytes, optionally followed by {suffixes} (either case; powers of \
          1024), e.g. {examples}."
+    ));
+    notes.push(format!(
+        "PATH: {}; TEXT: {}; NAME: {}. Each is percent-decoded (`%26` for '&', `%25` for \
+         '%').",
+        Kind::Path.expected(),
+        Kind::Prefix.expected(),
+        Kind::EnvName.expected()
     ));
     let words = |on: bool| {
         join_or(

@@ -7,8 +7,9 @@
 //! comment) from it.
 
 use super::types::{
-    err, Common, ConfigError, Tickets, DEFAULT_CAPACITY, DEFAULT_MAX_BYTES,
-    LIMIT_MAX_SESSION_BYTES, MAX_SHM_NAME_BYTES, SHM_MAX_SIZE, SHM_MIN_SIZE, SHM_MODE_GROUP,
+    err, Common, ConfigError, Sealing, Tickets, DEFAULT_CAPACITY, DEFAULT_MAX_BYTES,
+    LIMIT_MAX_SESSION_BYTES, MAX_SHM_NAME_BYTES, REDIS_DEFAULT_PORT, REDIS_DEFAULT_PREFIX,
+    REDIS_DEFAULT_QUEUE, REDIS_DEFAULT_TIMEOUT_MS, SHM_MAX_SIZE, SHM_MIN_SIZE, SHM_MODE_GROUP,
     SHM_MODE_OWNER,
 };
 
@@ -19,25 +20,41 @@ use super::types::{
 pub(crate) enum Scheme {
     Memory,
     Shm,
+    Redis,
+    RedisUnix,
+    RedisCluster,
 }
 
 impl Scheme {
     /// Every scheme, in the order the documentation and the messages give them.
-    pub(crate) const ALL: [Scheme; 2] = [Scheme::Memory, Scheme::Shm];
+    pub(crate) const ALL: [Scheme; 5] = [
+        Scheme::Memory,
+        Scheme::Shm,
+        Scheme::Redis,
+        Scheme::RedisUnix,
+        Scheme::RedisCluster,
+    ];
 
     /// The name before the ':'.
     pub(crate) const fn name(self) -> &'static str {
         match self {
             Scheme::Memory => "memory",
             Scheme::Shm => "shm",
+            Scheme::Redis => "redis",
+            Scheme::RedisUnix => "redis+unix",
+            Scheme::RedisCluster => "redis+cluster",
         }
     }
 
     /// What comes between the ':' and the '?', in the grammar; None when nothing may.
+    #[cfg(test)]
     pub(crate) const fn path(self) -> Option<&'static str> {
         match self {
             Scheme::Memory => None,
             Scheme::Shm => Some("NAME"),
+            Scheme::Redis => Some("//[USER[:PASSWORD]@]HOST[:PORT][/DB]"),
+            Scheme::RedisUnix => Some("//[USER[:PASSWORD]@]PATH"),
+            Scheme::RedisCluster => Some("//[USER[:PASSWORD]@]HOST:PORT[,HOST:PORT...]"),
         }
     }
 
@@ -46,6 +63,21 @@ impl Scheme {
         match self {
             Scheme::Memory => None,
             Scheme::Shm => Some(shm_name_rule()),
+            Scheme::Redis => Some(format!(
+                "HOST is a host name, an IPv4 address or an IPv6 address in brackets; PORT \
+                 defaults to {REDIS_DEFAULT_PORT}; DB is a database number (default 0); USER \
+                 and PASSWORD are percent-encoded where they hold ':', '@', '/', '?', '&' or \
+                 '%' (a password is better given with password_file or password_env, since a \
+                 URL may show in `ps`)"
+            )),
+            Scheme::RedisUnix => {
+                Some("PATH is the absolute path of the server's Unix socket".to_string())
+            }
+            Scheme::RedisCluster => Some(
+                "one or more seed nodes of a Redis Cluster, each HOST:PORT; the cluster's \
+                 other nodes are found from them"
+                    .to_string(),
+            ),
         }
     }
 
@@ -55,6 +87,7 @@ impl Scheme {
     }
 
     /// The URL's start as the documentation writes it: `memory:`, `shm:NAME`.
+    #[cfg(test)]
     pub(crate) fn form(self) -> String {
         format!("{}:{}", self.name(), self.path().unwrap_or(""))
     }
@@ -73,6 +106,15 @@ impl Schemes {
     pub(crate) const ALL: Schemes = Schemes::of(&Scheme::ALL);
     pub(crate) const MEMORY: Schemes = Schemes::of(&[Scheme::Memory]);
     pub(crate) const SHM: Schemes = Schemes::of(&[Scheme::Shm]);
+    pub(crate) const REDIS: Schemes =
+        Schemes::of(&[Scheme::Redis, Scheme::RedisUnix, Scheme::RedisCluster]);
+    /// The backends off this process, whose sessions may be sealed.
+    pub(crate) const SEALABLE: Schemes = Schemes::of(&[
+        Scheme::Shm,
+        Scheme::Redis,
+        Scheme::RedisUnix,
+        Scheme::RedisCluster,
+    ]);
 
     pub(crate) const fn of(schemes: &[Scheme]) -> Schemes {
         let mut bits = 0;
@@ -110,6 +152,23 @@ pub(crate) enum Kind {
     Word(&'static [&'static str]),
     /// File permission bits, written as four octal digits (`0600`): one of these.
     Mode(&'static [u32]),
+    /// NUMBER from `min` to `max`.
+    Count { min: usize, max: usize },
+    /// TEXT: an absolute file path (percent-encoded where it holds '&', '%' or a space).
+    Path,
+    /// TEXT: printable ASCII without spaces, at most 128 bytes (percent-encoded as a path).
+    Prefix,
+    /// TEXT: the name of an environment variable: letters, digits and '_', not starting
+    /// with a digit.
+    EnvName,
+}
+
+/// How a parameter's value is stored: as the number [`Kind::parse`] makes of it, or as the
+/// text [`Kind::parse_text`] makes of it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Set {
+    Num(fn(&mut Settings, usize)),
+    Text(fn(&mut Settings, String)),
 }
 
 /// The words a flag takes, in pairs (off, on); the first pair is the one the messages and
@@ -141,7 +200,33 @@ impl Kind {
                 .iter()
                 .find(|&&m| octal_mode(m) == text)
                 .map(|&m| m as usize),
+            Kind::Count { min, max } => number(text).filter(|n| (min..=max).contains(n)),
+            Kind::Path | Kind::Prefix | Kind::EnvName => None,
         }
+    }
+
+    /// The text `text` stands for (percent-decoded), or None when this kind does not take
+    /// it.
+    pub(crate) fn parse_text(self, text: &str) -> Option<String> {
+        let decoded = percent_decode(text)?;
+        let ok = match self {
+            Kind::Path => {
+                decoded.starts_with('/')
+                    && decoded.len() <= 4096
+                    && !decoded.bytes().any(|b| b.is_ascii_control())
+            }
+            Kind::Prefix => decoded.len() <= 128 && decoded.bytes().all(|b| b.is_ascii_graphic()),
+            Kind::EnvName => {
+                !decoded.is_empty()
+                    && decoded.len() <= 128
+                    && !decoded.as_bytes()[0].is_ascii_digit()
+                    && decoded
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+            }
+            _ => false,
+        };
+        ok.then_some(decoded)
     }
 
     /// What a value of this kind must be, for error messages: "expected {this}".
@@ -166,6 +251,10 @@ impl Kind {
             ),
             Kind::Word(words) => join_or(words.iter().map(|w| format!("'{w}'"))),
             Kind::Mode(modes) => join_or(modes.iter().map(|&m| octal_mode(m))),
+            Kind::Count { min, max } => format!("a whole number from {min} to {max}"),
+            Kind::Path => "an absolute file path".to_string(),
+            Kind::Prefix => "printable ASCII without spaces, at most 128 bytes".to_string(),
+            Kind::EnvName => "an environment variable's name (letters, digits and '_')".to_string(),
         }
     }
 
@@ -180,6 +269,7 @@ impl Kind {
             Kind::Size { min, max } => {
                 Some(format!("from {} to {}", size_text(min), size_text(max)))
             }
+            Kind::Count { min, max } => Some(format!("from {min} to {max}")),
             _ => None,
         }
     }
@@ -203,6 +293,13 @@ pub(crate) struct Settings {
     pub(crate) size: Option<usize>,
     pub(crate) mode: u32,
     pub(crate) common: Common,
+    pub(crate) sealing: Sealing,
+    pub(crate) prefix: String,
+    pub(crate) timeout_ms: u32,
+    pub(crate) l1: usize,
+    pub(crate) queue: usize,
+    pub(crate) password_file: Option<String>,
+    pub(crate) password_env: Option<String>,
 }
 
 impl Default for Settings {
@@ -213,6 +310,13 @@ impl Default for Settings {
             size: None,
             mode: SHM_MODE_OWNER,
             common: Common::default(),
+            sealing: Sealing::default(),
+            prefix: REDIS_DEFAULT_PREFIX.to_string(),
+            timeout_ms: REDIS_DEFAULT_TIMEOUT_MS,
+            l1: 0,
+            queue: REDIS_DEFAULT_QUEUE,
+            password_file: None,
+            password_env: None,
         }
     }
 }
@@ -232,8 +336,8 @@ pub(crate) struct ParamSpec {
     /// One line for the documentation.
     #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) about: &'static str,
-    /// Stores a value that [`Kind::parse`] accepted.
-    pub(crate) set: fn(&mut Settings, usize),
+    /// Stores a value that [`Kind::parse`] (or [`Kind::parse_text`]) accepted.
+    pub(crate) set: Set,
 }
 
 impl ParamSpec {
@@ -264,7 +368,7 @@ pub(crate) const PARAMS: &[ParamSpec] = &[
         kind: Kind::Number,
         default: DefaultText::Value("20000"),
         about: "the most sessions held",
-        set: |s, v| s.capacity = v,
+        set: Set::Num(|s, v| s.capacity = v),
     },
     ParamSpec {
         name: "max_bytes",
@@ -273,7 +377,7 @@ pub(crate) const PARAMS: &[ParamSpec] = &[
         default: DefaultText::Value("64M"),
         about: "the most bytes held for sessions, encoded or decoded (estimated from above), \
                 with their bookkeeping",
-        set: |s, v| s.max_bytes = v,
+        set: Set::Num(|s, v| s.max_bytes = v),
     },
     ParamSpec {
         name: "size",
@@ -285,7 +389,7 @@ pub(crate) const PARAMS: &[ParamSpec] = &[
         default: DefaultText::Otherwise("an existing segment's size, else 32M"),
         about: "the size a new segment is created with, reserved at once; an existing \
                 segment of another size is refused",
-        set: |s, v| s.size = Some(v),
+        set: Set::Num(|s, v| s.size = Some(v)),
     },
     ParamSpec {
         name: "mode",
@@ -294,7 +398,7 @@ pub(crate) const PARAMS: &[ParamSpec] = &[
         default: DefaultText::Value("0600"),
         about: "who may use the segment: `0600` only the server's own user, `0660` the \
                 members of its group too",
-        set: |s, v| s.mode = v as u32,
+        set: Set::Num(|s, v| s.mode = v as u32),
     },
     ParamSpec {
         name: "ttl",
@@ -302,7 +406,7 @@ pub(crate) const PARAMS: &[ParamSpec] = &[
         kind: Kind::Number,
         default: DefaultText::Otherwise("the session's own timeout"),
         about: "the longest lifetime of an entry, in seconds",
-        set: |s, v| s.common.ttl = Some(v as u64),
+        set: Set::Num(|s, v| s.common.ttl = Some(v as u64)),
     },
     ParamSpec {
         name: "single_use",
@@ -310,7 +414,7 @@ pub(crate) const PARAMS: &[ParamSpec] = &[
         kind: Kind::Flag,
         default: DefaultText::Value("1"),
         about: "TLS 1.3 tickets resume once",
-        set: |s, v| s.common.single_use = v != 0,
+        set: Set::Num(|s, v| s.common.single_use = v != 0),
     },
     ParamSpec {
         name: "max_session_bytes",
@@ -321,7 +425,7 @@ pub(crate) const PARAMS: &[ParamSpec] = &[
         },
         default: DefaultText::Value("16K"),
         about: "larger encoded sessions are not stored (counted as `rejected`)",
-        set: |s, v| s.common.max_session_bytes = v,
+        set: Set::Num(|s, v| s.common.max_session_bytes = v),
     },
     ParamSpec {
         name: "tickets",
@@ -331,7 +435,7 @@ pub(crate) const PARAMS: &[ParamSpec] = &[
         about: "preload mode: stateful tickets on server connections where the cache is \
                 shared by every process that may resume (`auto`), always (`stateful`) or \
                 never (`keep`)",
-        set: |s, v| s.common.tickets = TICKETS[v].1,
+        set: Set::Num(|s, v| s.common.tickets = TICKETS[v].1),
     },
     ParamSpec {
         name: "force",
@@ -340,7 +444,85 @@ pub(crate) const PARAMS: &[ParamSpec] = &[
         default: DefaultText::Value("0"),
         about: "preload mode: serve also the contexts whose program turned its session \
                 cache off",
-        set: |s, v| s.common.force = v != 0,
+        set: Set::Num(|s, v| s.common.force = v != 0),
+    },
+    ParamSpec {
+        name: "key_file",
+        schemes: Schemes::SEALABLE,
+        kind: Kind::Path,
+        default: DefaultText::Otherwise("none: sessions are stored as they are"),
+        about: "seal every stored session with AES-256-GCM under the keys in this file \
+                (one key a line, 64 hex digits; the first seals, every one opens), the \
+                session ID as associated data; the file must be private to its owner",
+        set: Set::Text(|s, v| s.sealing.key_file = Some(v)),
+    },
+    ParamSpec {
+        name: "insecure_plaintext",
+        schemes: Schemes::REDIS,
+        kind: Kind::Flag,
+        default: DefaultText::Value("0"),
+        about: "`1` lets a `redis` cache store sessions, master secrets included, in clear \
+                (without it, `key_file` is required)",
+        set: Set::Num(|s, v| s.sealing.insecure_plaintext = v != 0),
+    },
+    ParamSpec {
+        name: "prefix",
+        schemes: Schemes::REDIS,
+        kind: Kind::Prefix,
+        default: DefaultText::Value("sesscache:"),
+        about: "put before every key (and sealed into every value, so that values do not \
+                move between caches)",
+        set: Set::Text(|s, v| s.prefix = v),
+    },
+    ParamSpec {
+        name: "timeout_ms",
+        schemes: Schemes::REDIS,
+        kind: Kind::Count {
+            min: 1,
+            max: 60_000,
+        },
+        default: DefaultText::Value("10"),
+        about: "the most a lookup waits for Redis, connecting included, before it is a miss",
+        set: Set::Num(|s, v| s.timeout_ms = v as u32),
+    },
+    ParamSpec {
+        name: "l1",
+        schemes: Schemes::REDIS,
+        kind: Kind::Count {
+            min: 1,
+            max: 10_000_000,
+        },
+        default: DefaultText::Otherwise("none"),
+        about: "keep up to this many reusable sessions in this process too, tried before \
+                Redis",
+        set: Set::Num(|s, v| s.l1 = v),
+    },
+    ParamSpec {
+        name: "queue",
+        schemes: Schemes::REDIS,
+        kind: Kind::Count {
+            min: 1,
+            max: 1_000_000,
+        },
+        default: DefaultText::Value("4096"),
+        about: "the most stores and removals waiting to be sent; more are dropped and counted",
+        set: Set::Num(|s, v| s.queue = v),
+    },
+    ParamSpec {
+        name: "password_file",
+        schemes: Schemes::REDIS,
+        kind: Kind::Path,
+        default: DefaultText::Otherwise("none"),
+        about: "read the password from this file's first line (private to its owner)",
+        set: Set::Text(|s, v| s.password_file = Some(v)),
+    },
+    ParamSpec {
+        name: "password_env",
+        schemes: Schemes::REDIS,
+        kind: Kind::EnvName,
+        default: DefaultText::Otherwise("none"),
+        about: "read the password from this environment variable",
+        set: Set::Text(|s, v| s.password_env = Some(v)),
     },
 ];
 
@@ -381,11 +563,22 @@ pub(crate) fn walk(query: &str, scheme: Scheme) -> Result<Settings, ConfigError>
         }
         seen |= 1 << i;
         let param = &PARAMS[i];
-        let v = param
-            .kind
-            .parse(value)
-            .ok_or_else(|| param.bad_value(value))?;
-        (param.set)(&mut settings, v);
+        match param.set {
+            Set::Num(set) => {
+                let v = param
+                    .kind
+                    .parse(value)
+                    .ok_or_else(|| param.bad_value(value))?;
+                set(&mut settings, v);
+            }
+            Set::Text(set) => {
+                let v = param
+                    .kind
+                    .parse_text(value)
+                    .ok_or_else(|| param.bad_value(value))?;
+                set(&mut settings, v);
+            }
+        }
     }
     Ok(settings)
 }
@@ -445,6 +638,29 @@ pub(crate) fn size_text(n: usize) -> String {
 /// Permission bits as a `mode=` value: four octal digits.
 pub(crate) fn octal_mode(mode: u32) -> String {
     format!("{mode:04o}")
+}
+
+/// `text` with every `%XX` replaced by the byte it stands for; None for a bad escape or
+/// a result that is not UTF-8.
+pub(crate) fn percent_decode(text: &str) -> Option<String> {
+    let b = text.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = b.get(i + 1..i + 3)?;
+            let hex = std::str::from_utf8(hex).ok()?;
+            if !hex.bytes().all(|c| c.is_ascii_hexdigit()) {
+                return None;
+            }
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
 }
 
 /// "a", "a or b", "a, b or c".

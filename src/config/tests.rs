@@ -173,7 +173,7 @@ fn unknown_parameters_list_the_known_ones() {
     assert_eq!(
         msg("shm:x?capacity=5"),
         "unknown parameter 'capacity' for shm: (known: size, mode, ttl, \
-         single_use, max_session_bytes, tickets, force)"
+         single_use, max_session_bytes, tickets, force, key_file)"
     );
     // A parameter of the other scheme is unknown, not silently taken.
     assert!(msg("memory:?mode=0600").contains("unknown parameter 'mode'"));
@@ -243,13 +243,22 @@ fn shm_mode() {
     }
 }
 
-/// A valid URL of `scheme` without parameters.
-fn bare(scheme: Scheme) -> String {
-    format!(
-        "{}:{}",
-        scheme.name(),
-        if scheme.path().is_some() { "x" } else { "" }
-    )
+/// A valid URL of `scheme` with the parameters `extra` (`KEY=VALUE&...`, or ""), and those
+/// the scheme needs (a `redis` URL needs `key_file` or `insecure_plaintext=1`).
+fn url_with(scheme: Scheme, extra: &str) -> String {
+    let start = match scheme {
+        Scheme::Memory => "memory:",
+        Scheme::Shm => "shm:x",
+        Scheme::Redis => "redis://h",
+        Scheme::RedisUnix => "redis+unix:///s",
+        Scheme::RedisCluster => "redis+cluster://h:7000",
+    };
+    let needs = match scheme {
+        Scheme::Memory | Scheme::Shm => "",
+        _ if extra.starts_with("key_file=") => "insecure_plaintext=1&",
+        _ => "key_file=/k&",
+    };
+    format!("{start}?{needs}{extra}")
 }
 
 #[test]
@@ -259,9 +268,9 @@ fn table_defaults_are_the_parsers() {
             continue;
         };
         for scheme in Scheme::ALL.into_iter().filter(|&s| p.schemes.contains(s)) {
-            let url = bare(scheme);
+            let url = url_with(scheme, "");
             assert_eq!(
-                parse(&format!("{url}?{}={v}", p.name)),
+                parse(&url_with(scheme, &format!("{}={v}", p.name))),
                 parse(&url),
                 "the table gives '{v}' as the default of {} for {url}",
                 p.name
@@ -273,9 +282,9 @@ fn table_defaults_are_the_parsers() {
 #[test]
 fn each_scheme_takes_the_parameters_the_table_gives_it() {
     for scheme in Scheme::ALL {
-        let url = bare(scheme);
+        let url = url_with(scheme, "");
         for (i, p) in PARAMS.iter().enumerate() {
-            let given = format!("{url}?{}=%", p.name);
+            let given = url_with(scheme, &format!("{}=%", p.name));
             if p.schemes.contains(scheme) {
                 // A value no kind takes: refused with the entry's message.
                 assert_eq!(msg(&given), p.bad_value("%").0);
@@ -362,12 +371,13 @@ fn bad_values_say_what_is_expected() {
 fn scheme_errors_list_the_schemes() {
     assert_eq!(
         msg("nonsense"),
-        "cache URL 'nonsense' has no scheme: expected 'memory:' or 'shm:NAME' \
-         (e.g. 'memory:?capacity=10000')"
+        "cache URL 'nonsense' has no scheme: expected 'memory:', 'shm:', 'redis:', \
+         'redis+unix:' or 'redis+cluster:' (e.g. 'memory:?capacity=10000')"
     );
     assert_eq!(
         msg("redis2://x"),
-        "unknown scheme 'redis2' in cache URL: the supported schemes are 'memory' and 'shm'"
+        "unknown scheme 'redis2' in cache URL: the supported schemes are 'memory', 'shm', \
+         'redis', 'redis+unix' and 'redis+cluster'"
     );
 }
 
@@ -382,4 +392,170 @@ proptest::proptest! {
         let (text, mult) = match suffix { 0 => (format!("{n}"), 1), 1 => (format!("{n}K"), 1024), _ => (format!("{n}M"), 1 << 20) };
         proptest::prop_assert_eq!(size(&text).unwrap(), n * mult);
     }
+}
+
+fn redis(url: &str) -> RedisConfig {
+    match parse(url) {
+        Ok(Config {
+            backend: Backend::Redis(r),
+            ..
+        }) => r,
+        other => panic!("{url}: {other:?}"),
+    }
+}
+
+#[test]
+fn redis_urls() {
+    let r = redis(
+        "redis://cache.example:7000/3?key_file=/etc/k&prefix=web:&timeout_ms=25&l1=500&queue=16",
+    );
+    assert_eq!(
+        r.target,
+        RedisTarget::Tcp {
+            host: "cache.example".into(),
+            port: 7000
+        }
+    );
+    assert_eq!(
+        (r.db, r.prefix.as_str(), r.timeout_ms, r.l1, r.queue),
+        (3, "web:", 25, 500, 16)
+    );
+    let c = parse("redis://h?key_file=/etc/k").unwrap();
+    assert_eq!(c.sealing.key_file.as_deref(), Some("/etc/k"));
+    assert!(!c.sealing.insecure_plaintext);
+    let r = redis("redis://h?insecure_plaintext=1");
+    assert_eq!(
+        (r.db, r.prefix.as_str(), r.timeout_ms, r.l1, r.queue),
+        (0, "sesscache:", 10, 0, 4096),
+        "defaults"
+    );
+    assert_eq!(
+        r.target,
+        RedisTarget::Tcp {
+            host: "h".into(),
+            port: 6379
+        }
+    );
+    let r = redis("redis://[::1]:6380?insecure_plaintext=1");
+    assert_eq!(
+        r.target,
+        RedisTarget::Tcp {
+            host: "::1".into(),
+            port: 6380
+        }
+    );
+    let r = redis("redis+unix:///run/redis/redis.sock?insecure_plaintext=1");
+    assert_eq!(
+        r.target,
+        RedisTarget::Unix {
+            path: "/run/redis/redis.sock".into()
+        }
+    );
+    let r = redis("redis+cluster://a:7000,b:7001?insecure_plaintext=1");
+    assert_eq!(
+        r.target,
+        RedisTarget::Cluster {
+            nodes: vec![("a".into(), 7000), ("b".into(), 7001)]
+        }
+    );
+    // Users and passwords, percent-decoded.
+    let r = redis("redis://app:p%40ss%3Aw0rd@h?insecure_plaintext=1");
+    assert_eq!(r.user.as_deref(), Some("app"));
+    assert_eq!(r.password, Password::Inline("p@ss:w0rd".into()));
+    let r = redis("redis://:only@h?insecure_plaintext=1");
+    assert_eq!(
+        (r.user, r.password.clone()),
+        (None, Password::Inline("only".into()))
+    );
+    let r = redis("redis://h?insecure_plaintext=1&password_file=/etc/redis-pass");
+    assert_eq!(r.password, Password::File("/etc/redis-pass".into()));
+    let r = redis("redis://h?insecure_plaintext=1&password_env=REDIS_PASS");
+    assert_eq!(r.password, Password::Env("REDIS_PASS".into()));
+    // A path with '&' in it, percent-encoded.
+    let c = parse("redis://h?key_file=/etc/a%26b").unwrap();
+    assert_eq!(c.sealing.key_file.as_deref(), Some("/etc/a&b"));
+    // shm: may seal too.
+    let c = parse("shm:x?key_file=/etc/k").unwrap();
+    assert_eq!(c.sealing.key_file.as_deref(), Some("/etc/k"));
+}
+
+#[test]
+fn bad_redis_urls_name_the_part_and_never_the_password() {
+    let secret = "s3cr3t-Pw";
+    for (url, wanted) in [
+        ("redis://h", "key_file=PATH"),
+        ("redis://h?key_file=/k&insecure_plaintext=1", "contradict"),
+        ("redis:h?insecure_plaintext=1", "starts with 'redis://'"),
+        ("redis://?insecure_plaintext=1", "bad host ''"),
+        ("redis://h:0?insecure_plaintext=1", "bad port '0'"),
+        ("redis://h:99999?insecure_plaintext=1", "bad port '99999'"),
+        ("redis://h/x?insecure_plaintext=1", "bad database 'x'"),
+        ("redis://h o?insecure_plaintext=1", "bad host"),
+        ("redis://[::1?insecure_plaintext=1", "ends with ']'"),
+        ("redis+cluster://a?insecure_plaintext=1", "needs a port"),
+        (
+            "redis+cluster://a:1/2?insecure_plaintext=1",
+            "takes no database",
+        ),
+        (
+            "redis+unix://relative?insecure_plaintext=1",
+            "absolute path",
+        ),
+        (
+            "redis://h?insecure_plaintext=1&key_file=relative",
+            "key_file",
+        ),
+        (
+            "redis://h?insecure_plaintext=1&password_env=1X",
+            "password_env",
+        ),
+        ("redis://h?insecure_plaintext=1&timeout_ms=0", "timeout_ms"),
+        ("redis://h?insecure_plaintext=1&prefix=a%20b", "prefix"),
+        ("memory:?key_file=/k", "unknown parameter 'key_file'"),
+        (
+            "shm:x?insecure_plaintext=1",
+            "unknown parameter 'insecure_plaintext'",
+        ),
+    ] {
+        assert!(msg(url).contains(wanted), "{url}: {}", msg(url));
+    }
+    for url in [
+        format!("redis://u:{secret}@h"),
+        format!("redis://u:{secret}@h:0?insecure_plaintext=1"),
+        format!("redis://u:{secret}@bad%host?insecure_plaintext=1"),
+        format!("redis://u:{secret}@h/db?insecure_plaintext=1"),
+        format!("redis://u:{secret}%zz@h?insecure_plaintext=1"),
+        format!("redis://u:{secret}@h?insecure_plaintext=1&password_env=X"),
+        format!("redis+cluster://u:{secret}@a,b?insecure_plaintext=1"),
+        format!("redis+unix://u:{secret}@rel?insecure_plaintext=1"),
+    ] {
+        let m = msg(&url);
+        assert!(
+            !m.contains(secret),
+            "{url}: the message quotes the password: {m}"
+        );
+        let debug = format!(
+            "{:?}",
+            parse(&format!("redis://u:{secret}@h?insecure_plaintext=1"))
+        );
+        assert!(!debug.contains(secret), "Debug shows the password: {debug}");
+    }
+}
+
+#[test]
+fn redacted_urls_hide_passwords_only() {
+    use super::redacted;
+    assert_eq!(
+        redacted("redis://u:pw@h:1/2?x=1"),
+        "redis://u:***@h:1/2?x=1"
+    );
+    assert_eq!(redacted("redis://:p@w@h"), "redis://:***@h");
+    assert_eq!(redacted("redis://u@h"), "redis://u@h");
+    assert_eq!(
+        redacted("redis+unix://u:pw@/run/r.sock"),
+        "redis+unix://u:***@/run/r.sock"
+    );
+    assert_eq!(redacted("redis://h?prefix=a@b:c"), "redis://h?prefix=a@b:c");
+    assert_eq!(redacted("shm:x"), "shm:x");
+    assert_eq!(redacted("memory:?capacity=1"), "memory:?capacity=1");
 }

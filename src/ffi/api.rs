@@ -40,16 +40,30 @@ pub struct sesscache_stats {
     pub expirations: u64,
     /// Session IDs of invalid length, and sessions larger than `max_session_bytes`.
     pub rejected: u64,
-    /// Stored data that did not decode, and internal errors.
+    /// Stored data that did not decode or open (corrupt, tampered with, sealed under an
+    /// unknown key), backend failures (timeouts and network errors included) and internal
+    /// errors.
     pub errors: u64,
-    /// Sessions held now.
+    /// Sessions held now (`redis`: those of this process's `l1` tier).
     pub entries: u64,
     /// Bytes held now, as counted against the size limit. `memory:`: what `max_bytes`
     /// bounds, i.e. the encoded sessions with each entry's bookkeeping, plus the decoded
     /// sessions this process keeps for fast hits (each charged an upper bound of the memory
     /// OpenSSL allocates for it, peer certificate included). `shm:`: the encoded sessions
-    /// in the segment.
+    /// in the segment. `redis`: those of this process's `l1` tier.
     pub bytes: u64,
+    /// `redis`: operations of this process that failed on the network or with a server
+    /// error (since version 0.2; 0 for other backends).
+    pub net_errors: u64,
+    /// `redis`: lookups (and connection attempts) of this process that gave up after
+    /// `timeout_ms` (since 0.2).
+    pub timeouts: u64,
+    /// `redis`: times this process's circuit breaker opened, skipping Redis after repeated
+    /// failures (since 0.2).
+    pub breaker_opens: u64,
+    /// `redis`: stores and removals this process dropped because its write queue was full or
+    /// the breaker was open (since 0.2).
+    pub queue_drops: u64,
 }
 
 impl From<Stats> for sesscache_stats {
@@ -64,6 +78,10 @@ impl From<Stats> for sesscache_stats {
             expirations: s.expirations,
             rejected: s.rejected,
             errors: s.errors,
+            net_errors: s.net.net_errors,
+            timeouts: s.net.timeouts,
+            breaker_opens: s.net.breaker_opens,
+            queue_drops: s.net.queue_drops,
             entries: s.entries,
             bytes: s.bytes,
         }
@@ -87,8 +105,11 @@ pub(crate) unsafe fn borrow<'a>(cache: *const sesscache) -> Option<&'a Cache> {
 ///
 /// <!-- BEGIN generated: url-params, from src/config/params.rs: edit the table there -->
 ///
-/// URL = SCHEME [ "?" KEY "=" VALUE *( "&" KEY "=" VALUE ) ], where SCHEME is `memory:` or
-/// `shm:NAME`; every parameter is optional and may be given once.
+/// URL = SCHEME [ "?" KEY "=" VALUE *( "&" KEY "=" VALUE ) ], where SCHEME is `memory:`,
+/// `shm:NAME`, `redis://[USER[:PASSWORD]@]HOST[:PORT][/DB]`,
+/// `redis+unix://[USER[:PASSWORD]@]PATH` or
+/// `redis+cluster://[USER[:PASSWORD]@]HOST:PORT[,HOST:PORT...]`; every parameter is optional
+/// and may be given once.
 ///
 /// Parameters of `memory:`:
 /// - `capacity=NUMBER` (default 20000): the most sessions held
@@ -102,7 +123,7 @@ pub(crate) unsafe fn borrow<'a>(cache: *const sesscache) -> Option<&'a Cache> {
 /// - `mode=0600|0660` (default 0600): who may use the segment: `0600` only the server's own
 ///   user, `0660` the members of its group too
 ///
-/// Parameters of `memory:` and `shm:`:
+/// Parameters of `memory:`, `shm:`, `redis:`, `redis+unix:` and `redis+cluster:`:
 /// - `ttl=NUMBER` (default: the session's own timeout): the longest lifetime of an entry, in
 ///   seconds
 /// - `single_use=0|1` (default 1): TLS 1.3 tickets resume once
@@ -114,10 +135,38 @@ pub(crate) unsafe fn borrow<'a>(cache: *const sesscache) -> Option<&'a Cache> {
 /// - `force=0|1` (default 0): preload mode: serve also the contexts whose program turned its
 ///   session cache off
 ///
+/// Parameters of `shm:`, `redis:`, `redis+unix:` and `redis+cluster:`:
+/// - `key_file=PATH` (default: none: sessions are stored as they are): seal every stored
+///   session with AES-256-GCM under the keys in this file (one key a line, 64 hex digits; the
+///   first seals, every one opens), the session ID as associated data; the file must be private
+///   to its owner
+///
+/// Parameters of `redis:`, `redis+unix:` and `redis+cluster:`:
+/// - `insecure_plaintext=0|1` (default 0): `1` lets a `redis` cache store sessions, master
+///   secrets included, in clear (without it, `key_file` is required)
+/// - `prefix=TEXT` (default sesscache:): put before every key (and sealed into every value, so
+///   that values do not move between caches)
+/// - `timeout_ms=NUMBER` (from 1 to 60000; default 10): the most a lookup waits for Redis,
+///   connecting included, before it is a miss
+/// - `l1=NUMBER` (from 1 to 10000000; default: none): keep up to this many reusable sessions in
+///   this process too, tried before Redis
+/// - `queue=NUMBER` (from 1 to 1000000; default 4096): the most stores and removals waiting to
+///   be sent; more are dropped and counted
+/// - `password_file=PATH` (default: none): read the password from this file's first line
+///   (private to its owner)
+/// - `password_env=NAME` (default: none): read the password from this environment variable
+///
 /// NAME: the first character must be an ASCII letter or digit, the rest letters, digits, '.',
-/// '_' or '-', at most 200 bytes. NUMBER: ASCII digits only, at least 1. SIZE: a NUMBER of
-/// bytes with an optional K, M or G suffix (powers of 1024). 0|1 also takes false or no for 0,
-/// true or yes for 1. A URL is at most 4096 bytes with at most 32 parameters.
+/// '_' or '-', at most 200 bytes. //[USER[:PASSWORD]@]HOST[:PORT][/DB]: HOST is a host name, an
+/// IPv4 address or an IPv6 address in brackets; PORT defaults to 6379; DB is a database number
+/// (default 0); USER and PASSWORD are percent-encoded where they hold ':', '@', '/', '?', '&'
+/// or '%' (a password is better given with password_file or password_env, since a URL may show
+/// in `ps`). //[USER[:PASSWORD]@]PATH: PATH is the absolute path of the server's Unix socket.
+/// //[USER[:PASSWORD]@]HOST:PORT[,HOST:PORT...]: one or more seed nodes of a Redis Cluster,
+/// each HOST:PORT; the cluster's other nodes are found from them. NUMBER: ASCII digits only, at
+/// least 1. SIZE: a NUMBER of bytes with an optional K, M or G suffix (powers of 1024). 0|1
+/// also takes false or no for 0, true or yes for 1. PATH, TEXT and NAME are percent-decoded. A
+/// URL is at most 4096 bytes with at most 32 parameters.
 ///
 /// <!-- END generated: url-params -->
 ///
@@ -278,12 +327,12 @@ pub extern "C" fn sesscache_last_error() -> *const c_char {
 /// The major version of this header: an incompatible change of the C API increments it.
 pub const SESSCACHE_VERSION_MAJOR: u32 = 0;
 /// The minor version of this header: additions that keep programs built before working.
-pub const SESSCACHE_VERSION_MINOR: u32 = 1;
+pub const SESSCACHE_VERSION_MINOR: u32 = 2;
 /// The patch version of this header.
 pub const SESSCACHE_VERSION_PATCH: u32 = 0;
 /// The version as one number to compare, `MAJOR * 1000000 + MINOR * 1000 + PATCH`, e.g.
 /// `#if SESSCACHE_VERSION_NUMBER >= 1002000` for 1.2.0 and later.
-pub const SESSCACHE_VERSION_NUMBER: u32 = 1000;
+pub const SESSCACHE_VERSION_NUMBER: u32 = 2000;
 
 /// The category of the last failed sesscache call on this thread, as a `sesscache_error`
 /// value (`SESSCACHE_OK`, 0, if the last call that reports errors succeeded), to act on

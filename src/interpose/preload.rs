@@ -53,12 +53,16 @@ fn open_process_cache() -> ProcessCache {
         .and_then(|cfg| Ok((Cache::with_config(&cfg)?, cfg)));
     match opened {
         Ok((cache, cfg)) => {
-            crate::log!(Level::Info, "opened cache '{url}'");
+            crate::log!(
+                Level::Info,
+                "opened cache '{}'",
+                crate::config::redacted(&url)
+            );
             register_stats_at_exit();
             ProcessCache {
                 cache: Some(Arc::new(cache)),
                 preload,
-                shared: matches!(cfg.backend, Backend::Shm { .. }),
+                shared: matches!(cfg.backend, Backend::Shm { .. } | Backend::Redis(_)),
                 opened_by: std::process::id(),
             }
         }

@@ -4,11 +4,22 @@ use super::{memory, redis, shm, Store};
 use crate::config::{Backend, Config};
 use crate::error::Error;
 
-/// Opens the backend a configuration names. `memory_bytes`: the part of a `memory:`
-/// cache's `max_bytes` the store may use (the cache core keeps the rest for decoded
-/// sessions).
-pub fn open(cfg: &Config, memory_bytes: usize) -> Result<Box<dyn Store>, Error> {
-    let max_value_bytes = cfg.common.max_session_bytes;
+/// What the cache core grants a backend beyond its configuration.
+#[derive(Debug, Clone, Copy)]
+pub struct Budget {
+    /// The part of a `memory:` cache's `max_bytes` the store may use (the cache core keeps
+    /// the rest for decoded sessions).
+    pub memory_bytes: usize,
+    /// The largest value the core will store: `max_session_bytes` plus what sealing adds.
+    pub max_value_bytes: usize,
+}
+
+/// Opens the backend a configuration names.
+pub fn open(cfg: &Config, budget: Budget) -> Result<Box<dyn Store>, Error> {
+    let Budget {
+        memory_bytes,
+        max_value_bytes,
+    } = budget;
     Ok(match &cfg.backend {
         Backend::Memory { capacity, .. } => Box::new(memory::MemoryStore::new(memory::Limits {
             capacity: *capacity,

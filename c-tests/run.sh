@@ -153,6 +153,9 @@ fi
 echo "== shm: openssl s_server processes and nginx workers sharing one cache"
 suite shm_servers shm-servers sh c-tests/shm_servers.sh
 
+echo "== redis://: s_server hosts and nginx workers sharing sessions through a Redis the test starts"
+suite redis_servers redis-servers sh c-tests/redis_servers.sh
+
 echo "== preload into real servers: Apache, HAProxy, nginx, Python, s_server (never worse; force=1)"
 suite servers servers sh c-tests/servers.sh
 

@@ -46,28 +46,8 @@ if [ ! -f "$lib" ]; then
 fi
 
 # ---- a. two openssl s_server processes -------------------------------------------------
-# Server 1 on one port, server 2 on the next free one, each with the cert of $dir/a.
-# sserver_start keeps each server's stdin FIFO open on fd 9: server 1's is moved to fd 8
-# before server 2 is started (closing it would end server 1).
-two_servers() { # N1 N2 VAR=VAL…  (accepts for server 1, for server 2)
-    _n1=$1; _n2=$2; shift 2
-    rm -rf "$dir/s1" "$dir/s2"; mkdir "$dir/s1" "$dir/s2"
-    cp "$dir/a/cert.pem" "$dir/a/key.pem" "$dir/s1/"; cp "$dir/a/cert.pem" "$dir/a/key.pem" "$dir/s2/"
-    sserver_start "$dir/s1" "$_n1" "$@" || return 1
-    S1=$SSERVER_PID; P1=$SSERVER_PORT
-    exec 8<&9
-    sserver_start "$dir/s2" "$_n2" "$@" || return 1
-    S2=$SSERVER_PID; P2=$SSERVER_PORT
-}
-# Both servers exit after their accepts; sserver_wait closes fd 9 (server 2's FIFO) first.
-two_wait() {
-    _rc=0
-    sserver_wait "$S2" || _rc=1
-    sserver_wait "$S1" || _rc=1
-    exec 8>&-
-    S1=; S2=
-    return $_rc
-}
+two_servers() { sserver_two "$dir" "$dir/a" "$@"; }
+two_wait() { sserver_two_wait; }
 
 mkdir "$dir/a"
 sserver_cert "$dir/a" || fail "openssl could not make a certificate"

@@ -6,6 +6,10 @@
 #                                         sets SSERVER_PORT and SSERVER_PID
 #   sserver_wait PID                      wait (up to 20 s) for it to exit after NACCEPT
 #   sserver_stop PID                      stop it now
+#   sserver_two DIR CERTDIR N1 N2 [VAR=VAL…]
+#                                         two servers (DIR/s1, DIR/s2, CERTDIR's cert) for N1
+#                                         and N2 accepts; sets S1 P1 S2 P2
+#   sserver_two_wait                      wait for both to exit (1 if one did not)
 #   sserver_connect PORT ARGS…            one `openssl s_client` connection; prints
 #                                         "New"/"Reused" and the protocol, e.g. "Reused TLSv1.2"
 #                                         (with -sess_out FILE the client stays until the
@@ -93,4 +97,28 @@ sserver_connect() {
      else sleep $_linger; fi) |
         timeout 10 openssl s_client -connect "127.0.0.1:$_port" "$@" 2>/dev/null |
         sed -n 's/^\(New\|Reused\), \(TLSv[0-9.]*\),.*/\1 \2/p' | head -n 1
+}
+
+# Server 1 on one port, server 2 on the next free one, both with CERTDIR's certificate.
+# sserver_start keeps each server's stdin FIFO open on fd 9: server 1's is moved to fd 8
+# before server 2 is started (closing it would end server 1).
+sserver_two() { # DIR CERTDIR N1 N2 VAR=VAL…
+    _d=$1; _c=$2; _n1=$3; _n2=$4; shift 4
+    rm -rf "$_d/s1" "$_d/s2"; mkdir "$_d/s1" "$_d/s2"
+    cp "$_c/cert.pem" "$_c/key.pem" "$_d/s1/"; cp "$_c/cert.pem" "$_c/key.pem" "$_d/s2/"
+    sserver_start "$_d/s1" "$_n1" "$@" || return 1
+    S1=$SSERVER_PID; P1=$SSERVER_PORT
+    exec 8<&9
+    sserver_start "$_d/s2" "$_n2" "$@" || return 1
+    S2=$SSERVER_PID; P2=$SSERVER_PORT
+}
+
+# Both servers exit after their accepts; sserver_wait closes fd 9 (server 2's FIFO) first.
+sserver_two_wait() {
+    _rc=0
+    sserver_wait "$S2" || _rc=1
+    sserver_wait "$S1" || _rc=1
+    exec 8>&-
+    S1=; S2=
+    return $_rc
 }

@@ -224,9 +224,10 @@ fn register_stats_at_exit() {
 
 fn write_stats_line(dest: &std::ffi::OsStr, s: &Stats) {
     let line = format!(
-        "sesscache stats pid={} lookups={} hits={} misses={} stores={} removes={} evictions={} expirations={} rejected={} errors={} entries={} bytes={}\n",
+        "sesscache stats pid={} lookups={} hits={} misses={} stores={} removes={} evictions={} expirations={} rejected={} errors={} entries={} bytes={} net_errors={} timeouts={} breaker_opens={} queue_drops={}\n",
         std::process::id(), s.lookups, s.hits, s.misses, s.stores, s.removes, s.evictions,
-        s.expirations, s.rejected, s.errors, s.entries, s.bytes
+        s.expirations, s.rejected, s.errors, s.entries, s.bytes, s.net.net_errors,
+        s.net.timeouts, s.net.breaker_opens, s.net.queue_drops
     );
     if dest == "stderr" {
         // SAFETY: writing an initialised buffer to file descriptor 2.

@@ -1,7 +1,8 @@
 #!/bin/sh
 # `make demo`: an unmodified `openssl s_server`, preloaded with libsesscache, serves six
 # `openssl s_client` connections on loopback; then two s_server processes share one shm:
-# cache (a session made on one resumes on the other); then the explicit C API demo
+# cache (a session made on one resumes on the other); then two s_server "hosts" share
+# sessions through a Redis the demo starts, sealed; then the explicit C API demo
 # (examples/demo.c).
 set -u
 . c-tests/sserver.sh
@@ -91,6 +92,51 @@ cat "$dir/shm1/stats" "$dir/shm2/stats" 2>/dev/null | sort -t= -k3,3n | tail -n 
 rm -f "/dev/shm/sesscache-$seg"; trap - EXIT
 echo "   (segment removed: rm /dev/shm/sesscache-$seg)"
 echo
+echo "== redis://: two hosts sharing sessions through Redis, sealed at rest"
+rport=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+redis-server --port "$rport" --bind 127.0.0.1 --save '' --appendonly no --dir "$dir" \
+    >"$dir/redis.log" 2>&1 &
+rpid=$!
+trap 'kill $rpid 2>/dev/null' EXIT
+i=0
+until [ "$(redis-cli -p "$rport" PING 2>/dev/null)" = PONG ]; do
+    i=$((i + 1)); [ $i -gt 50 ] && { echo "demo: redis-server did not start" >&2; cat "$dir/redis.log" >&2; exit 1; }
+    sleep 0.1
+done
+(umask 077; openssl rand -hex 32 >"$dir/keys")
+url="redis://127.0.0.1:$rport?key_file=$dir/keys&prefix=demo:"
+echo "   redis-server on 127.0.0.1:$rport; $dir/keys: one 32-byte key (hex), mode 0600"
+echo "   LD_PRELOAD=$SSERVER_LIB SESSCACHE_URL='$url' openssl s_server ..."
+echo "   (twice: two hosts)"
+echo
+sserver_start "$dir/shm1" 4 SESSCACHE_URL="$url" SESSCACHE_STATS="$dir/r1.stats" || exit 1
+pid1=$SSERVER_PID; port1=$SSERVER_PORT
+exec 8<&9
+sserver_start "$dir/shm2" 2 SESSCACHE_URL="$url" SESSCACHE_STATS="$dir/r2.stats" ||
+    { sserver_stop "$pid1"; exit 1; }
+pid2=$SSERVER_PID; port2=$SSERVER_PORT
+printf '%-5s %-12s %-9s %-8s %10s  %s\n' conn host protocol result "time(ms)" "client"
+n=0
+run2 1 -tls1_2 "-sess_out $dir/r12.pem" "new client, saves its session"
+sleep 0.2   # stores go to Redis in the background
+run2 2 -tls1_2 "-sess_in $dir/r12.pem" "offers it to host 2"
+run2 1 -tls1_2 "-sess_in $dir/r12.pem" "and back to host 1"
+run2 1 -tls1_3 "-sess_out $dir/r13.pem" "new client, saves its ticket"
+sleep 0.2
+run2 2 -tls1_3 "-sess_in $dir/r13.pem" "offers the ticket to host 2"
+run2 1 -tls1_3 "-sess_in $dir/r13.pem" "replays it to host 1: refused, single use across the fleet"
+sserver_wait "$pid2"
+sserver_wait "$pid1"
+exec 8>&-
+echo
+echo "   what Redis holds (redis-cli --scan; each value sealed with AES-256-GCM):"
+for k in $(redis-cli -p "$rport" --scan --pattern 'demo:*'); do
+    printf '   %s  %s bytes, expires in %s s\n' "$k" "$(redis-cli -p "$rport" STRLEN "$k")" \
+        "$(redis-cli -p "$rport" TTL "$k")"
+done
+kill $rpid 2>/dev/null; wait $rpid 2>/dev/null; trap - EXIT
+echo
+
 echo "== The explicit API: two server contexts sharing one cache (examples/demo.c)"
 echo
 exec build/demo

@@ -16,7 +16,7 @@
 set -euo pipefail
 
 PACKAGES=(libssl-dev pkg-config valgrind make gcc binutils openssl nginx apache2 haproxy python3 redis-server redis-tools)
-DEMO_PACKAGES=(libssl-dev pkg-config make gcc openssl)
+DEMO_PACKAGES=(libssl-dev pkg-config make gcc openssl python3 redis-server redis-tools)
 
 usage() {
     echo "usage: $0 check|install|list" >&2

@@ -14,7 +14,8 @@
 #    (handshakes stay bounded);
 # f. requirepass: the right password (from the environment) works; a wrong one is said
 #    clearly in the log, without the password;
-# g. nginx, two workers: sessions resume across workers.
+# g. nginx, two workers: sessions resume across workers;
+# h. a Redis Cluster of three nodes made by the test: a. again, through redis+cluster://.
 # Prints ok/FAIL lines and "redis-servers: N passed, M failed"; exits non-zero on failure.
 # Run from the top of the tree after `make lib`. Needs redis-server and redis-cli (Debian:
 # redis-server, redis-tools): without them every check fails, loudly.
@@ -47,6 +48,7 @@ cleanup() {
     for _p in $S1 $S2; do kill "$_p" 2>/dev/null; wait "$_p" 2>/dev/null; done
     exec 8>&- 9>&-
     ngx_stop 2>/dev/null
+    for _p in ${CPIDS:-}; do kill -9 "$_p" 2>/dev/null; done
     [ -n "$RPID" ] && kill "$RPID" 2>/dev/null && wait "$RPID" 2>/dev/null
     rm -rf "$dir"
 }
@@ -368,5 +370,55 @@ else
         fail "g: nginx did not start"
     fi
 fi
+
+# ---- h. a Redis Cluster of three nodes ---------------------------------------------------
+echo "# h. redis+cluster://, three nodes made by the test"
+CPIDS=
+cluster_stop() { for _p in $CPIDS; do kill -9 "$_p" 2>/dev/null; wait "$_p" 2>/dev/null; done; CPIDS=; }
+nodes=; seeds=
+for n in 1 2 3; do
+    cp_=$(free_port)
+    mkdir -p "$dir/cluster-$n"
+    "$REDIS_SERVER" --port "$cp_" --bind 127.0.0.1 --save '' --appendonly no \
+        --cluster-enabled yes --cluster-config-file "$dir/cluster-$n/nodes.conf" \
+        --dir "$dir/cluster-$n" >"$dir/cluster-$n/log" 2>&1 &
+    CPIDS="$CPIDS $!"
+    nodes="$nodes 127.0.0.1:$cp_"
+    seeds="${seeds:+$seeds,}127.0.0.1:$cp_"
+    first=${first:-$cp_}
+done
+for hp in $nodes; do
+    w=0; until [ "$("$REDIS_CLI" -p "${hp#*:}" PING 2>/dev/null)" = PONG ] || [ $w -gt 50 ]; do sleep 0.1; w=$((w + 1)); done
+done
+if "$REDIS_CLI" --cluster create $nodes --cluster-replicas 0 --cluster-yes >"$dir/cluster.log" 2>&1; then
+    w=0
+    until "$REDIS_CLI" -p "$first" CLUSTER INFO 2>/dev/null | grep -q 'cluster_state:ok' || [ $w -gt 100 ]; do sleep 0.1; w=$((w + 1)); done
+    pre=h$$:
+    url="redis+cluster://$seeds?key_file=$dir/k1&prefix=$pre&timeout_ms=200"
+    if two_servers 3 2 SESSCACHE_URL="$url" SESSCACHE_STATS="$dir/h.stats"; then
+        c1=$(sserver_connect "$P1" -tls1_2 -sess_out "$dir/h12.pem")
+        sleep 0.3
+        c2=$(sserver_connect "$P2" -tls1_2 -sess_in "$dir/h12.pem")
+        c3=$(SSERVER_LINGER=1 sserver_connect "$P1" -tls1_3 -sess_out "$dir/h13.pem")
+        sleep 0.3
+        c4=$(sserver_connect "$P2" -tls1_3 -sess_in "$dir/h13.pem")
+        c5=$(sserver_connect "$P1" -tls1_3 -sess_in "$dir/h13.pem")
+        two_wait || fail "h: a host did not exit"
+        check "$c1 | $c2" "New TLSv1.2 | Reused TLSv1.2" "h: cluster TLS 1.2: host 1's session resumes on host 2"
+        check "$c3 | $c4 | $c5" "New TLSv1.3 | Reused TLSv1.3 | New TLSv1.3" \
+            "h: cluster TLS 1.3: the ticket resumes on host 2, once"
+        spread=0
+        for hp in $nodes; do
+            [ "$("$REDIS_CLI" -p "${hp#*:}" DBSIZE 2>/dev/null)" -gt 0 ] 2>/dev/null && spread=$((spread + 1))
+        done
+        echo "# h: keys on $spread of 3 nodes"
+        check "$(grep -c ' errors=0 ' "$dir/h.stats")" 2 "h: no error on either host"
+    else
+        fail "h: the hosts did not start"; stop_two
+    fi
+else
+    fail "h: redis-cli --cluster create failed"; show "$dir/cluster.log"
+fi
+cluster_stop
 
 finish

@@ -931,3 +931,35 @@ fn cluster() {
     }
     assert_eq!(count(&a.counters().errors) + count(&b.counters().errors), 0);
 }
+
+/// The store's threads take none of the server's signals; the spawning thread's mask is
+/// as it was.
+#[test]
+fn threads_take_no_signals() {
+    fn blocked(sig: libc::c_int) -> bool {
+        // SAFETY: reads this thread's mask into a set of our own.
+        unsafe {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::pthread_sigmask(libc::SIG_BLOCK, std::ptr::null(), &mut set);
+            libc::sigismember(&set, sig) == 1
+        }
+    }
+    let before = (blocked(libc::SIGTERM), blocked(libc::SIGHUP));
+    let (tx, rx) = std::sync::mpsc::channel();
+    process::spawn_quiet("sesscache-test", move || {
+        let name = std::thread::current().name().map(str::to_string);
+        tx.send((
+            name,
+            blocked(libc::SIGTERM),
+            blocked(libc::SIGHUP),
+            blocked(libc::SIGCHLD),
+            blocked(libc::SIGSEGV),
+        ))
+        .unwrap();
+    })
+    .unwrap();
+    let (name, term, hup, chld, segv) = rx.recv().unwrap();
+    assert_eq!(name.as_deref(), Some("sesscache-test"));
+    assert!(term && hup && chld && !segv);
+    assert_eq!((blocked(libc::SIGTERM), blocked(libc::SIGHUP)), before);
+}

@@ -15,7 +15,9 @@
 //!   of the same key from the same process is applied after it. When the queue is full or
 //!   the breaker is open the write is dropped and counted in `NetStats::queue_drops`
 //!   (`put` then fails with `Unavailable` unless the l1 tier took the entry; `remove` fails
-//!   with `Unavailable`). `counters().stores` and `removes` count what the writer applied.
+//!   with `Unavailable`). `remove` answers whether the l1 tier held the entry: Redis's
+//!   answer is not waited for. `counters().stores` and `removes` count what the writer
+//!   applied; a write that fails there is counted like a failed lookup, and lost.
 //!   `put` still returns a stamp at once: a keyed hash (SipHash, a random key per store) of
 //!   the flags and bytes with the top bit set, which `get` computes again over what it
 //!   fetches, so the cache core's front recognises a value it already decoded. Two
@@ -27,8 +29,9 @@
 //!   then `Err(Timeout)` (counted in `NetStats::timeouts` and `counters().errors`); network
 //!   and server errors are `Err(Unavailable)` (`NetStats::net_errors`, `errors`). Socket
 //!   timeouts are set to what is left of the budget before each command, so no call can
-//!   hang; a connection whose call failed (a late reply would be read as the answer to the
-//!   next command) is dropped, never reused.
+//!   hang; a connection whose call timed out or failed on the network is dropped, never
+//!   reused (a late reply would be read as the answer to the next command). One that got
+//!   an error reply from the server is in step with it and stays in use.
 //! - Connections: a small pool per process, so that many threads can look up at once. A
 //!   lookup takes an idle connection or, when none is idle, waits (within its budget) for
 //!   one that a connecting thread opens; at most 8 connects are in flight. A connect that
@@ -44,9 +47,9 @@
 //! After 3 failures in a row (timeouts, network errors, failed connects; of lookups or
 //! writes) the breaker opens. Errors the server answers with (out of memory, no
 //! permission, …) are counted in `net_errors` but do not open it: the server is there, and
-//! the connection stays in use. While open, lookups fail with `Unavailable` at once without touching the network
-//! (counted in `errors` only) and writes are dropped (`queue_drops`), so a dead Redis costs
-//! handshakes nothing. The writer thread probes (connect, PING within the lookup budget)
+//! the connection stays in use. While open, lookups fail with `Unavailable` at once,
+//! without touching the network (counted in `errors` only), and writes are dropped
+//! (`queue_drops`), so a dead Redis costs handshakes nothing. The writer thread probes (connect, PING within the lookup budget)
 //! once the back-off has passed: 100 ms, doubling while probes fail, up to 10 s (and it
 //! keeps growing when the breaker opens again within 10 s of closing). An answer closes the
 //! breaker, and resumption comes back by itself. `NetStats::breaker_opens` counts openings.
@@ -61,9 +64,14 @@
 //! parent's). The process ID is cached and forgotten in a child by a `pthread_atfork`
 //! handler; a child made without `fork()` (a raw `clone`) would not be noticed.
 //!
+//! The store's threads (the writer, and the short-lived "sesscache-redis-connect" ones)
+//! block the signals a server waits for, so that the kernel never hands one of the
+//! server's signals to them; they do not keep the process alive at exit. A panic in the
+//! writer is caught there: it loses the write at hand, and the thread carries on.
+//!
 //! # l1
 //! With `l1=N`, each process keeps up to N reusable entries (not single-use ones) in an
-//! in-process [`MemoryStore`] (N × 4 KiB of bytes) in front of Redis: `put` writes to both,
+//! in-process [`MemoryStore`](crate::store::memory::MemoryStore) (N × 4 KiB of bytes) in front of Redis: `put` writes to both,
 //! `get` tries l1 first and fills it from Redis hits, `remove` removes from both. The
 //! caveat: a session removed (or replaced) by another host stays resumable in this process
 //! until it expires or is evicted from l1. Single-use entries always go to Redis, so that
@@ -77,7 +85,8 @@
 //! # Passwords
 //! From the URL, `password_file=` (its first line; the file must be this user's or root's,
 //! with no permissions for group or others) or `password_env=`, read at open. No message
-//! or log line carries it.
+//! or log line carries it. (The crate's connection settings keep a copy, which is not
+//! wiped.)
 
 mod conn;
 mod process;

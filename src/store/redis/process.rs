@@ -113,6 +113,9 @@ pub(crate) enum Job {
     /// Answered once every job queued before it is done.
     #[cfg(test)]
     Flush(mpsc::Sender<()>),
+    /// A bug in the writer, simulated.
+    #[cfg(test)]
+    Panic,
 }
 
 /// This process's state, as `RedisStore::proc` hands it out.
@@ -302,6 +305,12 @@ impl Proc {
         if tx.send(Job::Flush(ack)).is_ok() {
             let _ = done.recv_timeout(Duration::from_secs(30));
         }
+    }
+
+    /// Has the writer thread panic in its next step.
+    #[cfg(test)]
+    pub fn panic_writer(&self) {
+        self.writer().unwrap().send(Job::Panic).unwrap();
     }
 
     #[cfg(test)]
@@ -647,6 +656,8 @@ impl Writer {
             Job::Flush(ack) => {
                 let _ = ack.send(());
             }
+            #[cfg(test)]
+            Job::Panic => panic!("a simulated bug in the writer"),
         }
     }
 

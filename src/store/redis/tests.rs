@@ -963,3 +963,18 @@ fn threads_take_no_signals() {
     assert!(term && hup && chld && !segv);
     assert_eq!((blocked(libc::SIGTERM), blocked(libc::SIGHUP)), before);
 }
+
+/// A panic in the writer thread is caught there: the thread carries on with the next write.
+#[test]
+fn the_writer_survives_a_panic() {
+    let srv = Server::unix(&[]);
+    let s = open(&srv.cfg());
+    let t = now();
+    s.put(&key(1), value(b"before", t + 100, false), t).unwrap();
+    s.proc().panic_writer();
+    s.put(&key(2), value(b"after", t + 100, false), t).unwrap();
+    s.flush();
+    assert_eq!(get(&s, &key(1)).unwrap(), b"before");
+    assert_eq!(get(&s, &key(2)).unwrap(), b"after");
+    assert_eq!(count(&s.counters().stores), 2);
+}

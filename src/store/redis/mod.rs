@@ -1,47 +1,424 @@
 //! `redis://`, `redis+unix://`, `redis+cluster://`: one session cache for a fleet of
-//! machines. (Being written.)
+//! machines, in Redis (7.0 or later), a single server or a cluster.
+//!
+//! # What is stored
+//! A session ID `id` is stored under the key `prefix` + lowercase hex of `id`, as one byte
+//! of flags (bit 0: single-use) followed by the entry's bytes (sealed by the cache core
+//! unless the user accepted plaintext). Redis expires entries itself: `SET key value PX ms`
+//! with the entry's remaining lifetime, at least one second.
+//!
+//! # What waits, and what never does
+//! A server calls the cache in the middle of a handshake, so:
+//! - `put` and `remove` never wait on the network. They put the command in a bounded
+//!   queue (`queue=` entries) that one background thread per process, the writer
+//!   ("sesscache-redis"), applies in order on its own connection; a removal after a store
+//!   of the same key from the same process is applied after it. When the queue is full or
+//!   the breaker is open the write is dropped and counted in `NetStats::queue_drops`
+//!   (`put` then fails with `Unavailable` unless the l1 tier took the entry; `remove` fails
+//!   with `Unavailable`). `remove` answers whether the l1 tier held the entry: Redis's
+//!   answer is not waited for. `counters().stores` and `removes` count what the writer
+//!   applied; a write that fails there is counted like a failed lookup, and lost.
+//!   `put` still returns a stamp at once: a keyed hash (SipHash, a random key per store) of
+//!   the flags and bytes with the top bit set, which `get` computes again over what it
+//!   fetches, so the cache core's front recognises a value it already decoded. Two
+//!   different values under one key get the same stamp with probability 2^-63.
+//! - `get` and `take` are one round trip (a Lua script run by EVALSHA, or EVAL when the
+//!   server does not have it cached yet): GET, and DEL when the value is single-use (or
+//!   taken), atomically, so a TLS 1.3 ticket resumes once across the whole fleet however
+//!   many lookups race. They wait at most `timeout=` ms in all, the connection included:
+//!   then `Err(Timeout)` (counted in `NetStats::timeouts` and `counters().errors`); network
+//!   and server errors are `Err(Unavailable)` (`NetStats::net_errors`, `errors`). Socket
+//!   timeouts are set to what is left of the budget before each command, so no call can
+//!   hang; a connection whose call timed out or failed on the network is dropped, never
+//!   reused (a late reply would be read as the answer to the next command). One that got
+//!   an error reply from the server is in step with it and stays in use.
+//! - Connections: a small pool per process, so that many threads can look up at once. A
+//!   lookup takes an idle connection or, when none is idle, waits (within its budget) for
+//!   one that a connecting thread opens; at most 8 connects are in flight. A connect that
+//!   outlasts the lookup that asked for it (a slow name lookup, a distant server) is not
+//!   wasted: its connection joins the pool. A lookup whose pooled connection turns out to
+//!   be dead (the server restarted) closes the idle ones and tries once more on a new one.
+//! - For a cluster the crate's cluster connection routes each command by key; it follows
+//!   one redirection (MOVED/ASK) within a call, and each of its socket operations and
+//!   connects is bounded by the lookup budget, but a call that is redirected can take a few
+//!   of them: a lookup during a resharding or a failover may exceed `timeout=`.
+//!
+//! # Circuit breaker
+//! After 3 failures in a row (timeouts, network errors, failed connects; of lookups or
+//! writes) the breaker opens. Errors the server answers with (out of memory, no
+//! permission, …) are counted in `net_errors` but do not open it: the server is there, and
+//! the connection stays in use. While open, lookups fail with `Unavailable` at once,
+//! without touching the network (counted in `errors` only), and writes are dropped
+//! (`queue_drops`), so a dead Redis costs handshakes nothing. The writer thread probes (connect, PING within the lookup budget)
+//! once the back-off has passed: 100 ms, doubling while probes fail, up to 10 s (and it
+//! keeps growing when the breaker opens again within 10 s of closing). An answer closes the
+//! breaker, and resumption comes back by itself. `NetStats::breaker_opens` counts openings.
+//!
+//! # Processes
+//! Prefork servers open the cache in a master that then forks workers, so nothing that is
+//! bound to a process is made at open (no connection, no thread) and none is shared across
+//! `fork()`: the pool, the breaker, the queue, the writer and the l1 tier live in a
+//! per-process state that names its process ID. A forked child that uses the store finds a
+//! state of another process, makes its own and leaves the parent's untouched (leaked: its
+//! locks may be held by threads that do not exist in the child, and its sockets are the
+//! parent's). The process ID is cached and forgotten in a child by a `pthread_atfork`
+//! handler; a child made without `fork()` (a raw `clone`) would not be noticed.
+//!
+//! The store's threads (the writer, and the short-lived "sesscache-redis-connect" ones)
+//! block the signals a server waits for, so that the kernel never hands one of the
+//! server's signals to them; they do not keep the process alive at exit. A panic in the
+//! writer is caught there: it loses the write at hand, and the thread carries on.
+//!
+//! # l1
+//! With `l1=N`, each process keeps up to N reusable entries (not single-use ones) in an
+//! in-process [`MemoryStore`](crate::store::memory::MemoryStore) (N × 4 KiB of bytes) in front of Redis: `put` writes to both,
+//! `get` tries l1 first and fills it from Redis hits, `remove` removes from both. The
+//! caveat: a session removed (or replaced) by another host stays resumable in this process
+//! until it expires or is evicted from l1. Single-use entries always go to Redis, so that
+//! they are consumed once fleet-wide.
+//!
+//! # Statistics
+//! `occupancy()` is what this process holds: l1's entries and bytes, or (0, 0) without
+//! l1; Redis is never asked on the statistics path. `counters()` are this store's in this
+//! process (a forked child starts from its parent's figures at the fork).
+//!
+//! # Passwords
+//! From the URL, `password_file=` (its first line; the file must be this user's or root's,
+//! with no permissions for group or others) or `password_env=`, read at open. No message
+//! or log line carries it. (The crate's connection settings keep a copy, which is not
+//! wiped.)
 
-use super::{Counters, Entry, Found, SessionKey, Stamp, Store, StoreError};
+mod conn;
+mod process;
+mod setup;
+#[cfg(test)]
+mod tests;
+
+use super::{Counters, Entry, Found, NetStats, SessionKey, Stamp, Store, StoreError};
 use crate::config::RedisConfig;
-use crate::error::{Error, ErrorKind};
+use crate::error::Error;
+use crate::log::Level;
 use crate::secret::SecretBytes;
+use crate::store::memory::Limits;
+use process::{Proc, Shared, REDIS_STAMP};
+use std::collections::hash_map::RandomState;
+use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicPtr, AtomicU32, Ordering};
+use std::sync::{Arc, Once};
+use std::time::Duration;
+
+/// Flags byte: the entry is consumed by its first lookup.
+const SINGLE_USE: u8 = 1;
+/// l1's byte budget per entry.
+const L1_BYTES_PER_ENTRY: usize = 4 << 10;
+/// The most writes a queue holds, whatever the URL says (each slot is reserved when the
+/// queue is made).
+const MAX_QUEUE: usize = 1 << 20;
+/// The shortest lifetime given to Redis.
+const MIN_PX_MS: u64 = 1000;
 
 pub struct RedisStore {
-    counters: Counters,
+    shared: Arc<Shared>,
+    /// The state of the process that last used the store (see [`RedisStore::proc`]): owned
+    /// by the store (from `Box::into_raw`) while it is this process's; never freed once it
+    /// is another's.
+    current: AtomicPtr<Proc>,
+    max_value_bytes: usize,
+    /// Stamps of Redis values.
+    hasher: RandomState,
 }
 
 impl RedisStore {
+    /// Checks the configuration and reads the password; connects to nothing (each process
+    /// connects when it first uses the store).
     pub fn open(cfg: &RedisConfig, max_value_bytes: usize) -> Result<RedisStore, Error> {
-        let _ = (cfg, max_value_bytes);
-        Err(Error::new(
-            ErrorKind::Unavailable,
-            "the redis backend is not built yet",
-        ))
+        let secret = setup::read_password(&cfg.password)?;
+        let connector = setup::connector(cfg, secret.as_ref())?;
+        let timeout = Duration::from_millis(u64::from(cfg.timeout_ms));
+        let l1 = (cfg.l1 > 0).then(|| Limits {
+            capacity: cfg.l1,
+            max_bytes: cfg.l1.saturating_mul(L1_BYTES_PER_ENTRY),
+            max_value_bytes,
+        });
+        let shared = Shared {
+            connector,
+            secret,
+            prefix: cfg.prefix.as_bytes().to_vec(),
+            timeout,
+            background_timeout: setup::background_timeout(timeout),
+            queue: cfg.queue.min(MAX_QUEUE),
+            l1,
+            sha: redis::Script::new(conn::LOOKUP_SCRIPT)
+                .get_hash()
+                .to_string(),
+            counters: Counters::default(),
+            net: Default::default(),
+        };
+        Ok(RedisStore {
+            shared: Arc::new(shared),
+            current: AtomicPtr::new(std::ptr::null_mut()),
+            max_value_bytes,
+            hasher: RandomState::new(),
+        })
+    }
+
+    /// This process's state, made on its first use in each process.
+    #[inline]
+    fn proc(&self) -> &Proc {
+        let pid = pid();
+        let p = self.current.load(Ordering::Acquire);
+        // SAFETY: a non-null pointer here came from `Box::into_raw` in `new_proc` and is
+        // freed only by `drop`, which cannot run while `&self` is borrowed; a state that
+        // another process made (we are its forked child) is never freed. So it is valid for
+        // as long as `&self` is.
+        if let Some(state) = unsafe { p.as_ref() } {
+            if state.pid == pid {
+                return state;
+            }
+        }
+        self.new_proc(p, pid)
+    }
+
+    #[cold]
+    fn new_proc(&self, old: *mut Proc, pid: u32) -> &Proc {
+        let new = Box::into_raw(Box::new(Proc::new(self.shared.clone(), pid)));
+        match self
+            .current
+            .compare_exchange(old, new, Ordering::AcqRel, Ordering::Acquire)
+        {
+            // The old state, if any, belongs to the process we were forked from: left as it
+            // is, on purpose.
+            // SAFETY: as in `proc`: installed, so valid while `&self` is.
+            Ok(_) => unsafe { &*new },
+            Err(_) => {
+                // Another thread of this process installed its state first.
+                // SAFETY: `new` came from `Box::into_raw` above and was never shared.
+                drop(unsafe { Box::from_raw(new) });
+                self.proc()
+            }
+        }
+    }
+
+    fn redis_key(&self, key: &SessionKey) -> Vec<u8> {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let prefix = &self.shared.prefix;
+        let mut k = Vec::with_capacity(prefix.len() + 2 * key.as_bytes().len());
+        k.extend_from_slice(prefix);
+        for b in key.as_bytes() {
+            k.push(HEX[usize::from(b >> 4)]);
+            k.push(HEX[usize::from(b & 15)]);
+        }
+        k
+    }
+
+    fn stamp(&self, value: &[u8]) -> Stamp {
+        self.hasher.hash_one(value) | REDIS_STAMP
+    }
+
+    /// A stored value that is not one of ours (empty): counted, removed, an error.
+    fn corrupt(&self, p: &Proc, key: &SessionKey) -> StoreError {
+        Counters::bump(&self.shared.counters.errors);
+        crate::log_limited!(
+            Level::Warn,
+            "redis: the value stored for session id#{:08x} is not a session entry; removed",
+            crate::log::fingerprint(key.as_bytes())
+        );
+        p.submit(conn::pack(&[b"DEL", &self.redis_key(key)]), true);
+        StoreError::Corrupt
+    }
+
+    /// Waits until the writes queued so far are done.
+    #[cfg(test)]
+    pub(crate) fn flush(&self) {
+        self.proc().flush();
     }
 }
 
+/// Splits a stored value into its flags and the entry's bytes; None if it has no flags.
+fn split(value: &SecretBytes) -> Option<(u8, SecretBytes)> {
+    let (&flags, bytes) = value.as_slice().split_first()?;
+    Some((flags, SecretBytes::from(bytes)))
+}
+
 impl Store for RedisStore {
-    fn put(&self, _key: &SessionKey, _entry: Entry, _now: u64) -> Result<Stamp, StoreError> {
-        Err(StoreError::Unavailable)
+    fn put(&self, key: &SessionKey, entry: Entry, now: u64) -> Result<Stamp, StoreError> {
+        if entry.bytes.len() > self.max_value_bytes {
+            return Err(StoreError::TooLarge);
+        }
+        if entry.expires_at <= now {
+            return Err(StoreError::Expired);
+        }
+        let p = self.proc();
+        let mut value = SecretBytes::zeroed(entry.bytes.len() + 1);
+        value.as_mut_slice()[0] = if entry.single_use { SINGLE_USE } else { 0 };
+        value.as_mut_slice()[1..].copy_from_slice(entry.bytes.as_slice());
+        let stamp = self.stamp(value.as_slice());
+        let px = (entry.expires_at - now).saturating_mul(1000).max(MIN_PX_MS);
+        let packed = conn::pack(&[
+            b"SET",
+            &self.redis_key(key),
+            value.as_slice(),
+            b"PX",
+            px.to_string().as_bytes(),
+        ]);
+        drop(value);
+        let local = match &p.l1 {
+            Some(l1) if !entry.single_use => match l1.put(key, entry, now) {
+                Ok(s) => Some(p.l1_stamp(s)),
+                Err(_) => {
+                    // l1 must not keep an older version of what Redis will hold.
+                    let _ = l1.remove(key);
+                    None
+                }
+            },
+            Some(l1) => {
+                let _ = l1.remove(key);
+                None
+            }
+            None => None,
+        };
+        let queued = p.submit(packed, false);
+        match local {
+            Some(stamp) => Ok(stamp),
+            None if queued => Ok(stamp),
+            None => {
+                Counters::bump(&self.shared.counters.errors);
+                Err(StoreError::Unavailable)
+            }
+        }
     }
+
     fn get(
         &self,
-        _key: &SessionKey,
-        _now: u64,
-        _known: &mut dyn FnMut(Stamp) -> bool,
+        key: &SessionKey,
+        now: u64,
+        known: &mut dyn FnMut(Stamp) -> bool,
     ) -> Result<Option<Found>, StoreError> {
-        Err(StoreError::Unavailable)
+        let p = self.proc();
+        if let Some(l1) = &p.l1 {
+            if let Ok(Some(found)) = l1.get(key, now, &mut |s| known(p.l1_stamp(s))) {
+                return Ok(Some(Found {
+                    stamp: p.l1_stamp(found.stamp),
+                    ..found
+                }));
+            }
+        }
+        let Some(fetched) = p.fetch(&self.redis_key(key), false)? else {
+            return Ok(None);
+        };
+        let Some((flags, bytes)) = split(&fetched.value) else {
+            return Err(self.corrupt(p, key));
+        };
+        let mut stamp = self.stamp(fetched.value.as_slice());
+        drop(fetched.value);
+        if flags & SINGLE_USE == 0 && fetched.pttl_ms >= 1000 {
+            if let Some(l1) = &p.l1 {
+                let filled = Entry {
+                    bytes: bytes.clone(),
+                    expires_at: now + fetched.pttl_ms as u64 / 1000,
+                    single_use: false,
+                };
+                if let Ok(s) = l1.put(key, filled, now) {
+                    stamp = p.l1_stamp(s);
+                }
+            }
+        }
+        let bytes = (!known(stamp)).then_some(bytes);
+        Ok(Some(Found {
+            bytes,
+            stamp,
+            consumed: fetched.consumed,
+        }))
     }
-    fn take(&self, _key: &SessionKey, _now: u64) -> Result<Option<SecretBytes>, StoreError> {
-        Err(StoreError::Unavailable)
+
+    fn take(&self, key: &SessionKey, now: u64) -> Result<Option<SecretBytes>, StoreError> {
+        let p = self.proc();
+        let local =
+            p.l1.as_ref()
+                .and_then(|l1| l1.take(key, now).ok().flatten());
+        match p.fetch(&self.redis_key(key), true) {
+            Ok(Some(fetched)) => match split(&fetched.value) {
+                Some((_, bytes)) => Ok(Some(bytes)),
+                None => Err(self.corrupt(p, key)),
+            },
+            Ok(None) => Ok(local),
+            Err(e) => match local {
+                // Counted already; what this process held is still the caller's, and Redis
+                // is asked to forget it when it can.
+                Some(bytes) => {
+                    p.submit(conn::pack(&[b"DEL", &self.redis_key(key)]), true);
+                    Ok(Some(bytes))
+                }
+                None => Err(e),
+            },
+        }
     }
-    fn remove(&self, _key: &SessionKey) -> Result<bool, StoreError> {
-        Err(StoreError::Unavailable)
+
+    /// True if the l1 tier held the entry: Redis's answer is not waited for.
+    fn remove(&self, key: &SessionKey) -> Result<bool, StoreError> {
+        let p = self.proc();
+        let local =
+            p.l1.as_ref()
+                .is_some_and(|l1| l1.remove(key).unwrap_or(false));
+        if p.submit(conn::pack(&[b"DEL", &self.redis_key(key)]), true) {
+            Ok(local)
+        } else {
+            Counters::bump(&self.shared.counters.errors);
+            Err(StoreError::Unavailable)
+        }
     }
+
     fn counters(&self) -> &Counters {
-        &self.counters
+        &self.shared.counters
     }
+
+    /// What this process holds in l1; (0, 0) without l1 (Redis is not asked).
     fn occupancy(&self) -> (u64, u64) {
-        (0, 0)
+        match &self.proc().l1 {
+            Some(l1) => l1.occupancy(),
+            None => (0, 0),
+        }
     }
+
+    fn net_stats(&self) -> NetStats {
+        self.shared.net.snapshot()
+    }
+}
+
+impl Drop for RedisStore {
+    fn drop(&mut self) {
+        let p = *self.current.get_mut();
+        // SAFETY: as in `proc` (`&mut self`: nothing else borrows it now).
+        let Some(state) = (unsafe { p.as_ref() }) else {
+            return;
+        };
+        if state.pid == pid() {
+            // Its writer finishes the queued writes, then ends.
+            // SAFETY: this process's state, from `Box::into_raw`, owned by the store and
+            // no longer borrowed.
+            drop(unsafe { Box::from_raw(p) });
+        }
+    }
+}
+
+static PID: AtomicU32 = AtomicU32::new(0);
+
+extern "C" fn forget_pid() {
+    PID.store(0, Ordering::Relaxed);
+}
+
+/// This process's ID, cached (`getpid` is a system call) and forgotten in a forked child.
+fn pid() -> u32 {
+    let p = PID.load(Ordering::Relaxed);
+    if p != 0 {
+        return p;
+    }
+    static AT_FORK: Once = Once::new();
+    AT_FORK.call_once(|| {
+        // SAFETY: registers a child handler that only stores to an atomic.
+        unsafe { libc::pthread_atfork(None, None, Some(forget_pid)) };
+    });
+    let p = std::process::id();
+    PID.store(p, Ordering::Relaxed);
+    p
 }

@@ -1,0 +1,287 @@
+//! Talking to Redis: connections to one server or to a cluster, commands packed by hand
+//! (so that the buffers that held session bytes are wiped), the lookup script, replies read
+//! and errors sorted into [`StoreError`]s.
+
+use crate::secret::SecretBytes;
+use crate::store::StoreError;
+use redis::{ConnectionLike, ErrorKind as RedisErrorKind, RedisError, RedisResult, Value};
+use std::time::{Duration, Instant};
+
+/// Makes connections. Plain data (a copy of the settings): nothing in it is tied to a
+/// process, a thread or a socket, so it may be shared across `fork()`.
+pub(crate) enum Connector {
+    Single(redis::Client),
+    Cluster(redis::cluster::ClusterClient),
+}
+
+/// One connection: to a server, or the crate's cluster connection (one socket per node,
+/// commands routed by key).
+pub(crate) enum Conn {
+    Single(redis::Connection),
+    Cluster(Box<redis::cluster::ClusterConnection>),
+}
+
+impl Connector {
+    /// Connects, authenticates and selects the database, giving up after `timeout` (for
+    /// a cluster: per connection it opens, as the crate applies it).
+    pub fn connect(&self, timeout: Duration) -> RedisResult<Conn> {
+        match self {
+            Connector::Single(c) => c.get_connection_with_timeout(timeout).map(Conn::Single),
+            Connector::Cluster(c) => {
+                let conn = c.get_connection()?;
+                // A reconnection inside a call would wait for a connection timeout in the
+                // middle of a lookup: a connection that fails is dropped and made again,
+                // in the background, instead.
+                conn.set_auto_reconnect(false);
+                Ok(Conn::Cluster(Box::new(conn)))
+            }
+        }
+    }
+}
+
+impl Conn {
+    /// Sends one packed command and reads its reply; each socket operation gives up after
+    /// `budget`. A server's error reply is an `Err`.
+    pub fn request(&mut self, packed: &[u8], budget: Duration) -> RedisResult<Value> {
+        let value = match self {
+            Conn::Single(c) => {
+                c.set_read_timeout(Some(budget))?;
+                c.set_write_timeout(Some(budget))?;
+                c.req_packed_command(packed)?
+            }
+            Conn::Cluster(c) => {
+                c.set_read_timeout(Some(budget))?;
+                c.set_write_timeout(Some(budget))?;
+                c.req_packed_command(packed)?
+            }
+        };
+        value.extract_error()
+    }
+
+    /// False once the connection saw its socket close.
+    pub fn is_open(&self) -> bool {
+        match self {
+            Conn::Single(c) => c.is_open(),
+            Conn::Cluster(c) => c.is_open(),
+        }
+    }
+}
+
+/// The lookup, one atomic round trip: GET, and DEL when the value is single-use (bit 0 of
+/// its first byte) or the caller takes it (`ARGV[1] == "1"`). Returns nil, or
+/// `{value, consumed (0/1), PTTL in ms}`. One key per call, so it runs in a cluster.
+pub(crate) const LOOKUP_SCRIPT: &str = r"local v = redis.call('GET', KEYS[1])
+if not v then return false end
+local ttl = redis.call('PTTL', KEYS[1])
+local consumed = 0
+if ARGV[1] == '1' or (string.len(v) > 0 and string.byte(v, 1) % 2 == 1) then
+  redis.call('DEL', KEYS[1])
+  consumed = 1
+end
+return {v, consumed, ttl}
+";
+
+/// What a lookup found: the stored value (flags byte first), whether the lookup deleted it,
+/// and its remaining lifetime.
+pub(crate) struct Fetched {
+    pub value: SecretBytes,
+    pub consumed: bool,
+    /// Milliseconds left before Redis expires it (negative: no expiry, or unknown).
+    pub pttl_ms: i64,
+}
+
+/// Remaining time before `deadline`, or a timeout error if none is left.
+pub(crate) fn remaining(deadline: Instant) -> RedisResult<Duration> {
+    let left = deadline.saturating_duration_since(Instant::now());
+    if left < Duration::from_micros(100) {
+        return Err(timed_out());
+    }
+    Ok(left)
+}
+
+/// The error for a budget spent before the reply came.
+pub(crate) fn timed_out() -> RedisError {
+    RedisError::from(std::io::Error::new(
+        std::io::ErrorKind::TimedOut,
+        "time budget spent",
+    ))
+}
+
+/// Runs the lookup script for `key` (EVALSHA; on NOSCRIPT, EVAL, which also caches it),
+/// all of it before `deadline`.
+pub(crate) fn lookup(
+    conn: &mut Conn,
+    sha: &str,
+    key: &[u8],
+    take: bool,
+    deadline: Instant,
+) -> RedisResult<Option<Fetched>> {
+    let flag: &[u8] = if take { b"1" } else { b"0" };
+    let reply = match conn.request(
+        pack(&[b"EVALSHA", sha.as_bytes(), b"1", key, flag]).as_slice(),
+        remaining(deadline)?,
+    ) {
+        Err(e) if e.kind() == RedisErrorKind::NoScriptError => conn.request(
+            pack(&[b"EVAL", LOOKUP_SCRIPT.as_bytes(), b"1", key, flag]).as_slice(),
+            remaining(deadline)?,
+        )?,
+        other => other?,
+    };
+    parse_lookup(reply)
+}
+
+fn parse_lookup(reply: Value) -> RedisResult<Option<Fetched>> {
+    let bad = || RedisError::from((RedisErrorKind::TypeError, "unexpected reply to the lookup"));
+    let items = match reply {
+        Value::Nil => return Ok(None),
+        Value::Array(items) if items.len() == 3 => items,
+        _ => return Err(bad()),
+    };
+    let mut items = items.into_iter();
+    let (Some(Value::BulkString(value)), Some(Value::Int(consumed)), Some(Value::Int(pttl_ms))) =
+        (items.next(), items.next(), items.next())
+    else {
+        return Err(bad());
+    };
+    Ok(Some(Fetched {
+        value: SecretBytes::from(value),
+        consumed: consumed != 0,
+        pttl_ms,
+    }))
+}
+
+/// A command in RESP (an array of bulk strings), in a buffer that is wiped when dropped.
+pub(crate) fn pack(args: &[&[u8]]) -> SecretBytes {
+    fn digits(n: usize) -> usize {
+        n.checked_ilog10().map_or(1, |d| d as usize + 1)
+    }
+    let len = 1
+        + digits(args.len())
+        + 2
+        + args
+            .iter()
+            .map(|a| 1 + digits(a.len()) + 2 + a.len() + 2)
+            .sum::<usize>();
+    let mut out = SecretBytes::zeroed(len);
+    let buf = out.as_mut_slice();
+    let mut at = 0;
+    let mut put = |bytes: &[u8]| {
+        buf[at..at + bytes.len()].copy_from_slice(bytes);
+        at += bytes.len();
+    };
+    put(b"*");
+    put(args.len().to_string().as_bytes());
+    put(b"\r\n");
+    for a in args {
+        put(b"$");
+        put(a.len().to_string().as_bytes());
+        put(b"\r\n");
+        put(a);
+        put(b"\r\n");
+    }
+    debug_assert_eq!(at, len);
+    out
+}
+
+/// What a failed operation says to its caller.
+pub(crate) fn classify(e: &RedisError) -> StoreError {
+    if e.is_timeout() {
+        StoreError::Timeout
+    } else {
+        StoreError::Unavailable
+    }
+}
+
+/// Whether a call failed because the connection it used had died since it was last used
+/// (the server restarted, an idle connection was closed): worth one more try on a new one.
+pub(crate) fn is_stale(e: &RedisError) -> bool {
+    e.is_io_error() && !e.is_timeout()
+}
+
+/// Whether the server answered with an error (out of memory, no permission, a wrong
+/// type, …) or with a reply we did not expect: the connection is still in step with the
+/// server, and the server is there: no reason to skip it. Anything else (a timeout, a
+/// socket error, a reply that could not be parsed) leaves the connection unusable.
+pub(crate) fn is_server_reply(e: &RedisError) -> bool {
+    e.code().is_some() || e.kind() == RedisErrorKind::TypeError
+}
+
+/// An error for a log line. Never the password: the crate's messages do not carry it, and
+/// should one ever quote it, it is cut out here.
+pub(crate) fn describe(e: &RedisError, secret: Option<&str>) -> String {
+    redact(e.to_string(), secret)
+}
+
+pub(crate) fn redact(text: String, secret: Option<&str>) -> String {
+    match secret {
+        Some(s) if !s.is_empty() && text.contains(s) => text.replace(s, "<hidden>"),
+        _ => text,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn packing() {
+        assert_eq!(
+            pack(&[b"SET", b"k", b""]).as_slice(),
+            b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$0\r\n\r\n"
+        );
+        let long = vec![7u8; 1234];
+        let p = pack(&[b"GET", &long, b"0123456789"]);
+        let head = b"*3\r\n$3\r\nGET\r\n$1234\r\n";
+        assert_eq!(&p.as_slice()[..head.len()], head);
+        assert!(p.as_slice().ends_with(b"\r\n$10\r\n0123456789\r\n"));
+        assert_eq!(
+            p.len(),
+            head.len() + 1234 + 2 + b"$10\r\n0123456789\r\n".len()
+        );
+    }
+
+    #[test]
+    fn lookup_replies() {
+        assert!(parse_lookup(Value::Nil).unwrap().is_none());
+        let f = parse_lookup(Value::Array(vec![
+            Value::BulkString(vec![1, 2, 3]),
+            Value::Int(1),
+            Value::Int(5000),
+        ]))
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            (f.value.as_slice(), f.consumed, f.pttl_ms),
+            (&[1u8, 2, 3][..], true, 5000)
+        );
+        assert!(parse_lookup(Value::Int(3)).is_err());
+        assert!(parse_lookup(Value::Array(vec![Value::Nil])).is_err());
+    }
+
+    #[test]
+    fn errors_are_sorted_and_redacted() {
+        let t = timed_out();
+        assert_eq!(classify(&t), StoreError::Timeout);
+        assert!(!is_stale(&t));
+        assert!(!is_server_reply(&t));
+        let reset = RedisError::from(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
+        assert_eq!(classify(&reset), StoreError::Unavailable);
+        assert!(is_stale(&reset) && !is_server_reply(&reset));
+        let oom = redis::parse_redis_value(b"-OOM command not allowed when used memory\r\n")
+            .unwrap()
+            .extract_error()
+            .unwrap_err();
+        assert!(is_server_reply(&oom) && !is_stale(&oom), "{oom:?}");
+        assert_eq!(classify(&oom), StoreError::Unavailable);
+        let e = RedisError::from((
+            RedisErrorKind::AuthenticationFailed,
+            "auth",
+            "said hunter2 loudly".to_string(),
+        ));
+        let text = describe(&e, Some("hunter2"));
+        assert!(
+            !text.contains("hunter2") && text.contains("<hidden>"),
+            "{text}"
+        );
+    }
+}

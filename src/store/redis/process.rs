@@ -1,0 +1,745 @@
+//! What each process has of its own: the connection pool, the circuit breaker, the write
+//! queue with its writer thread, and the l1 tier. A forked child must not use any of its
+//! parent's (a lock held by a thread that does not exist in the child would never be
+//! released; a socket would be shared by two processes), so the store keeps them in a
+//! [`Proc`] that names its process and makes a new one in a child (see `RedisStore::proc`).
+//!
+//! Threads: the writer ("sesscache-redis", one per process, started by the first write or
+//! by the breaker opening) applies queued writes in order and probes Redis while the breaker
+//! is open; short-lived connecting threads ("sesscache-redis-connect", at most
+//! [`MAX_CONNECTING`] at once) open connections for the pool, so that a lookup waits for a
+//! connection no longer than its budget even when the connect itself (a name to resolve, a
+//! slow handshake) takes longer: the connection is kept for the next lookups.
+
+use super::conn::{
+    self, classify, describe, is_server_reply, is_stale, pack, Conn, Connector, Fetched,
+};
+use super::setup::Secret;
+use crate::clock::monotonic_ms;
+use crate::log::Level;
+use crate::secret::SecretBytes;
+use crate::store::memory::{Limits, MemoryStore};
+use crate::store::{Counters, NetStats, Stamp, StoreError};
+use redis::{RedisError, Value};
+use std::hash::BuildHasher;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
+
+/// Set in every stamp made from a Redis value, clear in every l1 stamp.
+pub(crate) const REDIS_STAMP: Stamp = 1 << 63;
+/// Idle connections kept per process; more are closed when returned.
+pub(crate) const MAX_IDLE: usize = 16;
+/// Connections being opened at once per process.
+pub(crate) const MAX_CONNECTING: usize = 8;
+/// Consecutive failures (timeouts, network or server errors) that open the breaker.
+pub(crate) const FAILURES_TO_OPEN: u32 = 3;
+/// The breaker's first back-off; it doubles while probes fail, up to the most.
+pub(crate) const BACKOFF_MIN_MS: u64 = 100;
+pub(crate) const BACKOFF_MAX_MS: u64 = 10_000;
+/// A breaker that opens again within this time of closing keeps doubling its back-off
+/// instead of starting over (a server that answers probes but not lookups).
+const CALM_MS: u64 = 10_000;
+/// How long the idle writer sleeps between checks of the breaker.
+const WRITER_IDLE: Duration = Duration::from_secs(1);
+
+/// What every process of a store shares: settings and counters. Plain data and atomics:
+/// nothing here is tied to a process, so a forked child may use its copy.
+pub(crate) struct Shared {
+    pub connector: Connector,
+    /// For cutting the password out of log lines, should the crate ever quote it.
+    pub secret: Option<Secret>,
+    pub prefix: Vec<u8>,
+    /// A lookup's budget, connection included.
+    pub timeout: Duration,
+    /// What background connects and writes may take.
+    pub background_timeout: Duration,
+    pub queue: usize,
+    pub l1: Option<Limits>,
+    /// SHA-1 of [`conn::LOOKUP_SCRIPT`], for EVALSHA.
+    pub sha: String,
+    pub counters: Counters,
+    pub net: Net,
+}
+
+/// [`NetStats`] as atomics.
+#[derive(Default)]
+pub(crate) struct Net {
+    pub net_errors: AtomicU64,
+    pub timeouts: AtomicU64,
+    pub breaker_opens: AtomicU64,
+    pub queue_drops: AtomicU64,
+}
+
+impl Net {
+    pub fn snapshot(&self) -> NetStats {
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        NetStats {
+            net_errors: get(&self.net_errors),
+            timeouts: get(&self.timeouts),
+            breaker_opens: get(&self.breaker_opens),
+            queue_drops: get(&self.queue_drops),
+        }
+    }
+}
+
+impl Shared {
+    pub fn secret(&self) -> Option<&str> {
+        self.secret.as_ref().map(Secret::as_str)
+    }
+
+    /// Counts an operation that failed on the network or timed out.
+    pub fn count_failure(&self, e: StoreError) {
+        Counters::bump(&self.counters.errors);
+        Counters::bump(match e {
+            StoreError::Timeout => &self.net.timeouts,
+            _ => &self.net.net_errors,
+        });
+    }
+
+    pub fn count_drop(&self) {
+        Counters::bump(&self.net.queue_drops);
+    }
+}
+
+/// A queued write, or a message for the writer.
+pub(crate) enum Job {
+    /// A packed SET or DEL.
+    Write { packed: SecretBytes, remove: bool },
+    /// The breaker opened: time to plan a probe.
+    Wake,
+    /// Answered once every job queued before it is done.
+    #[cfg(test)]
+    Flush(mpsc::Sender<()>),
+    /// A bug in the writer, simulated.
+    #[cfg(test)]
+    Panic,
+}
+
+/// This process's state, as `RedisStore::proc` hands it out.
+pub(crate) struct Proc {
+    pub pid: u32,
+    pub core: Arc<Core>,
+    /// Reusable entries this process stored or found, in front of Redis.
+    pub l1: Option<MemoryStore>,
+    /// Added to l1 stamps: another process's l1 (a parent's, whose decoded sessions a
+    /// forked child inherits in the cache's front) numbers its entries from the same start.
+    stamp_base: u64,
+    writer: OnceLock<SyncSender<Job>>,
+    writer_start: Mutex<()>,
+    /// When the writer thread may be tried again after it could not be started.
+    writer_retry_ms: AtomicU64,
+}
+
+/// What this process's threads share with it.
+pub(crate) struct Core {
+    pub shared: Arc<Shared>,
+    pool: Pool,
+    pub breaker: Breaker,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Every critical section here leaves its data consistent at each step.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Proc {
+    pub fn new(shared: Arc<Shared>, pid: u32) -> Proc {
+        let l1 = shared.l1.map(MemoryStore::new);
+        Proc {
+            pid,
+            core: Arc::new(Core {
+                shared,
+                pool: Pool::default(),
+                breaker: Breaker::default(),
+            }),
+            l1,
+            stamp_base: std::collections::hash_map::RandomState::new().hash_one(pid),
+            writer: OnceLock::new(),
+            writer_start: Mutex::new(()),
+            writer_retry_ms: AtomicU64::new(0),
+        }
+    }
+
+    fn shared(&self) -> &Shared {
+        &self.core.shared
+    }
+
+    /// An l1 stamp as this store hands it out: top bit clear (Redis stamps have it set).
+    pub fn l1_stamp(&self, s: Stamp) -> Stamp {
+        s.wrapping_add(self.stamp_base) & !REDIS_STAMP
+    }
+
+    /// The lookup script's round trip for `rkey`, within the lookup budget; counts what
+    /// fails. Never touches the network while the breaker is open.
+    pub fn fetch(&self, rkey: &[u8], take: bool) -> Result<Option<Fetched>, StoreError> {
+        let core = &self.core;
+        let shared = self.shared();
+        if core.breaker.is_open() {
+            Counters::bump(&shared.counters.errors);
+            if self.writer.get().is_none() {
+                // Its probes close the breaker; it could not be started when it opened.
+                self.wake();
+            }
+            return Err(StoreError::Unavailable);
+        }
+        let deadline = Instant::now() + shared.timeout;
+        let mut retried = false;
+        loop {
+            let (mut c, reused) = match Core::checkout(core, deadline) {
+                Ok(c) => c,
+                Err(e) => {
+                    shared.count_failure(e);
+                    if e == StoreError::Timeout {
+                        crate::log_limited!(
+                            Level::Warn,
+                            "redis: a lookup found no connection within {} ms",
+                            shared.timeout.as_millis()
+                        );
+                    }
+                    // (A connect that failed said why.)
+                    if core.trip() {
+                        self.wake();
+                    }
+                    return Err(e);
+                }
+            };
+            match conn::lookup(&mut c, &shared.sha, rkey, take, deadline) {
+                Ok(found) => {
+                    core.pool.checkin(c);
+                    core.breaker.success();
+                    return Ok(found);
+                }
+                Err(e) if is_server_reply(&e) => {
+                    // An answer: the connection is in step, the server is there.
+                    core.pool.checkin(c);
+                    return Err(core.failed(&e, "lookup", false).0);
+                }
+                Err(e) => {
+                    // Dropped: after a timeout a late reply would be read as the next
+                    // command's.
+                    drop(c);
+                    if reused && !retried && is_stale(&e) {
+                        // The server went away since the connection was last used (a
+                        // restart): the other idle ones are as dead. One more try.
+                        core.pool.clear();
+                        retried = true;
+                        continue;
+                    }
+                    let (err, opened) = core.failed(&e, "lookup", true);
+                    if opened {
+                        self.wake();
+                    }
+                    return Err(err);
+                }
+            }
+        }
+    }
+
+    /// Queues a write for the writer thread. False (and counted in `queue_drops`) when it
+    /// was dropped: the queue is full, the breaker is open, or no writer could be started.
+    pub fn submit(&self, packed: SecretBytes, remove: bool) -> bool {
+        let shared = self.shared();
+        if self.core.breaker.is_open() {
+            shared.count_drop();
+            return false;
+        }
+        let queued = match self.writer() {
+            Some(tx) => tx.try_send(Job::Write { packed, remove }).is_ok(),
+            None => false,
+        };
+        if !queued {
+            shared.count_drop();
+        }
+        queued
+    }
+
+    /// Has the writer look at the breaker (which just opened) now.
+    fn wake(&self) {
+        if let Some(tx) = self.writer() {
+            // A full queue wakes it anyway.
+            let _ = tx.try_send(Job::Wake);
+        }
+    }
+
+    /// The writer's queue, the thread started on first use.
+    fn writer(&self) -> Option<&SyncSender<Job>> {
+        if let Some(tx) = self.writer.get() {
+            return Some(tx);
+        }
+        let _one = lock(&self.writer_start);
+        if let Some(tx) = self.writer.get() {
+            return Some(tx);
+        }
+        let now = monotonic_ms();
+        if now < self.writer_retry_ms.load(Ordering::Relaxed) {
+            return None;
+        }
+        let (tx, rx) = mpsc::sync_channel(self.shared().queue);
+        let core = self.core.clone();
+        match spawn_quiet("sesscache-redis", move || writer_main(core, rx)) {
+            Ok(_) => {
+                let _ = self.writer.set(tx);
+                self.writer.get()
+            }
+            Err(e) => {
+                self.writer_retry_ms.store(now + 1000, Ordering::Relaxed);
+                crate::log_limited!(
+                    Level::Error,
+                    "redis: cannot start the writer thread ({e}); writes are dropped"
+                );
+                None
+            }
+        }
+    }
+
+    /// Waits until every write queued so far is done (or dropped).
+    #[cfg(test)]
+    pub fn flush(&self) {
+        let Some(tx) = self.writer.get() else {
+            return;
+        };
+        let (ack, done) = mpsc::channel();
+        if tx.send(Job::Flush(ack)).is_ok() {
+            let _ = done.recv_timeout(Duration::from_secs(30));
+        }
+    }
+
+    /// Has the writer thread panic in its next step.
+    #[cfg(test)]
+    pub fn panic_writer(&self) {
+        self.writer().unwrap().send(Job::Panic).unwrap();
+    }
+
+    #[cfg(test)]
+    pub fn idle_connections(&self) -> usize {
+        lock(&self.core.pool.state).idle.len()
+    }
+}
+
+impl Core {
+    /// Counts a failed call and, if `trips` (not an error the server answered with), tells
+    /// the breaker; (the caller's error, whether the breaker opened).
+    fn failed(&self, e: &RedisError, what: &str, trips: bool) -> (StoreError, bool) {
+        let err = classify(e);
+        self.shared.count_failure(err);
+        crate::log_limited!(
+            Level::Warn,
+            "redis: {what} failed: {}",
+            describe(e, self.shared.secret())
+        );
+        (err, trips && self.trip())
+    }
+
+    /// Tells the breaker of a failure; true if that opened it.
+    fn trip(&self) -> bool {
+        let Some(backoff) = self.breaker.failure() else {
+            return false;
+        };
+        Counters::bump(&self.shared.net.breaker_opens);
+        crate::log_limited!(
+            Level::Warn,
+            "redis: {FAILURES_TO_OPEN} failures in a row; Redis is skipped for {backoff} ms \
+             (lookups miss, writes are dropped), then probed"
+        );
+        true
+    }
+
+    /// An idle connection (true: it was used before), or a new one made within `deadline`.
+    fn checkout(core: &Arc<Core>, deadline: Instant) -> Result<(Conn, bool), StoreError> {
+        let pool = &core.pool;
+        let mut st = lock(&pool.state);
+        while let Some(c) = st.idle.pop() {
+            if c.is_open() {
+                return Ok((c, true));
+            }
+        }
+        let failures_seen = st.failures;
+        st.waiting += 1;
+        let out = loop {
+            if let Some(c) = st.idle.pop() {
+                break Ok((c, false));
+            }
+            if st.failures != failures_seen {
+                // A connect failed while we waited: so would ours.
+                break Err(st.last_failure);
+            }
+            if st.connecting < st.waiting.min(MAX_CONNECTING) {
+                st.connecting += 1;
+                drop(st);
+                let started = spawn_connect(core);
+                st = lock(&pool.state);
+                if !started {
+                    st.connecting -= 1;
+                    break Err(StoreError::Unavailable);
+                }
+                continue;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break Err(StoreError::Timeout);
+            }
+            st = pool
+                .ready
+                .wait_timeout(st, left)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        };
+        st.waiting -= 1;
+        out
+    }
+}
+
+/// Starts a thread that takes none of the process's signals. A server waits for its
+/// signals (SIGHUP, SIGTERM, SIGCHLD, …) in its own threads, often by being interrupted in
+/// its event loop; the kernel hands a process-directed signal to any thread that does not
+/// block it, and one handled on our thread would not interrupt the server's wait. The
+/// mask is set around the spawn (a new thread inherits it), so no signal can reach the
+/// thread before it is in place; signals raised by a fault stay unblocked.
+pub(crate) fn spawn_quiet(name: &str, f: impl FnOnce() + Send + 'static) -> std::io::Result<()> {
+    struct Restore(libc::sigset_t);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            // SAFETY: restores this thread's mask as it was, from a set pthread_sigmask
+            // filled in.
+            unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &self.0, std::ptr::null_mut()) };
+        }
+    }
+    // SAFETY: sigset_t is plain data, initialised by sigfillset / pthread_sigmask before it
+    // is read; pthread_sigmask changes only this thread's mask, which `Restore` puts back.
+    let _restore = unsafe {
+        let mut quiet: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut quiet);
+        for fault in [
+            libc::SIGSEGV,
+            libc::SIGBUS,
+            libc::SIGFPE,
+            libc::SIGILL,
+            libc::SIGTRAP,
+            libc::SIGSYS,
+            libc::SIGABRT,
+        ] {
+            libc::sigdelset(&mut quiet, fault);
+        }
+        let mut old: libc::sigset_t = std::mem::zeroed();
+        libc::pthread_sigmask(libc::SIG_SETMASK, &quiet, &mut old);
+        Restore(old)
+    };
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(f)
+        .map(drop)
+}
+
+/// Opens a connection on a thread of its own and gives it to the pool.
+fn spawn_connect(core: &Arc<Core>) -> bool {
+    let core = core.clone();
+    spawn_quiet("sesscache-redis-connect", move || {
+        let shared = &core.shared;
+        let made = catch_unwind(AssertUnwindSafe(|| {
+            shared.connector.connect(shared.background_timeout)
+        }));
+        let made = match made {
+            Ok(Ok(c)) => Ok(c),
+            Ok(Err(e)) => {
+                crate::log_limited!(
+                    Level::Warn,
+                    "redis: cannot connect: {}",
+                    describe(&e, shared.secret())
+                );
+                Err(classify(&e))
+            }
+            Err(_) => Err(StoreError::Unavailable),
+        };
+        core.pool.connected(made);
+    })
+    .is_ok()
+}
+
+/// Idle connections, and the lookups waiting for one.
+#[derive(Default)]
+struct Pool {
+    state: Mutex<PoolState>,
+    ready: Condvar,
+}
+
+struct PoolState {
+    idle: Vec<Conn>,
+    connecting: usize,
+    waiting: usize,
+    /// Connects that failed so far, and how the last one did.
+    failures: u64,
+    last_failure: StoreError,
+}
+
+impl Default for PoolState {
+    fn default() -> Self {
+        PoolState {
+            idle: Vec::new(),
+            connecting: 0,
+            waiting: 0,
+            failures: 0,
+            last_failure: StoreError::Unavailable,
+        }
+    }
+}
+
+impl Pool {
+    /// Takes back a connection that is in step with its server.
+    fn checkin(&self, c: Conn) {
+        let mut st = lock(&self.state);
+        if st.idle.len() < MAX_IDLE {
+            st.idle.push(c);
+            drop(st);
+            self.ready.notify_one();
+        }
+    }
+
+    /// Closes the idle connections.
+    fn clear(&self) {
+        let idle = std::mem::take(&mut lock(&self.state).idle);
+        drop(idle);
+    }
+
+    /// A connecting thread's result.
+    fn connected(&self, made: Result<Conn, StoreError>) {
+        let mut st = lock(&self.state);
+        st.connecting -= 1;
+        match made {
+            Ok(c) => {
+                if st.idle.len() < MAX_IDLE {
+                    st.idle.push(c);
+                }
+                drop(st);
+                self.ready.notify_one();
+            }
+            Err(e) => {
+                st.failures += 1;
+                st.last_failure = e;
+                drop(st);
+                self.ready.notify_all();
+            }
+        }
+    }
+}
+
+/// The circuit breaker: open after [`FAILURES_TO_OPEN`] failures in a row; while open,
+/// nothing touches the network; the writer probes when the back-off has passed and closes
+/// it when Redis answers.
+#[derive(Default)]
+pub(crate) struct Breaker {
+    open: AtomicBool,
+    failures: AtomicU32,
+    state: Mutex<BreakerState>,
+}
+
+#[derive(Default)]
+struct BreakerState {
+    backoff_ms: u64,
+    probe_at_ms: u64,
+    closed_at_ms: Option<u64>,
+}
+
+impl Breaker {
+    #[inline]
+    pub fn is_open(&self) -> bool {
+        self.open.load(Ordering::Acquire)
+    }
+
+    #[inline]
+    pub fn success(&self) {
+        if self.failures.load(Ordering::Relaxed) != 0 {
+            self.failures.store(0, Ordering::Relaxed);
+        }
+    }
+
+    /// Some(back-off in ms) if this failure opened the breaker.
+    fn failure(&self) -> Option<u64> {
+        let n = self.failures.fetch_add(1, Ordering::Relaxed) + 1;
+        if n < FAILURES_TO_OPEN || self.is_open() {
+            return None;
+        }
+        let mut st = lock(&self.state);
+        if self.is_open() {
+            return None;
+        }
+        let now = monotonic_ms();
+        let calm = match st.closed_at_ms {
+            None => true,
+            Some(t) => now.saturating_sub(t) >= CALM_MS,
+        };
+        st.backoff_ms = if calm {
+            BACKOFF_MIN_MS
+        } else {
+            st.backoff_ms
+                .saturating_mul(2)
+                .clamp(BACKOFF_MIN_MS, BACKOFF_MAX_MS)
+        };
+        st.probe_at_ms = now + st.backoff_ms;
+        self.open.store(true, Ordering::Release);
+        Some(st.backoff_ms)
+    }
+
+    /// While open: how long until the next probe (zero: due).
+    fn probe_wait(&self, now: u64) -> Option<Duration> {
+        if !self.is_open() {
+            return None;
+        }
+        let st = lock(&self.state);
+        Some(Duration::from_millis(st.probe_at_ms.saturating_sub(now)))
+    }
+
+    fn probe_failed(&self, now: u64) {
+        let mut st = lock(&self.state);
+        st.backoff_ms = st
+            .backoff_ms
+            .saturating_mul(2)
+            .clamp(BACKOFF_MIN_MS, BACKOFF_MAX_MS);
+        st.probe_at_ms = now + st.backoff_ms;
+    }
+
+    fn close(&self, now: u64) {
+        let mut st = lock(&self.state);
+        st.closed_at_ms = Some(now);
+        self.failures.store(0, Ordering::Relaxed);
+        self.open.store(false, Ordering::Release);
+    }
+}
+
+/// The writer thread: applies queued writes in order on a connection of its own, drops
+/// them while the breaker is open, and probes. Ends when the store is closed (its queue's
+/// sender dropped) once the queue is drained. A panic in one step is caught: the step's
+/// write is lost, the connection dropped, the thread carries on.
+fn writer_main(core: Arc<Core>, rx: Receiver<Job>) {
+    let mut w = Writer { core, conn: None };
+    loop {
+        let wait = w
+            .core
+            .breaker
+            .probe_wait(monotonic_ms())
+            .unwrap_or(WRITER_IDLE)
+            .max(Duration::from_millis(1));
+        let job = match rx.recv_timeout(wait) {
+            Ok(job) => Some(job),
+            Err(RecvTimeoutError::Timeout) => None,
+            Err(RecvTimeoutError::Disconnected) => return,
+        };
+        let step = catch_unwind(AssertUnwindSafe(|| {
+            if let Some(job) = job {
+                w.run(job);
+            }
+            w.probe_if_due();
+        }));
+        if step.is_err() {
+            w.conn = None;
+            crate::log_limited!(
+                Level::Error,
+                "redis: internal error (a panic) in the writer thread; it carries on"
+            );
+        }
+    }
+}
+
+struct Writer {
+    core: Arc<Core>,
+    conn: Option<Conn>,
+}
+
+impl Writer {
+    fn run(&mut self, job: Job) {
+        match job {
+            Job::Write { packed, remove } => self.write(packed.as_slice(), remove),
+            Job::Wake => {}
+            #[cfg(test)]
+            Job::Flush(ack) => {
+                let _ = ack.send(());
+            }
+            #[cfg(test)]
+            Job::Panic => panic!("a simulated bug in the writer"),
+        }
+    }
+
+    fn write(&mut self, packed: &[u8], remove: bool) {
+        let core = &self.core;
+        let shared = &core.shared;
+        if core.breaker.is_open() {
+            shared.count_drop();
+            return;
+        }
+        let budget = shared.background_timeout;
+        for attempt in 0..2 {
+            let (mut c, reused) = match self.conn.take() {
+                Some(c) if c.is_open() => (c, true),
+                _ => match shared.connector.connect(budget) {
+                    Ok(c) => (c, false),
+                    Err(e) => {
+                        core.failed(&e, "connecting for a write", true);
+                        return;
+                    }
+                },
+            };
+            match c.request(packed, budget) {
+                Ok(reply) => {
+                    core.breaker.success();
+                    self.conn = Some(c);
+                    if !remove {
+                        Counters::bump(&shared.counters.stores);
+                    } else if matches!(reply, Value::Int(n) if n > 0) {
+                        Counters::bump(&shared.counters.removes);
+                    }
+                    return;
+                }
+                Err(e) if reused && attempt == 0 && is_stale(&e) => continue,
+                Err(e) => {
+                    let reply = is_server_reply(&e);
+                    if reply {
+                        self.conn = Some(c);
+                    }
+                    core.failed(&e, if remove { "a removal" } else { "a store" }, !reply);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// While the breaker is open and its back-off has passed: connect and PING; close the
+    /// breaker on an answer (the connection goes to the pool), else back off further.
+    fn probe_if_due(&mut self) {
+        let core = &self.core;
+        let shared = &core.shared;
+        if core.breaker.probe_wait(monotonic_ms()) != Some(Duration::ZERO) {
+            return;
+        }
+        self.conn = None;
+        let answered = shared
+            .connector
+            .connect(shared.background_timeout)
+            .and_then(|mut c| {
+                c.request(pack(&[b"PING"]).as_slice(), shared.timeout)?;
+                Ok(c)
+            });
+        match answered {
+            Ok(c) => {
+                core.breaker.close(monotonic_ms());
+                core.pool.checkin(c);
+                crate::log_limited!(Level::Warn, "redis: reachable again; lookups resume");
+            }
+            Err(e) => {
+                core.breaker.probe_failed(monotonic_ms());
+                crate::log!(
+                    Level::Debug,
+                    "redis: probe failed: {}",
+                    describe(&e, shared.secret())
+                );
+            }
+        }
+    }
+}
+
+// `RedisStore` shares one `Proc` between threads through a raw pointer.
+const _: () = {
+    const fn shared_between_threads<T: Send + Sync>() {}
+    shared_between_threads::<Proc>();
+};

@@ -1,0 +1,357 @@
+//! Opening a `redis` cache: the settings checked, the password read, the connector built.
+//! Nothing here connects.
+
+use super::conn::Connector;
+use crate::config::{Password, RedisConfig, RedisTarget};
+use crate::error::{Error, ErrorKind};
+use crate::secret::{wipe, SecretBytes};
+use redis::{ConnectionAddr, ConnectionInfo, ProtocolVersion, RedisConnectionInfo};
+use std::time::Duration;
+
+/// A password, wiped when dropped and never printed.
+pub(crate) struct Secret(String);
+
+impl Secret {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    #[cfg(test)]
+    pub fn for_test(s: &str) -> Secret {
+        Secret(s.to_string())
+    }
+}
+
+impl Drop for Secret {
+    fn drop(&mut self) {
+        // SAFETY: zero bytes are valid UTF-8.
+        wipe(unsafe { self.0.as_bytes_mut() });
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(<hidden>)")
+    }
+}
+
+fn url_error(msg: impl Into<String>) -> Error {
+    Error::new(ErrorKind::Url, msg)
+}
+
+/// The largest password file read.
+const MAX_PASSWORD_FILE: u64 = 64 << 10;
+
+/// The password a configuration points to, read now: the URL's, the first line of
+/// `password_file` (which must be a regular file of this user's or root's, with no
+/// permissions for group or others, like an ssh key), or the variable `password_env`.
+/// Messages name the source, never the password.
+pub(crate) fn read_password(p: &Password) -> Result<Option<Secret>, Error> {
+    let secret = match p {
+        Password::None => return Ok(None),
+        Password::Inline(s) => {
+            if s.is_empty() {
+                return Err(url_error("the password in the URL is empty"));
+            }
+            Secret(s.clone())
+        }
+        Password::Env(name) => {
+            let Some(v) = std::env::var_os(name) else {
+                return Err(url_error(format!(
+                    "password_env: the environment variable '{name}' is not set"
+                )));
+            };
+            let v = v.into_string().map_err(|raw| {
+                wipe(&mut std::os::unix::ffi::OsStringExt::into_vec(raw));
+                url_error(format!(
+                    "password_env: the environment variable '{name}' is not UTF-8 text"
+                ))
+            })?;
+            let v = Secret(v);
+            if v.0.is_empty() {
+                return Err(url_error(format!(
+                    "password_env: the environment variable '{name}' is empty"
+                )));
+            }
+            v
+        }
+        Password::File(path) => read_password_file(path)?,
+    };
+    Ok(Some(secret))
+}
+
+fn read_password_file(path: &str) -> Result<Secret, Error> {
+    use std::io::Read;
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    let what = |e: &dyn std::fmt::Display| url_error(format!("password_file '{path}': {e}"));
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| {
+            let kind = match e.kind() {
+                std::io::ErrorKind::PermissionDenied => ErrorKind::Permission,
+                _ => ErrorKind::Url,
+            };
+            Error::new(kind, format!("password_file '{path}': {e}"))
+        })?;
+    let meta = file.metadata().map_err(|e| what(&e))?;
+    if !meta.is_file() {
+        return Err(what(&"not a regular file"));
+    }
+    // SAFETY: geteuid has no preconditions.
+    let euid = unsafe { libc::geteuid() };
+    if meta.uid() != euid && meta.uid() != 0 {
+        return Err(Error::new(
+            ErrorKind::Permission,
+            format!(
+                "password_file '{path}' belongs to uid {}, not to this process's user (uid {euid}) or root",
+                meta.uid()
+            ),
+        ));
+    }
+    if meta.mode() & 0o077 != 0 {
+        return Err(Error::new(
+            ErrorKind::Permission,
+            format!(
+                "password_file '{path}' has mode {:04o}: others could read the password; make it 0600 or 0400",
+                meta.mode() & 0o7777
+            ),
+        ));
+    }
+    if meta.len() > MAX_PASSWORD_FILE {
+        return Err(what(&"larger than 64K: not a password file"));
+    }
+    let mut text = Vec::with_capacity(meta.len() as usize + 1);
+    let read = file.take(MAX_PASSWORD_FILE).read_to_end(&mut text);
+    let text = SecretBytes::from(text);
+    read.map_err(|e| what(&e))?;
+    let bytes = text.as_slice();
+    let line = bytes.split(|&b| b == b'\n').next().unwrap_or_default();
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    if line.is_empty() {
+        return Err(what(&"the first line is empty"));
+    }
+    let line = std::str::from_utf8(line).map_err(|_| what(&"not UTF-8 text"))?;
+    Ok(Secret(line.to_string()))
+}
+
+/// How long the background connects and writes may take: longer than a lookup's budget
+/// (nobody waits for them), but bounded.
+pub(crate) fn background_timeout(timeout: Duration) -> Duration {
+    timeout.max(Duration::from_secs(1))
+}
+
+/// Checks the settings and builds the connector (no connection is made).
+pub(crate) fn connector(cfg: &RedisConfig, password: Option<&Secret>) -> Result<Connector, Error> {
+    if cfg.timeout_ms == 0 {
+        return Err(url_error("redis: timeout must be at least 1 ms"));
+    }
+    if cfg.queue == 0 {
+        return Err(url_error("redis: queue must hold at least 1 write"));
+    }
+    if cfg.user.is_some() && password.is_none() {
+        return Err(url_error(
+            "redis: a user needs a password (in the URL, password_file= or password_env=)",
+        ));
+    }
+    let timeout = Duration::from_millis(u64::from(cfg.timeout_ms));
+    let redis_info = |db: u32| RedisConnectionInfo {
+        db: i64::from(db),
+        username: cfg.user.clone(),
+        password: password.map(|p| p.as_str().to_string()),
+        protocol: ProtocolVersion::RESP2,
+    };
+    let host_of = |host: &str| -> Result<String, Error> {
+        let h = host
+            .strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .unwrap_or(host);
+        if h.is_empty() {
+            return Err(url_error("redis: the host is empty"));
+        }
+        Ok(h.to_string())
+    };
+    let bad =
+        |e: redis::RedisError| url_error(super::conn::describe(&e, password.map(Secret::as_str)));
+    match &cfg.target {
+        RedisTarget::Tcp { host, port } => {
+            if *port == 0 {
+                return Err(url_error("redis: port 0 is not a port"));
+            }
+            let info = ConnectionInfo {
+                addr: ConnectionAddr::Tcp(host_of(host)?, *port),
+                redis: redis_info(cfg.db),
+            };
+            Ok(Connector::Single(redis::Client::open(info).map_err(bad)?))
+        }
+        RedisTarget::Unix { path } => {
+            if path.is_empty() {
+                return Err(url_error("redis+unix: the socket path is empty"));
+            }
+            let info = ConnectionInfo {
+                addr: ConnectionAddr::Unix(path.into()),
+                redis: redis_info(cfg.db),
+            };
+            Ok(Connector::Single(redis::Client::open(info).map_err(bad)?))
+        }
+        RedisTarget::Cluster { nodes } => {
+            if cfg.db != 0 {
+                return Err(url_error(format!(
+                    "redis+cluster: a cluster has only database 0, not {}",
+                    cfg.db
+                )));
+            }
+            if nodes.is_empty() {
+                return Err(url_error("redis+cluster: no nodes given"));
+            }
+            let mut infos = Vec::with_capacity(nodes.len());
+            for (host, port) in nodes {
+                if *port == 0 {
+                    return Err(url_error("redis+cluster: port 0 is not a port"));
+                }
+                infos.push(ConnectionInfo {
+                    addr: ConnectionAddr::Tcp(host_of(host)?, *port),
+                    redis: redis_info(0),
+                });
+            }
+            // Every connection the cluster client opens, also in the middle of a lookup
+            // (after a redirection), waits at most a lookup's budget; one redirection is
+            // followed, not more.
+            let client = redis::cluster::ClusterClientBuilder::new(infos)
+                .connection_timeout(timeout)
+                .response_timeout(timeout)
+                .retries(1)
+                .min_retry_wait(1)
+                .max_retry_wait((u64::from(cfg.timeout_ms) / 2).max(1))
+                .build()
+                .map_err(bad)?;
+            Ok(Connector::Cluster(client))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn cfg(target: RedisTarget) -> RedisConfig {
+        RedisConfig {
+            target,
+            db: 0,
+            user: None,
+            password: Password::None,
+            prefix: "p:".into(),
+            timeout_ms: 10,
+            l1: 0,
+            queue: 16,
+        }
+    }
+
+    fn tcp() -> RedisTarget {
+        RedisTarget::Tcp {
+            host: "127.0.0.1".into(),
+            port: 6379,
+        }
+    }
+
+    #[test]
+    fn bad_settings_are_url_errors() {
+        let mut c = cfg(tcp());
+        c.timeout_ms = 0;
+        assert_eq!(connector(&c, None).err().unwrap().kind, ErrorKind::Url);
+        let mut c = cfg(tcp());
+        c.queue = 0;
+        assert_eq!(connector(&c, None).err().unwrap().kind, ErrorKind::Url);
+        let mut c = cfg(tcp());
+        c.user = Some("alice".into());
+        assert_eq!(connector(&c, None).err().unwrap().kind, ErrorKind::Url);
+        let mut c = cfg(RedisTarget::Cluster {
+            nodes: vec![("127.0.0.1".into(), 7000)],
+        });
+        c.db = 2;
+        let e = connector(&c, None).err().unwrap();
+        assert_eq!(e.kind, ErrorKind::Url);
+        assert!(e.message.contains("database 0"), "{}", e.message);
+        let c = cfg(RedisTarget::Cluster { nodes: vec![] });
+        assert_eq!(connector(&c, None).err().unwrap().kind, ErrorKind::Url);
+        let c = cfg(RedisTarget::Unix {
+            path: String::new(),
+        });
+        assert_eq!(connector(&c, None).err().unwrap().kind, ErrorKind::Url);
+        let c = cfg(RedisTarget::Tcp {
+            host: "[::1]".into(),
+            port: 6379,
+        });
+        assert!(connector(&c, None).is_ok());
+    }
+
+    /// A file in a directory of this test's own, removed at the end.
+    struct TempFile(std::path::PathBuf);
+    impl TempFile {
+        fn new(name: &str, text: &[u8], mode: u32) -> TempFile {
+            let dir =
+                std::env::temp_dir().join(format!("sesscache-pw-{}-{name}", std::process::id()));
+            std::fs::create_dir_all(&dir).unwrap();
+            let path = dir.join("pw");
+            std::fs::write(&path, text).unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+            TempFile(path)
+        }
+        fn path(&self) -> String {
+            self.0.to_str().unwrap().to_string()
+        }
+    }
+    impl Drop for TempFile {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(self.0.parent().unwrap());
+        }
+    }
+
+    #[test]
+    fn password_files() {
+        let f = TempFile::new("ok", b"s3cret-Pw\r\nsecond line\n", 0o600);
+        let p = read_password(&Password::File(f.path())).unwrap().unwrap();
+        assert_eq!(p.as_str(), "s3cret-Pw");
+        assert_eq!(format!("{p:?}"), "Secret(<hidden>)");
+
+        let f = TempFile::new("open", b"s3cret-Pw\n", 0o640);
+        let e = read_password(&Password::File(f.path())).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Permission);
+        assert!(e.message.contains("0640"), "{}", e.message);
+        assert!(!e.message.contains("s3cret"), "{}", e.message);
+
+        let f = TempFile::new("empty", b"\nnot the first line\n", 0o600);
+        let e = read_password(&Password::File(f.path())).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Url);
+        assert!(!e.message.contains("not the first"), "{}", e.message);
+
+        let e = read_password(&Password::File("/nonexistent/sesscache/pw".into())).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Url);
+        assert!(
+            e.message.contains("/nonexistent/sesscache/pw"),
+            "{}",
+            e.message
+        );
+    }
+
+    #[test]
+    fn password_sources() {
+        assert!(read_password(&Password::None).unwrap().is_none());
+        let p = read_password(&Password::Inline("in-url".into()))
+            .unwrap()
+            .unwrap();
+        assert_eq!(p.as_str(), "in-url");
+        assert_eq!(
+            read_password(&Password::Inline(String::new()))
+                .unwrap_err()
+                .kind,
+            ErrorKind::Url
+        );
+        let name = format!("SESSCACHE_TEST_PW_UNSET_{}", std::process::id());
+        let e = read_password(&Password::Env(name.clone())).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Url);
+        assert!(e.message.contains(&name), "{}", e.message);
+    }
+}

@@ -150,7 +150,7 @@ demo-run: $(B)/demo
 	sh examples/demo.sh
 
 bench: $(B)/bench_resume
-	$(B)/bench_resume
+	sh c-tests/bench.sh $(B)/bench_resume
 
 # ---- installation -----------------------------------------------------------------------
 install: lib

@@ -32,7 +32,8 @@
  *
  * Usage: bench_resume [--quick] [--rounds N] [--seconds S]
  *   environment: BENCH_ROUNDS, BENCH_SECONDS (the options win); defaults 7 rounds, 0.5 s;
- *   BENCH_REDIS_URL: a redis:// URL to measure too (make bench sets it).
+ *   BENCH_REDIS_URL: a redis:// URL to measure too (make bench sets it); BENCH_ONLY=NAME:
+ *   the baseline and that configuration only.
  *   --quick: 1 round of 0.05 s per measurement (a smoke run).
  * Exit status: 0 on success, 1 on any failed or non-resumed handshake, 2 on bad usage. */
 #include <openssl/ssl.h>
@@ -65,6 +66,10 @@ static int nconfigs;
 static char shm_object[64];
 
 static void add_config(const char *name, const char *url, int async) {
+    /* BENCH_ONLY=NAME: the baseline and that configuration only (for profiling one). */
+    const char *only = getenv("BENCH_ONLY");
+    if (url != NULL && only != NULL && *only != '\0' && strcmp(only, name) != 0)
+        return;
     config *c = &configs[nconfigs++];
     c->name = name;
     c->async = async;
@@ -306,7 +311,7 @@ int main(int argc, char **argv) {
     for (int c = 0; c < nconfigs; c++)
         printf("  %-9s %s\n", configs[c].name,
                c == BASELINE ? "OpenSSL's internal cache" : configs[c].url);
-    if (nconfigs < MAX_CONFIGS)
+    if (redis == NULL || *redis == '\0')
         printf("  (redis: not measured; BENCH_REDIS_URL is not set: `make bench` sets it)\n");
     printf("TLS 1.3 uses stateful tickets with single_use=0, so one ticket is resumed every "
            "iteration\n(OpenSSL's internal cache does not enforce single use either).\n\n");

@@ -31,6 +31,13 @@ show() { for _f; do echo "#   $_f:"; tail -n 25 "$_f" 2>/dev/null | sed 's/^/#  
 field() { echo "$1" | sed -n "s/.* $2=\([0-9]*\).*/\1/p"; }
 finish() { echo "redis-servers: $passed passed, $failed failed"; [ "$failed" -eq 0 ]; exit $?; }
 now_ms() { date +%s%3N; }
+# quiet STATS LABEL: at least two stats lines (a server that found its port busy writes one
+# too), none counting an error, network error, timeout, breaker opening or dropped write.
+quiet() {
+    _n=$(grep -c '^sesscache stats ' "$1")
+    _loud=$(grep -v ' errors=0 .* net_errors=0 timeouts=0 breaker_opens=0 queue_drops=0$' "$1" | wc -l)
+    if [ "$_n" -ge 2 ] && [ "$_loud" -eq 0 ]; then ok "$2"; else fail "$2"; show "$1"; fi
+}
 
 lib=$SSERVER_LIB
 REDIS_SERVER=$(command -v redis-server || true)
@@ -57,6 +64,19 @@ trap 'exit 1' INT TERM HUP
 
 free_port() {
     python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+# A free port whose cluster bus port (the port + 10000) is free too.
+free_cluster_port() {
+    python3 -c '
+import random, socket
+while True:
+    p = random.randint(20000, 45000)
+    try:
+        for q in (p, p + 10000):
+            s = socket.socket(); s.bind(("127.0.0.1", q)); s.close()
+    except OSError:
+        continue
+    print(p); break'
 }
 rcli() { "$REDIS_CLI" -p "$RPORT" ${RAUTH:+--no-auth-warning -a "$RAUTH"} "$@"; }
 # redis_start PORT [redis-server options…]: a fresh, empty Redis on 127.0.0.1:PORT; sets RPID.
@@ -120,8 +140,7 @@ if two_servers 3 2 SESSCACHE_URL="$url" SESSCACHE_STATS="$dir/a.stats"; then
     check "$c3" "New TLSv1.3" "a: TLS 1.3: full handshake on host 1, ticket saved"
     check "$c4" "Reused TLSv1.3" "a: TLS 1.3: host 1's ticket resumes on host 2"
     check "$c5" "New TLSv1.3" "a: TLS 1.3: the ticket replayed to host 1 is refused (once in the fleet)"
-    check "$(grep -c ' errors=0 .* net_errors=0 timeouts=0 breaker_opens=0 queue_drops=0$' "$dir/a.stats")" 2 \
-        "a: both hosts: no error, network error, timeout, breaker opening or dropped write"
+    quiet "$dir/a.stats" "a: both hosts: no error, network error, timeout, breaker opening or dropped write"
     [ "$failed" -eq "$f0" ] || show "$dir/a.stats" "$dir/s1/server.err" "$dir/s2/server.err"
 else
     fail "a: the two hosts did not start"; show "$dir/s1/server.err" "$dir/s2/server.err"; stop_two
@@ -278,6 +297,7 @@ if sserver_start "$dir/cert" $EN SESSCACHE_URL="$url" SESSCACHE_STATS="$dir/e.st
     if [ -n "$back" ]; then ok "e: Redis restarted: resumption came back by itself (after $((back + 1)) tries)"; else fail "e: Redis restarted: no resumption in 15 tries"; fi
     # Stalled: Redis sleeps 3 s; lookups give up after the timeout.
     rcli DEBUG SLEEP 3 >/dev/null 2>&1 &
+    sleeper=$!
     sleep 0.2
     set -- $(timed "$E" -tls1_2 -sess_in "$dir/e2.pem"); used=$((used + 1))
     if [ "$1" = New ] || [ "$1" = Reused ]; then
@@ -285,7 +305,7 @@ if sserver_start "$dir/cert" $EN SESSCACHE_URL="$url" SESSCACHE_STATS="$dir/e.st
     else
         fail "e: Redis stalled: the handshake did not complete"
     fi
-    wait
+    wait "$sleeper"
     pad "$E" $((EN - used))
     sserver_wait "$EP" || fail "e: the host did not exit after its $EN connections"
     st=$(cat "$dir/e.stats" 2>/dev/null)
@@ -302,8 +322,8 @@ fi
 # ---- f. passwords ------------------------------------------------------------------------
 redis_stop
 PW=pw-$(openssl rand -hex 8)
-redis_start "$(free_port)" --requirepass "$PW" || fail "f: redis-server with requirepass did not start"
 RAUTH=$PW
+redis_start "$(free_port)" --requirepass "$PW" || fail "f: redis-server with requirepass did not start"
 base="redis://127.0.0.1:$RPORT"
 pre=f$$:
 echo "# f. requirepass"
@@ -377,7 +397,7 @@ CPIDS=
 cluster_stop() { for _p in $CPIDS; do kill -9 "$_p" 2>/dev/null; wait "$_p" 2>/dev/null; done; CPIDS=; }
 nodes=; seeds=
 for n in 1 2 3; do
-    cp_=$(free_port)
+    cp_=$(free_cluster_port)
     mkdir -p "$dir/cluster-$n"
     "$REDIS_SERVER" --port "$cp_" --bind 127.0.0.1 --save '' --appendonly no \
         --cluster-enabled yes --cluster-config-file "$dir/cluster-$n/nodes.conf" \
@@ -389,6 +409,7 @@ for n in 1 2 3; do
 done
 for hp in $nodes; do
     w=0; until [ "$("$REDIS_CLI" -p "${hp#*:}" PING 2>/dev/null)" = PONG ] || [ $w -gt 50 ]; do sleep 0.1; w=$((w + 1)); done
+    [ $w -gt 50 ] && { echo "# cluster node $hp did not start:"; tail -n 5 "$dir"/cluster-*/log; }
 done
 if "$REDIS_CLI" --cluster create $nodes --cluster-replicas 0 --cluster-yes >"$dir/cluster.log" 2>&1; then
     w=0
@@ -412,7 +433,7 @@ if "$REDIS_CLI" --cluster create $nodes --cluster-replicas 0 --cluster-yes >"$di
             [ "$("$REDIS_CLI" -p "${hp#*:}" DBSIZE 2>/dev/null)" -gt 0 ] 2>/dev/null && spread=$((spread + 1))
         done
         echo "# h: keys on $spread of 3 nodes"
-        check "$(grep -c ' errors=0 ' "$dir/h.stats")" 2 "h: no error on either host"
+        quiet "$dir/h.stats" "h: no error, network error, timeout or dropped write on either host"
     else
         fail "h: the hosts did not start"; stop_two
     fi

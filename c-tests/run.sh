@@ -194,7 +194,11 @@ if sh examples/demo.sh >$B/demo.log 2>&1 && grep -q '^2 .*Reused' $B/demo.log &&
 else
     cat $B/demo.log; fail "demo"
 fi
-if $B/bench_resume --quick >$B/bench.log 2>&1; then pass "bench --quick runs"; else cat $B/bench.log; fail "bench --quick"; fi
+if sh c-tests/bench.sh $B/bench_resume --quick >$B/bench.log 2>&1 && grep -q '^  redis-l1 ' $B/bench.log; then
+    pass "bench --quick runs, redis configurations included"
+else
+    cat $B/bench.log; fail "bench --quick"
+fi
 
 echo
 [ -n "$failures" ] && echo "failed:$failures"

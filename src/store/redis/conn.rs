@@ -209,7 +209,17 @@ pub(crate) fn is_server_reply(e: &RedisError) -> bool {
 /// An error for a log line. Never the password: the crate's messages do not carry it, and
 /// should one ever quote it, it is cut out here.
 pub(crate) fn describe(e: &RedisError, secret: Option<&str>) -> String {
-    redact(e.to_string(), secret)
+    let auth = e.kind() == RedisErrorKind::AuthenticationFailed
+        || matches!(e.code(), Some("WRONGPASS" | "NOAUTH" | "NOPERM"));
+    let text = redact(e.to_string(), secret);
+    if auth {
+        format!(
+            "authentication failed: check the user and password (password_file, \
+             password_env or the URL) ({text})"
+        )
+    } else {
+        text
+    }
 }
 
 pub(crate) fn redact(text: String, secret: Option<&str>) -> String {

@@ -78,14 +78,19 @@ else
 fi
 
 echo "== sesscache_stats can grow: programs built against older and newer headers"
-# An older header (its sesscache_stats without the last two fields) and a newer one (two
-# fields more), made from the real one; the program checks what the library writes.
+# An older header (its sesscache_stats as version 0.1.0 had it: the first 11 fields) and
+# a newer one (two fields more than now), made from the real one; the program checks what
+# the library writes.
 mkdir -p $B/header-older $B/header-newer
-sed '/^  uint64_t entries;$/d; /^  uint64_t bytes;$/d' include/sesscache.h >$B/header-older/sesscache.h
-sed 's/^  uint64_t bytes;$/  uint64_t bytes;\n  uint64_t future_a;\n  uint64_t future_b;/' include/sesscache.h >$B/header-newer/sesscache.h
-for h in older:9 newer:13; do
+# The field lines of sesscache_stats, counted.
+nfields=$(awk '/^typedef struct sesscache_stats \{/ {s = 1} s && /^  uint64_t / {n++} /^\} sesscache_stats;/ {s = 0} END {print n}' include/sesscache.h)
+awk -v keep=11 '/^typedef struct sesscache_stats \{/ {s = 1} s && /^  uint64_t / {n++; if (n > keep) next} /^\} sesscache_stats;/ {s = 0} {print}' \
+    include/sesscache.h >$B/header-older/sesscache.h
+awk '/^\} sesscache_stats;/ {print "  uint64_t future_a;"; print "  uint64_t future_b;"} {print}' \
+    include/sesscache.h >$B/header-newer/sesscache.h
+for h in older:11 newer:$((nfields + 2)); do
     dir=${h%%:*}; n=${h##*:}
-    if ${CC:-cc} -std=c11 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -Werror -DHEADER_FIELDS=$n \
+    if ${CC:-cc} -std=c11 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -Werror -DHEADER_FIELDS=$n -DLIBRARY_FIELDS=$nfields \
          -I$B/header-$dir -Ic-tests $SSL_CFLAGS c-tests/stats_abi.c c-tests/tls_util.c c-tests/check.c \
          -o $B/stats_abi_$dir -L target/release -lsesscache -Wl,-rpath,$(pwd)/target/release $SSL_LIBS \
          >$B/stats_abi_$dir.build.log 2>&1; then

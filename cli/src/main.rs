@@ -10,7 +10,7 @@
 //! what is wrong, goes to stderr), 2 for a command line it does not understand.
 
 use sesscache::cache::Cache;
-use sesscache::store::Stats;
+use sesscache::store::{NetStats, Stats};
 use std::ffi::CStr;
 use std::io::{self, Write};
 use std::process::ExitCode;
@@ -76,7 +76,7 @@ fn stats(url: &str) -> ExitCode {
 
 /// The counters, named as the fields of `struct sesscache_stats` in the C header. No `..`:
 /// a counter added to `Stats` does not compile until it is listed here.
-fn counters(s: &Stats) -> [(&'static str, u64); 11] {
+fn counters(s: &Stats) -> [(&'static str, u64); 15] {
     let Stats {
         lookups,
         hits,
@@ -89,6 +89,13 @@ fn counters(s: &Stats) -> [(&'static str, u64); 11] {
         errors,
         entries,
         bytes,
+        net:
+            NetStats {
+                net_errors,
+                timeouts,
+                breaker_opens,
+                queue_drops,
+            },
     } = *s;
     [
         ("lookups", lookups),
@@ -102,5 +109,9 @@ fn counters(s: &Stats) -> [(&'static str, u64); 11] {
         ("errors", errors),
         ("entries", entries),
         ("bytes", bytes),
+        ("net_errors", net_errors),
+        ("timeouts", timeouts),
+        ("breaker_opens", breaker_opens),
+        ("queue_drops", queue_drops),
     ]
 }

@@ -7,6 +7,8 @@
 #    ssl_session_cache none: with shm: every resumption succeeds, whichever worker made the
 #    session; with memory: (a copy per worker) a session resumes only on its own worker;
 #    without the library it does not resume at all.
+# c. SESSCACHE_STATS while servers run: periodic lines from a server later killed; a path
+#    nginx's workers cannot write is said once, not once per worker per interval.
 # Prints ok/FAIL lines and "shm-servers: N passed, M failed"; exits non-zero on failure.
 # Run from the top of the tree after `make lib`. nginx: the Debian package `nginx`.
 set -u
@@ -200,6 +202,51 @@ else
     else
         fail "nginx without the library: nginx did not start"
     fi
+fi
+
+# ---- c. SESSCACHE_STATS while servers run ----------------------------------------------
+echo "# c. SESSCACHE_STATS_INTERVAL=1: lines while a server runs; a path workers cannot write, said once"
+seg_c=shmstats-$$
+mkdir "$dir/c"
+cp "$dir/a/cert.pem" "$dir/a/key.pem" "$dir/c/"
+if sserver_start "$dir/c" 3 SESSCACHE_URL="shm:$seg_c?size=1M" SESSCACHE_STATS="$dir/c/stats" \
+    SESSCACHE_STATS_INTERVAL=1; then
+    cpid=$SSERVER_PID
+    sserver_connect "$SSERVER_PORT" -tls1_2 -sess_out "$dir/c/s.pem" >/dev/null
+    sserver_connect "$SSERVER_PORT" -tls1_2 -sess_in "$dir/c/s.pem" >/dev/null
+    sleep 2.5
+    n=$(grep -c "^sesscache stats-running pid=$cpid " "$dir/c/stats")
+    # Stopped by a signal, as HAProxy and s_server are: no line at exit.
+    sserver_stop "$cpid"
+    if [ "$n" -ge 1 ]; then ok "stats: the running server wrote $n periodic lines"; else fail "stats: no periodic line in 2.5 s"; show "$dir/c/stats"; fi
+    last=$(grep "^sesscache stats-running pid=$cpid " "$dir/c/stats" | tail -n 1)
+    check "$(field "$last" lookups) $(field "$last" hits)" "1 1" "stats: the periodic line counts the resumption (lookups hits)"
+    check "$(grep -c "^sesscache stats pid=$cpid " "$dir/c/stats")" 0 "stats: (no line at exit: the server was killed)"
+else
+    fail "stats: s_server did not start"
+fi
+rm -f "/dev/shm/sesscache-$seg_c"
+if [ -n "$NGX_BIN" ]; then
+    ndir=$dir/ngx-stats; mkdir "$ndir" "$ndir/private"
+    chmod 0700 "$ndir/private"   # root's: nginx's workers (nobody) cannot write in it
+    sserver_cert "$ndir"
+    if ngx_start "$ndir" LD_PRELOAD="$lib" SESSCACHE_URL="shm:$seg_c?size=1M" \
+        SESSCACHE_STATS="$ndir/private/stats" SESSCACHE_STATS_INTERVAL=1; then
+        ngx_pairs "$ndir" 4 0
+        sleep 2.5
+        ngx_stop || fail "stats: nginx did not exit on SIGQUIT"
+        said=$(cat "$ndir/error.log" "$ndir/nginx.out" 2>/dev/null | grep -c 'SESSCACHE_STATS: cannot write')
+        check "$said" 1 "stats: two workers that cannot write the path, for 2.5 s at 1 s intervals: said once"
+        [ "$said" -eq 1 ] || show "$ndir/error.log" "$ndir/nginx.out"
+        if grep -q '^sesscache stats pid=' "$ndir/private/stats" 2>/dev/null; then
+            ok "stats: the master (root) still wrote its line"
+        else
+            fail "stats: the master wrote no line"; show "$ndir/private/stats"
+        fi
+    else
+        fail "stats: nginx did not start"
+    fi
+    rm -f "/dev/shm/sesscache-$seg_c"
 fi
 
 cleanup

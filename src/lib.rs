@@ -14,7 +14,8 @@
 //! 1. [`config`]: cache URLs;
 //! 0. [`boundary`] (the panic boundary and the thread-local error), [`secret`] (wiped
 //!    bytes), [`error`], [`log`] (diagnostics, rate limited where an event can repeat),
-//!    [`clock`], [`ossl`] (OpenSSL declarations openssl-sys lacks).
+//!    [`clock`], [`ossl`] (OpenSSL declarations openssl-sys lacks), [`threads`] (threads
+//!    that take none of the host's signals).
 
 pub mod boundary;
 pub mod cache;
@@ -30,5 +31,6 @@ pub mod session;
 pub mod store;
 #[cfg(test)]
 mod test_sessions;
+pub mod threads;
 #[cfg(test)]
 mod wipe_tests;

@@ -11,4 +11,5 @@ pub mod hooks;
 pub mod preload;
 pub mod real;
 pub mod record;
+pub mod stats_report;
 pub mod trampolines;

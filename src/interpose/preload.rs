@@ -16,18 +16,17 @@
 //!   `memory:` in the process that opened it, not in a forked child holding a private copy).
 //!
 //! `SESSCACHE_STATS=stderr` (or a file path, appended to) writes the cache's counters at
-//! exit, one line per process.
+//! exit, one line per process, and while it runs (see [`stats_report`]).
 
 use crate::cache::Cache;
 use crate::config::{Backend, Tickets};
 use crate::interpose::attach;
 use crate::interpose::record::{self, CtxRecord};
+use crate::interpose::stats_report;
 use crate::log::Level;
 use crate::ossl::{ssl_ctx_st, ssl_st, sys_ssl, SSL_set_options};
-use crate::store::Stats;
 use openssl_sys::{SSL_METHOD, SSL_OP_NO_TICKET};
 use std::ffi::c_void;
-use std::io::Write;
 use std::sync::{Arc, OnceLock};
 
 struct ProcessCache {
@@ -58,7 +57,12 @@ fn open_process_cache() -> ProcessCache {
                 "opened cache '{}'",
                 crate::config::redacted(&url)
             );
-            register_stats_at_exit();
+            stats_report::register(|| {
+                PROCESS_CACHE
+                    .get()
+                    .and_then(|p| p.cache.as_ref())
+                    .map(|c| c.stats())
+            });
             ProcessCache {
                 cache: Some(Arc::new(cache)),
                 preload,
@@ -193,59 +197,9 @@ pub unsafe fn on_accept(ssl: *mut ssl_st, ctx: *mut ssl_ctx_st, rec: &CtxRecord)
             );
         }
     }
+    stats_report::ensure_periodic();
     if stateful_tickets(&rec.cache) {
         // SAFETY: ssl is live (caller). Stateless tickets never reach a session cache.
         unsafe { SSL_set_options(sys_ssl(ssl), SSL_OP_NO_TICKET) };
-    }
-}
-
-/// Where the stats go at exit: read when the cache is opened, because some servers (nginx)
-/// clear the environment of the worker processes they fork.
-static STATS_DEST: OnceLock<std::ffi::OsString> = OnceLock::new();
-
-fn register_stats_at_exit() {
-    let Some(dest) = std::env::var_os("SESSCACHE_STATS").filter(|d| !d.is_empty()) else {
-        return;
-    };
-    let _ = STATS_DEST.set(dest);
-    extern "C" fn write_stats() {
-        let _ = std::panic::catch_unwind(|| {
-            if let (Some(dest), Some(cache)) = (
-                STATS_DEST.get(),
-                PROCESS_CACHE.get().and_then(|p| p.cache.as_ref()),
-            ) {
-                write_stats_line(dest, &cache.stats());
-            }
-        });
-    }
-    // SAFETY: registering a plain extern "C" function with no arguments.
-    unsafe { libc::atexit(write_stats) };
-}
-
-fn write_stats_line(dest: &std::ffi::OsStr, s: &Stats) {
-    let line = format!(
-        "sesscache stats pid={} lookups={} hits={} misses={} stores={} removes={} evictions={} expirations={} rejected={} errors={} entries={} bytes={} net_errors={} timeouts={} breaker_opens={} queue_drops={}\n",
-        std::process::id(), s.lookups, s.hits, s.misses, s.stores, s.removes, s.evictions,
-        s.expirations, s.rejected, s.errors, s.entries, s.bytes, s.net.net_errors,
-        s.net.timeouts, s.net.breaker_opens, s.net.queue_drops
-    );
-    if dest == "stderr" {
-        // SAFETY: writing an initialised buffer to file descriptor 2.
-        unsafe { libc::write(2, line.as_ptr().cast(), line.len()) };
-        return;
-    }
-    let written = std::fs::OpenOptions::new()
-        .append(true)
-        .create(true)
-        .open(dest)
-        .and_then(|mut f| f.write_all(line.as_bytes()));
-    if let Err(e) = written {
-        crate::log::write(
-            Level::Error,
-            format_args!(
-                "SESSCACHE_STATS: cannot write {}: {e}",
-                dest.to_string_lossy()
-            ),
-        );
     }
 }

@@ -279,7 +279,7 @@ impl Proc {
         }
         let (tx, rx) = mpsc::sync_channel(self.shared().queue);
         let core = self.core.clone();
-        match spawn_quiet("sesscache-redis", move || writer_main(core, rx)) {
+        match crate::threads::spawn_quiet("sesscache-redis", move || writer_main(core, rx)) {
             Ok(_) => {
                 let _ = self.writer.set(tx);
                 self.writer.get()
@@ -392,51 +392,10 @@ impl Core {
     }
 }
 
-/// Starts a thread that takes none of the process's signals. A server waits for its
-/// signals (SIGHUP, SIGTERM, SIGCHLD, …) in its own threads, often by being interrupted in
-/// its event loop; the kernel hands a process-directed signal to any thread that does not
-/// block it, and one handled on our thread would not interrupt the server's wait. The
-/// mask is set around the spawn (a new thread inherits it), so no signal can reach the
-/// thread before it is in place; signals raised by a fault stay unblocked.
-pub(crate) fn spawn_quiet(name: &str, f: impl FnOnce() + Send + 'static) -> std::io::Result<()> {
-    struct Restore(libc::sigset_t);
-    impl Drop for Restore {
-        fn drop(&mut self) {
-            // SAFETY: restores this thread's mask as it was, from a set pthread_sigmask
-            // filled in.
-            unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &self.0, std::ptr::null_mut()) };
-        }
-    }
-    // SAFETY: sigset_t is plain data, initialised by sigfillset / pthread_sigmask before it
-    // is read; pthread_sigmask changes only this thread's mask, which `Restore` puts back.
-    let _restore = unsafe {
-        let mut quiet: libc::sigset_t = std::mem::zeroed();
-        libc::sigfillset(&mut quiet);
-        for fault in [
-            libc::SIGSEGV,
-            libc::SIGBUS,
-            libc::SIGFPE,
-            libc::SIGILL,
-            libc::SIGTRAP,
-            libc::SIGSYS,
-            libc::SIGABRT,
-        ] {
-            libc::sigdelset(&mut quiet, fault);
-        }
-        let mut old: libc::sigset_t = std::mem::zeroed();
-        libc::pthread_sigmask(libc::SIG_SETMASK, &quiet, &mut old);
-        Restore(old)
-    };
-    std::thread::Builder::new()
-        .name(name.into())
-        .spawn(f)
-        .map(drop)
-}
-
 /// Opens a connection on a thread of its own and gives it to the pool.
 fn spawn_connect(core: &Arc<Core>) -> bool {
     let core = core.clone();
-    spawn_quiet("sesscache-redis-connect", move || {
+    crate::threads::spawn_quiet("sesscache-redis-connect", move || {
         let shared = &core.shared;
         let made = catch_unwind(AssertUnwindSafe(|| {
             shared.connector.connect(shared.background_timeout)

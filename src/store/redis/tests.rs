@@ -946,7 +946,7 @@ fn threads_take_no_signals() {
     }
     let before = (blocked(libc::SIGTERM), blocked(libc::SIGHUP));
     let (tx, rx) = std::sync::mpsc::channel();
-    process::spawn_quiet("sesscache-test", move || {
+    crate::threads::spawn_quiet("sesscache-test", move || {
         let name = std::thread::current().name().map(str::to_string);
         tx.send((
             name,

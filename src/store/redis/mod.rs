@@ -17,7 +17,10 @@
 //!   (`put` then fails with `Unavailable` unless the l1 tier took the entry; `remove` fails
 //!   with `Unavailable`). `remove` answers whether the l1 tier held the entry: Redis's
 //!   answer is not waited for. `counters().stores` and `removes` count what the writer
-//!   applied; a write that fails there is counted like a failed lookup, and lost.
+//!   applied; a write that fails there is counted like a failed lookup, and lost. At
+//!   exit a process waits, at most 250 ms for all its caches, until its queued writes are
+//!   sent (`process::at_exit`), so that a server stopping gracefully keeps the sessions of
+//!   its last handshakes for the other hosts.
 //!   `put` still returns a stamp at once: a keyed hash (SipHash, a random key per store) of
 //!   the flags and bytes with the top bit set, which `get` computes again over what it
 //!   fetches, so the cache core's front recognises a value it already decoded. Two

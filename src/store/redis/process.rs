@@ -111,7 +111,6 @@ pub(crate) enum Job {
     /// The breaker opened: time to plan a probe.
     Wake,
     /// Answered once every job queued before it is done.
-    #[cfg(test)]
     Flush(mpsc::Sender<()>),
     /// A bug in the writer, simulated.
     #[cfg(test)]
@@ -127,7 +126,7 @@ pub(crate) struct Proc {
     /// Added to l1 stamps: another process's l1 (a parent's, whose decoded sessions a
     /// forked child inherits in the cache's front) numbers its entries from the same start.
     stamp_base: u64,
-    writer: OnceLock<SyncSender<Job>>,
+    writer: OnceLock<Arc<SyncSender<Job>>>,
     writer_start: Mutex<()>,
     /// When the writer thread may be tried again after it could not be started.
     writer_retry_ms: AtomicU64,
@@ -281,8 +280,10 @@ impl Proc {
         let core = self.core.clone();
         match crate::threads::spawn_quiet("sesscache-redis", move || writer_main(core, rx)) {
             Ok(_) => {
+                let tx = Arc::new(tx);
+                at_exit::register(self.pid, &tx);
                 let _ = self.writer.set(tx);
-                self.writer.get()
+                self.writer.get().map(|tx| &**tx)
             }
             Err(e) => {
                 self.writer_retry_ms.store(now + 1000, Ordering::Relaxed);
@@ -298,12 +299,8 @@ impl Proc {
     /// Waits until every write queued so far is done (or dropped).
     #[cfg(test)]
     pub fn flush(&self) {
-        let Some(tx) = self.writer.get() else {
-            return;
-        };
-        let (ack, done) = mpsc::channel();
-        if tx.send(Job::Flush(ack)).is_ok() {
-            let _ = done.recv_timeout(Duration::from_secs(30));
+        if let Some(tx) = self.writer.get() {
+            flush_queue(tx, Duration::from_secs(30));
         }
     }
 
@@ -611,7 +608,6 @@ impl Writer {
         match job {
             Job::Write { packed, remove } => self.write(packed.as_slice(), remove),
             Job::Wake => {}
-            #[cfg(test)]
             Job::Flush(ack) => {
                 let _ = ack.send(());
             }
@@ -702,3 +698,81 @@ const _: () = {
     const fn shared_between_threads<T: Send + Sync>() {}
     shared_between_threads::<Proc>();
 };
+
+/// Waits, at most `limit`, until the writes queued on `tx` before now are done (or
+/// dropped). False if they were not in time.
+fn flush_queue(tx: &SyncSender<Job>, limit: Duration) -> bool {
+    let deadline = std::time::Instant::now() + limit;
+    let (ack, done) = mpsc::channel();
+    let mut job = Job::Flush(ack);
+    loop {
+        match tx.try_send(job) {
+            Ok(()) => break,
+            Err(mpsc::TrySendError::Full(back)) => {
+                if std::time::Instant::now() >= deadline {
+                    return false;
+                }
+                job = back;
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            Err(mpsc::TrySendError::Disconnected(_)) => return true,
+        }
+    }
+    let left = deadline.saturating_duration_since(std::time::Instant::now());
+    done.recv_timeout(left).is_ok()
+}
+
+/// Stores still queued when the process exits are sent first, for a bounded time: a
+/// server that stops gracefully (nginx's workers on a reload, `openssl s_server -naccept`)
+/// would otherwise lose the sessions of its last handshakes, which other hosts could have
+/// resumed.
+mod at_exit {
+    use super::{flush_queue, Job};
+    use std::sync::mpsc::SyncSender;
+    use std::sync::{Arc, Mutex, Once, Weak};
+    use std::time::Duration;
+
+    /// The most a process's exit waits for its queued writes, all caches together.
+    pub(super) const LIMIT: Duration = Duration::from_millis(250);
+
+    /// This process's writers' queues (weak: a cache that is freed stops its writer).
+    static QUEUES: Mutex<(u32, Vec<Weak<SyncSender<Job>>>)> = Mutex::new((0, Vec::new()));
+    static REGISTER: Once = Once::new();
+
+    pub(super) fn register(pid: u32, tx: &Arc<SyncSender<Job>>) {
+        let mut q = QUEUES.lock().unwrap_or_else(|p| p.into_inner());
+        if q.0 != pid {
+            // Inherited from the process we were forked from: its writers are not ours.
+            *q = (pid, Vec::new());
+        }
+        q.1.retain(|w| w.strong_count() > 0);
+        q.1.push(Arc::downgrade(tx));
+        drop(q);
+        // SAFETY: registering a plain extern "C" function with no arguments (once per
+        // program: a forked child inherits the registration).
+        REGISTER.call_once(|| unsafe {
+            libc::atexit(flush_all);
+        });
+    }
+
+    extern "C" fn flush_all() {
+        let _ = std::panic::catch_unwind(|| {
+            // try_lock: a thread may have held it when the process began to exit.
+            let Ok(q) = QUEUES.try_lock() else {
+                return;
+            };
+            if q.0 != std::process::id() {
+                return;
+            }
+            let queues: Vec<_> = q.1.iter().filter_map(Weak::upgrade).collect();
+            drop(q);
+            let deadline = std::time::Instant::now() + LIMIT;
+            for tx in queues {
+                let left = deadline.saturating_duration_since(std::time::Instant::now());
+                if left.is_zero() || !flush_queue(&tx, left) {
+                    return;
+                }
+            }
+        });
+    }
+}

@@ -851,6 +851,37 @@ fn fork() {
     assert_eq!(count(&s.counters().errors), 0);
 }
 
+/// A process that exits right after storing still sends what it queued (a bounded wait at
+/// exit): a child stores 50 entries and calls exit(3) at once; every one is in Redis.
+#[test]
+fn queued_stores_are_sent_at_exit() {
+    let srv = Server::unix(&[]);
+    let s = open(&srv.cfg());
+    // SAFETY: fork in a test; the child stores, then leaves with exit(3), which runs the
+    // atexit handlers (ours among them) but no destructor of the parent's.
+    let child = unsafe { libc::fork() };
+    assert!(child >= 0);
+    if child == 0 {
+        let t = now();
+        for i in 0..50 {
+            let _ = s.put(&key(100 + i), value(b"last words", t + 100, false), t);
+        }
+        // SAFETY: ends the child; atexit handlers run.
+        unsafe { libc::exit(0) };
+    }
+    let mut status = 0;
+    // SAFETY: waiting for our own child.
+    assert_eq!(unsafe { libc::waitpid(child, &mut status, 0) }, child);
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "{status}"
+    );
+    let found = (0..50)
+        .filter(|i| get(&s, &key(100 + i)).as_deref() == Some(&b"last words"[..]))
+        .count();
+    assert_eq!(found, 50, "stores queued before exit reached Redis");
+}
+
 /// Three masters, keys spread over their slots.
 #[test]
 fn cluster() {

@@ -5,6 +5,7 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <pthread.h>
+#include <sys/stat.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -79,6 +80,57 @@ static void test_open_errors(void) {
     CHECK(sesscache_version() != NULL && strlen(sesscache_version()) > 0);
     sesscache_free(c);
     sesscache_free(NULL);
+}
+
+/* redis:// URLs: refused without a way to protect the sessions, with the password never in
+ * a message; a key file others may read is a permission error. Nothing here connects (a
+ * redis cache connects on first use), so no server is needed. */
+static void test_redis_open_errors(void) {
+    CHECK(sesscache_open("redis://127.0.0.1:1") == NULL);
+    CHECK(strstr(sesscache_last_error(), "key_file") != NULL);
+    CHECK_EQ(sesscache_last_error_code(), SESSCACHE_ERR_URL);
+    CHECK(sesscache_open("redis://app:Sup3rS3cret@127.0.0.1:0?insecure_plaintext=1") == NULL);
+    CHECK(strstr(sesscache_last_error(), "port") != NULL);
+    CHECK(strstr(sesscache_last_error(), "Sup3rS3cret") == NULL);
+    char path[] = "/tmp/sesscache-test-keys-XXXXXX";
+    int fd = mkstemp(path);
+    REQUIRE(fd >= 0);
+    static const char key[] = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\n";
+    REQUIRE(write(fd, key, sizeof key - 1) == (ssize_t)(sizeof key - 1));
+    close(fd);
+    char url[256];
+    snprintf(url, sizeof url, "redis://127.0.0.1:1?key_file=%s&timeout_ms=5", path);
+    REQUIRE(chmod(path, 0644) == 0);
+    CHECK(sesscache_open(url) == NULL);
+    CHECK_EQ(sesscache_last_error_code(), SESSCACHE_ERR_PERMISSION);
+    CHECK(strstr(sesscache_last_error(), "0644") != NULL);
+    REQUIRE(chmod(path, 0600) == 0);
+    sesscache *c = sesscache_open(url);
+    CHECK(c != NULL);
+    if (c != NULL) {
+        /* Nothing listens on port 1: a handshake still completes, the lookup misses. */
+        tu_identity id;
+        REQUIRE(tu_identity_make(&id));
+        SSL_CTX *server = tu_server_ctx(&id, TLS1_2_VERSION), *client = tu_client_ctx(TLS1_2_VERSION);
+        REQUIRE(server != NULL && client != NULL && sesscache_attach(c, server) == 1);
+        tu_conn_result full, again;
+        tu_conn_opts o = {0};
+        CHECK(tu_connect(server, client, &o, &full) && !full.resumed);
+        o.resume = full.session;
+        CHECK(tu_connect(server, client, &o, &again) && !again.resumed);
+        sesscache_stats st;
+        CHECK(sesscache_get_stats(c, &st, sizeof st) == sizeof st);
+        CHECK_EQ(st.lookups, 1);
+        CHECK_EQ(st.hits, 0);
+        CHECK(st.net_errors + st.timeouts + st.breaker_opens + st.queue_drops >= 1);
+        SSL_SESSION_free(full.session);
+        SSL_SESSION_free(again.session);
+        SSL_CTX_free(server);
+        SSL_CTX_free(client);
+        tu_identity_free(&id);
+        sesscache_free(c);
+    }
+    unlink(path);
 }
 
 static void test_attach_idempotent_and_exclusive(void) {
@@ -614,6 +666,7 @@ int main(void) {
     if (!tu_identity_make(&id))
         return 2;
     RUN(test_open_errors);
+    RUN(test_redis_open_errors);
     RUN(test_version_macros);
     RUN(test_attach_idempotent_and_exclusive);
     RUN(test_tls12_two_contexts);

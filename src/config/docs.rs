@@ -569,6 +569,28 @@ mod tests {
         assert!(!text.contains("*/"), "the plain text goes into a C comment");
     }
 
+    /// The URLs of the EXAMPLES section of the manual page parse.
+    #[test]
+    fn man_page_example_urls_parse() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("man/man5/sesscache-url.5");
+        let text = std::fs::read_to_string(&path).expect("man/man5/sesscache-url.5");
+        let examples: Vec<&str> = text
+            .lines()
+            .skip_while(|l| *l != ".SH EXAMPLES")
+            .skip(1)
+            .take_while(|l| !l.starts_with(".SH"))
+            .filter(|l| !l.starts_with('.'))
+            .collect();
+        assert!(examples.len() >= 3, "{examples:?}");
+        for url in examples {
+            assert!(
+                super::super::parse(url).is_ok(),
+                "{url}: {:?}",
+                super::super::parse(url)
+            );
+        }
+    }
+
     #[test]
     fn roff_names_every_parameter_and_has_only_known_requests() {
         let lines = roff();

@@ -1,8 +1,9 @@
 #!/bin/sh
 # The manual pages in man/ (installed by `make install`):
 #   (a) every sesscache_* function that include/sesscache.h declares has a page
-#       man/man3/NAME.3, a real one or a `.so` link to one, whose NAME section names it; the
-#       list is read from the header each run, so a new function without a page fails;
+#       man/man3/NAME.3, a real one or a `.so` link to one, whose NAME section names it (as
+#       lexgrog, mandb's parser, reads it); the list is read from the header each run, so a
+#       new function without a page fails;
 #   (b) every page renders without a warning: `groff -man -ww -z -t` (and `mandoc -Tlint`
 #       where mandoc is installed) and `man --warnings -l` at 80 columns print nothing on
 #       stderr; each page's .TH section is the one of its directory;
@@ -82,6 +83,12 @@ check_page_for() {
     fi
     if ! name_section "$real" | grep -qw "$1"; then
         echo "the NAME section of $real does not name $1"
+        return 1
+    fi
+    # What mandb puts in the whatis database (for apropos and man -k): one entry per name.
+    if command -v lexgrog >/dev/null 2>&1 && ! lexgrog "$real" 2>&1 | grep -q "\"$1 - "; then
+        echo "lexgrog finds no whatis entry for $1 in $real:"
+        lexgrog "$real" 2>&1
         return 1
     fi
 }

@@ -48,10 +48,11 @@ for tool in groff man; do
 done
 
 # The sesscache_* functions a header declares: the name before the first '(' of each
-# declaration (lines starting with a type; comment lines start with ' *' or '/').
+# declaration (lines starting with a type or the name itself; comment lines start with ' *'
+# or '/').
 header_functions() {
-    grep -E '^[A-Za-z].*[^A-Za-z0-9_]sesscache_[a-z0-9_]+\(' "$1" |
-        sed -E 's/^[^(]*[^A-Za-z0-9_](sesscache_[a-z0-9_]+)\(.*$/\1/' | sort -u
+    grep -E '^([A-Za-z].*[^A-Za-z0-9_])?sesscache_[a-z0-9_]+\(' "$1" |
+        sed -E 's/^([^(]*[^A-Za-z0-9_])?(sesscache_[a-z0-9_]+)\(.*$/\2/' | sort -u
 }
 
 # The page that `.so` in $1 points at (relative to the man directory $2), or $1 itself.

@@ -3,7 +3,8 @@
 #   (a) every sesscache_* function that include/sesscache.h declares has a page
 #       man/man3/NAME.3, a real one or a `.so` link to one, whose NAME section names it (as
 #       lexgrog, mandb's parser, reads it); the list is read from the header each run, so a
-#       new function without a page fails;
+#       new function without a page fails; so does a sesscache_* function that
+#       target/release/libsesscache.so exports (when built) without a page;
 #   (b) every page renders without a warning: `groff -man -ww -z -t` (and `mandoc -Tlint`
 #       where mandoc is installed) and `man --warnings -l` at 80 columns print nothing on
 #       stderr; each page's .TH section is the one of its directory;
@@ -150,6 +151,24 @@ for f in $functions; do
         note <"$TMP/a.out"
     fi
 done
+
+# The library's exports too, where it is built (make check builds it first): a function
+# exported but missing from the header would otherwise go without a page.
+LIB=target/release/libsesscache.so
+if [ -f $LIB ]; then
+    exported=$(nm -D --defined-only $LIB | awk '$2 == "T" && $3 ~ /^sesscache_/ {print $3}' | sort -u)
+    missing=""
+    for f in $exported; do
+        [ -f $MAN/man3/$f.3 ] || missing="$missing $f"
+    done
+    if [ -n "$exported" ] && [ -z "$missing" ]; then
+        pass "(a) each of the $(echo "$exported" | grep -c .) sesscache_* functions $LIB exports has a page"
+    else
+        fail "(a) $LIB exports sesscache_* functions without a page:${missing:- (found none at all)}"
+    fi
+else
+    echo "# $LIB is not built (make lib): its exports are not compared"
+fi
 
 echo "== (b) every page renders without warnings, (c) with its sections"
 pages=$(ls $MAN/man[1-8]/*.[1-8] 2>/dev/null)

@@ -4,7 +4,8 @@
 #   make check      every test (Rust, C harness, ABI, transparency, valgrind, ASan)
 #   make demo       a small server and client showing resumption through the cache
 #   make bench      resumed handshakes per second: sesscache vs OpenSSL's internal cache
-#   make install    PREFIX=/usr/local DESTDIR= : libraries, header, pkg-config file
+#   make install    PREFIX=/usr/local DESTDIR= : libraries, header, pkg-config file, manual pages
+#   make man-check  the manual pages: one per exported function, no formatting warnings
 
 CARGO     ?= cargo
 CC        ?= cc
@@ -40,7 +41,8 @@ CLI_SRC   := $(shell find cli/src -name '*.rs') cli/Cargo.toml
 CLI_DIR   := target/cli
 CLI       := $(CLI_DIR)/release/sesscache
 
-.PHONY: all lib cli header check-header check check-all lint rust-test c-tests demo demo-run bench install uninstall clean
+.PHONY: all lib cli header check-header check check-all lint rust-test c-tests demo demo-run bench install uninstall clean \
+        install-man uninstall-man man-check
 
 all: lib
 
@@ -153,7 +155,21 @@ bench: $(B)/bench_resume
 	sh c-tests/bench.sh $(B)/bench_resume
 
 # ---- installation -----------------------------------------------------------------------
-install: lib
+# The manual pages, man/manN/*.N, go to $(MANDIR)/manN/ as they are (`.so` links included).
+MANDIR    := $(DESTDIR)$(PREFIX)/share/man
+MAN_PAGES := $(wildcard man/man[1-8]/*.[1-8])
+
+install-man:
+	install -d $(addprefix $(MANDIR)/,$(sort $(patsubst man/%/,%,$(dir $(MAN_PAGES)))))
+	for p in $(MAN_PAGES:man/%=%); do install -m 0644 man/$$p $(MANDIR)/$$p || exit 1; done
+
+uninstall-man:
+	rm -f $(MAN_PAGES:man/%=$(MANDIR)/%)
+
+man-check:
+	sh c-tests/man_check.sh
+
+install: lib install-man
 	install -d $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/include
 	install -m 0755 $(SO) $(DESTDIR)$(PREFIX)/lib/libsesscache.so.$(VERSION)
 	ln -sf libsesscache.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/libsesscache.so.$(MAJOR)
@@ -163,7 +179,7 @@ install: lib
 	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' sesscache.pc.in \
 	  > $(DESTDIR)$(PREFIX)/lib/pkgconfig/sesscache.pc
 
-uninstall:
+uninstall: uninstall-man
 	rm -f $(DESTDIR)$(PREFIX)/lib/libsesscache.so* $(DESTDIR)$(PREFIX)/lib/libsesscache.a \
 	  $(DESTDIR)$(PREFIX)/include/sesscache.h $(DESTDIR)$(PREFIX)/lib/pkgconfig/sesscache.pc
 

@@ -167,6 +167,9 @@ suite servers servers sh c-tests/servers.sh
 echo "== the command-line tool: the core without the interposed OpenSSL functions"
 suite cli cli sh c-tests/cli_check.sh
 
+echo "== manual pages: one per exported function, no formatting warnings, installed by make install"
+suite man man sh c-tests/man_check.sh
+
 echo "== install, pkg-config"
 prefix=$(pwd)/$B/prefix
 rm -rf "$prefix"

@@ -1,10 +1,12 @@
 //! The documentation of cache URLs, rendered from the parameter table.
 //!
-//! Three places hold a copy, each between a `BEGIN generated: url-params` and an
+//! Four places hold a copy, each between a `BEGIN generated: url-params` and an
 //! `END generated: url-params` marker line: README.md ("Cache URLs") and the module doc of
 //! `config` get [`markdown`], the doc comment of `sesscache_open` (and through cbindgen
-//! `include/sesscache.h`) gets [`plain`]. The test `generated_url_docs_are_current` compares
-//! them with what the table renders; with `SESSCACHE_BLESS=1` it rewrites them.
+//! `include/sesscache.h`) gets [`plain`], the manual page `man/man5/sesscache-url.5` gets
+//! [`roff`] (its markers are roff comments, `.\" BEGIN generated: ...`). The test
+//! `generated_url_docs_are_current` compares them with what the table renders; with
+//! `SESSCACHE_BLESS=1` it rewrites them.
 
 use super::params::{
     join_and, join_or, octal_mode, DefaultText, Kind, ParamSpec, Scheme, Schemes, FLAG_WORDS,
@@ -16,6 +18,11 @@ use super::{MAX_PARAMS, MAX_URL_BYTES};
 const BEGIN: &str =
     "<!-- BEGIN generated: url-params, from src/config/params.rs: edit the table there -->";
 const END: &str = "<!-- END generated: url-params -->";
+
+/// The marker lines in a manual page: roff comments.
+const ROFF_BEGIN: &str =
+    ".\\\" BEGIN generated: url-params, from src/config/params.rs: edit the table there";
+const ROFF_END: &str = ".\\\" END generated: url-params";
 
 /// How wide the prose lines get, before a comment's prefix.
 const WIDTH: usize = 92;
@@ -261,6 +268,110 @@ fn notes() -> Vec<String> {
     notes
 }
 
+/// The grammar, the parameters grouped by the schemes that take them and the notes, as
+/// man(7) roff (for `man/man5/sesscache-url.5`): `.SS` subsections of the page's section,
+/// each parameter a `.TP` item, the notes `.IP` bullets.
+fn roff() -> Vec<String> {
+    let mut out = vec![
+        ".SS Grammar".to_string(),
+        ".RS".to_string(),
+        ".nf".to_string(),
+    ];
+    for (i, s) in Scheme::ALL.into_iter().enumerate() {
+        let path = s.path().map(|p| format!(" {p}")).unwrap_or_default();
+        let lead = if i == 0 { "URL   =" } else { "      |" };
+        out.push(roff_escape(&format!(
+            "{lead} \"{}:\"{path} [ \"?\" QUERY ]",
+            s.name()
+        )));
+    }
+    out.push("QUERY = PARAM *( \"&\" PARAM )".to_string());
+    out.push("PARAM = KEY \"=\" VALUE".to_string());
+    out.push(".fi".to_string());
+    out.push(".RE".to_string());
+    out.push(".PP".to_string());
+    out.extend(roff_wrap(
+        "Every parameter is optional and may be given at most once; any other KEY is an \
+         error. Empty PARAMs (`a=1&&b=2`, a trailing `&`) are skipped.",
+    ));
+    let mut groups: Vec<Schemes> = Vec::new();
+    for p in PARAMS {
+        if !groups.contains(&p.schemes) {
+            groups.push(p.schemes);
+        }
+    }
+    for group in groups {
+        out.push(format!(
+            ".SS \"Parameters of {}\"",
+            join_and(group.iter().map(|s| format!("{}:", s.name())))
+        ));
+        for p in PARAMS.iter().filter(|p| p.schemes == group) {
+            out.push(".TP".to_string());
+            out.push(format!(
+                "\\fB{}=\\fI{}\\fR",
+                p.name,
+                roff_escape(&placeholder(p.kind))
+            ));
+            let range = p
+                .kind
+                .range()
+                .map(|r| format!(" Value: {r}."))
+                .unwrap_or_default();
+            let default = match p.default {
+                DefaultText::Value(v) => format!("Default: `{v}`."),
+                DefaultText::Otherwise(text) => format!("Default: {text}."),
+            };
+            let about = capitalize(p.about);
+            out.extend(roff_wrap(&format!("{about}.{range} {default}")));
+        }
+    }
+    out.push(".SS \"Values and limits\"".to_string());
+    for note in notes() {
+        out.push(".IP \\(bu 2".to_string());
+        out.extend(roff_wrap(&note));
+    }
+    out
+}
+
+/// `text` with its first letter upper-case.
+fn capitalize(text: &str) -> String {
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(c) => c.to_uppercase().chain(chars).collect(),
+        None => String::new(),
+    }
+}
+
+/// `text` safe in a roff text line: backslashes escaped, markdown's `code` in bold (its
+/// hyphens as minus signs, as a user types them).
+fn roff_escape(text: &str) -> String {
+    let escaped = text.replace('\\', "\\e");
+    let mut out = String::new();
+    for (i, part) in escaped.split('`').enumerate() {
+        if i % 2 == 1 {
+            out.push_str(&format!("\\fB{}\\fR", part.replace('-', "\\-")));
+        } else {
+            out.push_str(part);
+        }
+    }
+    out
+}
+
+/// `text` escaped and broken into roff text lines; a line that would start with a control
+/// character ('.' or '\'') gets a `\&` in front.
+fn roff_wrap(text: &str) -> Vec<String> {
+    wrap(&roff_escape(text), "", "")
+        .into_iter()
+        .map(|l| {
+            if l.starts_with('.') || l.starts_with('\'') {
+                format!("\\&{l}")
+            } else {
+                l
+            }
+        })
+        .collect()
+}
+
 /// `text` broken at spaces into lines of at most [`WIDTH`] (a longer word stays whole), the
 /// first starting with `first`, the others with `rest`.
 fn wrap(text: &str, first: &str, rest: &str) -> Vec<String> {
@@ -293,23 +404,34 @@ mod tests {
         file: &'static str,
         prefix: &'static str,
         render: fn() -> Vec<String>,
+        /// The marker lines are roff comments ([`ROFF_BEGIN`], [`ROFF_END`]).
+        roff: bool,
     }
 
-    const PLACES: [Place; 3] = [
+    const PLACES: [Place; 4] = [
         Place {
             file: "README.md",
             prefix: "",
             render: markdown,
+            roff: false,
         },
         Place {
             file: "src/config.rs",
             prefix: "//!",
             render: markdown,
+            roff: false,
         },
         Place {
             file: "src/ffi/api.rs",
             prefix: "///",
             render: plain,
+            roff: false,
+        },
+        Place {
+            file: "man/man5/sesscache-url.5",
+            prefix: "",
+            render: roff,
+            roff: true,
         },
     ];
 
@@ -323,8 +445,15 @@ mod tests {
 
     /// `text` with the lines between its marker lines replaced by what `place` renders.
     fn splice(text: &str, place: &Place) -> Result<String, String> {
-        let begin = with_prefix(place.prefix, BEGIN);
-        let end = with_prefix(place.prefix, END);
+        let (begin, end) = if place.roff {
+            (ROFF_BEGIN, ROFF_END)
+        } else {
+            (BEGIN, END)
+        };
+        let (begin, end) = (
+            with_prefix(place.prefix, begin),
+            with_prefix(place.prefix, end),
+        );
         let lines: Vec<&str> = text.split('\n').collect();
         let find = |marker: &str| {
             let at: Vec<usize> = (0..lines.len())
@@ -438,6 +567,55 @@ mod tests {
             assert!(line.len() <= WIDTH || line.starts_with('|'), "{line}");
         }
         assert!(!text.contains("*/"), "the plain text goes into a C comment");
+    }
+
+    /// The URLs of the EXAMPLES section of the manual page parse.
+    #[test]
+    fn man_page_example_urls_parse() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("man/man5/sesscache-url.5");
+        let text = std::fs::read_to_string(&path).expect("man/man5/sesscache-url.5");
+        let examples: Vec<&str> = text
+            .lines()
+            .skip_while(|l| *l != ".SH EXAMPLES")
+            .skip(1)
+            .take_while(|l| !l.starts_with(".SH"))
+            .filter(|l| !l.starts_with('.'))
+            .collect();
+        assert!(examples.len() >= 3, "{examples:?}");
+        for url in examples {
+            assert!(
+                super::super::parse(url).is_ok(),
+                "{url}: {:?}",
+                super::super::parse(url)
+            );
+        }
+    }
+
+    #[test]
+    fn roff_names_every_parameter_and_has_only_known_requests() {
+        let lines = roff();
+        let text = lines.join("\n");
+        for p in PARAMS {
+            assert_eq!(
+                text.matches(&format!("\\fB{}=", p.name)).count(),
+                1,
+                "{}",
+                p.name
+            );
+        }
+        for s in Scheme::ALL {
+            assert!(text.contains(&format!("\"{}:\"", s.name())), "{}", s.name());
+        }
+        const REQUESTS: [&str; 8] = [".SS ", ".TP", ".IP ", ".PP", ".RS", ".RE", ".nf", ".fi"];
+        for line in &lines {
+            if line.starts_with('.') || line.starts_with('\'') {
+                assert!(REQUESTS.iter().any(|r| line.starts_with(r)), "{line}");
+            }
+            assert!(!line.contains('`'), "markdown left in {line}");
+            assert!(line.len() <= WIDTH, "{line}");
+        }
+        assert_eq!(roff_wrap(".x 'y")[0], "\\&.x 'y");
+        assert_eq!(roff_escape("a\\b `c-d`"), "a\\eb \\fBc\\-d\\fR");
     }
 
     #[test]

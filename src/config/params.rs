@@ -4,7 +4,7 @@
 //! parses its value by its [`Kind`] and stores it with its `set`; the per-scheme lists of
 //! known names and every error about a parameter come from its entry; and `docs.rs` renders
 //! the documentation (README.md, the module doc of `config`, the `sesscache_open` doc
-//! comment) from it.
+//! comment, the manual page `man/man5/sesscache-url.5`) from it.
 
 use super::types::{
     err, Common, ConfigError, Sealing, Tickets, DEFAULT_CAPACITY, DEFAULT_MAX_BYTES,

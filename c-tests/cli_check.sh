@@ -327,6 +327,20 @@ if [ "$have_seg" = 1 ]; then
         note <$B/cli.rm.err
     fi
 fi
+# redis: nothing listens on port 1; the tool must say so at once, not hang.
+redis_url='redis://127.0.0.1:1?insecure_plaintext=1&timeout_ms=500'
+timeout 10 "$CLI" check "$redis_url" >$B/cli.check_redis.out 2>$B/cli.check_redis.err
+rc=$?
+expect check_redis 5 "(f) check of a redis server that is not there (Unavailable, within the timeout)"
+run stats_redis stats "$redis_url"
+if [ "$rc" -eq 0 ] && grep -q 'per process' $B/cli.stats_redis.err && grep -qx 'lookups 0' $B/cli.stats_redis.out; then
+    pass "(f) stats of a redis URL: this process's counters, and it says they are per process"
+else
+    fail "(f) stats of a redis URL: this process's counters, and it says they are per process (exit $rc)"
+    cat $B/cli.stats_redis.out $B/cli.stats_redis.err | note
+fi
+run flush_redis flush "$redis_url"
+expect flush_redis 7 "(f) flush of a redis cache (not supported yet)"
 run rm_again rm "$name"
 expect rm_again 8 "(f) rm of a segment that does not exist"
 run rm_bad rm '../etc/passwd'

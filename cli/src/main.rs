@@ -13,7 +13,8 @@
 //!
 //! Nothing here creates a cache: `shm:` URLs name a segment that must exist already
 //! (`Cache::open_existing`). A `memory:` cache lives inside the process that made it, so
-//! `stats`, `check` and `flush` refuse it (exit status 7). The counters of a `redis` cache
+//! `stats`, `check` and `flush` refuse it (exit status 7); `flush` does not support `redis`
+//! yet (exit status 7 too). The counters of a `redis` cache
 //! are per process: `stats` shows this process's (nearly all zero) and says so.
 //!
 //! Exit status (the categories of `sesscache_last_error_code`, one status each):
@@ -117,7 +118,7 @@ enum Command {
         url: String,
     },
     /// Removes every entry of a shm: cache, wiping them (memory: is refused, exit 7; redis
-    /// is not supported yet, exit 5)
+    /// is not supported yet, exit 7 too)
     #[command(after_help = EXIT_CODES)]
     Flush {
         /// The cache URL, e.g. 'shm:web' (the segment must exist)
@@ -505,8 +506,8 @@ fn check(url: &str) -> Result<(), Failure> {
 fn flush(url: &str) -> Result<(), Failure> {
     if is_redis(url) {
         return Err(fail(
-            EXIT_UNAVAILABLE,
-            "flush is not supported for redis caches yet",
+            EXIT_STATE,
+            "flush does not support redis caches yet: delete the keys under the cache's prefix with redis-cli (--scan --pattern 'PREFIX*', then DEL)",
         ));
     }
     let cache = Cache::open_existing(url)?;

@@ -14,7 +14,9 @@
 #   (f) `check` gives distinct exit statuses for a bad URL (3), a foreign-owned segment (4),
 #       a missing one (5, and it is still missing afterwards), a corrupt one (6), memory:
 #       (7); `ls` reports the bad segments in their rows; `rm` refuses bad names (3) and
-#       says not found (8);
+#       says not found (8); redis: `check` of an absent server fails at once (5), `stats`
+#       says its counters are per process, `flush` deletes only the keys under the prefix
+#       (a redis-server of its own, when installed) and refuses redis+cluster (7);
 #   (g) `--help` works for the tool and every subcommand and documents the exit statuses.
 #
 # Run from the top of the tree after `make lib cli`:   sh c-tests/cli_check.sh [CLI]
@@ -340,7 +342,31 @@ else
     cat $B/cli.stats_redis.out $B/cli.stats_redis.err | note
 fi
 run flush_redis flush "$redis_url"
-expect flush_redis 7 "(f) flush of a redis cache (not supported yet)"
+expect flush_redis 5 "(f) flush of a redis cache whose server is not there (Unavailable)"
+run flush_cluster flush 'redis+cluster://127.0.0.1:1?insecure_plaintext=1'
+expect flush_cluster 7 "(f) flush of a redis+cluster cache (not supported yet)"
+# A redis-server of this run on a Unix socket: flush deletes the keys under the prefix only.
+if command -v redis-server >/dev/null 2>&1 && command -v redis-cli >/dev/null 2>&1; then
+    sock=$dir/redis.sock
+    redis-server --port 0 --unixsocket "$sock" --save '' --appendonly no \
+        --daemonize no >"$dir/redis.log" 2>&1 &
+    redis_pid=$!
+    w=0; while [ ! -S "$sock" ] && [ $w -lt 50 ]; do sleep 0.1; w=$((w + 1)); done
+    for k in sesscache:aa sesscache:bb sesscache:cc other:keep; do
+        redis-cli -s "$sock" SET "$k" x >/dev/null
+    done
+    run flush_redis_ok flush "redis+unix://$sock?insecure_plaintext=1"
+    left=$(redis-cli -s "$sock" KEYS '*' 2>&1 | tr '\n' ' ')
+    if [ "$rc" -eq 0 ] && grep -q '^removed 3 entries' $B/cli.flush_redis_ok.out && [ "$left" = "other:keep " ]; then
+        pass "(f) flush of a redis cache: the 3 keys under sesscache: deleted, other:keep kept"
+    else
+        fail "(f) flush of a redis cache deletes the keys under its prefix only (exit $rc, left: $left)"
+        cat $B/cli.flush_redis_ok.out $B/cli.flush_redis_ok.err | note
+    fi
+    kill "$redis_pid" 2>/dev/null; wait "$redis_pid" 2>/dev/null
+else
+    echo "# (f) skipped: flush of a redis cache (redis-server and redis-cli are not installed)"
+fi
 run rm_again rm "$name"
 expect rm_again 8 "(f) rm of a segment that does not exist"
 run rm_bad rm '../etc/passwd'

@@ -7,14 +7,14 @@
 //! sesscache ls [--json]                     the shm segments of this machine
 //! sesscache rm NAME                         removes the shm segment NAME
 //! sesscache check URL                       opens the cache (creating nothing), says what is wrong
-//! sesscache flush URL                       removes every entry of a shm cache
+//! sesscache flush URL                       removes every entry (shm:, redis)
 //! sesscache keygen                          a new sealing key, one line for a key_file
 //! ```
 //!
 //! Nothing here creates a cache: `shm:` URLs name a segment that must exist already
 //! (`Cache::open_existing`). A `memory:` cache lives inside the process that made it, so
-//! `stats`, `check` and `flush` refuse it (exit status 7); `flush` does not support `redis`
-//! yet (exit status 7 too). The counters of a `redis` cache
+//! `stats`, `check` and `flush` refuse it (exit status 7); `flush` does not support
+//! `redis+cluster` yet (exit status 7 too). The counters of a `redis` cache
 //! are per process: `stats` shows this process's (nearly all zero) and says so.
 //!
 //! Exit status (the categories of `sesscache_last_error_code`, one status each):
@@ -117,8 +117,9 @@ enum Command {
         /// The cache URL, e.g. 'shm:web?key_file=/etc/sesscache/keys'
         url: String,
     },
-    /// Removes every entry of a shm: cache, wiping them (memory: is refused, exit 7; redis
-    /// is not supported yet, exit 7 too)
+    /// Removes every entry of a shm: cache (wiping them) or every key under a redis cache's
+    /// prefix (SCAN and DEL; redis+cluster is not supported yet, exit 7); memory: is
+    /// refused (exit 7)
     #[command(after_help = EXIT_CODES)]
     Flush {
         /// The cache URL, e.g. 'shm:web' (the segment must exist)
@@ -504,11 +505,16 @@ fn check(url: &str) -> Result<(), Failure> {
 }
 
 fn flush(url: &str) -> Result<(), Failure> {
-    if is_redis(url) {
-        return Err(fail(
-            EXIT_STATE,
-            "flush does not support redis caches yet: delete the keys under the cache's prefix with redis-cli (--scan --pattern 'PREFIX*', then DEL)",
-        ));
+    use sesscache::config::{Backend, RedisTarget};
+    if let Ok(cfg) = sesscache::config::parse(url) {
+        if let Backend::Redis(r) = &cfg.backend {
+            if matches!(r.target, RedisTarget::Cluster { .. }) {
+                return Err(fail(
+                    EXIT_STATE,
+                    "flush does not support redis+cluster caches yet: delete the keys under the cache's prefix on each primary (redis-cli --scan --pattern 'PREFIX*', then DEL)",
+                ));
+            }
+        }
     }
     let cache = Cache::open_existing(url)?;
     let removed = cache.flush()?;

@@ -22,11 +22,11 @@
 //! | status | meaning |
 //! |---|---|
 //! | 0 | success |
-//! | 1 | another failure (writing the output, a flush that did not complete, ...) |
+//! | 1 | another failure (e.g. writing the output) |
 //! | 2 | a command line it does not understand (usage on stderr) |
 //! | 3 | `Url`: the cache URL (or a segment name) is invalid |
 //! | 4 | `Permission`: refused (a segment of another user, a key file others may read, ...) |
-//! | 5 | `Unavailable`: no such segment, the server does not answer |
+//! | 5 | `Unavailable`: no such segment, the server does not answer, a flush could not finish |
 //! | 6 | `Incompatible`: another layout version, another size, a damaged segment |
 //! | 7 | `State`: not possible for this cache (a `memory:` cache from outside its process) |
 //! | 8 | `rm`: no such segment |
@@ -54,11 +54,11 @@ const EXIT_INTERNAL: u8 = 9;
 
 const EXIT_CODES: &str = "Exit status:
   0  success
-  1  another failure (writing the output, a flush that did not complete, ...)
+  1  another failure (e.g. writing the output)
   2  a command line it does not understand
   3  Url: the cache URL (or a segment name) is invalid
   4  Permission: refused (a segment of another user, a key file others may read, ...)
-  5  Unavailable: no such segment, the server does not answer
+  5  Unavailable: no such segment, the server does not answer, a flush could not finish
   6  Incompatible: another layout version, another size, a damaged segment
   7  State: not possible for this cache (a memory: cache from outside its process)
   8  rm: no such segment

@@ -33,7 +33,7 @@ LINK_SC   := -L$(REL) -lsesscache -Wl,-rpath,$(CURDIR)/$(REL)
 TLS_UTIL  := c-tests/tls_util.c c-tests/tls_util.h
 CHECK_FW  := c-tests/check.c c-tests/check.h
 RUST_SRC  := $(shell find src -name '*.rs') Cargo.toml build.rs
-CLI_SRC   := $(shell find cli/src -name '*.rs') cli/Cargo.toml
+CLI_SRC   := $(shell find cli/src -name '*.rs') cli/Cargo.toml Cargo.lock
 # The command-line tool, in a target directory of its own: Cargo builds the library again
 # for it, without the `interpose` feature but as a cdylib and staticlib too, and those would
 # replace the C library's copies in target/release/deps (and make each build of one rebuild

@@ -5,10 +5,22 @@
 #   (b) target/release/libsesscache.so still defines every one of them; the names are the
 #       `#[no_mangle]` functions of src/ffi/interposed.rs, read from the source each run;
 #   (c) `sesscache --version` is the library's version;
-#   (d) `sesscache stats URL` prints the counters for memory: and a fresh shm: segment, and
-#       refuses a bad URL with exit status 1 and a message naming the bad part.
+#   (d) `sesscache stats URL` refuses memory: (exit 7), a bad URL (exit 3, the message names
+#       the bad part) and a missing shm: segment (exit 5), creating nothing;
+#   (e) with a segment made by an unmodified `openssl s_server` preloaded with the library
+#       (SESSCACHE_URL=shm:NAME): `stats` (--json, --watch) counts what the handshakes did,
+#       as the server's own SESSCACHE_STATS line says; `ls` lists it; `check` accepts it and
+#       a key_file made by `keygen`; `flush` empties it; `rm` removes it;
+#   (f) `check` gives distinct exit statuses for a bad URL (3), a foreign-owned segment (4),
+#       a missing one (5, and it is still missing afterwards), a corrupt one (6), memory:
+#       (7); `ls` reports the bad segments in their rows; `rm` refuses bad names (3) and
+#       says not found (8); redis: `check` of an absent server fails at once (5), `stats`
+#       says its counters are per process, `flush` deletes only the keys under the prefix
+#       (a redis-server of its own, when installed) and refuses redis+cluster (7);
+#   (g) `--help` works for the tool and every subcommand and documents the exit statuses.
 #
 # Run from the top of the tree after `make lib cli`:   sh c-tests/cli_check.sh [CLI]
+# (e) needs the openssl command; the foreign-owned segment of (f) needs root (chown).
 # (CLI defaults to target/cli/release/sesscache, where `make cli` builds it.)
 # Each assertion prints "ok - ..." or "FAIL - ..." (details on "#" lines); the last line is
 # "cli: N passed, M failed", and the exit status is non-zero when M > 0.
@@ -105,70 +117,274 @@ print(f().decode())' "$(pwd)/$LIB" 2>&1)
     fi
 fi
 
-echo "== (d) sesscache stats URL"
+echo "== (d) sesscache stats URL: what it refuses"
 # The counters, one "name value" a line, named as the fields of struct sesscache_stats in
 # include/sesscache.h, in their order.
 sed -n '/^typedef struct sesscache_stats {$/,/^}/s/^  uint64_t \([a-z_]*\);$/\1/p' \
     include/sesscache.h >$B/cli.fields
-# stats LABEL URL: runs `sesscache stats URL`; output in $B/cli.LABEL.out and .err, exit
-# status in $rc.
-stats() {
-    "$CLI" stats "$2" >$B/cli.$1.out 2>$B/cli.$1.err
+# run LABEL ARGS...: runs the tool; output in $B/cli.LABEL.out and .err, exit status in $rc.
+run() {
+    _l=$1; shift
+    "$CLI" "$@" >$B/cli.$_l.out 2>$B/cli.$_l.err
     rc=$?
 }
-# counters LABEL URL: the run succeeded and printed every counter, entries 0.
-counters() {
-    if [ "$rc" -eq 0 ] && [ -s $B/cli.fields ] &&
-       sed 's/ .*//' $B/cli.$1.out | cmp -s - $B/cli.fields &&
-       ! grep -Evq '^[a-z_]+ [0-9]+$' $B/cli.$1.out &&
-       grep -qx 'entries 0' $B/cli.$1.out; then
-        pass "(d) stats $2: the $(wc -l <$B/cli.$1.out) counters of struct sesscache_stats, entries 0"
+# expect LABEL STATUS WHAT: the last run exited STATUS.
+expect() {
+    if [ "$rc" -eq "$2" ]; then
+        pass "$3: exit $2: $(head -n 1 $B/cli.$1.err)"
     else
-        fail "(d) stats $2: every counter of struct sesscache_stats (exit $rc)"
-        { cat $B/cli.$1.out $B/cli.$1.err; echo "expected the names:"; cat $B/cli.fields; } | note
+        fail "$3: exit $2 (got $rc)"
+        cat $B/cli.$1.out $B/cli.$1.err | note
     fi
 }
 
-stats memory 'memory:'
-counters memory 'memory:'
+# Segments of this run, /dev/shm/sesscache-NAME (src/store/shm/segment.rs), removed at the
+# end whatever happens; the server, stopped.
+name=cli-check-$$-$(date +%s)
+seg=/dev/shm/sesscache-$name
+missing=$name-missing
+foreign=$name-foreign
+corrupt=$name-corrupt
+dir=$(mktemp -d "${TMPDIR:-/tmp}/cli-check.XXXXXX")
+SSERVER_PID=
+cleanup() {
+    [ -n "$SSERVER_PID" ] && kill "$SSERVER_PID" 2>/dev/null
+    rm -f "$seg" "/dev/shm/sesscache-$missing" "/dev/shm/sesscache-$foreign" \
+        "/dev/shm/sesscache-$corrupt"
+    rm -rf "$dir"
+}
+trap cleanup EXIT
+trap 'exit 1' INT TERM HUP
 
-stats bogus 'bogus:'
-if [ "$rc" -eq 1 ] && [ ! -s $B/cli.bogus.out ] && grep -q "'bogus'" $B/cli.bogus.err; then
-    pass "(d) stats bogus: exits 1, the message names 'bogus': $(head -n 1 $B/cli.bogus.err)"
+run memory stats 'memory:'
+if [ "$rc" -eq 7 ] && [ ! -s $B/cli.memory.out ] && grep -q 'memory:' $B/cli.memory.err; then
+    pass "(d) stats memory: is refused, exit 7: $(head -n 1 $B/cli.memory.err)"
 else
-    fail "(d) stats bogus: exits 1, the message names 'bogus' (exit $rc)"
+    fail "(d) stats memory: is refused, exit 7 (got $rc)"
+    cat $B/cli.memory.out $B/cli.memory.err | note
+fi
+
+run bogus stats 'bogus:'
+if [ "$rc" -eq 3 ] && [ ! -s $B/cli.bogus.out ] && grep -q "'bogus'" $B/cli.bogus.err; then
+    pass "(d) stats bogus: exits 3, the message names 'bogus': $(head -n 1 $B/cli.bogus.err)"
+else
+    fail "(d) stats bogus: exits 3, the message names 'bogus' (exit $rc)"
     cat $B/cli.bogus.out $B/cli.bogus.err | note
 fi
 
-"$CLI" stats >$B/cli.usage.out 2>$B/cli.usage.err
-rc=$?
-if [ "$rc" -eq 2 ] && grep -q '^usage:' $B/cli.usage.err; then
+run usage stats
+if [ "$rc" -eq 2 ] && grep -qi '^usage:' $B/cli.usage.err; then
     pass "(d) stats without a URL: usage on stderr, exit 2"
 else
     fail "(d) stats without a URL: usage on stderr, exit 2 (exit $rc)"
     note <$B/cli.usage.err
 fi
 
-# A fresh shm: segment, /dev/shm/sesscache-NAME (src/store/shm/segment.rs), removed at the
-# end whatever happens.
-name=cli-check-$$-$(date +%s)
-seg=/dev/shm/sesscache-$name
-trap 'rm -f "$seg"' EXIT
-trap 'exit 1' INT TERM HUP
-if [ -e "$seg" ]; then
-    fail "(d) $seg does not exist yet"
+run missing_stats stats "shm:$missing"
+if [ "$rc" -eq 5 ] && grep -q 'no such segment' $B/cli.missing_stats.err &&
+   [ ! -e "/dev/shm/sesscache-$missing" ]; then
+    pass "(d) stats of a missing segment: exit 5, 'no such segment', nothing created"
 else
-    stats shm_new "shm:$name"
-    counters shm_new "shm:$name (new)"
-    if [ -f "$seg" ]; then
-        pass "(d) stats shm:$name made $seg"
-    else
-        fail "(d) stats shm:$name made $seg"
-    fi
-    stats shm_again "shm:$name"
-    counters shm_again "shm:$name (existing)"
+    fail "(d) stats of a missing segment: exit 5, 'no such segment', nothing created (exit $rc)"
+    { cat $B/cli.missing_stats.err; ls -l "/dev/shm/sesscache-$missing" 2>&1; } | note
 fi
-rm -f "$seg"
+
+echo "== (e) a segment made by openssl s_server with the library preloaded: shm:$name"
+# field FILE NAME: the value of "NAME" in a one-line JSON object.
+jfield() { sed -n "s/.*\"$2\":\([^,}]*\).*/\1/p" "$1" | head -n 1; }
+# sfield LINE NAME: NAME=VALUE of a SESSCACHE_STATS line.
+sfield() { echo "$1" | sed -n "s/.* $2=\([0-9]*\).*/\1/p"; }
+have_seg=0
+if ! command -v openssl >/dev/null 2>&1; then
+    fail "(e) the openssl command is installed (apt-get install openssl)"
+else
+    . c-tests/sserver.sh
+    sserver_cert "$dir" || fail "(e) openssl could not make a certificate"
+    if sserver_start "$dir" 3 SESSCACHE_URL="shm:$name?size=1M" SESSCACHE_STATS="$dir/stats"; then
+        c1=$(sserver_connect "$SSERVER_PORT" -tls1_2 -sess_out "$dir/s12.pem")
+        c2=$(sserver_connect "$SSERVER_PORT" -tls1_2 -sess_in "$dir/s12.pem")
+        c3=$(sserver_connect "$SSERVER_PORT" -tls1_2 -sess_in "$dir/s12.pem")
+        if sserver_wait "$SSERVER_PID"; then SSERVER_PID=; fi
+        if [ "$c1 / $c2 / $c3" = "New TLSv1.2 / Reused TLSv1.2 / Reused TLSv1.2" ]; then
+            pass "(e) s_server: one full handshake, two resumed through shm:$name"
+        else
+            fail "(e) s_server: one full handshake, two resumed (got '$c1 / $c2 / $c3')"
+            note <"$dir/server.err"
+        fi
+        [ -f "$seg" ] && have_seg=1
+    else
+        fail "(e) openssl s_server starts with the library preloaded"
+    fi
+fi
+if [ "$have_seg" = 1 ]; then
+    line=$(grep '^sesscache stats ' "$dir/stats" 2>/dev/null | tail -n 1)
+    run json stats --json "shm:$name"
+    got="$(jfield $B/cli.json.out lookups) $(jfield $B/cli.json.out hits) $(jfield $B/cli.json.out stores) $(jfield $B/cli.json.out entries)"
+    want="$(sfield "$line" lookups) $(sfield "$line" hits) $(sfield "$line" stores) $(sfield "$line" entries)"
+    if [ "$rc" -eq 0 ] && [ "$got" = "$want" ] && [ "$(jfield $B/cli.json.out hits)" = 2 ] &&
+       [ "$(jfield $B/cli.json.out entries)" -ge 1 ] 2>/dev/null &&
+       [ "$(wc -l <$B/cli.json.out)" -eq 1 ] && grep -q '"hit_ratio":[01]\.' $B/cli.json.out; then
+        pass "(e) stats --json: lookups hits stores entries '$got', as the server counted, 2 hits for 2 resumptions"
+    else
+        fail "(e) stats --json agrees with the server's stats line and the 2 resumptions (exit $rc)"
+        { echo "stats --json: '$got'; server: '$want'"; echo "$line"; cat $B/cli.json.out $B/cli.json.err; } | note
+    fi
+    run plain stats "shm:$name"
+    if [ "$rc" -eq 0 ] && [ -s $B/cli.fields ] &&
+       grep -v '^hit_ratio ' $B/cli.plain.out | sed 's/ .*//' | cmp -s - $B/cli.fields &&
+       ! grep -v '^hit_ratio ' $B/cli.plain.out | grep -Evq '^[a-z_]+ [0-9]+$' &&
+       grep -Eq '^hit_ratio [0-9.]+$' $B/cli.plain.out; then
+        pass "(e) stats: the $(wc -l <$B/cli.fields) counters of struct sesscache_stats in order, then hit_ratio"
+    else
+        fail "(e) stats: every counter of struct sesscache_stats, then hit_ratio (exit $rc)"
+        { cat $B/cli.plain.out $B/cli.plain.err; echo "expected the names:"; cat $B/cli.fields; } | note
+    fi
+    run watch stats --json --watch 1 --count 2 "shm:$name"
+    if [ "$rc" -eq 0 ] && [ "$(grep -c '^{.*"lookups":' $B/cli.watch.out)" -eq 2 ]; then
+        pass "(e) stats --watch 1 --count 2: two JSON lines"
+    else
+        fail "(e) stats --watch 1 --count 2: two JSON lines (exit $rc)"
+        cat $B/cli.watch.out $B/cli.watch.err | note
+    fi
+    run ls ls
+    run ls_json ls --json
+    if grep -Eq "^$name +[^ ]+ +0600 +[0-9]+ +[0-9]+ +[0-9]+" $B/cli.ls.out &&
+       grep -q "{\"name\":\"$name\",\"owner\":\"[^\"]*\",\"uid\":$(id -u),\"mode\":\"0600\",\"size\":1048576,\"entries\":[0-9]*,\"bytes\":[0-9]*,\"problem\":null}" $B/cli.ls_json.out; then
+        pass "(e) ls and ls --json list $name: owner, mode 0600, size 1048576, entries and bytes"
+    else
+        fail "(e) ls and ls --json list $name with its owner, mode, size and fill"
+        cat $B/cli.ls.out $B/cli.ls.err $B/cli.ls_json.out | note
+    fi
+    run check_ok check "shm:$name"
+    expect check_ok 0 "(e) check shm:$name"
+    run keygen keygen
+    run keygen2 keygen
+    if [ "$rc" -eq 0 ] && grep -Eqx '[0-9a-f]{64}' $B/cli.keygen.out && [ "$(wc -l <$B/cli.keygen.out)" -eq 1 ] &&
+       ! cmp -s $B/cli.keygen.out $B/cli.keygen2.out; then
+        pass "(e) keygen: one line of 64 lowercase hex digits, a new one each time"
+    else
+        fail "(e) keygen: one line of 64 lowercase hex digits, a new one each time"
+        cat $B/cli.keygen.out $B/cli.keygen2.out $B/cli.keygen.err | note
+    fi
+    (umask 077; cat $B/cli.keygen.out $B/cli.keygen2.out >"$dir/keys")
+    run check_key check "shm:$name?key_file=$dir/keys"
+    expect check_key 0 "(e) check with a key_file of two keygen keys (mode 0600)"
+    chmod 0644 "$dir/keys"
+    run check_key644 check "shm:$name?key_file=$dir/keys"
+    expect check_key644 4 "(e) check with that key_file readable by others: Permission"
+    run flush flush "shm:$name"
+    run after_flush stats --json "shm:$name"
+    if grep -q '^removed [1-9][0-9]* entries' $B/cli.flush.out && [ "$(jfield $B/cli.after_flush.out entries)" = 0 ] &&
+       [ "$(jfield $B/cli.after_flush.out bytes)" = 0 ]; then
+        pass "(e) flush: $(cat $B/cli.flush.out); entries and bytes 0 afterwards"
+    else
+        fail "(e) flush empties the segment"
+        cat $B/cli.flush.out $B/cli.flush.err $B/cli.after_flush.out | note
+    fi
+    run flush_memory flush 'memory:'
+    expect flush_memory 7 "(e) flush memory: is refused"
+fi
+
+echo "== (f) check: distinct exit statuses, nothing created"
+run check_bad check 'shm:bad/name'
+expect check_bad 3 "(f) check of a bad URL (Url)"
+run check_memory check 'memory:'
+expect check_memory 7 "(f) check memory: (State)"
+run check_missing check "shm:$missing"
+expect check_missing 5 "(f) check of a missing segment (Unavailable)"
+if [ -e "/dev/shm/sesscache-$missing" ]; then
+    fail "(f) check of a missing segment created /dev/shm/sesscache-$missing"
+else
+    pass "(f) check of a missing segment created nothing"
+fi
+if [ "$have_seg" = 1 ]; then
+    cp "$seg" "/dev/shm/sesscache-$corrupt"
+    # The magic number and the layout version: the first 12 bytes of the header.
+    dd if=/dev/zero of="/dev/shm/sesscache-$corrupt" bs=12 count=1 conv=notrunc 2>/dev/null
+    run check_corrupt check "shm:$corrupt"
+    expect check_corrupt 6 "(f) check of a corrupt segment (Incompatible)"
+    if [ "$(id -u)" = 0 ]; then
+        cp "$seg" "/dev/shm/sesscache-$foreign"
+        chown 65534:65534 "/dev/shm/sesscache-$foreign"
+        chmod 0600 "/dev/shm/sesscache-$foreign"
+        run check_foreign check "shm:$foreign"
+        expect check_foreign 4 "(f) check of a segment of uid 65534, mode 0600 (Permission)"
+    else
+        echo "# (f) skipped: a segment of another user (needs root for chown)"
+    fi
+    run ls_bad ls --json
+    if [ "$rc" -eq 0 ] && grep -q "{\"name\":\"$corrupt\",.*\"entries\":null,\"bytes\":null,\"problem\":\"[^\"]*not a sesscache segment" $B/cli.ls_bad.out &&
+       { [ "$(id -u)" != 0 ] || grep -q "{\"name\":\"$foreign\",\"owner\":\"[^\"]*\",\"uid\":65534,.*\"problem\":\"refusing" $B/cli.ls_bad.out; } &&
+       grep -q "{\"name\":\"$name\",.*\"problem\":null}" $B/cli.ls_bad.out; then
+        pass "(f) ls: the corrupt and the foreign segments are reported in their rows, the good one listed"
+    else
+        fail "(f) ls: the corrupt and the foreign segments are reported in their rows (exit $rc)"
+        cat $B/cli.ls_bad.out $B/cli.ls_bad.err | note
+    fi
+    run rm rm "$name"
+    if [ "$rc" -eq 0 ] && [ ! -e "$seg" ]; then
+        pass "(f) rm $name removed $seg"
+    else
+        fail "(f) rm $name removed $seg (exit $rc)"
+        note <$B/cli.rm.err
+    fi
+fi
+# redis: nothing listens on port 1; the tool must say so at once, not hang.
+redis_url='redis://127.0.0.1:1?insecure_plaintext=1&timeout_ms=500'
+timeout 10 "$CLI" check "$redis_url" >$B/cli.check_redis.out 2>$B/cli.check_redis.err
+rc=$?
+expect check_redis 5 "(f) check of a redis server that is not there (Unavailable, within the timeout)"
+run stats_redis stats "$redis_url"
+if [ "$rc" -eq 0 ] && grep -q 'per process' $B/cli.stats_redis.err && grep -qx 'lookups 0' $B/cli.stats_redis.out; then
+    pass "(f) stats of a redis URL: this process's counters, and it says they are per process"
+else
+    fail "(f) stats of a redis URL: this process's counters, and it says they are per process (exit $rc)"
+    cat $B/cli.stats_redis.out $B/cli.stats_redis.err | note
+fi
+run flush_redis flush "$redis_url"
+expect flush_redis 5 "(f) flush of a redis cache whose server is not there (Unavailable)"
+run flush_cluster flush 'redis+cluster://127.0.0.1:1?insecure_plaintext=1'
+expect flush_cluster 7 "(f) flush of a redis+cluster cache (not supported yet)"
+# A redis-server of this run on a Unix socket: flush deletes the keys under the prefix only.
+if command -v redis-server >/dev/null 2>&1 && command -v redis-cli >/dev/null 2>&1; then
+    sock=$dir/redis.sock
+    redis-server --port 0 --unixsocket "$sock" --save '' --appendonly no \
+        --daemonize no >"$dir/redis.log" 2>&1 &
+    redis_pid=$!
+    w=0; while [ ! -S "$sock" ] && [ $w -lt 50 ]; do sleep 0.1; w=$((w + 1)); done
+    for k in sesscache:aa sesscache:bb sesscache:cc other:keep; do
+        redis-cli -s "$sock" SET "$k" x >/dev/null
+    done
+    run flush_redis_ok flush "redis+unix://$sock?insecure_plaintext=1"
+    left=$(redis-cli -s "$sock" KEYS '*' 2>&1 | tr '\n' ' ')
+    if [ "$rc" -eq 0 ] && grep -q '^removed 3 entries' $B/cli.flush_redis_ok.out && [ "$left" = "other:keep " ]; then
+        pass "(f) flush of a redis cache: the 3 keys under sesscache: deleted, other:keep kept"
+    else
+        fail "(f) flush of a redis cache deletes the keys under its prefix only (exit $rc, left: $left)"
+        cat $B/cli.flush_redis_ok.out $B/cli.flush_redis_ok.err | note
+    fi
+    kill "$redis_pid" 2>/dev/null; wait "$redis_pid" 2>/dev/null
+else
+    echo "# (f) skipped: flush of a redis cache (redis-server and redis-cli are not installed)"
+fi
+run rm_again rm "$name"
+expect rm_again 8 "(f) rm of a segment that does not exist"
+run rm_bad rm '../etc/passwd'
+expect rm_bad 3 "(f) rm of a name that is not a segment name"
+
+echo "== (g) --help"
+for cmd in "" stats ls rm check flush keygen; do
+    # shellcheck disable=SC2086
+    "$CLI" $cmd --help >$B/cli.help.out 2>&1
+    rc=$?
+    if [ "$rc" -eq 0 ] && grep -q '^Usage: sesscache' $B/cli.help.out &&
+       grep -q '^Exit status:' $B/cli.help.out && grep -q 'Incompatible' $B/cli.help.out; then
+        pass "(g) sesscache $cmd --help: usage and the exit statuses"
+    else
+        fail "(g) sesscache $cmd --help: usage and the exit statuses (exit $rc)"
+        note <$B/cli.help.out
+    fi
+done
 
 echo
 finish

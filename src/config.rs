@@ -86,7 +86,8 @@
 //! Every error names the part of the URL that is wrong, so that `sesscache_last_error()`
 //! (and the preload diagnostics) can tell the user what to fix.
 
-use params::{join_and, join_or, valid_shm_name, Scheme, Settings};
+use params::{join_and, join_or, Scheme, Settings};
+pub use params::{shm_name_rule, valid_shm_name};
 use types::err;
 pub use types::*;
 

@@ -2,45 +2,205 @@
 //! OpenSSL functions (the `interpose` feature is off), for operators.
 //!
 //! ```text
-//! sesscache --version     the library's version
-//! sesscache stats URL     the counters of the cache URL names, one "name value" a line
+//! sesscache --version                       the library's version
+//! sesscache stats URL [--json] [--watch S]  counters, entries, bytes and hit ratio
+//! sesscache ls [--json]                     the shm segments of this machine
+//! sesscache rm NAME                         removes the shm segment NAME
+//! sesscache check URL                       opens the cache (creating nothing), says what is wrong
+//! sesscache flush URL                       removes every entry (shm:, redis)
+//! sesscache keygen                          a new sealing key, one line for a key_file
 //! ```
 //!
-//! Exit status: 0 on success, 1 when the cache cannot be opened (the message, which names
-//! what is wrong, goes to stderr), 2 for a command line it does not understand.
+//! Nothing here creates a cache: `shm:` URLs name a segment that must exist already
+//! (`Cache::open_existing`). A `memory:` cache lives inside the process that made it, so
+//! `stats`, `check` and `flush` refuse it (exit status 7); `flush` does not support
+//! `redis+cluster` yet (exit status 7 too). The counters of a `redis` cache
+//! are per process: `stats` shows this process's (nearly all zero) and says so.
+//!
+//! Exit status (the categories of `sesscache_last_error_code`, one status each):
+//!
+//! | status | meaning |
+//! |---|---|
+//! | 0 | success |
+//! | 1 | another failure (e.g. writing the output) |
+//! | 2 | a command line it does not understand (usage on stderr) |
+//! | 3 | `Url`: the cache URL (or a segment name) is invalid |
+//! | 4 | `Permission`: refused (a segment of another user, a key file others may read, ...) |
+//! | 5 | `Unavailable`: no such segment, the server does not answer, a flush could not finish |
+//! | 6 | `Incompatible`: another layout version, another size, a damaged segment |
+//! | 7 | `State`: not possible for this cache (a `memory:` cache from outside its process) |
+//! | 8 | `rm`: no such segment |
+//! | 9 | `Internal`: a bug or an OpenSSL failure |
 
+use clap::{Parser, Subcommand};
 use sesscache::cache::Cache;
-use sesscache::store::{NetStats, Stats};
+use sesscache::error::{Error, ErrorKind};
+use sesscache::store::shm::ShmStore;
+use sesscache::store::{NetStats, Stats, Store};
 use std::ffi::CStr;
 use std::io::{self, Write};
+use std::os::unix::fs::MetadataExt;
 use std::process::ExitCode;
 
-const USAGE: &str = "usage: sesscache --version
-       sesscache stats URL     (URL: 'memory:...' or 'shm:NAME...', as SESSCACHE_URL)
-";
+const EXIT_FAILURE: u8 = 1;
+const EXIT_USAGE: u8 = 2;
+const EXIT_URL: u8 = 3;
+const EXIT_PERMISSION: u8 = 4;
+const EXIT_UNAVAILABLE: u8 = 5;
+const EXIT_INCOMPATIBLE: u8 = 6;
+const EXIT_STATE: u8 = 7;
+const EXIT_NOT_FOUND: u8 = 8;
+const EXIT_INTERNAL: u8 = 9;
+
+const EXIT_CODES: &str = "Exit status:
+  0  success
+  1  another failure (e.g. writing the output)
+  2  a command line it does not understand
+  3  Url: the cache URL (or a segment name) is invalid
+  4  Permission: refused (a segment of another user, a key file others may read, ...)
+  5  Unavailable: no such segment, the server does not answer, a flush could not finish
+  6  Incompatible: another layout version, another size, a damaged segment
+  7  State: not possible for this cache (a memory: cache from outside its process)
+  8  rm: no such segment
+  9  Internal: a bug or an OpenSSL failure";
+
+const SHM_DIR: &str = "/dev/shm";
+const SHM_PREFIX: &str = "sesscache-";
+
+/// Looks at TLS session caches from outside the servers using them. URLs are those of
+/// SESSCACHE_URL ('shm:NAME...', 'redis://...'); nothing is created: a shm: segment must
+/// exist.
+#[derive(Parser)]
+#[command(name = "sesscache", version = version(), after_help = EXIT_CODES)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// The counters of a cache, with its entries, bytes and hit ratio, one "name value" a
+    /// line. shm: counters are the whole segment's; redis counters are this process's
+    /// (its entries and bytes too); memory: is refused (exit 7).
+    #[command(after_help = EXIT_CODES)]
+    Stats {
+        /// The cache URL, e.g. 'shm:web' (the segment must exist)
+        url: String,
+        /// One JSON object (a line of its own per snapshot with --watch)
+        #[arg(long)]
+        json: bool,
+        /// Print again every SECONDS seconds, until interrupted
+        #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u32).range(1..))]
+        watch: Option<u32>,
+        /// With --watch: stop after N snapshots
+        #[arg(long, value_name = "N", requires = "watch", value_parser = clap::value_parser!(u64).range(1..))]
+        count: Option<u64>,
+    },
+    /// The shm segments of this machine (/dev/shm/sesscache-*): name, owner, mode, size and
+    /// fill (entries, bytes), or why the fill cannot be read (another user's, damaged)
+    #[command(after_help = EXIT_CODES)]
+    Ls {
+        /// One JSON array of objects
+        #[arg(long)]
+        json: bool,
+    },
+    /// Removes the shm segment NAME (servers that have it open keep using their mapping)
+    #[command(after_help = EXIT_CODES)]
+    Rm {
+        /// The segment's name, as in 'shm:NAME'
+        name: String,
+    },
+    /// Opens the cache without creating anything and says what is wrong, if anything, with
+    /// the C API's messages and categories (the exit status)
+    #[command(after_help = EXIT_CODES)]
+    Check {
+        /// The cache URL, e.g. 'shm:web?key_file=/etc/sesscache/keys'
+        url: String,
+    },
+    /// Removes every entry of a shm: cache (wiping them) or every key under a redis cache's
+    /// prefix (SCAN and DEL; redis+cluster is not supported yet, exit 7); memory: is
+    /// refused (exit 7)
+    #[command(after_help = EXIT_CODES)]
+    Flush {
+        /// The cache URL, e.g. 'shm:web' (the segment must exist)
+        url: String,
+    },
+    /// Prints a new random sealing key: 64 lowercase hex digits, one line of a key_file
+    #[command(after_help = EXIT_CODES)]
+    Keygen,
+}
 
 fn main() -> ExitCode {
-    // Not env::args(), which panics on an argument that is not UTF-8: here such an argument
-    // becomes U+FFFD, a command that is not known or a URL that is refused.
-    let args: Vec<_> = std::env::args_os().skip(1).collect();
-    let args: Vec<&str> = args
-        .iter()
-        .map(|a| a.to_str().unwrap_or("\u{fffd}"))
-        .collect();
-    match args.as_slice() {
-        ["--version" | "-V"] => {
-            println!("sesscache {}", version());
-            ExitCode::SUCCESS
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { EXIT_USAGE } else { 0 });
         }
-        ["--help" | "-h"] => {
-            print!("{USAGE}");
-            ExitCode::SUCCESS
+    };
+    let result = match cli.command {
+        Command::Stats {
+            url,
+            json,
+            watch,
+            count,
+        } => stats(&url, json, watch, count),
+        Command::Ls { json } => ls(json),
+        Command::Rm { name } => rm(&name),
+        Command::Check { url } => check(&url),
+        Command::Flush { url } => flush(&url),
+        Command::Keygen => keygen(),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(f) => {
+            eprintln!("sesscache: {}", f.message);
+            ExitCode::from(f.status)
         }
-        ["stats", url] => stats(url),
-        _ => {
-            eprint!("{USAGE}");
-            ExitCode::from(2)
+    }
+}
+
+/// A failure: the message for stderr and the exit status.
+struct Failure {
+    status: u8,
+    message: String,
+}
+
+impl From<Error> for Failure {
+    fn from(e: Error) -> Failure {
+        Failure {
+            status: status_of(e.kind),
+            message: e.message,
         }
+    }
+}
+
+impl From<io::Error> for Failure {
+    fn from(e: io::Error) -> Failure {
+        Failure {
+            status: EXIT_FAILURE,
+            message: format!("writing the output: {e}"),
+        }
+    }
+}
+
+fn fail(status: u8, message: impl Into<String>) -> Failure {
+    Failure {
+        status,
+        message: message.into(),
+    }
+}
+
+/// The exit status of an error category (see the module docs).
+fn status_of(kind: ErrorKind) -> u8 {
+    match kind {
+        ErrorKind::Url => EXIT_URL,
+        ErrorKind::Permission => EXIT_PERMISSION,
+        ErrorKind::Unavailable => EXIT_UNAVAILABLE,
+        ErrorKind::Incompatible => EXIT_INCOMPATIBLE,
+        ErrorKind::State => EXIT_STATE,
+        ErrorKind::Internal => EXIT_INTERNAL,
+        ErrorKind::Argument => EXIT_FAILURE,
     }
 }
 
@@ -52,26 +212,67 @@ fn version() -> &'static str {
     unsafe { CStr::from_ptr(p) }.to_str().unwrap_or("unknown")
 }
 
-fn stats(url: &str) -> ExitCode {
-    let cache = match Cache::open(url) {
-        Ok(cache) => cache,
-        Err(e) => {
-            eprintln!("sesscache: {e}");
-            return ExitCode::from(1);
+/// Whether a URL names a redis cache (whose counters are per process).
+fn is_redis(url: &str) -> bool {
+    matches!(
+        sesscache::config::parse(url).map(|c| c.backend),
+        Ok(sesscache::config::Backend::Redis(_))
+    )
+}
+
+fn stats(url: &str, json: bool, watch: Option<u32>, count: Option<u64>) -> Result<(), Failure> {
+    let cache = Cache::open_existing(url)?;
+    let redis = is_redis(url);
+    if redis && !json {
+        eprintln!(
+            "sesscache: note: a redis cache's counters, entries and bytes are per process: these are this process's"
+        );
+    }
+    let shown = sesscache::config::redacted(url);
+    let mut n = 0u64;
+    loop {
+        let s = cache.stats();
+        let mut out = io::stdout().lock();
+        if json {
+            let mut fields = vec![
+                format!("\"url\":{}", json_str(&shown)),
+                format!(
+                    "\"scope\":{}",
+                    json_str(if redis { "process" } else { "cache" })
+                ),
+            ];
+            fields.extend(counters(&s).iter().map(|(k, v)| format!("\"{k}\":{v}")));
+            fields.push(format!(
+                "\"hit_ratio\":{}",
+                hit_ratio(&s).map_or("null".to_string(), |r| format!("{r:.4}"))
+            ));
+            writeln!(out, "{{{}}}", fields.join(","))?;
+        } else {
+            if n > 0 {
+                writeln!(out)?;
+            }
+            for (name, value) in counters(&s) {
+                writeln!(out, "{name} {value}")?;
+            }
+            match hit_ratio(&s) {
+                Some(r) => writeln!(out, "hit_ratio {r:.4}")?,
+                None => writeln!(out, "hit_ratio -")?,
+            }
         }
-    };
-    let mut out = io::stdout().lock();
-    let written = counters(&cache.stats())
-        .iter()
-        .try_for_each(|(name, value)| writeln!(out, "{name} {value}"))
-        .and_then(|()| out.flush());
-    match written {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("sesscache: writing the statistics: {e}");
-            ExitCode::from(1)
+        out.flush()?;
+        n += 1;
+        match watch {
+            Some(secs) if count.map_or(true, |c| n < c) => {
+                std::thread::sleep(std::time::Duration::from_secs(u64::from(secs)))
+            }
+            _ => return Ok(()),
         }
     }
+}
+
+/// Hits per lookup; None before the first lookup.
+fn hit_ratio(s: &Stats) -> Option<f64> {
+    (s.lookups > 0).then(|| s.hits as f64 / s.lookups as f64)
 }
 
 /// The counters, named as the fields of `struct sesscache_stats` in the C header. No `..`:
@@ -114,4 +315,242 @@ fn counters(s: &Stats) -> [(&'static str, u64); 15] {
         ("breaker_opens", breaker_opens),
         ("queue_drops", queue_drops),
     ]
+}
+
+/// A JSON string literal.
+fn json_str(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// One row of `ls`.
+struct Row {
+    name: String,
+    owner: String,
+    uid: u32,
+    mode: u32,
+    size: u64,
+    /// (entries, bytes), or why they cannot be read.
+    fill: Result<(u64, u64), Error>,
+}
+
+/// The user name of `uid`, or None.
+fn user_name(uid: u32) -> Option<String> {
+    let mut buf = vec![0 as libc::c_char; 16 << 10];
+    // SAFETY: a zeroed passwd for getpwuid_r to fill.
+    let mut pw: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut result: *mut libc::passwd = std::ptr::null_mut();
+    // SAFETY: getpwuid_r writes into pw and buf (of the length given) only.
+    let r = unsafe { libc::getpwuid_r(uid, &mut pw, buf.as_mut_ptr(), buf.len(), &mut result) };
+    if r != 0 || result.is_null() || pw.pw_name.is_null() {
+        return None;
+    }
+    // SAFETY: pw_name points into buf, NUL-terminated by getpwuid_r.
+    Some(
+        unsafe { CStr::from_ptr(pw.pw_name) }
+            .to_string_lossy()
+            .into_owned(),
+    )
+}
+
+fn ls(json: bool) -> Result<(), Failure> {
+    let dir = std::fs::read_dir(SHM_DIR)
+        .map_err(|e| fail(EXIT_UNAVAILABLE, format!("cannot read {SHM_DIR}: {e}")))?;
+    let mut rows = Vec::new();
+    for entry in dir.flatten() {
+        let file = entry.file_name();
+        let Some(name) = file.to_str().and_then(|f| f.strip_prefix(SHM_PREFIX)) else {
+            continue;
+        };
+        let Ok(meta) = std::fs::symlink_metadata(entry.path()) else {
+            continue; // removed meanwhile
+        };
+        let mode = meta.mode() & 0o7777;
+        let fill = if !sesscache::config::valid_shm_name(name) {
+            Err(Error::new(ErrorKind::Url, "not a valid segment name"))
+        } else {
+            // A segment shared with a group is opened as the group's servers do.
+            let want = if mode & 0o070 != 0 { 0o660 } else { 0o600 };
+            ShmStore::open_existing(name, None, want, 1024).map(|s| s.occupancy())
+        };
+        rows.push(Row {
+            name: name.to_string(),
+            owner: user_name(meta.uid()).unwrap_or_else(|| meta.uid().to_string()),
+            uid: meta.uid(),
+            mode,
+            size: meta.size(),
+            fill,
+        });
+    }
+    rows.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut out = io::stdout().lock();
+    if json {
+        let items: Vec<String> = rows
+            .iter()
+            .map(|r| {
+                let fill = match &r.fill {
+                    Ok((e, b)) => format!("\"entries\":{e},\"bytes\":{b},\"problem\":null"),
+                    Err(e) => format!(
+                        "\"entries\":null,\"bytes\":null,\"problem\":{}",
+                        json_str(&e.message)
+                    ),
+                };
+                format!(
+                    "{{\"name\":{},\"owner\":{},\"uid\":{},\"mode\":\"{:04o}\",\"size\":{},{fill}}}",
+                    json_str(&r.name),
+                    json_str(&r.owner),
+                    r.uid,
+                    r.mode,
+                    r.size
+                )
+            })
+            .collect();
+        writeln!(out, "[{}]", items.join(","))?;
+    } else {
+        writeln!(
+            out,
+            "{:<24} {:<12} {:<5} {:>12} {:>9} {:>12}",
+            "NAME", "OWNER", "MODE", "SIZE", "ENTRIES", "BYTES"
+        )?;
+        for r in &rows {
+            let fill = match &r.fill {
+                Ok((e, b)) => format!("{e:>9} {b:>12}"),
+                Err(e) => format!("{:>9} {:>12}  ({})", "-", "-", e.message),
+            };
+            writeln!(
+                out,
+                "{:<24} {:<12} {:04o}  {:>12} {fill}",
+                r.name, r.owner, r.mode, r.size
+            )?;
+        }
+    }
+    out.flush()?;
+    Ok(())
+}
+
+fn rm(name: &str) -> Result<(), Failure> {
+    if !sesscache::config::valid_shm_name(name) {
+        return Err(fail(
+            EXIT_URL,
+            format!(
+                "'{name}' is not a segment name: {}",
+                sesscache::config::shm_name_rule()
+            ),
+        ));
+    }
+    let path = format!("{SHM_DIR}/{SHM_PREFIX}{name}");
+    match std::fs::remove_file(&path) {
+        Ok(()) => {
+            println!("removed {path}");
+            Ok(())
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            Err(fail(EXIT_NOT_FOUND, format!("no such segment: {path}")))
+        }
+        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+            Err(fail(EXIT_PERMISSION, format!("cannot remove {path}: {e}")))
+        }
+        Err(e) => Err(fail(EXIT_FAILURE, format!("cannot remove {path}: {e}"))),
+    }
+}
+
+fn check(url: &str) -> Result<(), Failure> {
+    let shown = sesscache::config::redacted(url);
+    let cache = Cache::open_existing(url)?;
+    if is_redis(url) {
+        // Opening made no connection: one lookup of an ID nobody uses asks the server.
+        let id: [u8; 32] = random_bytes();
+        let _ = cache.lookup(&id);
+        let net = cache.stats().net;
+        if net.timeouts > 0 {
+            return Err(fail(
+                EXIT_UNAVAILABLE,
+                format!("{shown}: the server did not answer in time"),
+            ));
+        }
+        if net.net_errors > 0 || cache.stats().errors > 0 {
+            return Err(fail(
+                EXIT_UNAVAILABLE,
+                format!(
+                    "{shown}: the server could not be used (unreachable, refused, or an error reply; SESSCACHE_LOG=debug says more)"
+                ),
+            ));
+        }
+    }
+    let s = cache.stats();
+    println!(
+        "ok: {shown}: {} entries, {} bytes{}",
+        s.entries,
+        s.bytes,
+        if is_redis(url) {
+            " held by this process; the server answered"
+        } else {
+            ""
+        }
+    );
+    Ok(())
+}
+
+fn flush(url: &str) -> Result<(), Failure> {
+    use sesscache::config::{Backend, RedisTarget};
+    if let Ok(cfg) = sesscache::config::parse(url) {
+        if let Backend::Redis(r) = &cfg.backend {
+            if matches!(r.target, RedisTarget::Cluster { .. }) {
+                return Err(fail(
+                    EXIT_STATE,
+                    "flush does not support redis+cluster caches yet: delete the keys under the cache's prefix on each primary (redis-cli --scan --pattern 'PREFIX*', then DEL)",
+                ));
+            }
+        }
+    }
+    let cache = Cache::open_existing(url)?;
+    let removed = cache.flush()?;
+    println!(
+        "removed {removed} entries from {}",
+        sesscache::config::redacted(url)
+    );
+    Ok(())
+}
+
+/// `N` random bytes from the kernel (getrandom, blocking until it is seeded).
+fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut b = [0u8; N];
+    let mut got = 0;
+    while got < N {
+        // SAFETY: getrandom writes at most N - got bytes at b[got..].
+        let n = unsafe { libc::getrandom(b[got..].as_mut_ptr().cast(), N - got, 0) };
+        if n > 0 {
+            got += n as usize;
+        } else if io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
+            // No randomness at all: nothing safe to print.
+            eprintln!(
+                "sesscache: getrandom failed: {}",
+                io::Error::last_os_error()
+            );
+            std::process::exit(i32::from(EXIT_INTERNAL));
+        }
+    }
+    b
+}
+
+fn keygen() -> Result<(), Failure> {
+    let key: [u8; 32] = random_bytes();
+    let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
+    let mut out = io::stdout().lock();
+    writeln!(out, "{hex}")?;
+    out.flush()?;
+    Ok(())
 }

@@ -57,10 +57,39 @@ impl Cache {
         Cache::with_config(&config::parse(url)?)
     }
 
+    /// Opens the cache a URL describes without creating anything: an existing `shm:`
+    /// segment only (`Unavailable`, "no such segment", when there is none), with the same
+    /// checks as [`Cache::open`]; `redis` as `open` does; `memory:` is refused (`State`):
+    /// such a cache lives inside the process that made it. For tools that look at a cache
+    /// from outside the servers using it.
+    pub fn open_existing(url: &str) -> Result<Cache, Error> {
+        Cache::build(&config::parse(url)?, true)
+    }
+
+    /// Empties the cache's store, wiping what it held: how many entries were removed. A
+    /// backend that cannot be emptied from here is `Unavailable`.
+    pub fn flush(&self) -> Result<u64, Error> {
+        self.store.flush().map_err(|e| {
+            Error::new(
+                crate::error::ErrorKind::Unavailable,
+                format!("cannot empty the cache: {e}"),
+            )
+        })
+    }
+
     /// Opens the cache a configuration describes. A `memory:` cache's `max_bytes` is split
     /// evenly between the stored sessions and the front of decoded ones, so that it bounds
     /// both; the front of a cache kept elsewhere (`shm:`) has a fixed per-process budget.
     pub fn with_config(cfg: &Config) -> Result<Cache, Error> {
+        Cache::build(cfg, false)
+    }
+
+    fn build(cfg: &Config, existing: bool) -> Result<Cache, Error> {
+        let open = if existing {
+            store::backends::open_existing
+        } else {
+            store::backends::open
+        };
         let codec = codec_for(cfg)?;
         let max_value_bytes = cfg.common.max_session_bytes + codec.overhead();
         let (store, front, front_in_stats) = match &cfg.backend {
@@ -73,18 +102,14 @@ impl Cache {
                     memory_bytes: max_bytes - front_bytes,
                     max_value_bytes,
                 };
-                (
-                    store::backends::open(cfg, budget)?,
-                    Front::new(*capacity, front_bytes),
-                    true,
-                )
+                (open(cfg, budget)?, Front::new(*capacity, front_bytes), true)
             }
             _ => {
                 let budget = Budget {
                     memory_bytes: 0,
                     max_value_bytes,
                 };
-                (store::backends::open(cfg, budget)?, Front::default(), false)
+                (open(cfg, budget)?, Front::default(), false)
             }
         };
         Ok(Cache {
@@ -405,6 +430,25 @@ mod tests {
         fn drop(&mut self) {
             crate::store::shm::segment::unlink(&self.0);
         }
+    }
+
+    #[test]
+    fn open_existing_creates_nothing_and_refuses_memory() {
+        let err = Cache::open_existing("memory:").err().unwrap();
+        assert_eq!(err.kind, crate::error::ErrorKind::State);
+        let n = ShmName::new("existing");
+        let url = format!("shm:{}?size=256K", n.0);
+        let err = Cache::open_existing(&url).err().unwrap();
+        assert_eq!(err.kind, crate::error::ErrorKind::Unavailable);
+        assert!(!std::path::Path::new(&format!("/dev/shm/sesscache-{}", n.0)).exists());
+        let a = Cache::open(&url).unwrap();
+        let id = [3u8; 32];
+        assert!(a.store_der(&id, &real_der(&id, 1), now() + 100, false));
+        let b = Cache::open_existing(&format!("shm:{}", n.0)).unwrap();
+        assert_eq!(b.stats().entries, 1);
+        assert_eq!(b.flush().unwrap(), 1);
+        assert!(a.lookup(&id).is_none());
+        assert!(Cache::open("memory:").unwrap().flush().is_err());
     }
 
     /// Two caches on one segment stand for two processes, each with its front of decoded

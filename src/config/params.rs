@@ -584,7 +584,7 @@ pub(crate) fn walk(query: &str, scheme: Scheme) -> Result<Settings, ConfigError>
 }
 
 /// What a `shm:` NAME must be, as errors and the documentation say it.
-pub(crate) fn shm_name_rule() -> String {
+pub fn shm_name_rule() -> String {
     format!(
         "the first character must be an ASCII letter or digit, the rest letters, digits, \
          '.', '_' or '-', at most {MAX_SHM_NAME_BYTES} bytes"
@@ -592,7 +592,7 @@ pub(crate) fn shm_name_rule() -> String {
 }
 
 /// A `shm:` name: see [`shm_name_rule`].
-pub(crate) fn valid_shm_name(name: &str) -> bool {
+pub fn valid_shm_name(name: &str) -> bool {
     let b = name.as_bytes();
     !b.is_empty()
         && b.len() <= MAX_SHM_NAME_BYTES

@@ -2,7 +2,7 @@
 
 use super::{memory, redis, shm, Store};
 use crate::config::{Backend, Config};
-use crate::error::Error;
+use crate::error::{Error, ErrorKind};
 
 /// What the cache core grants a backend beyond its configuration.
 #[derive(Debug, Clone, Copy)]
@@ -31,4 +31,25 @@ pub fn open(cfg: &Config, budget: Budget) -> Result<Box<dyn Store>, Error> {
             Box::new(shm::ShmStore::open(name, *size, *mode, max_value_bytes)?)
         }
     })
+}
+
+/// Opens the backend a configuration names without creating it: an existing `shm:`
+/// segment only ("no such segment" otherwise, `Unavailable`); `redis` as [`open`] does
+/// (opening it creates nothing; a `redis` cache's counters are this process's); `memory:`
+/// is refused (`State`): it lives inside the process that opened it, so there is none to
+/// find from outside.
+pub fn open_existing(cfg: &Config, budget: Budget) -> Result<Box<dyn Store>, Error> {
+    match &cfg.backend {
+        Backend::Memory { .. } => Err(Error::new(
+            ErrorKind::State,
+            "a memory: cache lives inside the process that opened it: there is no existing one to open from outside",
+        )),
+        Backend::Redis(_) => open(cfg, budget),
+        Backend::Shm { name, size, mode } => Ok(Box::new(shm::ShmStore::open_existing(
+            name,
+            *size,
+            *mode,
+            budget.max_value_bytes,
+        )?)),
+    }
 }

@@ -156,6 +156,12 @@ pub trait Store: Send + Sync {
     /// `memory:` what `max_bytes` bounds, for `shm:` the bytes in the segment). A backend
     /// that cannot tell cheaply (a server elsewhere) says what this process holds.
     fn occupancy(&self) -> (u64, u64);
+    /// Removes every entry (wiping what it held): how many were removed, where the backend
+    /// can tell. A backend that cannot be emptied from here says `Unavailable` (the
+    /// default).
+    fn flush(&self) -> Result<u64, StoreError> {
+        Err(StoreError::Unavailable)
+    }
     /// The counters of a backend that talks to a server; zero for the others.
     fn net_stats(&self) -> NetStats {
         NetStats::default()

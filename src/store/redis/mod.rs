@@ -119,6 +119,8 @@ const L1_BYTES_PER_ENTRY: usize = 4 << 10;
 const MAX_QUEUE: usize = 1 << 20;
 /// The shortest lifetime given to Redis.
 const MIN_PX_MS: u64 = 1000;
+/// The most SCAN calls one flush makes (of up to ~1000 keys each).
+const MAX_FLUSH_SCANS: usize = 100_000;
 
 pub struct RedisStore {
     shared: Arc<Shared>,
@@ -228,6 +230,81 @@ impl RedisStore {
         );
         p.submit(conn::pack(&[b"DEL", &self.redis_key(key)]), true);
         StoreError::Corrupt
+    }
+
+    /// Deletes every key under the prefix: SCAN (MATCH prefix*) and DEL, on a connection of
+    /// its own, each command within the timeout, at most [`MAX_FLUSH_SCANS`] SCAN calls.
+    /// The number of keys deleted. A cluster is not supported (`Unavailable`): SCAN would
+    /// have to visit each primary.
+    fn delete_prefixed(&self) -> Result<u64, StoreError> {
+        if matches!(self.shared.connector, conn::Connector::Cluster(_)) {
+            return Err(StoreError::Unavailable);
+        }
+        let budget = self.shared.timeout;
+        let failed = |e: redis::RedisError| {
+            crate::log!(Level::Warn, "redis: flush: {e}");
+            if e.is_timeout() {
+                StoreError::Timeout
+            } else {
+                StoreError::Unavailable
+            }
+        };
+        let mut c = self.shared.connector.connect(budget).map_err(failed)?;
+        let mut pattern = Vec::with_capacity(self.shared.prefix.len() + 1);
+        for &b in &self.shared.prefix {
+            if matches!(b, b'*' | b'?' | b'[' | b']' | b'\\') {
+                pattern.push(b'\\');
+            }
+            pattern.push(b);
+        }
+        pattern.push(b'*');
+        let mut cursor = b"0".to_vec();
+        let mut deleted = 0u64;
+        for _ in 0..MAX_FLUSH_SCANS {
+            let reply = c
+                .request(
+                    conn::pack(&[b"SCAN", &cursor, b"MATCH", &pattern, b"COUNT", b"1000"])
+                        .as_slice(),
+                    budget,
+                )
+                .map_err(failed)?;
+            let redis::Value::Array(parts) = reply else {
+                return Err(StoreError::Unavailable);
+            };
+            let [redis::Value::BulkString(next), redis::Value::Array(keys)] = &parts[..] else {
+                return Err(StoreError::Unavailable);
+            };
+            let keys: Vec<&[u8]> = keys
+                .iter()
+                .filter_map(|k| match k {
+                    redis::Value::BulkString(k) => Some(k.as_slice()),
+                    _ => None,
+                })
+                .collect();
+            if !keys.is_empty() {
+                let mut args: Vec<&[u8]> = vec![b"DEL"];
+                args.extend(keys);
+                if let redis::Value::Int(n) = c
+                    .request(conn::pack(&args).as_slice(), budget)
+                    .map_err(failed)?
+                {
+                    deleted += u64::try_from(n).unwrap_or(0);
+                }
+            }
+            if next.as_slice() == b"0" {
+                self.shared
+                    .counters
+                    .removes
+                    .fetch_add(deleted, std::sync::atomic::Ordering::Relaxed);
+                return Ok(deleted);
+            }
+            cursor = next.clone();
+        }
+        crate::log!(
+            Level::Warn,
+            "redis: flush: gave up after {MAX_FLUSH_SCANS} SCAN calls ({deleted} keys deleted)"
+        );
+        Err(StoreError::Timeout)
     }
 
     /// Waits until the writes queued so far are done.
@@ -369,6 +446,10 @@ impl Store for RedisStore {
             Counters::bump(&self.shared.counters.errors);
             Err(StoreError::Unavailable)
         }
+    }
+
+    fn flush(&self) -> Result<u64, StoreError> {
+        self.delete_prefixed()
     }
 
     fn counters(&self) -> &Counters {

@@ -1009,3 +1009,30 @@ fn the_writer_survives_a_panic() {
     assert_eq!(get(&s, &key(2)).unwrap(), b"after");
     assert_eq!(count(&s.counters().stores), 2);
 }
+
+/// `Store::flush` deletes the keys under the prefix, and only those.
+#[test]
+fn flush_deletes_the_prefixed_keys_only() {
+    let srv = Server::unix(&[]);
+    let s = open(&srv.cfg());
+    let t = now();
+    // More than one SCAN's worth, queued a few at a time (the write queue is bounded).
+    for i in 0..2500 {
+        s.put(&key(i), value(b"v", t + 100, false), t).unwrap();
+        if i % 100 == 99 {
+            s.flush();
+        }
+    }
+    s.flush();
+    let mut admin = srv.admin();
+    let _: () = redis::cmd("SET")
+        .arg("other:keep")
+        .arg("x")
+        .query(&mut admin)
+        .unwrap();
+    assert_eq!(Store::flush(&s), Ok(2500));
+    let left: Vec<String> = redis::cmd("KEYS").arg("*").query(&mut admin).unwrap();
+    assert_eq!(left, vec!["other:keep".to_string()]);
+    assert!(get(&s, &key(1)).is_none());
+    assert_eq!(Store::flush(&s), Ok(0));
+}

@@ -116,6 +116,29 @@ impl ShmStore {
             Ok(())
         };
         let segment = Segment::open(name, size, DEFAULT_SIZE, mode, init)?;
+        let store = ShmStore::on(name, segment, max_value_bytes)?;
+        // Sessions that expired while nobody had the segment open are wiped now.
+        store.sweep_all();
+        Ok(store)
+    }
+
+    /// Opens the existing segment NAME, never creating one: a missing segment is
+    /// `Unavailable` ("no such segment"); every check [`ShmStore::open`] makes on an
+    /// existing segment is made (owner and `mode`, layout version, `size` when given, a
+    /// consistent layout). Nothing is swept at open: a tool looking at the cache changes
+    /// nothing by opening it.
+    pub fn open_existing(
+        name: &str,
+        size: Option<usize>,
+        mode: u32,
+        max_value_bytes: usize,
+    ) -> Result<ShmStore, Error> {
+        let segment = Segment::open_existing(name, size, mode)?;
+        ShmStore::on(name, segment, max_value_bytes)
+    }
+
+    /// The store on a mapped segment, once its layout is checked.
+    fn on(name: &str, segment: Segment, max_value_bytes: usize) -> Result<ShmStore, Error> {
         let h = segment.header();
         let layout = Layout {
             n_shards: h.n_shards as usize,
@@ -153,9 +176,35 @@ impl ShmStore {
             timing: Timing::default(),
             pending: Pending::default(),
         };
-        // Sessions that expired while nobody had the segment open are wiped now.
-        store.sweep_all();
         Ok(store)
+    }
+
+    /// Removes every entry of every shard, each under its shard's lock, wiping the bytes:
+    /// the number of entries removed (counted in `removes`). `Timeout` if a shard's lock
+    /// could not be had (the other shards are emptied all the same).
+    pub fn flush(&self) -> Result<u64, StoreError> {
+        let now = self.rel(crate::clock::now());
+        let mut removed = 0;
+        let mut stuck = false;
+        for s in &self.shards {
+            let mut ev = Events::default();
+            match s.lock(now, &self.timing, &mut ev) {
+                Some(mut l) => removed += l.clear(),
+                None => {
+                    ev.errors += 1;
+                    stuck = true;
+                }
+            }
+            ev.add_to(self.counters());
+        }
+        self.counters()
+            .removes
+            .fetch_add(removed, std::sync::atomic::Ordering::Relaxed);
+        if stuck {
+            Err(StoreError::Timeout)
+        } else {
+            Ok(removed)
+        }
     }
 
     /// Wipes every expired entry of every shard.
@@ -313,6 +362,10 @@ impl Store for ShmStore {
         &self.segment.header().counters
     }
 
+    fn flush(&self) -> Result<u64, StoreError> {
+        ShmStore::flush(self)
+    }
+
     fn occupancy(&self) -> (u64, u64) {
         let now = self.rel(crate::clock::now());
         self.shards.iter().fold((0, 0), |(e, b), s| {
@@ -387,6 +440,63 @@ mod tests {
         assert!(get(&s, &key(3), now()).is_none());
         assert_eq!(s.occupancy(), (0, 0));
         assert!(get(&s, &key(4), NOW + 10 * 365 * 86400).is_none());
+    }
+
+    #[test]
+    fn open_existing_never_creates() {
+        let n = Name::new();
+        let path = Segment::path(&n.0);
+        let err = ShmStore::open_existing(&n.0, None, 0o600, 1024)
+            .err()
+            .unwrap();
+        assert_eq!(err.kind, ErrorKind::Unavailable);
+        assert!(err.message.contains("no such segment"), "{err}");
+        assert!(!std::path::Path::new(&path).exists(), "{path} was created");
+        let a = ShmStore::open(&n.0, Some(256 << 10), 0o600, 1024).unwrap();
+        a.put(&key(1), value(b"one", 100, false), now()).unwrap();
+        let b = ShmStore::open_existing(&n.0, None, 0o600, 1024).unwrap();
+        assert_eq!(get(&b, &key(1), now()).unwrap(), b"one");
+        assert_eq!(b.occupancy(), (1, 3));
+        // The same checks as open: another size, damage.
+        let err = ShmStore::open_existing(&n.0, Some(512 << 10), 0o600, 1024)
+            .err()
+            .unwrap();
+        assert_eq!(err.kind, ErrorKind::Incompatible);
+        // SAFETY: test-only write to the magic number in our own mapping.
+        unsafe { *a.segment.base ^= 0xff };
+        let err = ShmStore::open_existing(&n.0, None, 0o600, 1024)
+            .err()
+            .unwrap();
+        assert_eq!(err.kind, ErrorKind::Incompatible);
+        assert!(err.message.contains("not a sesscache segment"), "{err}");
+    }
+
+    #[test]
+    fn flush_empties_and_wipes() {
+        let n = Name::new();
+        let s = ShmStore::open(&n.0, Some(1 << 20), 0o600, 16 << 10).unwrap();
+        assert!(s.shard_count() > 1);
+        let secret = [0x5cu8; 100];
+        for i in 0..50 {
+            s.put(&key(i), value(&secret, 100, false), now()).unwrap();
+        }
+        assert_eq!(s.occupancy().0, 50);
+        let other = ShmStore::open_existing(&n.0, None, 0o600, 16 << 10).unwrap();
+        assert_eq!(other.flush(), Ok(50));
+        assert_eq!(s.occupancy(), (0, 0));
+        assert_eq!(s.counters().removes.load(Ordering::Relaxed), 50);
+        for i in 0..50 {
+            assert!(get(&s, &key(i), now()).is_none());
+        }
+        let bytes = std::fs::read(Segment::path(&n.0)).unwrap();
+        assert!(
+            !bytes.windows(16).any(|w| w == [0x5cu8; 16]),
+            "flushed bytes are still in the segment"
+        );
+        // Still usable.
+        s.put(&key(1), value(b"again", 100, false), now()).unwrap();
+        assert_eq!(get(&other, &key(1), now()).unwrap(), b"again");
+        assert_eq!(other.flush(), Ok(1));
     }
 
     #[test]

@@ -364,24 +364,8 @@ impl Segment {
                 return Segment::adopt(Fd(fd), &path, size, mode);
             }
             let e = os_error();
-            match e.raw_os_error() {
-                Some(libc::ENOENT) => {}
-                Some(libc::ELOOP) => {
-                    return Err(Error::new(ErrorKind::Permission, format!(
-                        "refusing shared memory {path}: it is a symbolic link (remove it or use another name)"
-                    )))
-                }
-                Some(libc::EACCES) => {
-                    return Err(Error::new(ErrorKind::Permission, format!(
-                        "cannot open shared memory {path}: {e} (it belongs to another user: remove it or use another name)"
-                    )))
-                }
-                _ => {
-                    return Err(Error::new(
-                        ErrorKind::Unavailable,
-                        format!("cannot open shared memory {path}: {e}"),
-                    ))
-                }
+            if e.raw_os_error() != Some(libc::ENOENT) {
+                return Err(open_error(&path, &e));
             }
             let size = size.unwrap_or(default_size);
             let new = Unnamed::create(name, mode)?;
@@ -400,6 +384,33 @@ impl Segment {
                 "cannot create or open shared memory {path}: it keeps appearing and disappearing"
             ),
         ))
+    }
+
+    /// Opens the existing segment NAME, with every check [`Segment::open`] makes on an
+    /// existing one (owner, `mode`, layout version, `size` when given), and never creates
+    /// one: a missing segment is `Unavailable`, "no such segment". For tools that look at a
+    /// cache from outside the servers using it.
+    pub fn open_existing(name: &str, size: Option<usize>, mode: u32) -> Result<Segment, Error> {
+        let path = Segment::path(name);
+        let cpath = cstring(&path)?;
+        // SAFETY: open with a NUL-terminated path; O_NOFOLLOW refuses a symlink; no O_CREAT.
+        let fd = unsafe {
+            libc::open(
+                cpath.as_ptr(),
+                libc::O_RDWR | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+            )
+        };
+        if fd < 0 {
+            let e = os_error();
+            if e.raw_os_error() == Some(libc::ENOENT) {
+                return Err(Error::new(
+                    ErrorKind::Unavailable,
+                    format!("no such segment: {path} does not exist"),
+                ));
+            }
+            return Err(open_error(&path, &e));
+        }
+        Segment::adopt(Fd(fd), &path, size, mode)
     }
 
     /// Checks and maps an existing segment.
@@ -461,6 +472,22 @@ impl Segment {
             }
         }
         Ok(seg)
+    }
+}
+
+/// Why opening an existing segment's file failed (not ENOENT, which callers handle).
+fn open_error(path: &str, e: &std::io::Error) -> Error {
+    match e.raw_os_error() {
+        Some(libc::ELOOP) => Error::new(ErrorKind::Permission, format!(
+            "refusing shared memory {path}: it is a symbolic link (remove it or use another name)"
+        )),
+        Some(libc::EACCES) => Error::new(ErrorKind::Permission, format!(
+            "cannot open shared memory {path}: {e} (it belongs to another user: remove it or use another name)"
+        )),
+        _ => Error::new(
+            ErrorKind::Unavailable,
+            format!("cannot open shared memory {path}: {e}"),
+        ),
     }
 }
 

@@ -821,6 +821,12 @@ impl Locked<'_> {
             "shm: shard damaged ({why}); emptied, {lost} sessions lost"
         );
         ev.errors += lost.max(1);
+        self.clear();
+    }
+
+    /// Empties the shard, wiping its index and its ring: the number of live entries it had.
+    pub fn clear(&mut self) -> u64 {
+        let live = u64::from(hdr!(self.live)).min(self.s.index_cap as u64);
         for i in 0..self.s.index_cap {
             self.set_slot(i, 0);
         }
@@ -837,6 +843,7 @@ impl Locked<'_> {
         hdr!(self.live_bytes = 0);
         hdr!(self.index_used = 0);
         hdr!(self.sweep_at = 0);
+        live
     }
 
     /// Wipes ring bytes between counters `from` and `to` (at most one turn).

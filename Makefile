@@ -169,8 +169,9 @@ uninstall-man:
 man-check:
 	sh c-tests/man_check.sh
 
-install: lib install-man
-	install -d $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/include
+install: lib $(CLI) install-man
+	install -d $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/bin
+	install -m 0755 $(CLI) $(DESTDIR)$(PREFIX)/bin/sesscache
 	install -m 0755 $(SO) $(DESTDIR)$(PREFIX)/lib/libsesscache.so.$(VERSION)
 	ln -sf libsesscache.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/libsesscache.so.$(MAJOR)
 	ln -sf libsesscache.so.$(MAJOR) $(DESTDIR)$(PREFIX)/lib/libsesscache.so
@@ -181,7 +182,8 @@ install: lib install-man
 
 uninstall: uninstall-man
 	rm -f $(DESTDIR)$(PREFIX)/lib/libsesscache.so* $(DESTDIR)$(PREFIX)/lib/libsesscache.a \
-	  $(DESTDIR)$(PREFIX)/include/sesscache.h $(DESTDIR)$(PREFIX)/lib/pkgconfig/sesscache.pc
+	  $(DESTDIR)$(PREFIX)/include/sesscache.h $(DESTDIR)$(PREFIX)/lib/pkgconfig/sesscache.pc \
+	  $(DESTDIR)$(PREFIX)/bin/sesscache
 
 clean:
 	rm -rf $(B)

@@ -175,8 +175,9 @@ prefix=$(pwd)/$B/prefix
 rm -rf "$prefix"
 if make -s install PREFIX="$prefix" >$B/install.log 2>&1 &&
    [ -L "$prefix/lib/libsesscache.so" ] && [ -f "$prefix/lib/libsesscache.a" ] &&
-   [ "$(readelf -d "$prefix/lib/libsesscache.so" | sed -n 's/.*soname: \[\(.*\)\]/\1/p')" = libsesscache.so.0 ]; then
-    pass "install: libraries, symlinks and SONAME"
+   [ "$(readelf -d "$prefix/lib/libsesscache.so" | sed -n 's/.*soname: \[\(.*\)\]/\1/p')" = libsesscache.so.0 ] &&
+   [ "$("$prefix/bin/sesscache" --version)" = "sesscache $(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)" ]; then
+    pass "install: libraries, symlinks, SONAME and the sesscache tool"
 else
     cat $B/install.log; fail "install"
 fi

@@ -158,6 +158,15 @@ else
         fi
         hits_seen=$(( rc_reused + $(count ' Reused TLSv') ))
         refused_seen=$(count '-replay New TLSv1.3 ')
+        # The operator's tool, while nginx runs: the segment's own counters.
+        cli=${SESSCACHE_CLI:-target/cli/release/sesscache}
+        if [ -x "$cli" ]; then
+            live=$("$cli" stats --json "shm:$seg_n" 2>&1)
+            live_hits=$(echo "$live" | python3 -c 'import json, sys; print(json.load(sys.stdin)["hits"])' 2>/dev/null)
+            check "$live_hits" "$hits_seen" "nginx shm: 'sesscache stats' while nginx runs: hits = the resumptions the clients saw"
+        else
+            fail "nginx shm: the sesscache tool is not built ($cli; make cli)"
+        fi
         if ngx_stop; then ok "nginx shm: master and workers exited on SIGQUIT"; else fail "nginx shm: nginx did not exit on SIGQUIT in 10 s"; fi
         check "$(sed -n 's/^sesscache stats pid=\([0-9]*\) .*/\1/p' "$ndir/stats" | sort -n | tr '\n' ' ')" \
             "$(echo $master $workers_started | tr ' ' '\n' | sort -n | tr '\n' ' ')" \

@@ -18,10 +18,10 @@
 //! arbitrary objects to make room.
 
 use crate::session::SessionObject;
+use crate::store::hashed::{HashedKey, HashedMap};
 use crate::store::{SessionKey, Stamp};
 use std::collections::hash_map::RandomState;
-use std::collections::HashMap;
-use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher};
+use std::hash::BuildHasher;
 use std::sync::{Mutex, MutexGuard};
 
 const SHARDS: usize = 16;
@@ -38,45 +38,12 @@ struct Held {
 
 #[derive(Default)]
 struct Shard {
-    held: HashMap<Located, Held, BuildHasherDefault<Prehashed>>,
+    held: HashedMap<Held>,
     bytes: usize,
 }
 
 /// A key with its hash, computed once per operation ([`Front::locate`]), outside any lock.
-#[derive(Clone, Copy)]
-pub struct Located {
-    hash: u64,
-    key: SessionKey,
-}
-
-impl PartialEq for Located {
-    fn eq(&self, other: &Self) -> bool {
-        self.key == other.key
-    }
-}
-impl Eq for Located {}
-
-impl Hash for Located {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        state.write_u64(self.hash);
-    }
-}
-
-/// Passes a [`Located`]'s hash through.
-#[derive(Default)]
-struct Prehashed(u64);
-
-impl Hasher for Prehashed {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, _bytes: &[u8]) {
-        unreachable!("Located only writes its precomputed u64")
-    }
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
-    }
-}
+pub type Located = HashedKey;
 
 impl Shard {
     fn take(&mut self, key: &Located) -> Option<Held> {

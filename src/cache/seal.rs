@@ -67,50 +67,7 @@ fn key_error(path: &str, what: impl std::fmt::Display) -> Error {
 impl Keys {
     /// Reads a key file (see the module documentation), checking who may read it.
     pub fn from_file(path: &str) -> Result<Keys, Error> {
-        use std::io::Read;
-        use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
-        let mut file = std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(path)
-            .map_err(|e| {
-                let kind = match e.kind() {
-                    std::io::ErrorKind::PermissionDenied => ErrorKind::Permission,
-                    _ => ErrorKind::Url,
-                };
-                Error::new(kind, format!("key_file '{path}': {e}"))
-            })?;
-        let meta = file.metadata().map_err(|e| key_error(path, e))?;
-        if !meta.is_file() {
-            return Err(key_error(path, "not a regular file"));
-        }
-        // SAFETY: geteuid has no preconditions.
-        let euid = unsafe { libc::geteuid() };
-        if meta.uid() != euid && meta.uid() != 0 {
-            return Err(Error::new(
-                ErrorKind::Permission,
-                format!(
-                    "key_file '{path}' belongs to uid {}, not to this process's user (uid {euid}) or root",
-                    meta.uid()
-                ),
-            ));
-        }
-        if meta.mode() & 0o077 != 0 {
-            return Err(Error::new(
-                ErrorKind::Permission,
-                format!(
-                    "key_file '{path}' has mode {:04o}: others could read the keys; make it 0600 or 0400",
-                    meta.mode() & 0o7777
-                ),
-            ));
-        }
-        if meta.len() > 64 << 10 {
-            return Err(key_error(path, "larger than 64K: not a key file"));
-        }
-        let mut text = Vec::with_capacity(meta.len() as usize);
-        let read = file.read_to_end(&mut text);
-        let text = SecretBytes::from(text);
-        read.map_err(|e| key_error(path, e))?;
+        let text = crate::secret::read_private_file(path, "key_file")?;
         Keys::parse(text.as_slice()).map_err(|what| key_error(path, what))
     }
 

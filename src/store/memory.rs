@@ -25,13 +25,14 @@
 //!
 //! Bytes are [`SecretBytes`], wiped when removed, evicted, expired or replaced.
 
+use super::hashed::{HashedKey, HashedMap};
 use super::{Counters, Entry as Value, Found, SessionKey, Stamp, Store, StoreError};
 use crate::log::Level;
 use crate::secret::SecretBytes;
 use std::cmp::Reverse;
 use std::collections::hash_map::RandomState;
 use std::collections::{BinaryHeap, HashMap};
-use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher};
+use std::hash::BuildHasher;
 use std::sync::{Mutex, MutexGuard};
 
 /// Size limits of a memory store.
@@ -182,42 +183,6 @@ impl Store for MemoryStore {
     }
 }
 
-/// A key with its hash computed once per operation.
-#[derive(Clone, Copy)]
-struct HashedKey {
-    hash: u64,
-    key: SessionKey,
-}
-
-impl PartialEq for HashedKey {
-    fn eq(&self, other: &Self) -> bool {
-        self.key == other.key
-    }
-}
-impl Eq for HashedKey {}
-
-impl Hash for HashedKey {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        state.write_u64(self.hash);
-    }
-}
-
-/// Passes a precomputed hash through.
-#[derive(Default)]
-struct Prehashed(u64);
-
-impl Hasher for Prehashed {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, _bytes: &[u8]) {
-        unreachable!("HashedKey only writes its precomputed u64")
-    }
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
-    }
-}
-
 struct Entry {
     key: HashedKey,
     bytes: SecretBytes,
@@ -254,7 +219,7 @@ struct Slot {
 }
 
 struct Shard {
-    index: HashMap<HashedKey, u32, BuildHasherDefault<Prehashed>>,
+    index: HashedMap<u32>,
     slots: Vec<Slot>,
     free: Vec<u32>,
     /// The CLOCK hand: the next slot the sweep looks at.

@@ -20,6 +20,7 @@
 //! layer names a backend.
 
 pub mod backends;
+pub mod hashed;
 pub mod memory;
 pub mod redis;
 pub mod shm;

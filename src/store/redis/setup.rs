@@ -4,7 +4,7 @@
 use super::conn::Connector;
 use crate::config::{Password, RedisConfig, RedisTarget};
 use crate::error::{Error, ErrorKind};
-use crate::secret::{wipe, SecretBytes};
+use crate::secret::wipe;
 use redis::{ConnectionAddr, ConnectionInfo, ProtocolVersion, RedisConnectionInfo};
 use std::time::Duration;
 
@@ -39,8 +39,6 @@ fn url_error(msg: impl Into<String>) -> Error {
     Error::new(ErrorKind::Url, msg)
 }
 
-/// The largest password file read.
-const MAX_PASSWORD_FILE: u64 = 64 << 10;
 
 /// The password a configuration points to, read now: the URL's, the first line of
 /// `password_file` (which must be a regular file of this user's or root's, with no
@@ -81,51 +79,8 @@ pub(crate) fn read_password(p: &Password) -> Result<Option<Secret>, Error> {
 }
 
 fn read_password_file(path: &str) -> Result<Secret, Error> {
-    use std::io::Read;
-    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
     let what = |e: &dyn std::fmt::Display| url_error(format!("password_file '{path}': {e}"));
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(path)
-        .map_err(|e| {
-            let kind = match e.kind() {
-                std::io::ErrorKind::PermissionDenied => ErrorKind::Permission,
-                _ => ErrorKind::Url,
-            };
-            Error::new(kind, format!("password_file '{path}': {e}"))
-        })?;
-    let meta = file.metadata().map_err(|e| what(&e))?;
-    if !meta.is_file() {
-        return Err(what(&"not a regular file"));
-    }
-    // SAFETY: geteuid has no preconditions.
-    let euid = unsafe { libc::geteuid() };
-    if meta.uid() != euid && meta.uid() != 0 {
-        return Err(Error::new(
-            ErrorKind::Permission,
-            format!(
-                "password_file '{path}' belongs to uid {}, not to this process's user (uid {euid}) or root",
-                meta.uid()
-            ),
-        ));
-    }
-    if meta.mode() & 0o077 != 0 {
-        return Err(Error::new(
-            ErrorKind::Permission,
-            format!(
-                "password_file '{path}' has mode {:04o}: others could read the password; make it 0600 or 0400",
-                meta.mode() & 0o7777
-            ),
-        ));
-    }
-    if meta.len() > MAX_PASSWORD_FILE {
-        return Err(what(&"larger than 64K: not a password file"));
-    }
-    let mut text = Vec::with_capacity(meta.len() as usize + 1);
-    let read = file.take(MAX_PASSWORD_FILE).read_to_end(&mut text);
-    let text = SecretBytes::from(text);
-    read.map_err(|e| what(&e))?;
+    let text = crate::secret::read_private_file(path, "password_file")?;
     let bytes = text.as_slice();
     let line = bytes.split(|&b| b == b'\n').next().unwrap_or_default();
     let line = line.strip_suffix(b"\r").unwrap_or(line);

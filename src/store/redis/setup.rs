@@ -39,7 +39,6 @@ fn url_error(msg: impl Into<String>) -> Error {
     Error::new(ErrorKind::Url, msg)
 }
 
-
 /// The password a configuration points to, read now: the URL's, the first line of
 /// `password_file` (which must be a regular file of this user's or root's, with no
 /// permissions for group or others, like an ssh key), or the variable `password_env`.

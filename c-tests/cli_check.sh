@@ -31,17 +31,8 @@ B=build
 CLI=${1:-target/cli/release/sesscache}
 LIB=target/release/libsesscache.so
 SRC=src/ffi/interposed.rs
-passed=0
-failed=0
-
-pass() { passed=$((passed + 1)); echo "ok - $1"; }
-fail() { failed=$((failed + 1)); echo "FAIL - $1"; }
-note() { sed 's/^/#   /'; }
-finish() {
-    echo "cli: $passed passed, $failed failed"
-    [ "$failed" -eq 0 ]
-    exit
-}
+SUITE=cli
+. c-tests/checks.sh
 
 mkdir -p $B
 if [ ! -x "$CLI" ] || [ ! -f "$LIB" ]; then

@@ -25,17 +25,8 @@ set -u
 B=build
 MAN=man
 HEADER=include/sesscache.h
-passed=0
-failed=0
-
-pass() { passed=$((passed + 1)); echo "ok - $1"; }
-fail() { failed=$((failed + 1)); echo "FAIL - $1"; }
-note() { sed 's/^/#   /'; }
-finish() {
-    echo "man: $passed passed, $failed failed"
-    [ "$failed" -eq 0 ]
-    exit
-}
+SUITE=man
+. c-tests/checks.sh
 
 mkdir -p $B
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/man_check.XXXXXX") || exit 1

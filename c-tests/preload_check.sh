@@ -14,17 +14,8 @@ B=build
 P=$B/preload_probe
 LIB=$(pwd)/target/release/libsesscache.so
 CC=${CC:-cc}
-passed=0
-failed=0
-
-pass() { passed=$((passed + 1)); echo "ok - $1"; }
-fail() { failed=$((failed + 1)); echo "FAIL - $1"; }
-note() { sed 's/^/#   /'; }
-finish() {
-    echo "preload: $passed passed, $failed failed"
-    [ "$failed" -eq 0 ]
-    exit
-}
+SUITE=preload
+. c-tests/checks.sh
 
 # The value of KEY in a probe output file ("" when absent).
 val() { awk -F= -v k="$2" '$1 == k { sub(/^[^=]*=/, ""); print; exit }' "$1"; }

@@ -23,13 +23,9 @@ set -u
 unset SESSCACHE_URL SESSCACHE_LOG SESSCACHE_STATS
 . c-tests/sserver.sh
 . c-tests/nginx.sh
-passed=0; failed=0
-ok() { passed=$((passed + 1)); echo "ok - $1"; }
-fail() { failed=$((failed + 1)); echo "FAIL - $1"; }
-check() { if [ "$1" = "$2" ]; then ok "$3"; else fail "$3 (got '$1', want '$2')"; fi; }
-show() { for _f; do echo "#   $_f:"; tail -n 25 "$_f" 2>/dev/null | sed 's/^/#     /'; done; }
+SUITE=redis-servers
+. c-tests/checks.sh
 field() { echo "$1" | sed -n "s/.* $2=\([0-9]*\).*/\1/p"; }
-finish() { echo "redis-servers: $passed passed, $failed failed"; [ "$failed" -eq 0 ]; exit $?; }
 now_ms() { date +%s%3N; }
 # quiet STATS LABEL: at least two stats lines (a server that found its port busy writes one
 # too), none counting an error, network error, timeout, breaker opening or dropped write.

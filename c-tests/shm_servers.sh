@@ -16,11 +16,8 @@ set -u
 unset SESSCACHE_URL SESSCACHE_LOG SESSCACHE_STATS
 . c-tests/sserver.sh
 . c-tests/nginx.sh
-passed=0; failed=0
-ok() { passed=$((passed + 1)); echo "ok - $1"; }
-fail() { failed=$((failed + 1)); echo "FAIL - $1"; }
-check() { if [ "$1" = "$2" ]; then ok "$3"; else fail "$3 (got '$1', want '$2')"; fi; }
-show() { for _f; do echo "#   $_f:"; tail -n 25 "$_f" 2>/dev/null | sed 's/^/#     /'; done; }
+SUITE=shm-servers
+. c-tests/checks.sh
 # The line of a stats file with the most lookups (the counters are the segment's, so the
 # last process to exit saw them all), then one field of it.
 stats_last() { sort -t= -k3,3n "$1" 2>/dev/null | tail -n 1; }

@@ -21,17 +21,19 @@
 APACHE_BIN=${APACHE_BIN:-/usr/sbin/apache2}
 APACHE_MODULES=${APACHE_MODULES:-/usr/lib/apache2/modules}
 
+# (Its variables are global, as everything in POSIX sh: none may share a name with the
+# caller's, which a retry reuses.)
 apache_conf() { # DIR MPM CACHE PORT
-    if [ "$3" = shmcb ]; then _cache="shmcb:$1/scache(512000)"; else _cache=$3; fi
+    if [ "$3" = shmcb ]; then _cache_conf="shmcb:$1/scache(512000)"; else _cache_conf=$3; fi
     if getent passwd www-data >/dev/null 2>&1; then _user=www-data; _group=www-data; else _user=nobody; _group=nogroup; fi
     if [ "$2" = prefork ]; then
-        _mpm="StartServers 4
+        _mpm_conf="StartServers 4
 MinSpareServers 4
 MaxSpareServers 8
 ServerLimit 8
 MaxRequestWorkers 8"
     else
-        _mpm="StartServers 2
+        _mpm_conf="StartServers 2
 ServerLimit 2
 ThreadLimit 4
 ThreadsPerChild 4
@@ -52,7 +54,7 @@ LoadModule mpm_$2_module $APACHE_MODULES/mod_mpm_$2.so
 LoadModule authz_core_module $APACHE_MODULES/mod_authz_core.so
 LoadModule socache_shmcb_module $APACHE_MODULES/mod_socache_shmcb.so
 LoadModule ssl_module $APACHE_MODULES/mod_ssl.so
-$_mpm
+$_mpm_conf
 Listen 127.0.0.1:$4 https
 DocumentRoot "$1/htdocs"
 <Directory />
@@ -62,7 +64,7 @@ Timeout 10
 KeepAlive Off
 SSLRandomSeed startup builtin
 SSLRandomSeed connect builtin
-SSLSessionCache $_cache
+SSLSessionCache $_cache_conf
 <VirtualHost 127.0.0.1:$4>
     SSLEngine on
     SSLProtocol -all +TLSv1.2 +TLSv1.3

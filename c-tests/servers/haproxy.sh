@@ -17,12 +17,12 @@
 HAPROXY_BIN=${HAPROXY_BIN:-/usr/sbin/haproxy}
 
 haproxy_conf() { # DIR CACHESIZE PORT
-    if [ "$2" = default ]; then _cs=; else _cs="tune.ssl.cachesize $2"; fi
+    if [ "$2" = default ]; then _cs_conf=; else _cs_conf="tune.ssl.cachesize $2"; fi
     cat >"$1/haproxy.cfg" <<CONF
 global
     nbthread 2
     pidfile $1/haproxy.pid
-    $_cs
+    $_cs_conf
 
 defaults
     mode http

@@ -14,7 +14,7 @@
 //! 1. [`config`]: cache URLs;
 //! 0. [`boundary`] (the panic boundary and the thread-local error), [`secret`] (wiped
 //!    bytes), [`error`], [`log`] (diagnostics, rate limited where an event can repeat),
-//!    [`clock`], [`ossl`] (OpenSSL declarations openssl-sys lacks), [`threads`] (threads
+//!    [`clock`], [`ossl`] (OpenSSL declarations openssl-sys lacks), [`pid`] (the process ID without a system call), [`threads`] (threads
 //!    that take none of the host's signals).
 
 pub mod boundary;
@@ -26,6 +26,7 @@ pub mod ffi;
 pub mod interpose;
 pub mod log;
 pub mod ossl;
+pub mod pid;
 pub mod secret;
 pub mod session;
 pub mod store;

@@ -167,7 +167,7 @@ fn stateful_tickets(cache: &Cache) -> bool {
             settings.force
                 || PROCESS_CACHE
                     .get()
-                    .is_some_and(|p| p.shared || p.opened_by == std::process::id())
+                    .is_some_and(|p| p.shared || p.opened_by == crate::pid::current())
         }
     }
 }

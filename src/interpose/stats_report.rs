@@ -111,7 +111,7 @@ pub fn ensure_periodic() {
     if report.interval_s == 0 {
         return;
     }
-    let pid = std::process::id();
+    let pid = crate::pid::current();
     let running = PERIODIC_PID.load(Ordering::Relaxed);
     if running == pid
         || PERIODIC_PID
@@ -124,7 +124,7 @@ pub fn ensure_periodic() {
     let started = crate::threads::spawn_quiet("sesscache-stats", move || loop {
         std::thread::sleep(interval);
         // A forked child has its own writer: this one belonged to the parent.
-        if PERIODIC_PID.load(Ordering::Relaxed) != std::process::id() {
+        if PERIODIC_PID.load(Ordering::Relaxed) != crate::pid::current() {
             return;
         }
         let _ = std::panic::catch_unwind(|| write_line("stats-running"));

@@ -64,8 +64,9 @@
 //! per-process state that names its process ID. A forked child that uses the store finds a
 //! state of another process, makes its own and leaves the parent's untouched (leaked: its
 //! locks may be held by threads that do not exist in the child, and its sockets are the
-//! parent's). The process ID is cached and forgotten in a child by a `pthread_atfork`
-//! handler; a child made without `fork()` (a raw `clone`) would not be noticed.
+//! parent's). The process ID comes from `crate::pid` (cached, forgotten in a child by a
+//! `pthread_atfork` handler); a child made without `fork()` (a raw `clone`) would not be
+//! noticed.
 //!
 //! The store's threads (the writer, and the short-lived "sesscache-redis-connect" ones)
 //! block the signals a server waits for, so that the kernel never hands one of the
@@ -106,8 +107,8 @@ use crate::store::memory::Limits;
 use process::{Proc, Shared, REDIS_STAMP};
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
-use std::sync::atomic::{AtomicPtr, AtomicU32, Ordering};
-use std::sync::{Arc, Once};
+use std::sync::atomic::{AtomicPtr, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Flags byte: the entry is consumed by its first lookup.
@@ -170,7 +171,7 @@ impl RedisStore {
     /// This process's state, made on its first use in each process.
     #[inline]
     fn proc(&self) -> &Proc {
-        let pid = pid();
+        let pid = crate::pid::current();
         let p = self.current.load(Ordering::Acquire);
         // SAFETY: a non-null pointer here came from `Box::into_raw` in `new_proc` and is
         // freed only by `drop`, which cannot run while `&self` is borrowed; a state that
@@ -476,33 +477,11 @@ impl Drop for RedisStore {
         let Some(state) = (unsafe { p.as_ref() }) else {
             return;
         };
-        if state.pid == pid() {
+        if state.pid == crate::pid::current() {
             // Its writer finishes the queued writes, then ends.
             // SAFETY: this process's state, from `Box::into_raw`, owned by the store and
             // no longer borrowed.
             drop(unsafe { Box::from_raw(p) });
         }
     }
-}
-
-static PID: AtomicU32 = AtomicU32::new(0);
-
-extern "C" fn forget_pid() {
-    PID.store(0, Ordering::Relaxed);
-}
-
-/// This process's ID, cached (`getpid` is a system call) and forgotten in a forked child.
-fn pid() -> u32 {
-    let p = PID.load(Ordering::Relaxed);
-    if p != 0 {
-        return p;
-    }
-    static AT_FORK: Once = Once::new();
-    AT_FORK.call_once(|| {
-        // SAFETY: registers a child handler that only stores to an atomic.
-        unsafe { libc::pthread_atfork(None, None, Some(forget_pid)) };
-    });
-    let p = std::process::id();
-    PID.store(p, Ordering::Relaxed);
-    p
 }

@@ -761,7 +761,7 @@ mod at_exit {
             let Ok(q) = QUEUES.try_lock() else {
                 return;
             };
-            if q.0 != std::process::id() {
+            if q.0 != crate::pid::current() {
                 return;
             }
             let queues: Vec<_> = q.1.iter().filter_map(Weak::upgrade).collect();

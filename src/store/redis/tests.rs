@@ -24,7 +24,7 @@ struct TempDir(PathBuf);
 
 impl TempDir {
     fn new(what: &str) -> TempDir {
-        static N: AtomicU32 = AtomicU32::new(0);
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let dir = std::env::temp_dir().join(format!(
             "sc-redis-{}-{}-{what}",
             std::process::id(),
@@ -467,7 +467,7 @@ fn model() {
         runner
             .run(&crate::store::testing::ops(), |ops| {
                 // A new prefix per case: a fresh map.
-                static CASE: AtomicU32 = AtomicU32::new(0);
+                static CASE: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
                 let mut cfg = cfg.clone();
                 cfg.prefix = format!("case{}:", CASE.fetch_add(1, Ordering::Relaxed));
                 let s = open(&cfg);

@@ -23,7 +23,6 @@
 
 use crate::clock::monotonic_ms;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::Once;
 use std::time::Duration;
 
 const WAITERS: u32 = 1 << 31;
@@ -192,27 +191,9 @@ fn alive(pid: u32) -> bool {
     r == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
 }
 
-static PID: AtomicU32 = AtomicU32::new(0);
-
-extern "C" fn forget_pid() {
-    PID.store(0, Ordering::Relaxed);
-}
-
-/// This process's ID, cached (`getpid` is a system call) and forgotten in a forked child.
+/// This process's ID, as a lock word's owner.
 pub fn pid() -> u32 {
-    let p = PID.load(Ordering::Relaxed);
-    if p != 0 {
-        return p;
-    }
-    static AT_FORK: Once = Once::new();
-    AT_FORK.call_once(|| {
-        // SAFETY: registers a child handler that only stores to an atomic.
-        unsafe { libc::pthread_atfork(None, None, Some(forget_pid)) };
-    });
-    // SAFETY: getpid cannot fail.
-    let p = unsafe { libc::getpid() } as u32 & OWNER;
-    PID.store(p, Ordering::Relaxed);
-    p
+    crate::pid::current() & OWNER
 }
 
 fn futex_wait(word: &AtomicU32, expected: u32, timeout: Duration) {

@@ -175,3 +175,19 @@ ngx_analyse() {
             print n, cr, cn, sr, sn
         }' "$1"
 }
+
+# ngx_pairs in batches of 10 until a session made on one worker was offered to the other
+# (at most 30 rounds); sets ROUNDS and the ngx_analyse fields (workers cross_reused
+# cross_new same_reused same_new).
+ngx_pairs_cross() { # DIR
+    _pdir=$1
+    ROUNDS=0
+    while :; do
+        ngx_pairs "$_pdir" 10 "$ROUNDS"; ROUNDS=$((ROUNDS + 10))
+        set -- $(ngx_analyse "$_pdir/access.log")
+        workers=$1; cross_reused=$2; cross_new=$3; same_reused=$4; same_new=$5
+        [ $((cross_reused + cross_new)) -gt 0 ] && [ "$workers" -ge 2 ] && break
+        [ $ROUNDS -ge 30 ] && break
+        echo "# no session was offered to the other worker in $ROUNDS rounds: 10 more"
+    done
+}

@@ -365,14 +365,7 @@ else
     if ngx_start "$ndir" LD_PRELOAD="$lib" \
         SESSCACHE_URL="$base?key_file=$dir/k1&prefix=$pre&password_env=SC_REDIS_PW" SC_REDIS_PW="$PW" \
         SESSCACHE_STATS="$ndir/stats"; then
-        ROUNDS=0
-        while :; do
-            ngx_pairs "$ndir" 10 "$ROUNDS"; ROUNDS=$((ROUNDS + 10))
-            set -- $(ngx_analyse "$ndir/access.log")
-            workers=$1; cross_reused=$2; cross_new=$3; same_reused=$4; same_new=$5
-            [ $((cross_reused + cross_new)) -gt 0 ] && [ "$workers" -ge 2 ] && break
-            [ $ROUNDS -ge 30 ] && break
-        done
+        ngx_pairs_cross "$ndir"
         check "$workers" 2 "g: both workers served"
         if [ "$cross_reused" -ge 1 ] && [ "$cross_new" -eq 0 ] && [ "$same_new" -eq 0 ]; then
             ok "g: $cross_reused of $((cross_reused + same_reused)) resumptions on the other worker than the one that made the session, none refused"

@@ -116,19 +116,6 @@ reconnects() {
     done
     echo "$_new $_reused"
 }
-# ngx_pairs in batches of 10 until a session made on one worker was offered to the other
-# (at most 30 rounds); sets ROUNDS and the ngx_analyse fields.
-pairs() {
-    ROUNDS=0
-    while :; do
-        ngx_pairs "$ndir" 10 "$ROUNDS"; ROUNDS=$((ROUNDS + 10))
-        set -- $(ngx_analyse "$ndir/access.log")
-        workers=$1; cross_reused=$2; cross_new=$3; same_reused=$4; same_new=$5
-        [ $((cross_reused + cross_new)) -gt 0 ] && [ "$workers" -ge 2 ] && break
-        [ $ROUNDS -ge 30 ] && break
-        echo "# no session was offered to the other worker in $ROUNDS rounds: 10 more"
-    done
-}
 count() { grep -c -e "$1" "$ndir/clients"; }
 
 if [ -z "$NGX_BIN" ]; then
@@ -142,7 +129,7 @@ else
         master=$NGX_PID; workers_started=$NGX_WORKERS
         set -- $(reconnects 10); rc_new=$1; rc_reused=$2
         check "$rc_new $rc_reused" "10 50" "nginx shm TLS 1.2: 10 x s_client -reconnect: 10 new, all 50 reconnections resumed"
-        pairs
+        ngx_pairs_cross "$ndir"
         check "$(count ' Reused TLSv1.2 ')" "$ROUNDS" "nginx shm TLS 1.2: $ROUNDS saved sessions resumed (-sess_in)"
         check "$(count '-new New TLSv1.3 ')" "$ROUNDS" "nginx shm TLS 1.3: $ROUNDS full handshakes, tickets saved"
         check "$(count '-resume Reused TLSv1.3 ')" "$ROUNDS" "nginx shm TLS 1.3: each ticket resumed once"
@@ -182,7 +169,7 @@ else
     ndir=$dir/ngx-memory; mkdir "$ndir"
     sserver_cert "$ndir"
     if ngx_start "$ndir" LD_PRELOAD="$lib" SESSCACHE_URL=memory:; then
-        pairs
+        ngx_pairs_cross "$ndir"
         ngx_stop || fail "nginx memory: nginx did not exit on SIGQUIT in 10 s"
         if [ "$cross_reused" -eq 0 ] && [ "$cross_new" -ge 1 ] && [ "$same_new" -eq 0 ]; then
             ok "nginx memory: control: $cross_new sessions offered to the other worker, none resumed; $same_reused resumed on their own worker"

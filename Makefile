@@ -148,7 +148,7 @@ demo:
 	bash scripts/deps.sh install demo
 	$(MAKE) demo-run
 
-demo-run: $(B)/demo
+demo-run: $(B)/demo $(CLI)
 	sh examples/demo.sh
 
 bench: $(B)/bench_resume

@@ -14,9 +14,10 @@
 #   (f) `check` gives distinct exit statuses for a bad URL (3), a foreign-owned segment (4),
 #       a missing one (5, and it is still missing afterwards), a corrupt one (6), memory:
 #       (7); `ls` reports the bad segments in their rows; `rm` refuses bad names (3) and
-#       says not found (8); redis: `check` of an absent server fails at once (5), `stats`
-#       says its counters are per process, `flush` deletes only the keys under the prefix
-#       (a redis-server of its own, when installed) and refuses redis+cluster (7);
+#       says not found (8); redis: `check`, `stats` and `flush` of an absent server (and
+#       of an absent cluster) fail at once (5); with a redis-server of its own, `stats`
+#       counts the entries under the prefix and reads the counters' hash, `flush` deletes
+#       only the entries under the prefix;
 #   (g) `--help` works for the tool and every subcommand and documents the exit statuses.
 #
 # Run from the top of the tree after `make lib cli`:   sh c-tests/cli_check.sh [CLI]
@@ -326,37 +327,43 @@ timeout 10 "$CLI" check "$redis_url" >$B/cli.check_redis.out 2>$B/cli.check_redi
 rc=$?
 expect check_redis 5 "(f) check of a redis server that is not there (Unavailable, within the timeout)"
 run stats_redis stats "$redis_url"
-if [ "$rc" -eq 0 ] && grep -q 'per process' $B/cli.stats_redis.err && grep -qx 'lookups 0' $B/cli.stats_redis.out; then
-    pass "(f) stats of a redis URL: this process's counters, and it says they are per process"
-else
-    fail "(f) stats of a redis URL: this process's counters, and it says they are per process (exit $rc)"
-    cat $B/cli.stats_redis.out $B/cli.stats_redis.err | note
-fi
+expect stats_redis 5 "(f) stats of a redis cache whose server is not there (Unavailable)"
 run flush_redis flush "$redis_url"
 expect flush_redis 5 "(f) flush of a redis cache whose server is not there (Unavailable)"
+run stats_cluster stats 'redis+cluster://127.0.0.1:1?insecure_plaintext=1'
+expect stats_cluster 5 "(f) stats of a redis+cluster cache whose nodes are not there (Unavailable)"
 run flush_cluster flush 'redis+cluster://127.0.0.1:1?insecure_plaintext=1'
-expect flush_cluster 7 "(f) flush of a redis+cluster cache (not supported yet)"
-# A redis-server of this run on a Unix socket: flush deletes the keys under the prefix only.
+expect flush_cluster 5 "(f) flush of a redis+cluster cache whose nodes are not there (Unavailable)"
+# A redis-server of this run on a Unix socket: stats counts the entries under the prefix
+# (not the other keys) and reads the counters' hash; flush deletes the entries only.
 if command -v redis-server >/dev/null 2>&1 && command -v redis-cli >/dev/null 2>&1; then
     sock=$dir/redis.sock
     redis-server --port 0 --unixsocket "$sock" --save '' --appendonly no \
         --daemonize no >"$dir/redis.log" 2>&1 &
     redis_pid=$!
     w=0; while [ ! -S "$sock" ] && [ $w -lt 50 ]; do sleep 0.1; w=$((w + 1)); done
-    for k in sesscache:aa sesscache:bb sesscache:cc other:keep; do
-        redis-cli -s "$sock" SET "$k" x >/dev/null
+    for k in sesscache:aa sesscache:bb sesscache:cc sesscache:not-hex other:keep; do
+        redis-cli -s "$sock" SET "$k" xy >/dev/null
     done
+    redis-cli -s "$sock" HSET sesscache:stats lookups 8 hits 6 reported_at 1 >/dev/null
+    run stats_redis_ok stats --json "redis+unix://$sock?insecure_plaintext=1"
+    if [ "$rc" -eq 0 ] && grep -q '"scope":"fleet",.*"lookups":8,"hits":6,.*"entries":3,"bytes":6,.*"hit_ratio":0.7500,"entries_complete":true,"reported_s_ago":[0-9][0-9]*,"server":{"redis_primaries":1,"redis_used_memory":[0-9]' $B/cli.stats_redis_ok.out; then
+        pass "(f) stats of a redis cache: the fleet's counters from its hash, the 3 entries (6 bytes) under the prefix, Redis's figures"
+    else
+        fail "(f) stats of a redis cache: the fleet's counters, entries and bytes (exit $rc)"
+        cat $B/cli.stats_redis_ok.out $B/cli.stats_redis_ok.err | note
+    fi
     run flush_redis_ok flush "redis+unix://$sock?insecure_plaintext=1"
-    left=$(redis-cli -s "$sock" KEYS '*' 2>&1 | tr '\n' ' ')
-    if [ "$rc" -eq 0 ] && grep -q '^removed 3 entries' $B/cli.flush_redis_ok.out && [ "$left" = "other:keep " ]; then
-        pass "(f) flush of a redis cache: the 3 keys under sesscache: deleted, other:keep kept"
+    left=$(redis-cli -s "$sock" KEYS '*' 2>&1 | sort | tr '\n' ' ')
+    if [ "$rc" -eq 0 ] && grep -q '^removed 3 entries' $B/cli.flush_redis_ok.out && [ "$left" = "other:keep sesscache:not-hex sesscache:stats " ]; then
+        pass "(f) flush of a redis cache: the 3 entries under sesscache: deleted; other keys and the counters kept"
     else
         fail "(f) flush of a redis cache deletes the keys under its prefix only (exit $rc, left: $left)"
         cat $B/cli.flush_redis_ok.out $B/cli.flush_redis_ok.err | note
     fi
     kill "$redis_pid" 2>/dev/null; wait "$redis_pid" 2>/dev/null
 else
-    echo "# (f) skipped: flush of a redis cache (redis-server and redis-cli are not installed)"
+    fail "(f) stats and flush of a redis cache need redis-server and redis-cli (apt install redis-server redis-tools)"
 fi
 run rm_again rm "$name"
 expect rm_again 8 "(f) rm of a segment that does not exist"

@@ -2,7 +2,8 @@
 # redis:// between real server processes ("hosts"), with libsesscache preloaded into
 # unmodified `openssl s_server`s, against redis-servers this script starts itself:
 # a. two hosts resume each other's sessions (TLS 1.2 IDs; TLS 1.3 tickets, once across the
-#    fleet);
+#    fleet); `sesscache stats` sees the fleet's counters while a host still runs, and once
+#    both have exited they are the sums of the hosts' own SESSCACHE_STATS lines;
 # b. what Redis holds is not a readable session (and, as a control, with
 #    insecure_plaintext=1 it is);
 # c. a value altered in Redis, moved to another session's key, or sealed under a key the
@@ -26,6 +27,12 @@ unset SESSCACHE_URL SESSCACHE_LOG SESSCACHE_STATS
 SUITE=redis-servers
 . c-tests/checks.sh
 field() { echo "$1" | sed -n "s/.* $2=\([0-9]*\).*/\1/p"; }
+CLI=${CLI:-target/cli/release/sesscache}
+# fleet URL: `sesscache stats --json URL` (the fleet's counters, as reported to Redis).
+fleet() { "$CLI" stats --json "$1" 2>>"$dir/cli.err"; }
+jfield() { echo "$1" | sed -n "s/.*\"$2\":\([0-9]*\).*/\1/p"; }
+# sum FILE NAME: NAME summed over the SESSCACHE_STATS lines in FILE.
+sum() { grep '^sesscache stats ' "$1" | sed -n "s/.* $2=\([0-9]*\).*/\1/p" | awk '{s += $1} END {print s + 0}'; }
 now_ms() { date +%s%3N; }
 # quiet STATS LABEL: at least two stats lines (a server that found its port busy writes one
 # too), none counting an error, network error, timeout, breaker opening or dropped write.
@@ -90,8 +97,9 @@ redis_start() {
     return 1
 }
 redis_stop() { [ -n "$RPID" ] && kill -9 "$RPID" 2>/dev/null && wait "$RPID" 2>/dev/null; RPID=; }
-# keys PREFIX: the keys under PREFIX, one a line.
-keys() { rcli --scan --pattern "$1*" 2>/dev/null; }
+# keys PREFIX: the entries' keys under PREFIX, one a line (not PREFIXstats, the hash of
+# the fleet's counters).
+keys() { rcli --scan --pattern "$1*" 2>/dev/null | grep -vx "${1}stats"; }
 # wait_keys PREFIX N: until at least N keys are under PREFIX (writes are asynchronous), 5 s.
 wait_keys() {
     _w=0
@@ -129,8 +137,41 @@ if two_servers 3 2 SESSCACHE_URL="$url" SESSCACHE_STATS="$dir/a.stats"; then
     c3=$(SSERVER_LINGER=1 sserver_connect "$P1" -tls1_3 -sess_out "$dir/t13.pem")
     wait_keys "$pre" $((n + 1))
     c4=$(sserver_connect "$P2" -tls1_3 -sess_in "$dir/t13.pem")
+    # Host 2 resumed twice and has exited (its line is written); host 1 still runs (it
+    # waits for a third connection) and stored at least c1's session and c3's ticket: the
+    # fleet's figures show both, host 1's from its periodic reports.
+    _w=0; h1_stores=0
+    while :; do
+        live=$(fleet "$url")
+        h2_stores=$(field "$(grep "^sesscache stats pid=$S2 " "$dir/a.stats")" stores)
+        [ -n "$live" ] && [ -n "$h2_stores" ] && h1_stores=$(($(jfield "$live" stores) - h2_stores))
+        [ -n "$live" ] && [ "$(jfield "$live" hits)" -ge 2 ] && [ "$h1_stores" -ge 2 ] && break
+        [ $_w -ge 50 ] && break
+        sleep 0.1; _w=$((_w + 1))
+    done
+    case $live in
+        *'"scope":"fleet"'*'"hits":2,'*'"entries_complete":true,"reported_s_ago":'[0-9]*)
+            if [ "$h1_stores" -ge 2 ]; then
+                ok "a: sesscache stats while host 1 runs: host 2's 2 hits, host 1's $h1_stores stores, within 5 s"
+            else
+                fail "a: sesscache stats while host 1 runs: host 1's stores (saw $h1_stores)"; echo "# $live"
+            fi ;;
+        *) fail "a: sesscache stats while host 1 runs: the fleet's 2 hits and its stores"; echo "# $live"; show "$dir/cli.err" ;;
+    esac
     c5=$(sserver_connect "$P1" -tls1_3 -sess_in "$dir/t13.pem")
     two_wait || fail "a: a host did not exit after its connections"
+    # Both exited normally: each reported its last figures on the way out.
+    done_=$(fleet "$url")
+    _bad=
+    for _f in lookups hits misses stores removes errors; do
+        [ "$(jfield "$done_" $_f)" = "$(sum "$dir/a.stats" $_f)" ] || _bad="$_bad $_f"
+    done
+    if [ -z "$_bad" ] && [ "$(jfield "$done_" lookups)" -ge 3 ]; then
+        ok "a: sesscache stats after both exited: lookups, hits, misses, stores, removes and errors are the sums of the hosts' own lines"
+    else
+        fail "a: sesscache stats after both exited: the sums of the hosts' own lines (differ:$_bad)"
+        echo "# $done_"; show "$dir/a.stats"
+    fi
     check "$c1" "New TLSv1.2" "a: TLS 1.2: full handshake on host 1"
     check "$c2" "Reused TLSv1.2" "a: TLS 1.2: host 1's session resumes on host 2"
     check "$c3" "New TLSv1.3" "a: TLS 1.3: full handshake on host 1, ticket saved"

@@ -130,10 +130,14 @@ sserver_wait "$pid1"
 exec 8>&-
 echo
 echo "   what Redis holds (redis-cli --scan; each value sealed with AES-256-GCM):"
-for k in $(redis-cli -p "$rport" --scan --pattern 'demo:*'); do
+for k in $(redis-cli -p "$rport" --scan --pattern 'demo:*' | grep -vx 'demo:stats'); do
     printf '   %s  %s bytes, expires in %s s\n' "$k" "$(redis-cli -p "$rport" STRLEN "$k")" \
         "$(redis-cli -p "$rport" TTL "$k")"
 done
+echo
+echo "   the fleet's counters, as both hosts reported them to Redis (sesscache stats URL):"
+target/cli/release/sesscache stats "$url" | grep -E '^(lookups|hits|misses|stores|errors|entries|bytes|hit_ratio) ' |
+    sed 's/^/   /'
 kill $rpid 2>/dev/null; wait $rpid 2>/dev/null; trap - EXIT
 echo
 

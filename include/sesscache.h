@@ -83,7 +83,10 @@ typedef struct sesscache sesscache;
 /**
  * Counters and occupancy of a cache, filled in by `sesscache_get_stats`.
  * `lookups` = `hits` + `misses`; `entries` and `bytes` are current values, the rest count
- * events since the cache was opened.
+ * events since the cache was opened. `shm:`: the segment's, shared by every process.
+ * `redis`: this process's since it first used the cache (a forked child counts from
+ * zero); each process also adds them to a hash in Redis about once a second, where
+ * `sesscache stats URL` reads the whole fleet's.
  */
 typedef struct sesscache_stats {
   /**

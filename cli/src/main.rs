@@ -7,15 +7,16 @@
 //! sesscache ls [--json]                     the shm segments of this machine
 //! sesscache rm NAME                         removes the shm segment NAME
 //! sesscache check URL                       opens the cache (creating nothing), says what is wrong
-//! sesscache flush URL                       removes every entry (shm:, redis)
+//! sesscache flush URL                       removes every entry (shm:, redis, redis+cluster)
 //! sesscache keygen                          a new sealing key, one line for a key_file
 //! ```
 //!
 //! Nothing here creates a cache: `shm:` URLs name a segment that must exist already
 //! (`Cache::open_existing`). A `memory:` cache lives inside the process that made it, so
-//! `stats`, `check` and `flush` refuse it (exit status 7); `flush` does not support
-//! `redis+cluster` yet (exit status 7 too). The counters of a `redis` cache
-//! are per process: `stats` shows this process's (nearly all zero) and says so.
+//! `stats`, `check` and `flush` refuse it (exit status 7). `stats` of a `redis` cache
+//! shows the fleet: the counters every process reported to Redis (each at most about a
+//! second late), the entries under the prefix and their bytes (SCAN, on each primary of a
+//! cluster), and what Redis says of its memory.
 //!
 //! Exit status (the categories of `sesscache_last_error_code`, one status each):
 //!
@@ -36,7 +37,7 @@ use clap::{Parser, Subcommand};
 use sesscache::cache::Cache;
 use sesscache::error::{Error, ErrorKind};
 use sesscache::store::shm::ShmStore;
-use sesscache::store::{NetStats, Stats, Store};
+use sesscache::store::{NetStats, Stats, Store, Survey};
 use std::ffi::CStr;
 use std::io::{self, Write};
 use std::os::unix::fs::MetadataExt;
@@ -80,8 +81,9 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// The counters of a cache, with its entries, bytes and hit ratio, one "name value" a
-    /// line. shm: counters are the whole segment's; redis counters are this process's
-    /// (its entries and bytes too); memory: is refused (exit 7).
+    /// line. shm: the whole segment's; redis: every process's as reported to Redis (about
+    /// once a second), the entries and bytes under the prefix (SCAN, every primary of a
+    /// cluster) and Redis's memory figures; memory: is refused (exit 7).
     #[command(after_help = EXIT_CODES)]
     Stats {
         /// The cache URL, e.g. 'shm:web' (the segment must exist)
@@ -117,9 +119,9 @@ enum Command {
         /// The cache URL, e.g. 'shm:web?key_file=/etc/sesscache/keys'
         url: String,
     },
-    /// Removes every entry of a shm: cache (wiping them) or every key under a redis cache's
-    /// prefix (SCAN and DEL; redis+cluster is not supported yet, exit 7); memory: is
-    /// refused (exit 7)
+    /// Removes every entry of a shm: cache (wiping them) or every entry under a redis
+    /// cache's prefix (SCAN and DEL, on every primary of a cluster; the counters stay);
+    /// memory: is refused (exit 7)
     #[command(after_help = EXIT_CODES)]
     Flush {
         /// The cache URL, e.g. 'shm:web' (the segment must exist)
@@ -212,7 +214,7 @@ fn version() -> &'static str {
     unsafe { CStr::from_ptr(p) }.to_str().unwrap_or("unknown")
 }
 
-/// Whether a URL names a redis cache (whose counters are per process).
+/// Whether a URL names a redis cache.
 fn is_redis(url: &str) -> bool {
     matches!(
         sesscache::config::parse(url).map(|c| c.backend),
@@ -220,25 +222,28 @@ fn is_redis(url: &str) -> bool {
     )
 }
 
+/// One snapshot for `stats`: the figures, and what a networked backend adds (None for
+/// shm:).
+fn snapshot(cache: &Cache) -> Result<(Stats, Option<Survey>), Failure> {
+    Ok(match cache.survey()? {
+        Some(survey) => (survey.stats, Some(survey)),
+        None => (cache.stats(), None),
+    })
+}
+
 fn stats(url: &str, json: bool, watch: Option<u32>, count: Option<u64>) -> Result<(), Failure> {
     let cache = Cache::open_existing(url)?;
-    let redis = is_redis(url);
-    if redis && !json {
-        eprintln!(
-            "sesscache: note: a redis cache's counters, entries and bytes are per process: these are this process's"
-        );
-    }
     let shown = sesscache::config::redacted(url);
     let mut n = 0u64;
     loop {
-        let s = cache.stats();
+        let (s, survey) = snapshot(&cache)?;
         let mut out = io::stdout().lock();
         if json {
             let mut fields = vec![
                 format!("\"url\":{}", json_str(&shown)),
                 format!(
                     "\"scope\":{}",
-                    json_str(if redis { "process" } else { "cache" })
+                    json_str(if survey.is_some() { "fleet" } else { "cache" })
                 ),
             ];
             fields.extend(counters(&s).iter().map(|(k, v)| format!("\"{k}\":{v}")));
@@ -246,6 +251,23 @@ fn stats(url: &str, json: bool, watch: Option<u32>, count: Option<u64>) -> Resul
                 "\"hit_ratio\":{}",
                 hit_ratio(&s).map_or("null".to_string(), |r| format!("{r:.4}"))
             ));
+            if let Some(sv) = &survey {
+                fields.push(format!("\"entries_complete\":{}", sv.complete));
+                fields.push(format!(
+                    "\"reported_s_ago\":{}",
+                    sv.reported_ago_s
+                        .map_or("null".to_string(), |a| a.to_string())
+                ));
+                let server: Vec<String> = sv
+                    .server
+                    .iter()
+                    .map(|(k, v)| match v.parse::<u64>() {
+                        Ok(n) => format!("\"{k}\":{n}"),
+                        Err(_) => format!("\"{k}\":{}", json_str(v)),
+                    })
+                    .collect();
+                fields.push(format!("\"server\":{{{}}}", server.join(",")));
+            }
             writeln!(out, "{{{}}}", fields.join(","))?;
         } else {
             if n > 0 {
@@ -257,6 +279,20 @@ fn stats(url: &str, json: bool, watch: Option<u32>, count: Option<u64>) -> Resul
             match hit_ratio(&s) {
                 Some(r) => writeln!(out, "hit_ratio {r:.4}")?,
                 None => writeln!(out, "hit_ratio -")?,
+            }
+            if let Some(sv) = &survey {
+                writeln!(
+                    out,
+                    "entries_complete {}",
+                    if sv.complete { "yes" } else { "no" }
+                )?;
+                match sv.reported_ago_s {
+                    Some(a) => writeln!(out, "reported_s_ago {a}")?,
+                    None => writeln!(out, "reported_s_ago -")?,
+                }
+                for (k, v) in &sv.server {
+                    writeln!(out, "{k} {v}")?;
+                }
             }
         }
         out.flush()?;
@@ -490,32 +526,17 @@ fn check(url: &str) -> Result<(), Failure> {
             ));
         }
     }
-    let s = cache.stats();
-    println!(
-        "ok: {shown}: {} entries, {} bytes{}",
-        s.entries,
-        s.bytes,
-        if is_redis(url) {
-            " held by this process; the server answered"
-        } else {
-            ""
-        }
-    );
+    if is_redis(url) {
+        // (Counting its entries is `stats`' work: a SCAN of the whole prefix.)
+        println!("ok: {shown}: the server answered");
+    } else {
+        let s = cache.stats();
+        println!("ok: {shown}: {} entries, {} bytes", s.entries, s.bytes);
+    }
     Ok(())
 }
 
 fn flush(url: &str) -> Result<(), Failure> {
-    use sesscache::config::{Backend, RedisTarget};
-    if let Ok(cfg) = sesscache::config::parse(url) {
-        if let Backend::Redis(r) = &cfg.backend {
-            if matches!(r.target, RedisTarget::Cluster { .. }) {
-                return Err(fail(
-                    EXIT_STATE,
-                    "flush does not support redis+cluster caches yet: delete the keys under the cache's prefix on each primary (redis-cli --scan --pattern 'PREFIX*', then DEL)",
-                ));
-            }
-        }
-    }
     let cache = Cache::open_existing(url)?;
     let removed = cache.flush()?;
     println!(

@@ -20,7 +20,7 @@ use crate::error::Error;
 use crate::log::Level;
 use crate::session::{self, object_cost, SessionObject};
 use crate::store::backends::Budget;
-use crate::store::{self, Counters, Entry, SessionKey, Stats, Store, StoreError};
+use crate::store::{self, Counters, Entry, SessionKey, Stats, Store, StoreError, Survey};
 use codec::Codec;
 use front::Front;
 use openssl_sys::SSL_SESSION;
@@ -73,6 +73,18 @@ impl Cache {
             Error::new(
                 crate::error::ErrorKind::Unavailable,
                 format!("cannot empty the cache: {e}"),
+            )
+        })
+    }
+
+    /// The whole cache as a networked backend's server sees it (see [`Store::survey`]);
+    /// None for a backend whose [`Cache::stats`] already covers the whole cache. Asks the
+    /// server: for tools, never on a handshake's path.
+    pub fn survey(&self) -> Result<Option<Survey>, Error> {
+        self.store.survey().map_err(|e| {
+            Error::new(
+                crate::error::ErrorKind::Unavailable,
+                format!("cannot survey the cache: {e}"),
             )
         })
     }

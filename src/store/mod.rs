@@ -167,6 +167,29 @@ pub trait Store: Send + Sync {
     fn net_stats(&self) -> NetStats {
         NetStats::default()
     }
+    /// The whole cache as its server sees it, for operators: what every process reported
+    /// and what the server holds. None for a backend whose [`Stats::of`] is already the
+    /// whole cache's (`memory:` in its process, `shm:` from its segment). Asks the server:
+    /// never on a handshake's path.
+    fn survey(&self) -> Result<Option<Survey>, StoreError> {
+        Ok(None)
+    }
+}
+
+/// A networked backend's view of the whole cache ([`Store::survey`]).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Survey {
+    /// The counters summed over every process that reported them, and the entries and
+    /// bytes (of stored values) the server holds.
+    pub stats: Stats,
+    /// False when the server held more keys than one survey visits: `entries` and `bytes`
+    /// are then lower bounds.
+    pub complete: bool,
+    /// Seconds since a process last reported its counters; None if none ever did.
+    pub reported_ago_s: Option<u64>,
+    /// What the server says of itself (memory used, its limit, evictions, ...): a name
+    /// and a value, summed over a cluster's primaries where that is a sum.
+    pub server: Vec<(&'static str, String)>,
 }
 
 /// What went wrong between this process and a backend's server.

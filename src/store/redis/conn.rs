@@ -11,7 +11,12 @@ use std::time::{Duration, Instant};
 /// process, a thread or a socket, so it may be shared across `fork()`.
 pub(crate) enum Connector {
     Single(redis::Client),
-    Cluster(redis::cluster::ClusterClient),
+    Cluster {
+        client: redis::cluster::ClusterClient,
+        /// The nodes the URL names, with the credentials: where the operator's commands
+        /// (`admin`) find the cluster's primaries.
+        seeds: Vec<redis::ConnectionInfo>,
+    },
 }
 
 /// One connection: to a server, or the crate's cluster connection (one socket per node,
@@ -27,8 +32,8 @@ impl Connector {
     pub fn connect(&self, timeout: Duration) -> RedisResult<Conn> {
         match self {
             Connector::Single(c) => c.get_connection_with_timeout(timeout).map(Conn::Single),
-            Connector::Cluster(c) => {
-                let conn = c.get_connection()?;
+            Connector::Cluster { client, .. } => {
+                let conn = client.get_connection()?;
                 // A reconnection inside a call would wait for a connection timeout in the
                 // middle of a lookup: a connection that fails is dropped and made again,
                 // in the background, instead.

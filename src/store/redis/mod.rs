@@ -83,8 +83,11 @@
 //!
 //! # Statistics
 //! `occupancy()` is what this process holds: l1's entries and bytes, or (0, 0) without
-//! l1; Redis is never asked on the statistics path. `counters()` are this store's in this
-//! process (a forked child starts from its parent's figures at the fork).
+//! l1; Redis is never asked on the statistics path. `counters()` and `net_stats()` are
+//! this process's, since it first used the store (they live in its per-process state: a
+//! forked child counts from zero). The writer thread adds what they gained to a hash in
+//! Redis about once a second (`tally`), where `survey()` (`admin`: for the tool) reads the
+//! fleet's sums, with the entries under the prefix counted by SCAN on every primary.
 //!
 //! # Passwords
 //! From the URL, `password_file=` (its first line; the file must be this user's or root's,
@@ -92,13 +95,15 @@
 //! or log line carries it. (The crate's connection settings keep a copy, which is not
 //! wiped.)
 
+mod admin;
 mod conn;
 mod process;
 mod setup;
+mod tally;
 #[cfg(test)]
 mod tests;
 
-use super::{Counters, Entry, Found, NetStats, SessionKey, Stamp, Store, StoreError};
+use super::{Counters, Entry, Found, NetStats, SessionKey, Stamp, Store, StoreError, Survey};
 use crate::config::RedisConfig;
 use crate::error::Error;
 use crate::log::Level;
@@ -120,8 +125,6 @@ const L1_BYTES_PER_ENTRY: usize = 4 << 10;
 const MAX_QUEUE: usize = 1 << 20;
 /// The shortest lifetime given to Redis.
 const MIN_PX_MS: u64 = 1000;
-/// The most SCAN calls one flush makes (of up to ~1000 keys each).
-const MAX_FLUSH_SCANS: usize = 100_000;
 
 pub struct RedisStore {
     shared: Arc<Shared>,
@@ -157,8 +160,10 @@ impl RedisStore {
             sha: redis::Script::new(conn::LOOKUP_SCRIPT)
                 .get_hash()
                 .to_string(),
-            counters: Counters::default(),
-            net: Default::default(),
+            tally_key: [cfg.prefix.as_bytes(), tally::KEY_SUFFIX].concat(),
+            tally_sha: redis::Script::new(tally::REPORT_SCRIPT)
+                .get_hash()
+                .to_string(),
         };
         Ok(RedisStore {
             shared: Arc::new(shared),
@@ -223,7 +228,7 @@ impl RedisStore {
 
     /// A stored value that is not one of ours (empty): counted, removed, an error.
     fn corrupt(&self, p: &Proc, key: &SessionKey) -> StoreError {
-        Counters::bump(&self.shared.counters.errors);
+        Counters::bump(&p.core.counters.errors);
         crate::log_limited!(
             Level::Warn,
             "redis: the value stored for session id#{:08x} is not a session entry; removed",
@@ -231,81 +236,6 @@ impl RedisStore {
         );
         p.submit(conn::pack(&[b"DEL", &self.redis_key(key)]), true);
         StoreError::Corrupt
-    }
-
-    /// Deletes every key under the prefix: SCAN (MATCH prefix*) and DEL, on a connection of
-    /// its own, each command within the timeout, at most [`MAX_FLUSH_SCANS`] SCAN calls.
-    /// The number of keys deleted. A cluster is not supported (`Unavailable`): SCAN would
-    /// have to visit each primary.
-    fn delete_prefixed(&self) -> Result<u64, StoreError> {
-        if matches!(self.shared.connector, conn::Connector::Cluster(_)) {
-            return Err(StoreError::Unavailable);
-        }
-        let budget = self.shared.timeout;
-        let failed = |e: redis::RedisError| {
-            crate::log!(Level::Warn, "redis: flush: {e}");
-            if e.is_timeout() {
-                StoreError::Timeout
-            } else {
-                StoreError::Unavailable
-            }
-        };
-        let mut c = self.shared.connector.connect(budget).map_err(failed)?;
-        let mut pattern = Vec::with_capacity(self.shared.prefix.len() + 1);
-        for &b in &self.shared.prefix {
-            if matches!(b, b'*' | b'?' | b'[' | b']' | b'\\') {
-                pattern.push(b'\\');
-            }
-            pattern.push(b);
-        }
-        pattern.push(b'*');
-        let mut cursor = b"0".to_vec();
-        let mut deleted = 0u64;
-        for _ in 0..MAX_FLUSH_SCANS {
-            let reply = c
-                .request(
-                    conn::pack(&[b"SCAN", &cursor, b"MATCH", &pattern, b"COUNT", b"1000"])
-                        .as_slice(),
-                    budget,
-                )
-                .map_err(failed)?;
-            let redis::Value::Array(parts) = reply else {
-                return Err(StoreError::Unavailable);
-            };
-            let [redis::Value::BulkString(next), redis::Value::Array(keys)] = &parts[..] else {
-                return Err(StoreError::Unavailable);
-            };
-            let keys: Vec<&[u8]> = keys
-                .iter()
-                .filter_map(|k| match k {
-                    redis::Value::BulkString(k) => Some(k.as_slice()),
-                    _ => None,
-                })
-                .collect();
-            if !keys.is_empty() {
-                let mut args: Vec<&[u8]> = vec![b"DEL"];
-                args.extend(keys);
-                if let redis::Value::Int(n) = c
-                    .request(conn::pack(&args).as_slice(), budget)
-                    .map_err(failed)?
-                {
-                    deleted += u64::try_from(n).unwrap_or(0);
-                }
-            }
-            if next.as_slice() == b"0" {
-                self.shared
-                    .counters
-                    .removes
-                    .fetch_add(deleted, std::sync::atomic::Ordering::Relaxed);
-                return Ok(deleted);
-            }
-            cursor = next.clone();
-        }
-        crate::log!(
-            Level::Warn,
-            "redis: flush: gave up after {MAX_FLUSH_SCANS} SCAN calls ({deleted} keys deleted)"
-        );
-        Err(StoreError::Timeout)
     }
 
     /// Waits until the writes queued so far are done.
@@ -363,7 +293,7 @@ impl Store for RedisStore {
             Some(stamp) => Ok(stamp),
             None if queued => Ok(stamp),
             None => {
-                Counters::bump(&self.shared.counters.errors);
+                Counters::bump(&p.core.counters.errors);
                 Err(StoreError::Unavailable)
             }
         }
@@ -444,17 +374,24 @@ impl Store for RedisStore {
         if p.submit(conn::pack(&[b"DEL", &self.redis_key(key)]), true) {
             Ok(local)
         } else {
-            Counters::bump(&self.shared.counters.errors);
+            Counters::bump(&p.core.counters.errors);
             Err(StoreError::Unavailable)
         }
     }
 
     fn flush(&self) -> Result<u64, StoreError> {
-        self.delete_prefixed()
+        let deleted = admin::delete_entries(&self.shared)?;
+        self.proc()
+            .core
+            .counters
+            .removes
+            .fetch_add(deleted, Ordering::Relaxed);
+        Ok(deleted)
     }
 
+    /// This process's.
     fn counters(&self) -> &Counters {
-        &self.shared.counters
+        &self.proc().core.counters
     }
 
     /// What this process holds in l1; (0, 0) without l1 (Redis is not asked).
@@ -466,7 +403,11 @@ impl Store for RedisStore {
     }
 
     fn net_stats(&self) -> NetStats {
-        self.shared.net.snapshot()
+        self.proc().core.net.snapshot()
+    }
+
+    fn survey(&self) -> Result<Option<Survey>, StoreError> {
+        admin::survey(&self.shared).map(Some)
     }
 }
 

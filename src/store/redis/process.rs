@@ -15,11 +15,12 @@ use super::conn::{
     self, classify, describe, is_server_reply, is_stale, pack, Conn, Connector, Fetched,
 };
 use super::setup::Secret;
+use super::tally::{self, Net};
 use crate::clock::monotonic_ms;
 use crate::log::Level;
 use crate::secret::SecretBytes;
 use crate::store::memory::{Limits, MemoryStore};
-use crate::store::{Counters, NetStats, Stamp, StoreError};
+use crate::store::{Counters, Stamp, StoreError};
 use redis::{RedisError, Value};
 use std::hash::BuildHasher;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -45,8 +46,8 @@ const CALM_MS: u64 = 10_000;
 /// How long the idle writer sleeps between checks of the breaker.
 const WRITER_IDLE: Duration = Duration::from_secs(1);
 
-/// What every process of a store shares: settings and counters. Plain data and atomics:
-/// nothing here is tied to a process, so a forked child may use its copy.
+/// What every process of a store shares: its settings. Plain data: nothing here is tied to
+/// a process, so a forked child may use its copy.
 pub(crate) struct Shared {
     pub connector: Connector,
     /// For cutting the password out of log lines, should the crate ever quote it.
@@ -60,47 +61,14 @@ pub(crate) struct Shared {
     pub l1: Option<Limits>,
     /// SHA-1 of [`conn::LOOKUP_SCRIPT`], for EVALSHA.
     pub sha: String,
-    pub counters: Counters,
-    pub net: Net,
-}
-
-/// [`NetStats`] as atomics.
-#[derive(Default)]
-pub(crate) struct Net {
-    pub net_errors: AtomicU64,
-    pub timeouts: AtomicU64,
-    pub breaker_opens: AtomicU64,
-    pub queue_drops: AtomicU64,
-}
-
-impl Net {
-    pub fn snapshot(&self) -> NetStats {
-        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        NetStats {
-            net_errors: get(&self.net_errors),
-            timeouts: get(&self.timeouts),
-            breaker_opens: get(&self.breaker_opens),
-            queue_drops: get(&self.queue_drops),
-        }
-    }
+    /// The counters' hash (`tally`), and the SHA-1 of its report script.
+    pub tally_key: Vec<u8>,
+    pub tally_sha: String,
 }
 
 impl Shared {
     pub fn secret(&self) -> Option<&str> {
         self.secret.as_ref().map(Secret::as_str)
-    }
-
-    /// Counts an operation that failed on the network or timed out.
-    pub fn count_failure(&self, e: StoreError) {
-        Counters::bump(&self.counters.errors);
-        Counters::bump(match e {
-            StoreError::Timeout => &self.net.timeouts,
-            _ => &self.net.net_errors,
-        });
-    }
-
-    pub fn count_drop(&self) {
-        Counters::bump(&self.net.queue_drops);
     }
 }
 
@@ -137,6 +105,10 @@ pub(crate) struct Core {
     pub shared: Arc<Shared>,
     pool: Pool,
     pub breaker: Breaker,
+    /// This process's counters (a forked child starts from zero): the writer reports them
+    /// to Redis (`tally`), where the whole fleet's add up.
+    pub counters: Counters,
+    pub net: Net,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -153,6 +125,8 @@ impl Proc {
                 shared,
                 pool: Pool::default(),
                 breaker: Breaker::default(),
+                counters: Counters::default(),
+                net: Net::default(),
             }),
             l1,
             stamp_base: std::collections::hash_map::RandomState::new().hash_one(pid),
@@ -176,12 +150,13 @@ impl Proc {
     pub fn fetch(&self, rkey: &[u8], take: bool) -> Result<Option<Fetched>, StoreError> {
         let core = &self.core;
         let shared = self.shared();
+        if self.writer.get().is_none() {
+            // A process that only looks sessions up still reports its counters, and its
+            // writer's probes close the breaker.
+            self.wake();
+        }
         if core.breaker.is_open() {
-            Counters::bump(&shared.counters.errors);
-            if self.writer.get().is_none() {
-                // Its probes close the breaker; it could not be started when it opened.
-                self.wake();
-            }
+            Counters::bump(&core.counters.errors);
             return Err(StoreError::Unavailable);
         }
         let deadline = Instant::now() + shared.timeout;
@@ -190,7 +165,7 @@ impl Proc {
             let (mut c, reused) = match Core::checkout(core, deadline) {
                 Ok(c) => c,
                 Err(e) => {
-                    shared.count_failure(e);
+                    core.count_failure(e);
                     if e == StoreError::Timeout {
                         crate::log_limited!(
                             Level::Warn,
@@ -240,9 +215,9 @@ impl Proc {
     /// Queues a write for the writer thread. False (and counted in `queue_drops`) when it
     /// was dropped: the queue is full, the breaker is open, or no writer could be started.
     pub fn submit(&self, packed: SecretBytes, remove: bool) -> bool {
-        let shared = self.shared();
-        if self.core.breaker.is_open() {
-            shared.count_drop();
+        let core = &self.core;
+        if core.breaker.is_open() {
+            core.count_drop();
             return false;
         }
         let queued = match self.writer() {
@@ -250,7 +225,7 @@ impl Proc {
             None => false,
         };
         if !queued {
-            shared.count_drop();
+            core.count_drop();
         }
         queued
     }
@@ -317,11 +292,24 @@ impl Proc {
 }
 
 impl Core {
+    /// Counts an operation that failed on the network or timed out.
+    pub fn count_failure(&self, e: StoreError) {
+        Counters::bump(&self.counters.errors);
+        Counters::bump(match e {
+            StoreError::Timeout => &self.net.timeouts,
+            _ => &self.net.net_errors,
+        });
+    }
+
+    pub fn count_drop(&self) {
+        Counters::bump(&self.net.queue_drops);
+    }
+
     /// Counts a failed call and, if `trips` (not an error the server answered with), tells
     /// the breaker; (the caller's error, whether the breaker opened).
     fn failed(&self, e: &RedisError, what: &str, trips: bool) -> (StoreError, bool) {
         let err = classify(e);
-        self.shared.count_failure(err);
+        self.count_failure(err);
         crate::log_limited!(
             Level::Warn,
             "redis: {what} failed: {}",
@@ -335,7 +323,7 @@ impl Core {
         let Some(backoff) = self.breaker.failure() else {
             return false;
         };
-        Counters::bump(&self.shared.net.breaker_opens);
+        Counters::bump(&self.net.breaker_opens);
         crate::log_limited!(
             Level::Warn,
             "redis: {FAILURES_TO_OPEN} failures in a row; Redis is skipped for {backoff} ms \
@@ -565,11 +553,17 @@ impl Breaker {
 }
 
 /// The writer thread: applies queued writes in order on a connection of its own, drops
-/// them while the breaker is open, and probes. Ends when the store is closed (its queue's
-/// sender dropped) once the queue is drained. A panic in one step is caught: the step's
-/// write is lost, the connection dropped, the thread carries on.
+/// them while the breaker is open, probes, and reports the process's counters (`tally`).
+/// Ends when the store is closed (its queue's sender dropped) once the queue is drained,
+/// after a last report. A panic in one step is caught: the step's write is lost, the
+/// connection dropped, the thread carries on.
 fn writer_main(core: Arc<Core>, rx: Receiver<Job>) {
-    let mut w = Writer { core, conn: None };
+    let mut w = Writer {
+        core,
+        conn: None,
+        sent: [0; 13],
+        report_due_ms: 0,
+    };
     loop {
         let wait = w
             .core
@@ -580,13 +574,19 @@ fn writer_main(core: Arc<Core>, rx: Receiver<Job>) {
         let job = match rx.recv_timeout(wait) {
             Ok(job) => Some(job),
             Err(RecvTimeoutError::Timeout) => None,
-            Err(RecvTimeoutError::Disconnected) => return,
+            Err(RecvTimeoutError::Disconnected) => {
+                let _ = catch_unwind(AssertUnwindSafe(|| w.report()));
+                return;
+            }
         };
         let step = catch_unwind(AssertUnwindSafe(|| {
             if let Some(job) = job {
                 w.run(job);
             }
             w.probe_if_due();
+            if monotonic_ms() >= w.report_due_ms {
+                w.report();
+            }
         }));
         if step.is_err() {
             w.conn = None;
@@ -601,6 +601,10 @@ fn writer_main(core: Arc<Core>, rx: Receiver<Job>) {
 struct Writer {
     core: Arc<Core>,
     conn: Option<Conn>,
+    /// The counters as last reported.
+    sent: tally::Figures,
+    /// When the next report may be made.
+    report_due_ms: u64,
 }
 
 impl Writer {
@@ -609,6 +613,7 @@ impl Writer {
             Job::Write { packed, remove } => self.write(packed.as_slice(), remove),
             Job::Wake => {}
             Job::Flush(ack) => {
+                self.report();
                 let _ = ack.send(());
             }
             #[cfg(test)]
@@ -620,7 +625,7 @@ impl Writer {
         let core = &self.core;
         let shared = &core.shared;
         if core.breaker.is_open() {
-            shared.count_drop();
+            core.count_drop();
             return;
         }
         let budget = shared.background_timeout;
@@ -640,9 +645,9 @@ impl Writer {
                     core.breaker.success();
                     self.conn = Some(c);
                     if !remove {
-                        Counters::bump(&shared.counters.stores);
+                        Counters::bump(&core.counters.stores);
                     } else if matches!(reply, Value::Int(n) if n > 0) {
-                        Counters::bump(&shared.counters.removes);
+                        Counters::bump(&core.counters.removes);
                     }
                     return;
                 }
@@ -656,6 +661,70 @@ impl Writer {
                     return;
                 }
             }
+        }
+    }
+
+    /// Reports what the counters gained since the last report (nothing if they did not
+    /// change), unless the breaker is open. A report that fails is not counted and does
+    /// not trip the breaker (writes and lookups notice an outage): what it carried goes
+    /// with the next one.
+    fn report(&mut self) {
+        let core = &self.core;
+        let shared = &core.shared;
+        self.report_due_ms = monotonic_ms() + tally::REPORT_INTERVAL_MS;
+        if core.breaker.is_open() {
+            return;
+        }
+        let now = tally::figures(&core.counters, &core.net);
+        let increments = tally::increments(&now, &self.sent);
+        if increments.is_empty() {
+            return;
+        }
+        let budget = shared.background_timeout;
+        let mut c = match self.conn.take() {
+            Some(c) if c.is_open() => c,
+            _ => match shared.connector.connect(budget) {
+                Ok(c) => c,
+                Err(e) => {
+                    crate::log!(
+                        Level::Debug,
+                        "redis: reporting the counters: {}",
+                        describe(&e, shared.secret())
+                    );
+                    return;
+                }
+            },
+        };
+        let mut args: Vec<&[u8]> = vec![b"EVALSHA", shared.tally_sha.as_bytes(), b"1"];
+        args.push(&shared.tally_key);
+        args.extend(increments.iter().map(Vec::as_slice));
+        let mut reply = c.request(pack(&args).as_slice(), budget);
+        if matches!(&reply, Err(e) if e.kind() == redis::ErrorKind::NoScriptError) {
+            args[0] = b"EVAL";
+            args[1] = tally::REPORT_SCRIPT.as_bytes();
+            reply = c.request(pack(&args).as_slice(), budget);
+        }
+        match reply {
+            Ok(_) => {
+                tally::advance(&now, &mut self.sent);
+                self.conn = Some(c);
+            }
+            Err(e) if is_server_reply(&e) => {
+                // Refused (an ACL, a read-only replica): said, and tried again later.
+                self.conn = Some(c);
+                crate::log_limited!(
+                    Level::Warn,
+                    "redis: cannot report this process's counters ({}); `sesscache stats` \
+                     does not count them (the user needs EVAL, HINCRBY, HSET and TIME on \
+                     the prefix)",
+                    describe(&e, shared.secret())
+                );
+            }
+            Err(e) => crate::log!(
+                Level::Debug,
+                "redis: reporting the counters: {}",
+                describe(&e, shared.secret())
+            ),
         }
     }
 

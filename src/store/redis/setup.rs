@@ -172,7 +172,7 @@ pub(crate) fn connector(cfg: &RedisConfig, password: Option<&Secret>) -> Result<
             // Every connection the cluster client opens, also in the middle of a lookup
             // (after a redirection), waits at most a lookup's budget; one redirection is
             // followed, not more.
-            let client = redis::cluster::ClusterClientBuilder::new(infos)
+            let client = redis::cluster::ClusterClientBuilder::new(infos.clone())
                 .connection_timeout(timeout)
                 .response_timeout(timeout)
                 .retries(1)
@@ -180,7 +180,10 @@ pub(crate) fn connector(cfg: &RedisConfig, password: Option<&Secret>) -> Result<
                 .max_retry_wait((u64::from(cfg.timeout_ms) / 2).max(1))
                 .build()
                 .map_err(bad)?;
-            Ok(Connector::Cluster(client))
+            Ok(Connector::Cluster {
+                client,
+                seeds: infos,
+            })
         }
     }
 }

@@ -832,7 +832,10 @@ fn fork() {
             s.flush();
             let sees = get(&s, &key(1)).as_deref() == Some(&b"parent"[..])
                 && get(&s, &key(2)).as_deref() == Some(&b"child"[..]);
-            mine && put && sees
+            // Its own counters, from zero: the parent's store is not counted again.
+            let own = count(&s.counters().stores) == 1;
+            s.flush();
+            mine && put && sees && own
         }));
         // SAFETY: leaving the child without running anything of the parent's.
         unsafe { libc::_exit(if matches!(ok, Ok(true)) { 0 } else { 1 }) };
@@ -849,6 +852,10 @@ fn fork() {
     s.flush();
     assert_eq!(get(&s, &key(3)).unwrap(), b"after");
     assert_eq!(count(&s.counters().errors), 0);
+    assert_eq!(count(&s.counters().stores), 2);
+    // Redis adds up both processes' reports: 3 stores, none counted twice.
+    let fleet = s.survey().unwrap().unwrap();
+    assert_eq!(fleet.stats.stores, 3, "{fleet:?}");
 }
 
 /// A process that exits right after storing still sends what it queued (a bounded wait at
@@ -961,6 +968,127 @@ fn cluster() {
         }
     }
     assert_eq!(count(&a.counters().errors) + count(&b.counters().errors), 0);
+    // The operator's view visits every primary.
+    let c = open(&cfg);
+    a.flush();
+    b.flush();
+    let fleet = c.survey().unwrap().unwrap();
+    assert_eq!(fleet.stats.entries, 0, "every entry was consumed or taken");
+    assert_eq!(fleet.stats.stores, 30);
+    assert!(
+        fleet.server.contains(&("redis_primaries", "3".into())),
+        "{fleet:?}"
+    );
+    for n in 0..30 {
+        a.put(&key(n), value(b"again", t + 100, false), t).unwrap();
+    }
+    a.flush();
+    let fleet = c.survey().unwrap().unwrap();
+    assert_eq!((fleet.stats.entries, fleet.stats.bytes), (30, 30 * 6));
+    assert_eq!(Store::flush(&c), Ok(30));
+    for node in &nodes {
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg("*")
+            .query(&mut node.admin())
+            .unwrap();
+        assert!(keys.iter().all(|k| k == "sesscache:stats"), "{keys:?}");
+    }
+}
+
+/// `survey`: the counters of every process (here, two stores of this process, each with
+/// its own), the entries under the prefix and their bytes, and what Redis says of itself.
+#[test]
+fn counters_add_up_in_redis() {
+    let srv = Server::unix(&[]);
+    let a = open(&srv.cfg());
+    let b = open(&srv.cfg());
+    let t = now();
+    for i in 0..10 {
+        a.put(&key(i), value(b"0123456789", t + 100, false), t)
+            .unwrap();
+    }
+    a.flush();
+    for i in 0..4 {
+        Counters::bump(&b.counters().lookups);
+        assert!(get(&b, &key(i)).is_some());
+        Counters::bump(&b.counters().hits);
+    }
+    b.put(&key(99), value(b"x", t + 100, true), t).unwrap();
+    b.flush();
+    let mut admin = srv.admin();
+    for k in ["sesscache:zz", "sesscache:0", "elsewhere:00"] {
+        let _: () = redis::cmd("SET")
+            .arg(k)
+            .arg("xyz")
+            .query(&mut admin)
+            .unwrap();
+    }
+    let fleet = a.survey().unwrap().unwrap();
+    let st = fleet.stats;
+    assert_eq!((st.stores, st.lookups, st.hits, st.errors), (11, 4, 4, 0));
+    // 10 + 1 entries: the flags byte and the value each.
+    assert_eq!((st.entries, st.bytes), (11, 10 * 11 + 2), "{fleet:?}");
+    assert!(fleet.complete);
+    assert!(fleet.reported_ago_s.is_some_and(|s| s < 5), "{fleet:?}");
+    assert!(fleet.server.contains(&("redis_primaries", "1".into())));
+    assert!(fleet.server.iter().any(|(k, _)| *k == "redis_used_memory"));
+    // Nothing changed: the next report sends nothing; more lookups are added.
+    a.flush();
+    assert_eq!(a.survey().unwrap().unwrap().stats.lookups, 4);
+    Counters::bump(&a.counters().lookups);
+    a.flush();
+    assert_eq!(a.survey().unwrap().unwrap().stats.lookups, 5);
+    // A closed store reports what it had left.
+    Counters::bump(&b.counters().lookups);
+    drop(b);
+    let t0 = Instant::now();
+    while a.survey().unwrap().unwrap().stats.lookups != 6 {
+        assert!(t0.elapsed() < Duration::from_secs(5), "the last report");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // A hash someone tampered with: figures may lie, nothing fails.
+    let _: () = redis::cmd("HSET")
+        .arg("sesscache:stats")
+        .arg("lookups")
+        .arg("lots")
+        .query(&mut admin)
+        .unwrap();
+    assert_eq!(a.survey().unwrap().unwrap().stats.lookups, 0);
+    // A server that is not there: Unavailable, at once.
+    drop(srv);
+    assert_eq!(a.survey().err(), Some(StoreError::Unavailable));
+}
+
+/// A user whose ACL does not allow the counters' report still caches; the tool just does
+/// not see its figures.
+#[test]
+fn a_refused_report_costs_nothing_else() {
+    let srv = Server::unix(&[]);
+    redis::cmd("ACL")
+        .arg(&[
+            "SETUSER",
+            "bob",
+            "on",
+            ">bob-Pw-1",
+            "~sesscache:*",
+            "+@all",
+            "-hincrby",
+        ])
+        .exec(&mut srv.admin())
+        .unwrap();
+    let mut cfg = srv.cfg();
+    cfg.user = Some("bob".into());
+    cfg.password = Password::Inline("bob-Pw-1".into());
+    let s = open(&cfg);
+    let t = now();
+    s.put(&key(1), value(b"v", t + 100, false), t).unwrap();
+    s.flush();
+    assert_eq!(get(&s, &key(1)).unwrap(), b"v");
+    s.flush();
+    assert_eq!(count(&s.counters().errors), 0);
+    assert_eq!(net(&s), NetStats::default());
+    let fleet = s.survey().unwrap().unwrap();
+    assert_eq!((fleet.stats.stores, fleet.stats.entries), (0, 1));
 }
 
 /// The store's threads take none of the server's signals; the spawning thread's mask is
@@ -1025,14 +1153,22 @@ fn flush_deletes_the_prefixed_keys_only() {
     }
     s.flush();
     let mut admin = srv.admin();
-    let _: () = redis::cmd("SET")
-        .arg("other:keep")
-        .arg("x")
-        .query(&mut admin)
-        .unwrap();
+    for k in ["other:keep", "sesscache:not-an-entry", "sesscache:0"] {
+        let _: () = redis::cmd("SET").arg(k).arg("x").query(&mut admin).unwrap();
+    }
     assert_eq!(Store::flush(&s), Ok(2500));
-    let left: Vec<String> = redis::cmd("KEYS").arg("*").query(&mut admin).unwrap();
-    assert_eq!(left, vec!["other:keep".to_string()]);
+    let mut left: Vec<String> = redis::cmd("KEYS").arg("*").query(&mut admin).unwrap();
+    left.sort();
+    // The counters' hash stays too.
+    assert_eq!(
+        left,
+        [
+            "other:keep",
+            "sesscache:0",
+            "sesscache:not-an-entry",
+            "sesscache:stats"
+        ]
+    );
     assert!(get(&s, &key(1)).is_none());
     assert_eq!(Store::flush(&s), Ok(0));
 }

@@ -41,7 +41,7 @@ CLI_SRC   := $(shell find cli/src -name '*.rs') cli/Cargo.toml Cargo.lock
 CLI_DIR   := target/cli
 CLI       := $(CLI_DIR)/release/sesscache
 
-.PHONY: all lib cli header check-header check check-all lint rust-test c-tests demo demo-run bench install uninstall clean \
+.PHONY: all lib cli header check-header check check-all lint rust-test c-tests demo demo-run bench bench-run install uninstall clean \
         install-man uninstall-man man-check
 
 all: lib
@@ -120,7 +120,7 @@ $(B)/observe_linked: c-tests/observe.c $(TLS_UTIL) $(SO).$(MAJOR)
 
 $(B)/bench_resume: c-tests/bench_resume.c $(TLS_UTIL) include/sesscache.h $(SO).$(MAJOR)
 	@mkdir -p $(B)
-	$(CC) $(WARN) -O2 -g $(CPPFLAGS) c-tests/bench_resume.c c-tests/tls_util.c -o $@ $(LINK_SC) $(SSL_LIBS)
+	$(CC) $(WARN) -O2 -g -pthread $(CPPFLAGS) c-tests/bench_resume.c c-tests/tls_util.c -o $@ $(LINK_SC) $(SSL_LIBS)
 
 $(B)/demo: examples/demo.c $(TLS_UTIL) include/sesscache.h $(SO).$(MAJOR)
 	@mkdir -p $(B)
@@ -151,8 +151,14 @@ demo:
 demo-run: $(B)/demo $(CLI)
 	sh examples/demo.sh
 
-bench: $(B)/bench_resume
-	sh c-tests/bench.sh $(B)/bench_resume
+# make bench: every benchmark, then docs/bench.md and docs/bench.png (c-tests/bench.sh);
+# QUICK=1: a smoke run (what `make check` runs), its report under build/bench.
+bench:
+	bash scripts/deps.sh install
+	$(MAKE) bench-run
+
+bench-run: $(B)/bench_resume $(CLI)
+	sh c-tests/bench.sh $(B)/bench_resume $(if $(QUICK),--quick)
 
 # ---- installation -----------------------------------------------------------------------
 # The manual pages, man/manN/*.N, go to $(MANDIR)/manN/ as they are (`.so` links included).

@@ -1,30 +1,138 @@
 #!/bin/sh
-# `make bench`: runs the benchmark (c-tests/bench_resume.c) with a redis-server it starts on
-# loopback for the redis:// configurations, then stops it.
-#   sh c-tests/bench.sh BENCH_PROGRAM [bench options…]
-# Needs redis-server (Debian: redis-server); without it, says so and exits 1.
+# `make bench`: every benchmark of the project, one after the other (never two at once: the
+# machine is small and each figure is a ratio to a baseline measured in the same run), then
+# docs/bench.md and docs/bench.png (c-tests/bench_report.py).
+#
+#   sh c-tests/bench.sh BENCH_PROGRAM [--quick]
+#
+#   1. bench_resume (c-tests/bench_resume.c) in six modes: 1, 2 and 4 threads; 2 and 4
+#      processes on one shm: segment; 1 thread with client certificates; with a
+#      redis-server this script starts on loopback for the redis:// configurations;
+#   2. instructions per lookup and per store, counted by callgrind (memory:, shm:), which do
+#      not vary with machine noise;
+#   3. real servers (c-tests/bench_servers.sh: nginx and Apache httpd, the library preloaded
+#      against their own caches), when that script is present;
+#   4. the cache core alone (criterion: `make bench-core`), when that target exists;
+#   5. the report.
+# --quick (make bench QUICK=1, and `make check`): every part as a smoke run (the core's
+# criterion benchmarks are skipped: compiling them is most of their cost), the report written
+# under the output directory instead of docs/.
+# Environment: BENCH_DIR (default build/bench): logs and results.txt, the figures of every
+# part, one line each.
+# Needs redis-server, redis-cli, valgrind, gnuplot and python3 (Debian: redis-server,
+# redis-tools, valgrind, gnuplot-nox, python3); without them, says so and exits 1.
 set -u
 prog=$1; shift
-server=$(command -v redis-server || true)
-cli=$(command -v redis-cli || true)
-if [ -z "$server" ] || [ -z "$cli" ]; then
-    echo "bench: redis-server and redis-cli are needed for the redis:// figures (apt-get install redis-server redis-tools)" >&2
-    exit 1
-fi
+quick=0
+[ "${1:-}" = --quick ] && quick=1
+out=${BENCH_DIR:-build/bench}
+for tool in redis-server redis-cli valgrind callgrind_annotate gnuplot python3; do
+    if ! command -v $tool >/dev/null 2>&1; then
+        echo "bench: $tool is needed (apt-get install redis-server redis-tools valgrind gnuplot-nox python3)" >&2
+        exit 1
+    fi
+done
+mkdir -p "$out" || exit 1
+: >"$out/results.txt"
 dir=$(mktemp -d "${TMPDIR:-/tmp}/sesscache-bench.XXXXXX") || exit 1
 pid=
 cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null; rm -rf "$dir"; }
 trap cleanup EXIT
 trap 'exit 1' INT TERM HUP
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-"$server" --port "$port" --bind 127.0.0.1 --save '' --appendonly no --dir "$dir" >"$dir/redis.log" 2>&1 &
+redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no --dir "$dir" >"$dir/redis.log" 2>&1 &
 pid=$!
 i=0
-until [ "$("$cli" -p "$port" PING 2>/dev/null)" = PONG ]; do
+until [ "$(redis-cli -p "$port" PING 2>/dev/null)" = PONG ]; do
     i=$((i + 1))
     if [ $i -gt 50 ]; then echo "bench: redis-server did not start:" >&2; cat "$dir/redis.log" >&2; exit 1; fi
     sleep 0.1
 done
 (umask 077; openssl rand -hex 32 >"$dir/keys")
-echo "# redis-server $("$server" --version | sed 's/.*v=\([^ ]*\).*/\1/') on 127.0.0.1:$port (loopback), values sealed"
-BENCH_REDIS_URL="redis://127.0.0.1:$port?key_file=$dir/keys&prefix=bench:" "$prog" "$@"
+redis_version=$(redis-server --version | sed 's/.*v=\([^ ]*\).*/\1/')
+echo "# redis-server $redis_version on 127.0.0.1:$port (loopback), values sealed"
+export BENCH_REDIS_URL="redis://127.0.0.1:$port?key_file=$dir/keys&prefix=bench:"
+start=$(date +%s)
+failed=0
+step() { echo; echo "== [$(($(date +%s) - start)) s] $*"; }
+
+# 1. bench_resume, six modes.
+n=0
+for mode in "--threads 1" "--threads 2" "--threads 4" "--processes 2" "--processes 4" "--client-cert"; do
+    n=$((n + 1))
+    step "bench_resume $mode ($n/6)"
+    log=$out/resume-$n.log
+    if [ $quick = 1 ]; then set -- --quick; else set --; fi
+    # shellcheck disable=SC2086
+    if "$prog" $mode "$@" >"$log" 2>&1; then
+        grep -v '^result \|^counts ' "$log"
+        grep '^result \|^counts ' "$log" >>"$out/results.txt"
+    else
+        cat "$log"; echo "bench: bench_resume $mode failed" >&2; failed=1
+    fi
+done
+
+# 2. Instructions per call, counted by callgrind: one short run per configuration.
+step "instructions per lookup and per store (valgrind --tool=callgrind)"
+for cfg in memory shm; do
+    cg=$dir/callgrind.$cfg
+    log=$out/callgrind-$cfg.log
+    if [ $quick = 1 ]; then secs=0.05; else secs=1; fi
+    if BENCH_ONLY=$cfg valgrind --tool=callgrind --callgrind-out-file="$cg" \
+           "$prog" --rounds 1 --seconds $secs >"$log" 2>&1; then
+        callgrind_annotate --inclusive=yes --threshold=100 "$cg" >"$cg.txt" 2>/dev/null
+        ir() { grep -m1 "sesscache::cache::Cache::$1 \[" "$cg.txt" | awk '{gsub(",", "", $1); print $1}'; }
+        counts=$(grep "^counts t1 $cfg " "$log")
+        lookups=$(echo "$counts" | cut -d' ' -f4); stores=$(echo "$counts" | cut -d' ' -f5)
+        l_ir=$(ir lookup); s_ir=$(ir store_session)
+        if [ -n "$l_ir" ] && [ -n "$s_ir" ] && [ "${lookups:-0}" -gt 0 ] && [ "${stores:-0}" -gt 0 ]; then
+            line="instr $cfg $((l_ir / lookups)) $((s_ir / stores)) $lookups $stores"
+            echo "$line"; echo "$line" >>"$out/results.txt"
+        else
+            echo "bench: callgrind $cfg: no Cache::lookup/store_session figures (lookups=$lookups stores=$stores)" >&2
+            failed=1
+        fi
+    else
+        cat "$log"; echo "bench: callgrind $cfg failed" >&2; failed=1
+    fi
+done
+
+# 3. Real servers.
+if [ -f c-tests/bench_servers.sh ]; then
+    step "real servers (c-tests/bench_servers.sh)"
+    if [ $quick = 1 ]; then q=1; else q=; fi
+    if ! QUICK=$q BENCH_OUT="$out/results.txt" sh c-tests/bench_servers.sh; then
+        echo "bench: bench_servers.sh failed" >&2; failed=1
+    fi
+fi
+
+# 4. The cache core alone.
+if [ $quick = 0 ] && grep -q '^bench-core:' Makefile; then
+    step "the cache core alone (make bench-core, criterion)"
+    if make --no-print-directory bench-core && [ -f build/bench-core.txt ]; then
+        cat build/bench-core.txt >>"$out/results.txt"
+    else
+        echo "bench: make bench-core failed" >&2; failed=1
+    fi
+fi
+
+# 5. The report.
+step "report"
+{
+    echo "machine cpu $(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -n 1)"
+    echo "machine cores $(nproc)"
+    echo "machine memory $(free -g | awk '/^Mem:/ {print $2}') GiB"
+    echo "machine kernel $(uname -r)"
+    echo "machine openssl $(openssl version | cut -d' ' -f1-2)"
+    echo "machine redis $redis_version"
+    echo "machine sesscache $(sed -n '1s/^sesscache \([^,]*\),.*/\1/p' "$out/resume-1.log")"
+    echo "machine date $(date -u +%Y-%m-%d)"
+    echo "machine seconds $(($(date +%s) - start))"
+} >>"$out/results.txt"
+if [ $quick = 1 ]; then report_dir=$out; else report_dir=docs; fi
+if python3 c-tests/bench_report.py "$out/results.txt" "$report_dir"; then
+    echo "bench: wrote $report_dir/bench.md and $report_dir/bench.png (in $(($(date +%s) - start)) s)"
+else
+    echo "bench: the report failed" >&2; failed=1
+fi
+exit $failed

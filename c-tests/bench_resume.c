@@ -30,14 +30,36 @@
  * alike. Reported per protocol and kind: the median rate of each configuration and the
  * median of the per-round ratios cache/baseline.
  *
- * Usage: bench_resume [--quick] [--rounds N] [--seconds S]
+ *
+ * Modes:
+ *   --threads N     N threads (1-16) share the server context (and its cache), each with a
+ *                   session of its own: how the stores scale against OpenSSL's internal
+ *                   cache, which takes one lock per context.
+ *   --processes N   N processes (2-16), forked after the cache is opened (a prefork server),
+ *                   each with its own server context; every process offers the sessions of
+ *                   every process in turn, as returning clients spread over workers would:
+ *                   OpenSSL's internal cache resumes only a process's own (the resumed
+ *                   fraction is reported), a shared cache all of them. memory: is left out
+ *                   (it is one process's, like the baseline).
+ *   --client-cert   clients present a certificate (mutual TLS), so every stored session
+ *                   carries the client's certificate.
+ *
+ * Usage: bench_resume [--quick] [--rounds N] [--seconds S] [--threads N | --processes N]
+ *                     [--client-cert]
  *   environment: BENCH_ROUNDS, BENCH_SECONDS (the options win); defaults 7 rounds, 0.5 s;
  *   BENCH_REDIS_URL: a redis:// URL to measure too (make bench sets it); BENCH_ONLY=NAME:
  *   the baseline and that configuration only.
  *   --quick: 1 round of 0.05 s per measurement (a smoke run).
+ * Output: tables as it goes, then "result" lines (one per figure: mode, protocol, kind,
+ * configuration, median hs/s, median/min/max of the per-round ratios, resumed fraction,
+ * rounds) and "counts" lines (lookups and stores a configuration's caches counted), which
+ * c-tests/bench.sh collects for docs/bench.md.
  * Exit status: 0 on success, 1 on any failed or non-resumed handshake, 2 on bad usage. */
+#define _DEFAULT_SOURCE /* MAP_ANONYMOUS */
 #include <openssl/ssl.h>
+#include <pthread.h>
 #include <sys/mman.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -48,8 +70,9 @@
 #include "tls_util.h"
 
 #define MAX_ROUNDS 1000
+#define MAX_WORKERS 16
 #define WARMUP 20
-#define CACHE_URL "memory:?single_use=0"
+#define MAX_DER 8192
 
 enum { BASELINE = 0, MAX_CONFIGS = 5 };
 enum { RESUMED = 0, FULL = 1, NKINDS = 2 };
@@ -64,6 +87,13 @@ typedef struct config {
 static config configs[MAX_CONFIGS];
 static int nconfigs;
 static char shm_object[64];
+
+/* The mode of this run: N threads sharing one server context (and cache), or N processes
+ * (forked after the cache is opened, as a prefork server does) each with its own context;
+ * client certificates or not. */
+static int n_threads = 1;
+static int n_procs = 0;
+static int client_cert = 0;
 
 static void add_config(const char *name, const char *url, int async) {
     /* BENCH_ONLY=NAME: the baseline and that configuration only (for profiling one). */
@@ -80,12 +110,14 @@ static void add_config(const char *name, const char *url, int async) {
 }
 
 static tu_identity id;
+static tu_identity client_id; /* the client's certificate, with --client-cert */
 
 /* Totals over every sesscache measurement of one protocol. */
 typedef struct totals {
     sesscache_stats stats;       /* summed over the caches opened */
     unsigned long long resumed;  /* resumptions done with sesscache attached (incl. warm-up) */
     unsigned long long internal_hits; /* SSL_CTX_sess_hits of the baseline contexts */
+    unsigned long long offered, reused; /* processes: sessions offered, and resumed */
 } totals;
 
 static void die(const char *what) {
@@ -104,8 +136,36 @@ static const char *proto_name(int version) {
     return version == TLS1_3_VERSION ? "TLS1.3" : "TLS1.2";
 }
 
-/* One resumption of `sess`; stops the program unless the server resumed. */
-static void resume_once(SSL_CTX *server, SSL_CTX *client, SSL_SESSION *sess, const char *cfg) {
+static int accept_any(int ok, X509_STORE_CTX *store) {
+    (void)ok;
+    (void)store;
+    return 1;
+}
+
+/* The server context of a measurement: with --client-cert it requires a client certificate
+ * (and accepts any: the point is the session that carries it). */
+static SSL_CTX *server_ctx(int version) {
+    SSL_CTX *server = tu_server_ctx(&id, version);
+    if (server == NULL)
+        die("cannot make the server context");
+    if (client_cert)
+        SSL_CTX_set_verify(server, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, accept_any);
+    return server;
+}
+
+static SSL_CTX *client_ctx(int version) {
+    SSL_CTX *client = tu_client_ctx(version);
+    if (client == NULL)
+        die("cannot make the client context");
+    if (client_cert && (SSL_CTX_use_certificate(client, client_id.cert) != 1 ||
+                        SSL_CTX_use_PrivateKey(client, client_id.key) != 1))
+        die("cannot give the client its certificate");
+    return client;
+}
+
+/* One connection offering `sess` (NULL: a full handshake); whether the server resumed.
+ * Stops the program if the handshake fails. */
+static int connect_once(SSL_CTX *server, SSL_CTX *client, SSL_SESSION *sess, const char *cfg) {
     tu_conn_opts o = {.resume = sess};
     tu_conn_result r;
     if (!tu_connect(server, client, &o, &r)) {
@@ -113,7 +173,16 @@ static void resume_once(SSL_CTX *server, SSL_CTX *client, SSL_SESSION *sess, con
         exit(1);
     }
     SSL_SESSION_free(r.session);
-    if (!r.resumed) {
+    if (client_cert && !r.peer) {
+        fprintf(stderr, "bench_resume: %s: the server has no client certificate\n", cfg);
+        exit(1);
+    }
+    return r.resumed;
+}
+
+/* One resumption of `sess`; stops the program unless the server resumed. */
+static void resume_once(SSL_CTX *server, SSL_CTX *client, SSL_SESSION *sess, const char *cfg) {
+    if (!connect_once(server, client, sess, cfg)) {
         fprintf(stderr, "bench_resume: %s: the server did not resume the session\n", cfg);
         exit(1);
     }
@@ -123,16 +192,7 @@ static void resume_once(SSL_CTX *server, SSL_CTX *client, SSL_SESSION *sess, con
  * 2 s; stops the program if it never does. */
 static void settle(SSL_CTX *server, SSL_CTX *client, SSL_SESSION *sess, const char *cfg) {
     double t0 = now();
-    for (;;) {
-        tu_conn_opts o = {.resume = sess};
-        tu_conn_result r;
-        if (!tu_connect(server, client, &o, &r)) {
-            fprintf(stderr, "bench_resume: %s: handshake failed\n", cfg);
-            exit(1);
-        }
-        SSL_SESSION_free(r.session);
-        if (r.resumed)
-            return;
+    while (!connect_once(server, client, sess, cfg)) {
         if (now() - t0 > 2.0) {
             fprintf(stderr, "bench_resume: %s: the stored session never resumed\n", cfg);
             exit(1);
@@ -142,23 +202,222 @@ static void settle(SSL_CTX *server, SSL_CTX *client, SSL_SESSION *sess, const ch
 
 /* One full handshake (the server stores a new session); stops the program on failure. */
 static void full_once(SSL_CTX *server, SSL_CTX *client, const char *cfg) {
-    tu_conn_result r;
-    if (!tu_connect(server, client, NULL, &r) || r.resumed) {
-        fprintf(stderr, "bench_resume: %s: full handshake failed\n", cfg);
+    if (connect_once(server, client, NULL, cfg)) {
+        fprintf(stderr, "bench_resume: %s: full handshake was a resumption\n", cfg);
         exit(1);
     }
-    SSL_SESSION_free(r.session);
 }
 
-/* One measurement: handshakes of `kind` per second for configuration `c` over `seconds`. */
+/* A first full handshake: the client's session, of the requested version. */
+static SSL_SESSION *first_session(SSL_CTX *server, SSL_CTX *client, int version) {
+    tu_conn_result first;
+    if (!tu_connect(server, client, NULL, &first) || first.session == NULL)
+        die("the first (full) handshake failed");
+    if (first.resumed || first.version != version)
+        die("the first handshake was not a full handshake of the requested version");
+    return first.session;
+}
+
+/* One thread of an in-process measurement: its own session, resumed (or full handshakes)
+ * from `start` on, for `seconds`. */
+typedef struct worker {
+    SSL_CTX *server, *client;
+    int version, kind, async;
+    const char *label;
+    double seconds;
+    pthread_barrier_t *start;
+    unsigned long long n;
+    double elapsed;
+} worker;
+
+static void *worker_main(void *arg) {
+    worker *w = arg;
+    SSL_SESSION *sess = first_session(w->server, w->client, w->version);
+    if (w->kind == RESUMED && w->async)
+        settle(w->server, w->client, sess, w->label);
+    for (int i = 0; i < WARMUP; i++) {
+        if (w->kind == RESUMED)
+            resume_once(w->server, w->client, sess, w->label);
+        else
+            full_once(w->server, w->client, w->label);
+    }
+    pthread_barrier_wait(w->start);
+    unsigned long long n = 0;
+    double t0 = now(), t1;
+    do {
+        if (w->kind == RESUMED)
+            resume_once(w->server, w->client, sess, w->label);
+        else
+            full_once(w->server, w->client, w->label);
+        n++;
+        t1 = now();
+    } while (t1 - t0 < w->seconds);
+    w->n = n;
+    w->elapsed = t1 - t0;
+    SSL_SESSION_free(sess);
+    return NULL;
+}
+
+/* What the processes of a multi-process measurement share (MAP_SHARED, made before fork). */
+typedef struct proc_shared {
+    pthread_barrier_t ready;   /* every process has stored its session's DER below */
+    pthread_barrier_t start;   /* every process is warm: timing starts */
+    struct {
+        unsigned char der[MAX_DER];
+        int len;
+        unsigned long long n, reused;
+        double elapsed;
+    } slot[MAX_WORKERS];
+} proc_shared;
+
+/* One process of a multi-process measurement: a server context of its own (attached to the
+ * cache its parent opened), a full handshake whose client session it publishes, then
+ * connections offering the sessions of every process in turn (the next process's first):
+ * as if a load balancer spread returning clients over the workers. With OpenSSL's internal
+ * cache only a process's own sessions resume (the others are full handshakes). */
+static void proc_main(proc_shared *sh, int me, int version, int kind, int c, sesscache *cache,
+                      SSL_CTX *client, double seconds, const char *label) {
+    SSL_CTX *server = server_ctx(version);
+    if (cache != NULL && sesscache_attach(cache, server) != 1) {
+        fprintf(stderr, "bench_resume: %s: %s\n", label, sesscache_last_error());
+        exit(1);
+    }
+    SSL_SESSION *mine = first_session(server, client, version);
+    unsigned char *p = sh->slot[me].der;
+    int len = i2d_SSL_SESSION(mine, NULL);
+    if (len <= 0 || len > MAX_DER || i2d_SSL_SESSION(mine, &p) != len)
+        die("cannot encode a client session");
+    sh->slot[me].len = len;
+    SSL_SESSION_free(mine);
+    pthread_barrier_wait(&sh->ready);
+    SSL_SESSION *sess[MAX_WORKERS];
+    for (int i = 0; i < n_procs; i++) {
+        const unsigned char *q = sh->slot[i].der;
+        if ((sess[i] = d2i_SSL_SESSION(NULL, &q, sh->slot[i].len)) == NULL)
+            die("cannot decode a client session");
+    }
+    if (kind == RESUMED && configs[c].async)
+        for (int i = 0; i < n_procs; i++)
+            settle(server, client, sess[i], label);
+    for (int i = 0; i < WARMUP; i++) {
+        if (kind == RESUMED)
+            connect_once(server, client, sess[(me + 1 + i) % n_procs], label);
+        else
+            full_once(server, client, label);
+    }
+    pthread_barrier_wait(&sh->start);
+    unsigned long long n = 0, reused = 0;
+    double t0 = now(), t1;
+    do {
+        if (kind == RESUMED)
+            reused += (unsigned long long)connect_once(server, client,
+                                                       sess[(me + 1 + n) % n_procs], label);
+        else
+            full_once(server, client, label);
+        n++;
+        t1 = now();
+    } while (t1 - t0 < seconds);
+    sh->slot[me].n = n;
+    sh->slot[me].reused = reused;
+    sh->slot[me].elapsed = t1 - t0;
+    for (int i = 0; i < n_procs; i++)
+        SSL_SESSION_free(sess[i]);
+    SSL_CTX_free(server);
+}
+
+static void add_stats(totals *t, const sesscache_stats *s, const sesscache_stats *before) {
+    t->stats.lookups += s->lookups - before->lookups;
+    t->stats.hits += s->hits - before->hits;
+    t->stats.misses += s->misses - before->misses;
+    t->stats.stores += s->stores - before->stores;
+    t->stats.evictions += s->evictions - before->evictions;
+    t->stats.errors += s->errors - before->errors;
+    t->stats.queue_drops += s->queue_drops - before->queue_drops;
+}
+
+/* One measurement with N processes: handshakes per second of all of them together. */
+static double measure_procs(int version, int c, int kind, double seconds, SSL_CTX *client,
+                            totals *t, const char *label) {
+    proc_shared *sh = mmap(NULL, sizeof *sh, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
+                           -1, 0);
+    if (sh == MAP_FAILED)
+        die("mmap failed");
+    pthread_barrierattr_t ba;
+    pthread_barrierattr_init(&ba);
+    pthread_barrierattr_setpshared(&ba, PTHREAD_PROCESS_SHARED);
+    if (pthread_barrier_init(&sh->ready, &ba, (unsigned)n_procs) != 0 ||
+        pthread_barrier_init(&sh->start, &ba, (unsigned)n_procs) != 0)
+        die("pthread_barrier_init failed");
+    pthread_barrierattr_destroy(&ba);
+    sesscache *cache = NULL;
+    sesscache_stats before = {0};
+    if (c != BASELINE) {
+        cache = sesscache_open(configs[c].url);
+        if (cache == NULL) {
+            fprintf(stderr, "bench_resume: %s: %s\n", label, sesscache_last_error());
+            exit(1);
+        }
+        if (sesscache_get_stats(cache, &before, sizeof before) == 0)
+            die("sesscache_get_stats failed");
+    }
+    fflush(NULL);
+    pid_t kids[MAX_WORKERS];
+    for (int i = 0; i < n_procs; i++) {
+        kids[i] = fork();
+        if (kids[i] < 0)
+            die("fork failed");
+        if (kids[i] == 0) {
+            proc_main(sh, i, version, kind, c, cache, client, seconds, label);
+            /* exit, not _exit: a redis writer sends its queued stores at exit. */
+            exit(0);
+        }
+    }
+    int failed = 0;
+    for (int i = 0; i < n_procs; i++) {
+        int st;
+        if (waitpid(kids[i], &st, 0) != kids[i] || !WIFEXITED(st) || WEXITSTATUS(st) != 0)
+            failed = 1;
+    }
+    if (failed) {
+        fprintf(stderr, "bench_resume: %s: a process failed\n", label);
+        exit(1);
+    }
+    double rate = 0;
+    unsigned long long n = 0, reused = 0;
+    for (int i = 0; i < n_procs; i++) {
+        rate += (double)sh->slot[i].n / sh->slot[i].elapsed;
+        n += sh->slot[i].n;
+        reused += sh->slot[i].reused;
+    }
+    if (kind == RESUMED) {
+        t->offered += n;
+        t->reused += reused;
+    }
+    if (cache != NULL) {
+        sesscache_stats s;
+        if (sesscache_get_stats(cache, &s, sizeof s) == 0)
+            die("sesscache_get_stats failed");
+        /* shm: counters are the segment's; a redis cache's were the children's. */
+        add_stats(t, &s, &before);
+        t->resumed += kind == RESUMED ? reused : 0;
+    }
+    pthread_barrier_destroy(&sh->ready);
+    pthread_barrier_destroy(&sh->start);
+    munmap(sh, sizeof *sh);
+    sesscache_free(cache);
+    return rate;
+}
+
+/* One measurement: handshakes of `kind` per second for configuration `c` over `seconds`,
+ * all threads (or processes) together. */
 static double measure(int version, int c, int kind, double seconds, SSL_CTX *client, totals *t) {
     char label[96];
     snprintf(label, sizeof label, "%s %s %s", proto_name(version), configs[c].name,
              kind_name[kind]);
+    if (n_procs > 0)
+        return measure_procs(version, c, kind, seconds, client, t, label);
 
-    SSL_CTX *server = tu_server_ctx(&id, version);
-    if (server == NULL)
-        die("cannot make the server context");
+    SSL_CTX *server = server_ctx(version);
     sesscache *cache = NULL;
     sesscache_stats before = {0};
     if (c != BASELINE) {
@@ -175,51 +434,40 @@ static double measure(int version, int c, int kind, double seconds, SSL_CTX *cli
         SSL_CTX_set_session_cache_mode(server, SSL_SESS_CACHE_SERVER);
     }
 
-    tu_conn_result first;
-    if (!tu_connect(server, client, NULL, &first) || first.session == NULL)
-        die("the first (full) handshake failed");
-    if (first.resumed || first.version != version)
-        die("the first handshake was not a full handshake of the requested version");
-    if (kind == RESUMED && configs[c].async)
-        settle(server, client, first.session, label);
-
-    for (int i = 0; i < WARMUP; i++) {
-        if (kind == RESUMED)
-            resume_once(server, client, first.session, label);
-        else
-            full_once(server, client, label);
+    pthread_barrier_t start;
+    if (pthread_barrier_init(&start, NULL, (unsigned)n_threads) != 0)
+        die("pthread_barrier_init failed");
+    worker w[MAX_WORKERS];
+    pthread_t tid[MAX_WORKERS];
+    for (int i = 0; i < n_threads; i++) {
+        w[i] = (worker){.server = server, .client = client, .version = version, .kind = kind,
+                        .async = configs[c].async, .label = label, .seconds = seconds,
+                        .start = &start};
+        if (i > 0 && pthread_create(&tid[i], NULL, worker_main, &w[i]) != 0)
+            die("pthread_create failed");
     }
-
-    unsigned long long n = 0;
-    double t0 = now(), t1;
-    do {
-        if (kind == RESUMED)
-            resume_once(server, client, first.session, label);
-        else
-            full_once(server, client, label);
-        n++;
-        t1 = now();
-    } while (t1 - t0 < seconds);
+    worker_main(&w[0]);
+    double rate = (double)w[0].n / w[0].elapsed;
+    unsigned long long n = w[0].n;
+    for (int i = 1; i < n_threads; i++) {
+        pthread_join(tid[i], NULL);
+        rate += (double)w[i].n / w[i].elapsed;
+        n += w[i].n;
+    }
+    pthread_barrier_destroy(&start);
 
     if (c != BASELINE) {
         sesscache_stats s;
         if (sesscache_get_stats(cache, &s, sizeof s) == 0)
             die("sesscache_get_stats failed");
-        t->stats.lookups += s.lookups - before.lookups;
-        t->stats.hits += s.hits - before.hits;
-        t->stats.misses += s.misses - before.misses;
-        t->stats.stores += s.stores - before.stores;
-        t->stats.evictions += s.evictions - before.evictions;
-        t->stats.errors += s.errors - before.errors;
-        t->stats.queue_drops += s.queue_drops - before.queue_drops;
-        t->resumed += kind == RESUMED ? n + WARMUP : 0;
+        add_stats(t, &s, &before);
+        t->resumed += kind == RESUMED ? n + (unsigned long long)WARMUP * (unsigned)n_threads : 0;
     } else {
         t->internal_hits += (unsigned long long)SSL_CTX_sess_hits(server);
     }
-    SSL_SESSION_free(first.session);
     SSL_CTX_free(server);
     sesscache_free(cache);
-    return (double)n / (t1 - t0);
+    return rate;
 }
 
 static int cmp_double(const void *a, const void *b) {
@@ -252,11 +500,29 @@ static int parse_seconds(const char *s, double *out) {
     return 1;
 }
 
+static int parse_workers(const char *s, int *out) {
+    char *end;
+    long v = strtol(s, &end, 10);
+    if (end == s || *end != '\0' || v < 1 || v > MAX_WORKERS)
+        return 0;
+    *out = (int)v;
+    return 1;
+}
+
 static void usage(void) {
-    fprintf(stderr, "usage: bench_resume [--quick] [--rounds N (1-%d)] [--seconds S (>0)]\n"
-                    "       (or BENCH_ROUNDS / BENCH_SECONDS in the environment)\n",
-            MAX_ROUNDS);
+    fprintf(stderr,
+            "usage: bench_resume [--quick] [--rounds N (1-%d)] [--seconds S (>0)]\n"
+            "                    [--threads N | --processes N (2-%d)] [--client-cert]\n"
+            "       (or BENCH_ROUNDS / BENCH_SECONDS in the environment)\n",
+            MAX_ROUNDS, MAX_WORKERS);
     exit(2);
+}
+
+/* The label of this run's mode in the "result" lines: t1, t2, t4 (threads), p2, p4
+ * (processes); "+mtls" with client certificates. */
+static void mode_label(char *out, size_t size) {
+    snprintf(out, size, "%c%d%s", n_procs > 0 ? 'p' : 't', n_procs > 0 ? n_procs : n_threads,
+             client_cert ? "+mtls" : "");
 }
 
 int main(int argc, char **argv) {
@@ -277,19 +543,32 @@ int main(int argc, char **argv) {
         } else if (strcmp(argv[i], "--seconds") == 0 && i + 1 < argc) {
             if (!parse_seconds(argv[++i], &seconds))
                 usage();
+        } else if (strcmp(argv[i], "--threads") == 0 && i + 1 < argc) {
+            if (!parse_workers(argv[++i], &n_threads))
+                usage();
+        } else if (strcmp(argv[i], "--processes") == 0 && i + 1 < argc) {
+            if (!parse_workers(argv[++i], &n_procs) || n_procs < 2)
+                usage();
+        } else if (strcmp(argv[i], "--client-cert") == 0) {
+            client_cert = 1;
         } else {
             usage();
         }
     }
+    if (n_procs > 0 && n_threads > 1)
+        usage();
 
-    if (!tu_identity_make(&id))
+    if (!tu_identity_make(&id) || (client_cert && !tu_identity_make(&client_id)))
         die("cannot make the test identity");
 
     static const int versions[] = {TLS1_2_VERSION, TLS1_3_VERSION};
     enum { NPROTO = 2 };
     char url[1024];
     add_config("baseline", NULL, 0);
-    add_config("memory", "memory:?single_use=0", 0);
+    /* memory: is one process's: with processes it would be each process's own, like the
+     * baseline. */
+    if (n_procs == 0)
+        add_config("memory", "memory:?single_use=0", 0);
     snprintf(shm_object, sizeof shm_object, "/sesscache-bench-%d", (int)getpid());
     snprintf(url, sizeof url, "shm:bench-%d?size=8M&single_use=0", (int)getpid());
     add_config("shm", url, 0);
@@ -303,10 +582,21 @@ int main(int argc, char **argv) {
     }
 
     static double med[NPROTO][NKINDS][MAX_CONFIGS], med_ratio[NPROTO][NKINDS][MAX_CONFIGS];
+    static double min_ratio[NPROTO][NKINDS][MAX_CONFIGS], max_ratio[NPROTO][NKINDS][MAX_CONFIGS];
     static totals tot[NPROTO][NKINDS][MAX_CONFIGS];
+    char mode[32];
+    mode_label(mode, sizeof mode);
 
-    printf("sesscache %s, %s: handshakes over in-memory BIO pairs, one thread\n",
-           sesscache_version(), OpenSSL_version(OPENSSL_VERSION));
+    printf("sesscache %s, %s: handshakes over in-memory BIO pairs, ", sesscache_version(),
+           OpenSSL_version(OPENSSL_VERSION));
+    if (n_procs > 0)
+        printf("%d processes (forked after the cache is opened), each with its own server "
+               "context;\neach process offers the sessions of every process in turn (OpenSSL's "
+               "internal cache resumes only its own)",
+               n_procs);
+    else
+        printf("%d thread(s) sharing one server context", n_threads);
+    printf("%s\n", client_cert ? "; clients present a certificate (mutual TLS)" : "");
     printf("%d round(s) of %.2f s per configuration and kind; configurations:\n", rounds, seconds);
     for (int c = 0; c < nconfigs; c++)
         printf("  %-9s %s\n", configs[c].name,
@@ -319,9 +609,7 @@ int main(int argc, char **argv) {
 
     static double rate[MAX_CONFIGS][MAX_ROUNDS], ratio[MAX_CONFIGS][MAX_ROUNDS];
     for (int p = 0; p < NPROTO; p++) {
-        SSL_CTX *client = tu_client_ctx(versions[p]);
-        if (client == NULL)
-            die("cannot make the client context");
+        SSL_CTX *client = client_ctx(versions[p]);
         for (int k = 0; k < NKINDS; k++) {
             for (int r = 0; r < rounds; r++) {
                 /* Rotate the order every round so that drift falls on every configuration. */
@@ -341,6 +629,13 @@ int main(int argc, char **argv) {
             for (int c = 0; c < nconfigs; c++) {
                 med[p][k][c] = median(rate[c], rounds);
                 med_ratio[p][k][c] = median(ratio[c], rounds);
+                min_ratio[p][k][c] = max_ratio[p][k][c] = ratio[c][0];
+                for (int r = 1; r < rounds; r++) {
+                    if (ratio[c][r] < min_ratio[p][k][c])
+                        min_ratio[p][k][c] = ratio[c][r];
+                    if (ratio[c][r] > max_ratio[p][k][c])
+                        max_ratio[p][k][c] = ratio[c][r];
+                }
             }
         }
         SSL_CTX_free(client);
@@ -361,6 +656,45 @@ int main(int argc, char **argv) {
         }
     }
     printf("(ratio: median over the rounds of cache/baseline measured in the same round)\n");
+    if (n_procs > 0) {
+        printf("\nresumed / offered, resumed handshakes (sessions of every process offered in "
+               "turn):\n");
+        for (int p = 0; p < NPROTO; p++)
+            for (int c = 0; c < nconfigs; c++) {
+                const totals *t = &tot[p][RESUMED][c];
+                printf("  %s %-9s %5.1f%% (%llu of %llu)\n", proto_name(versions[p]),
+                       configs[c].name, t->offered ? 100.0 * (double)t->reused / (double)t->offered : 0,
+                       t->reused, t->offered);
+            }
+    }
+
+    /* One line per figure, for docs/bench.md (c-tests/bench_report.py): result MODE PROTOCOL
+     * KIND CONFIG HS_PER_S RATIO_MEDIAN RATIO_MIN RATIO_MAX RESUMED_FRACTION ROUNDS */
+    printf("\n");
+    for (int p = 0; p < NPROTO; p++)
+        for (int k = 0; k < NKINDS; k++)
+            for (int c = 0; c < nconfigs; c++) {
+                const totals *t = &tot[p][k][c];
+                double resumed = k == FULL ? 0
+                                 : n_procs > 0 ? (t->offered ? (double)t->reused / (double)t->offered : 0)
+                                               : 1;
+                printf("result %s %s %s %s %.0f %.4f %.4f %.4f %.4f %d\n", mode,
+                       versions[p] == TLS1_3_VERSION ? "tls13" : "tls12", kind_name[k],
+                       configs[c].name, med[p][k][c], med_ratio[p][k][c], min_ratio[p][k][c],
+                       max_ratio[p][k][c], resumed, rounds);
+            }
+
+    /* The cache's own counts over the whole run, for instructions per call (callgrind,
+     * c-tests/bench.sh): counts MODE CONFIG LOOKUPS STORES */
+    for (int c = 1; c < nconfigs; c++) {
+        unsigned long long lookups = 0, stores = 0;
+        for (int p = 0; p < NPROTO; p++)
+            for (int k = 0; k < NKINDS; k++) {
+                lookups += tot[p][k][c].stats.lookups;
+                stores += tot[p][k][c].stats.stores;
+            }
+        printf("counts %s %s %llu %llu\n", mode, configs[c].name, lookups, stores);
+    }
 
     printf("\ncache stats of the resumed measurements (summed; baseline = OpenSSL's own hits):\n");
     printf("%-16s %12s %12s %10s %10s %12s %15s\n", "protocol/cache", "resumptions", "hits", "misses",
@@ -375,10 +709,18 @@ int main(int argc, char **argv) {
                    (unsigned long long)t->stats.hits, (unsigned long long)t->stats.misses,
                    (unsigned long long)t->stats.stores, (unsigned long long)t->stats.lookups,
                    tot[p][RESUMED][BASELINE].internal_hits);
-            /* Every resumption with a cache attached must have been answered by the cache. */
-            if (t->stats.hits == 0 || t->stats.hits < t->resumed) {
+            /* Every resumption with a cache attached must have been answered by the cache
+             * (a redis cache's counters were its processes', not this one's). */
+            int counted = !(n_procs > 0 && configs[c].async);
+            if (counted && (t->stats.hits == 0 || t->stats.hits < t->resumed)) {
                 fprintf(stderr, "bench_resume: %s: hits (%llu) do not cover the %llu resumptions\n",
                         label, (unsigned long long)t->stats.hits, t->resumed);
+                bad = 1;
+            }
+            /* Processes: a shared cache resumes every process's sessions everywhere. */
+            if (n_procs > 0 && t->reused != t->offered) {
+                fprintf(stderr, "bench_resume: %s: %llu of %llu offered sessions resumed\n", label,
+                        t->reused, t->offered);
                 bad = 1;
             }
             for (int k = 0; k < NKINDS; k++) {
@@ -397,5 +739,7 @@ int main(int argc, char **argv) {
     shm_unlink(shm_object);
 
     tu_identity_free(&id);
+    if (client_cert)
+        tu_identity_free(&client_id);
     return bad;
 }

@@ -203,10 +203,17 @@ if sh examples/demo.sh >$B/demo.log 2>&1 && grep -q '^2 .*Reused' $B/demo.log &&
 else
     cat $B/demo.log; fail "demo"
 fi
-if sh c-tests/bench.sh $B/bench_resume --quick >$B/bench.log 2>&1 && grep -q '^  redis-l1 ' $B/bench.log; then
-    pass "bench --quick runs, redis configurations included"
+# make bench QUICK=1: every part as a smoke run, and its report.
+rm -rf $B/bench-quick
+if BENCH_DIR=$B/bench-quick sh c-tests/bench.sh $B/bench_resume --quick >$B/bench.log 2>&1 &&
+   grep -q '^  redis-l1 ' $B/bench.log &&
+   grep -q '^result p4 tls13 resumed shm .* 1.0000 1$' $B/bench-quick/results.txt &&
+   grep -q '^instr shm [0-9]' $B/bench-quick/results.txt &&
+   grep -q '^### 4 processes' $B/bench-quick/bench.md &&
+   [ "$(wc -c <$B/bench-quick/bench.png)" -gt 10000 ]; then
+    pass "make bench QUICK=1 runs every part (threads, processes, client certificates, callgrind, redis included) and writes its report and chart"
 else
-    cat $B/bench.log; fail "bench --quick"
+    cat $B/bench.log; fail "make bench QUICK=1"
 fi
 
 echo

@@ -13,10 +13,11 @@
 # and server tests and `make demo`; nginx, apache2, haproxy, python3 are the real servers of
 # c-tests/shm_servers.sh and c-tests/servers.sh (python3 also drives its Python client);
 # redis-server and redis-tools (redis-cli) are the Redis the redis:// tests start themselves;
-# groff-base and man-db (groff, man) render the manual pages in c-tests/man_check.sh.
+# groff-base and man-db (groff, man) render the manual pages in c-tests/man_check.sh;
+# gnuplot-nox draws the chart of `make bench` (and of its smoke run in `make check`).
 set -euo pipefail
 
-PACKAGES=(libssl-dev pkg-config valgrind make gcc binutils openssl nginx apache2 haproxy python3 redis-server redis-tools groff-base man-db)
+PACKAGES=(libssl-dev pkg-config valgrind make gcc binutils openssl nginx apache2 haproxy python3 redis-server redis-tools groff-base man-db gnuplot-nox)
 DEMO_PACKAGES=(libssl-dev pkg-config make gcc openssl python3 redis-server redis-tools)
 
 usage() {

@@ -164,6 +164,9 @@ suite redis_servers redis-servers sh c-tests/redis_servers.sh
 echo "== preload into real servers: Apache, HAProxy, nginx, Python, s_server (never worse; force=1)"
 suite servers servers sh c-tests/servers.sh
 
+echo "== privileged programs: a setuid or setgid program ignores the SESSCACHE_* environment"
+suite privileged privileged sh c-tests/privileged_check.sh
+
 echo "== the command-line tool: the core without the interposed OpenSSL functions"
 suite cli cli sh c-tests/cli_check.sh
 

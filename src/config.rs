@@ -41,7 +41,7 @@
 //! | `l1` | NUMBER from 1 to 10000000 | none | `redis:`, `redis+unix:`, `redis+cluster:` | keep up to this many reusable sessions in this process too, tried before Redis |
 //! | `queue` | NUMBER from 1 to 1000000 | `4096` | `redis:`, `redis+unix:`, `redis+cluster:` | the most stores and removals waiting to be sent; more are dropped and counted |
 //! | `password_file` | PATH | none | `redis:`, `redis+unix:`, `redis+cluster:` | read the password from this file's first line (private to its owner) |
-//! | `password_env` | NAME | none | `redis:`, `redis+unix:`, `redis+cluster:` | read the password from this environment variable |
+//! | `password_env` | NAME | none | `redis:`, `redis+unix:`, `redis+cluster:` | read the password from this environment variable (refused in setuid, setgid and file-capability programs) |
 //!
 //! - NAME (of a `shm:` URL): the first character must be an ASCII letter or digit, the rest
 //!   letters, digits, '.', '_' or '-', at most 200 bytes.

@@ -21,6 +21,7 @@ pub mod boundary;
 pub mod cache;
 pub mod clock;
 pub mod config;
+pub mod env;
 pub mod error;
 pub mod ffi;
 pub mod interpose;

@@ -47,9 +47,10 @@ impl Level {
 }
 
 fn init() -> u8 {
-    let (level, complaint) = match std::env::var("SESSCACHE_LOG") {
-        Err(_) => (Level::Warn, None),
-        Ok(v) => match Level::parse(&v) {
+    let (level, complaint) = match crate::env::var("SESSCACHE_LOG") {
+        None => (Level::Warn, None),
+        Some(Err(raw)) => (Level::Warn, Some(raw.to_string_lossy().into_owned())),
+        Some(Ok(v)) => match Level::parse(&v) {
             Some(l) => (l, None),
             None => (Level::Warn, Some(v)),
         },

@@ -521,7 +521,7 @@ pub(crate) const PARAMS: &[ParamSpec] = &[
         schemes: Schemes::REDIS,
         kind: Kind::EnvName,
         default: DefaultText::Otherwise("none"),
-        about: "read the password from this environment variable",
+        about: "read the password from this environment variable (refused in setuid, setgid and file-capability programs)",
         set: Set::Text(|s, v| s.password_env = Some(v)),
     },
 ];

@@ -158,6 +158,7 @@ pub(crate) unsafe fn borrow<'a>(cache: *const sesscache) -> Option<&'a Cache> {
 /// - `password_file=PATH` (default: none): read the password from this file's first line
 ///   (private to its owner)
 /// - `password_env=NAME` (default: none): read the password from this environment variable
+///   (refused in setuid, setgid and file-capability programs)
 ///
 /// NAME: the first character must be an ASCII letter or digit, the rest letters, digits, '.',
 /// '_' or '-', at most 200 bytes. //[USER[:PASSWORD]@]HOST[:PORT][/DB]: HOST is a host name, an

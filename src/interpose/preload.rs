@@ -42,8 +42,8 @@ struct ProcessCache {
 static PROCESS_CACHE: OnceLock<ProcessCache> = OnceLock::new();
 
 fn open_process_cache() -> ProcessCache {
-    let url = std::env::var("SESSCACHE_URL")
-        .ok()
+    let url = crate::env::var("SESSCACHE_URL")
+        .and_then(Result::ok)
         .filter(|u| !u.is_empty());
     let preload = url.is_some();
     let url = url.unwrap_or_else(|| "memory:".into());
@@ -95,7 +95,15 @@ pub fn process_cache() -> Option<&'static Arc<Cache>> {
 /// that never sets it pays nothing in `SSL_CTX_new`).
 fn preload_requested() -> bool {
     static REQUESTED: OnceLock<bool> = OnceLock::new();
-    *REQUESTED.get_or_init(|| std::env::var_os("SESSCACHE_URL").is_some_and(|v| !v.is_empty()))
+    *REQUESTED.get_or_init(|| {
+        if crate::env::ignored("SESSCACHE_URL") {
+            crate::log!(
+                Level::Warn,
+                "SESSCACHE_URL is ignored: this program runs with privileges its user does not have (setuid, setgid or file capabilities)"
+            );
+        }
+        crate::env::var_os("SESSCACHE_URL").is_some_and(|v| !v.is_empty())
+    })
 }
 
 /// The methods that can only make clients: contexts made with them are left untouched.

@@ -46,12 +46,22 @@ static PERIODIC_PID: AtomicU32 = AtomicU32::new(0);
 /// Reads `SESSCACHE_STATS` and `SESSCACHE_STATS_INTERVAL` and registers the line written at
 /// exit. Does nothing when `SESSCACHE_STATS` is unset or empty.
 pub fn register(stats: fn() -> Option<Stats>) {
-    let Some(dest) = std::env::var_os("SESSCACHE_STATS").filter(|d| !d.is_empty()) else {
+    if crate::env::ignored("SESSCACHE_STATS") {
+        crate::log::write(
+            Level::Warn,
+            format_args!(
+                "SESSCACHE_STATS is ignored: this program runs with privileges its user does not have (setuid, setgid or file capabilities)"
+            ),
+        );
+    }
+    let Some(dest) = crate::env::var_os("SESSCACHE_STATS").filter(|d| !d.is_empty()) else {
         return;
     };
-    let interval_s = match std::env::var("SESSCACHE_STATS_INTERVAL") {
-        Err(_) => DEFAULT_INTERVAL_S,
-        Ok(v) => match v.parse::<u64>() {
+    let interval = crate::env::var("SESSCACHE_STATS_INTERVAL")
+        .map(|v| v.unwrap_or_else(|raw| raw.to_string_lossy().into_owned()));
+    let interval_s = match interval {
+        None => DEFAULT_INTERVAL_S,
+        Some(v) => match v.parse::<u64>() {
             Ok(n) if n <= 86_400 => n,
             _ => {
                 crate::log::write(

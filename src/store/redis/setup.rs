@@ -53,7 +53,14 @@ pub(crate) fn read_password(p: &Password) -> Result<Option<Secret>, Error> {
             Secret(s.clone())
         }
         Password::Env(name) => {
-            let Some(v) = std::env::var_os(name) else {
+            if crate::env::privileged() {
+                return Err(url_error(format!(
+                    "password_env: refused in a program running with privileges its user does \
+                     not have (setuid, setgid or file capabilities), whose environment that user \
+                     controls: use password_file (the variable was '{name}')"
+                )));
+            }
+            let Some(v) = crate::env::var_os(name) else {
                 return Err(url_error(format!(
                     "password_env: the environment variable '{name}' is not set"
                 )));

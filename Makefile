@@ -41,7 +41,7 @@ CLI_SRC   := $(shell find cli/src -name '*.rs') cli/Cargo.toml Cargo.lock
 CLI_DIR   := target/cli
 CLI       := $(CLI_DIR)/release/sesscache
 
-.PHONY: all lib cli header check-header check check-all lint rust-test c-tests demo demo-run bench bench-run install uninstall clean \
+.PHONY: all lib fault-lib cli header check-header check check-all lint rust-test c-tests demo demo-run bench bench-run install uninstall clean \
         install-man uninstall-man man-check
 
 all: lib
@@ -55,6 +55,16 @@ $(SO) $(A) &: $(RUST_SRC)
 
 # The SONAME is libsesscache.so.$(MAJOR): give the in-tree copy that name too.
 $(SO).$(MAJOR): $(SO)
+	ln -sf libsesscache.so $@
+
+# The library with the `fault-injection` feature, for c-tests/panic_check.sh only: its own
+# target directory, so it can never replace the library `make` builds and installs.
+FAULT_SO  := target/fault/release/libsesscache.so
+fault-lib: $(FAULT_SO).$(MAJOR)
+$(FAULT_SO): $(RUST_SRC)
+	$(CARGO) build --release --locked --lib --features fault-injection --target-dir target/fault
+	@touch $@
+$(FAULT_SO).$(MAJOR): $(FAULT_SO)
 	ln -sf libsesscache.so $@
 
 # -p: built alone, so that Cargo does not unify its features with the root package's, which
@@ -83,6 +93,7 @@ lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --release --locked --workspace --all-targets -- -D warnings
 	$(CARGO) clippy --release --locked --workspace --all-targets --no-default-features -- -D warnings
+	$(CARGO) clippy --release --locked --lib --features fault-injection -- -D warnings
 
 rust-test:
 	$(CARGO) test --release --locked
@@ -141,7 +152,7 @@ check:
 	bash scripts/deps.sh install
 	$(MAKE) check-all
 
-check-all: lint check-header rust-test c-tests cli
+check-all: lint check-header rust-test c-tests cli fault-lib
 	CC="$(CC)" SSL_CFLAGS="$(SSL_CFLAGS)" SSL_LIBS="$(SSL_LIBS)" sh c-tests/run.sh
 
 demo:

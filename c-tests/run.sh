@@ -76,6 +76,16 @@ if python3 scripts/layers.py --check >$B/layers.log 2>&1; then
 else
     cat $B/layers.log; fail "layers"
 fi
+if python3 scripts/boundary_check.py --self-test >$B/boundary_self.log 2>&1; then
+    pass "boundary: the checker's own fixtures"
+else
+    cat $B/boundary_self.log; fail "boundary: the checker's own fixtures"
+fi
+if python3 scripts/boundary_check.py --check >$B/boundary.log 2>&1; then
+    pass "$(tail -n 1 $B/boundary.log)"
+else
+    cat $B/boundary.log; fail "boundary: every extern \"C\" function goes through the panic boundary"
+fi
 
 echo "== sesscache_stats can grow: programs built against older and newer headers"
 # An older header (its sesscache_stats as version 0.1.0 had it: the first 11 fields) and
@@ -163,6 +173,9 @@ suite redis_servers redis-servers sh c-tests/redis_servers.sh
 
 echo "== preload into real servers: Apache, HAProxy, nginx, Python, s_server (never worse; force=1)"
 suite servers servers sh c-tests/servers.sh
+
+echo "== panic safety: panics injected in every callback path and API call (fault-injection build)"
+suite panic panic sh c-tests/panic_check.sh
 
 echo "== privileged programs: a setuid or setgid program ignores the SESSCACHE_* environment"
 suite privileged privileged sh c-tests/privileged_check.sh

@@ -27,7 +27,7 @@ from collections import deque
 # Layers, lowest first: (name, module prefixes). A module is in the layer of the longest
 # prefix (whole path segments) that matches it; place each new module here deliberately.
 LAYERS = [
-    ("base", ["clock", "log", "error", "boundary", "secret", "ossl", "threads", "pid", "env"]),
+    ("base", ["clock", "log", "error", "boundary", "secret", "ossl", "threads", "pid", "env", "fault"]),
     ("config", ["config"]),
     ("store", ["store"]),  # store, store::memory, store::front, store::shm and below
     ("cache", ["session", "cache"]),

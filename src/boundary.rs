@@ -43,8 +43,10 @@ pub(crate) fn last_error_ptr() -> *const std::os::raw::c_char {
         .unwrap_or(c"".as_ptr())
 }
 
-/// Runs `f`, turning a panic into `fallback` and an error message: a panic never unwinds
-/// into C.
+/// Runs `f`, turning a panic into `fallback`, an error message for
+/// `sesscache_last_error()` and a log line (at most one a minute, with a count of those held
+/// back): a panic never unwinds into C, and the program carries on as if the library had
+/// not been there for that call (a lookup misses, a store is skipped, an API call fails).
 pub(crate) fn guard<T>(fallback: T, f: impl FnOnce() -> T) -> T {
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(v) => v,
@@ -54,6 +56,10 @@ pub(crate) fn guard<T>(fallback: T, f: impl FnOnce() -> T) -> T {
                 .map(|s| s.to_string())
                 .or_else(|| payload.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "unknown panic".into());
+            crate::log_limited!(
+                crate::log::Level::Error,
+                "internal error (a panic, caught): {what}; the call was skipped and the program carries on"
+            );
             set_error(
                 ErrorKind::Internal,
                 format!("sesscache internal error: {what}"),

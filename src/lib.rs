@@ -23,6 +23,7 @@ pub mod clock;
 pub mod config;
 pub mod env;
 pub mod error;
+pub mod fault;
 pub mod ffi;
 pub mod interpose;
 pub mod log;

@@ -192,6 +192,7 @@ pub unsafe extern "C" fn sesscache_open(url: *const c_char) -> *mut sesscache {
             set_error(ErrorKind::Url, "sesscache_open: url is not valid UTF-8");
             return std::ptr::null_mut();
         };
+        crate::fault::inject("open");
         match Cache::open(url) {
             Ok(cache) => {
                 clear_error();
@@ -245,6 +246,7 @@ pub unsafe extern "C" fn sesscache_attach(cache: *mut sesscache, ctx: *mut ssl_c
             );
             return 0;
         }
+        crate::fault::inject("attach");
         // SAFETY: the handle is a live Arc<Cache> pointer; we make a new reference from it
         // without consuming the caller's.
         let arc = unsafe {
@@ -301,6 +303,7 @@ pub unsafe extern "C" fn sesscache_get_stats(
             ));
             return 0;
         }
+        crate::fault::inject("stats");
         let stats: sesscache_stats = c.stats().into();
         let filled = out_size.min(std::mem::size_of::<sesscache_stats>());
         // SAFETY: out points at out_size writable bytes (caller's contract), checked

@@ -15,6 +15,7 @@ use openssl_sys::{SSL_get_shutdown, SSL_is_server, SSL_set_shutdown, SSL_SENT_SH
 /// # Safety
 /// `ssl` is a live connection.
 pub unsafe fn on_accept(ssl: *mut ssl_st) {
+    crate::fault::inject("accept");
     // SAFETY: ssl is live (caller); its session context lives as long as it does.
     let ctx = unsafe { session_ctx(ssl) };
     // SAFETY: as above.
@@ -64,6 +65,7 @@ pub unsafe fn on_switch(ssl: *mut ssl_st, to: *mut crate::ossl::ssl_ctx_st) {
 /// # Safety
 /// `ssl` is a live connection.
 pub unsafe fn on_free(ssl: *mut ssl_st) {
+    crate::fault::inject("free");
     // SAFETY: ssl is live (caller); its session context lives as long as it does.
     let ctx = unsafe { session_ctx(ssl) };
     // SAFETY: as above.

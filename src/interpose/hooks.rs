@@ -35,6 +35,7 @@ unsafe fn tls13_tickets_are_stateful(ssl: *mut ssl_st) -> bool {
 /// # Safety
 /// `ssl` and `sess` are the live objects OpenSSL passes to a new-session callback.
 pub unsafe fn on_new(cache: &Cache, ssl: *mut ssl_st, sess: *mut ssl_session_st) {
+    crate::fault::inject("new");
     // SAFETY: ssl is live (caller).
     if sess.is_null() || unsafe { SSL_is_server(sys_ssl(ssl)) } != 1 {
         return;
@@ -72,6 +73,7 @@ pub unsafe fn on_get(
     len: c_int,
     copy: *mut c_int,
 ) -> *mut ssl_session_st {
+    crate::fault::inject("get");
     // SAFETY: ssl is live (caller).
     if unsafe { SSL_is_server(sys_ssl(ssl)) } != 1 {
         return std::ptr::null_mut();
@@ -107,6 +109,7 @@ pub unsafe fn on_get(
 /// # Safety
 /// `sess` is NULL or a live session.
 pub unsafe fn on_remove(cache: &Cache, sess: *mut ssl_session_st) {
+    crate::fault::inject("remove");
     if sess.is_null() {
         return;
     }

@@ -143,6 +143,7 @@ fn is_client_only(method: *const SSL_METHOD) -> bool {
 /// # Safety
 /// `ctx` is a live context just made with `method`.
 pub unsafe fn on_new_ctx(ctx: *mut ssl_ctx_st, method: *const SSL_METHOD) {
+    crate::fault::inject("ctx_new");
     if ctx.is_null() || !preload_requested() || is_client_only(method) {
         return;
     }

@@ -1172,3 +1172,45 @@ fn flush_deletes_the_prefixed_keys_only() {
     assert!(get(&s, &key(1)).is_none());
     assert_eq!(Store::flush(&s), Ok(0));
 }
+
+/// The ACL SECURITY.md recommends is enough for everything a server does (store, look up,
+/// take, remove, report its counters) and for the tool's survey and flush: no error is
+/// counted, the report arrives.
+#[test]
+fn the_documented_acl_is_enough() {
+    let srv = Server::unix(&[]);
+    let mut rule = vec!["SETUSER", "tls", "on", ">tls-Pw-1", "~sesscache:*"];
+    // As in SECURITY.md ("Redis").
+    rule.extend([
+        "+get", "+set", "+del", "+pttl", "+eval", "+evalsha", "+ping", "+hincrby", "+hset",
+        "+time", "+hgetall", "+scan", "+strlen", "+info",
+    ]);
+    redis::cmd("ACL").arg(&rule).exec(&mut srv.admin()).unwrap();
+    let mut cfg = srv.cfg();
+    cfg.user = Some("tls".into());
+    cfg.password = Password::Inline("tls-Pw-1".into());
+    let s = open(&cfg);
+    let t = now();
+    s.put(&key(1), value(b"reusable", t + 100, false), t)
+        .unwrap();
+    s.put(&key(2), value(b"once", t + 100, true), t).unwrap();
+    s.flush();
+    Counters::bump(&s.counters().lookups);
+    assert_eq!(get(&s, &key(1)).unwrap(), b"reusable");
+    assert_eq!(get(&s, &key(2)).unwrap(), b"once");
+    assert!(get(&s, &key(2)).is_none());
+    assert_eq!(s.take(&key(1), t).unwrap().unwrap().as_slice(), b"reusable");
+    s.put(&key(3), value(b"x", t + 100, false), t).unwrap();
+    s.remove(&key(3)).unwrap();
+    s.put(&key(4), value(b"y", t + 100, false), t).unwrap();
+    s.flush();
+    assert_eq!(count(&s.counters().errors), 0);
+    assert_eq!(net(&s), NetStats::default());
+    let fleet = s.survey().unwrap().unwrap();
+    assert_eq!(
+        (fleet.stats.stores, fleet.stats.lookups, fleet.stats.entries),
+        (4, 1, 1)
+    );
+    assert!(fleet.server.iter().any(|(k, _)| *k == "redis_used_memory"));
+    assert_eq!(Store::flush(&s), Ok(1));
+}

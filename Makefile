@@ -104,9 +104,10 @@ $(B)/abi_check.o: c-tests/abi_check.c include/sesscache.h
 	$(CC) $(WARN) $(CFLAGS) $(CPPFLAGS) -c $< -o $@
 
 # The harness programs: c-tests/NAME.c with the TLS helpers and the check framework,
-# linked with the library in the tree; NAME_asan is the same under AddressSanitizer (the C
-# side instrumented; every malloc/free in the process, OpenSSL's and ours, goes through
-# ASan's allocator).
+# linked with the library in the tree; NAME_asan is the same under AddressSanitizer and
+# UndefinedBehaviorSanitizer (the C side instrumented; every malloc/free in the process,
+# OpenSSL's and ours, goes through ASan's allocator; any undefined behaviour in the harness
+# stops it).
 HARNESS_DEPS := $(TLS_UTIL) $(CHECK_FW) include/sesscache.h $(SO).$(MAJOR)
 HARNESS_SRC   = $< c-tests/tls_util.c c-tests/check.c
 
@@ -116,7 +117,8 @@ $(B)/test_%: c-tests/test_%.c $(HARNESS_DEPS)
 
 $(B)/test_%_asan: c-tests/test_%.c $(HARNESS_DEPS)
 	@mkdir -p $(B)
-	$(CC) $(WARN) -O1 -g -fsanitize=address -fno-omit-frame-pointer $(CPPFLAGS) $(HARNESS_SRC) \
+	$(CC) $(WARN) -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=undefined \
+	  -fno-omit-frame-pointer $(CPPFLAGS) $(HARNESS_SRC) \
 	  -o $@ $(LINK_SC) $(SSL_LIBS) -lpthread
 
 # The transparency probe, built twice: without the library and linked with it first.

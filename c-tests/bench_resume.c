@@ -94,6 +94,11 @@ static char shm_object[64];
 static int n_threads = 1;
 static int n_procs = 0;
 static int client_cert = 0;
+/* TLS 1.3 resumptions offer the newest ticket (the one the previous connection got), as
+ * clients do, and the caches keep tickets single-use (their default). On with
+ * --client-cert: that is where a ticket that comes back to the process that issued it must
+ * not be decoded again (its session carries the client's certificate). */
+static int fresh_tickets = 0;
 
 static void add_config(const char *name, const char *url, int async) {
     /* BENCH_ONLY=NAME: the baseline and that configuration only (for profiling one). */
@@ -163,36 +168,56 @@ static SSL_CTX *client_ctx(int version) {
     return client;
 }
 
-/* One connection offering `sess` (NULL: a full handshake); whether the server resumed.
- * Stops the program if the handshake fails. */
-static int connect_once(SSL_CTX *server, SSL_CTX *client, SSL_SESSION *sess, const char *cfg) {
-    tu_conn_opts o = {.resume = sess};
+/* One connection offering `offer` (NULL: a full handshake); whether the server resumed.
+ * With fresh tickets and `newest` non-NULL, a TLS 1.3 connection hands the ticket it got to
+ * `*newest` (the caller's to free). Stops the program if the handshake fails. */
+static int handshake(SSL_CTX *server, SSL_CTX *client, SSL_SESSION *offer, SSL_SESSION **newest,
+                     const char *cfg) {
+    tu_conn_opts o = {.resume = offer};
     tu_conn_result r;
     if (!tu_connect(server, client, &o, &r)) {
         fprintf(stderr, "bench_resume: %s: handshake failed\n", cfg);
         exit(1);
     }
-    SSL_SESSION_free(r.session);
     if (client_cert && !r.peer) {
         fprintf(stderr, "bench_resume: %s: the server has no client certificate\n", cfg);
         exit(1);
     }
+    if (newest != NULL && fresh_tickets && r.version == TLS1_3_VERSION && r.session != NULL)
+        *newest = r.session;
+    else
+        SSL_SESSION_free(r.session);
     return r.resumed;
 }
 
-/* One resumption of `sess`; stops the program unless the server resumed. */
-static void resume_once(SSL_CTX *server, SSL_CTX *client, SSL_SESSION *sess, const char *cfg) {
-    if (!connect_once(server, client, sess, cfg)) {
+static int connect_once(SSL_CTX *server, SSL_CTX *client, SSL_SESSION *sess, const char *cfg) {
+    return handshake(server, client, sess, NULL, cfg);
+}
+
+/* Offers `*sess`; with fresh tickets, `*sess` becomes the ticket the connection got. */
+static int connect_next(SSL_CTX *server, SSL_CTX *client, SSL_SESSION **sess, const char *cfg) {
+    SSL_SESSION *got = NULL;
+    int resumed = handshake(server, client, *sess, &got, cfg);
+    if (got != NULL) {
+        SSL_SESSION_free(*sess);
+        *sess = got;
+    }
+    return resumed;
+}
+
+/* One resumption of `*sess`; stops the program unless the server resumed. */
+static void resume_once(SSL_CTX *server, SSL_CTX *client, SSL_SESSION **sess, const char *cfg) {
+    if (!connect_next(server, client, sess, cfg)) {
         fprintf(stderr, "bench_resume: %s: the server did not resume the session\n", cfg);
         exit(1);
     }
 }
 
-/* Until the server resumes `sess` (a store that is still on its way to the cache), at most
- * 2 s; stops the program if it never does. */
-static void settle(SSL_CTX *server, SSL_CTX *client, SSL_SESSION *sess, const char *cfg) {
+/* Until the server resumes `*sess` (a store that is still on its way to the cache), at
+ * most 2 s; stops the program if it never does. */
+static void settle(SSL_CTX *server, SSL_CTX *client, SSL_SESSION **sess, const char *cfg) {
     double t0 = now();
-    while (!connect_once(server, client, sess, cfg)) {
+    while (!connect_next(server, client, sess, cfg)) {
         if (now() - t0 > 2.0) {
             fprintf(stderr, "bench_resume: %s: the stored session never resumed\n", cfg);
             exit(1);
@@ -228,31 +253,44 @@ typedef struct worker {
     pthread_barrier_t *start;
     unsigned long long n;
     double elapsed;
+    unsigned long long reused; /* resumed handshakes among the n */
 } worker;
+
+/* One resumption attempt in a worker's loop: offers its session (with fresh tickets, the
+ * newest). Every one must resume, except that with fresh tickets an asynchronous store
+ * (redis) may not have delivered the newest ticket yet: a miss, counted, and the full
+ * handshake's ticket is offered next. */
+static int worker_resume(worker *w, SSL_SESSION **sess) {
+    if (fresh_tickets && w->async)
+        return connect_next(w->server, w->client, sess, w->label);
+    resume_once(w->server, w->client, sess, w->label);
+    return 1;
+}
 
 static void *worker_main(void *arg) {
     worker *w = arg;
     SSL_SESSION *sess = first_session(w->server, w->client, w->version);
     if (w->kind == RESUMED && w->async)
-        settle(w->server, w->client, sess, w->label);
+        settle(w->server, w->client, &sess, w->label);
     for (int i = 0; i < WARMUP; i++) {
         if (w->kind == RESUMED)
-            resume_once(w->server, w->client, sess, w->label);
+            worker_resume(w, &sess);
         else
             full_once(w->server, w->client, w->label);
     }
     pthread_barrier_wait(w->start);
-    unsigned long long n = 0;
+    unsigned long long n = 0, reused = 0;
     double t0 = now(), t1;
     do {
         if (w->kind == RESUMED)
-            resume_once(w->server, w->client, sess, w->label);
+            reused += (unsigned long long)worker_resume(w, &sess);
         else
             full_once(w->server, w->client, w->label);
         n++;
         t1 = now();
     } while (t1 - t0 < w->seconds);
     w->n = n;
+    w->reused = reused;
     w->elapsed = t1 - t0;
     SSL_SESSION_free(sess);
     return NULL;
@@ -298,7 +336,7 @@ static void proc_main(proc_shared *sh, int me, int version, int kind, int c, ses
     }
     if (kind == RESUMED && configs[c].async)
         for (int i = 0; i < n_procs; i++)
-            settle(server, client, sess[i], label);
+            settle(server, client, &sess[i], label);
     for (int i = 0; i < WARMUP; i++) {
         if (kind == RESUMED)
             connect_once(server, client, sess[(me + 1 + i) % n_procs], label);
@@ -448,11 +486,16 @@ static double measure(int version, int c, int kind, double seconds, SSL_CTX *cli
     }
     worker_main(&w[0]);
     double rate = (double)w[0].n / w[0].elapsed;
-    unsigned long long n = w[0].n;
+    unsigned long long n = w[0].n, reused = w[0].reused;
     for (int i = 1; i < n_threads; i++) {
         pthread_join(tid[i], NULL);
         rate += (double)w[i].n / w[i].elapsed;
         n += w[i].n;
+        reused += w[i].reused;
+    }
+    if (kind == RESUMED) {
+        t->offered += n;
+        t->reused += reused;
     }
     pthread_barrier_destroy(&start);
 
@@ -461,7 +504,7 @@ static double measure(int version, int c, int kind, double seconds, SSL_CTX *cli
         if (sesscache_get_stats(cache, &s, sizeof s) == 0)
             die("sesscache_get_stats failed");
         add_stats(t, &s, &before);
-        t->resumed += kind == RESUMED ? n + (unsigned long long)WARMUP * (unsigned)n_threads : 0;
+        t->resumed += kind == RESUMED ? reused : 0;
     } else {
         t->internal_hits += (unsigned long long)SSL_CTX_sess_hits(server);
     }
@@ -567,17 +610,22 @@ int main(int argc, char **argv) {
     add_config("baseline", NULL, 0);
     /* memory: is one process's: with processes it would be each process's own, like the
      * baseline. */
+    /* One ticket offered again and again needs single_use=0; fresh tickets are single-use,
+     * the default. */
+    fresh_tickets = client_cert && n_procs == 0;
+    const char *su = fresh_tickets ? "" : "single_use=0";
     if (n_procs == 0)
-        add_config("memory", "memory:?single_use=0", 0);
+        add_config("memory", fresh_tickets ? "memory:" : "memory:?single_use=0", 0);
     snprintf(shm_object, sizeof shm_object, "/sesscache-bench-%d", (int)getpid());
-    snprintf(url, sizeof url, "shm:bench-%d?size=8M&single_use=0", (int)getpid());
+    snprintf(url, sizeof url, "shm:bench-%d?size=8M%s%s", (int)getpid(), *su ? "&" : "", su);
     add_config("shm", url, 0);
     const char *redis = getenv("BENCH_REDIS_URL");
     if (redis != NULL && *redis != '\0') {
         const char *sep = strchr(redis, '?') ? "&" : "?";
-        snprintf(url, sizeof url, "%s%ssingle_use=0", redis, sep);
+        snprintf(url, sizeof url, "%s%s%s", redis, *su ? sep : "", su);
         add_config("redis", url, 1);
-        snprintf(url, sizeof url, "%s%ssingle_use=0&l1=1000", redis, sep);
+        snprintf(url, sizeof url, "%s%s%s%sl1=1000", redis, *su ? sep : "", su,
+                 *su ? "&" : sep);
         add_config("redis-l1", url, 1);
     }
 
@@ -603,8 +651,12 @@ int main(int argc, char **argv) {
                c == BASELINE ? "OpenSSL's internal cache" : configs[c].url);
     if (redis == NULL || *redis == '\0')
         printf("  (redis: not measured; BENCH_REDIS_URL is not set: `make bench` sets it)\n");
-    printf("TLS 1.3 uses stateful tickets with single_use=0, so one ticket is resumed every "
-           "iteration\n(OpenSSL's internal cache does not enforce single use either).\n\n");
+    if (fresh_tickets)
+        printf("TLS 1.3: each resumption offers the ticket the previous connection got, as "
+               "clients do;\nthe caches keep tickets single-use (their default).\n\n");
+    else
+        printf("TLS 1.3 uses stateful tickets with single_use=0, so one ticket is resumed every "
+               "iteration\n(OpenSSL's internal cache does not enforce single use either).\n\n");
     fflush(stdout);
 
     static double rate[MAX_CONFIGS][MAX_ROUNDS], ratio[MAX_CONFIGS][MAX_ROUNDS];
@@ -675,9 +727,9 @@ int main(int argc, char **argv) {
         for (int k = 0; k < NKINDS; k++)
             for (int c = 0; c < nconfigs; c++) {
                 const totals *t = &tot[p][k][c];
-                double resumed = k == FULL ? 0
-                                 : n_procs > 0 ? (t->offered ? (double)t->reused / (double)t->offered : 0)
-                                               : 1;
+                double resumed = k == FULL     ? 0
+                                 : t->offered ? (double)t->reused / (double)t->offered
+                                              : 0;
                 printf("result %s %s %s %s %.0f %.4f %.4f %.4f %.4f %d\n", mode,
                        versions[p] == TLS1_3_VERSION ? "tls13" : "tls12", kind_name[k],
                        configs[c].name, med[p][k][c], med_ratio[p][k][c], min_ratio[p][k][c],

@@ -129,7 +129,7 @@ else
     fail "valgrind is not installed (apt-get install valgrind)"
 fi
 
-echo "== harness built with AddressSanitizer"
+echo "== harness built with AddressSanitizer and UndefinedBehaviorSanitizer"
 suite test_cache_asan test_cache env ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 $B/test_cache_asan
 suite test_shm_asan test_shm env ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 $B/test_shm_asan
 

@@ -141,6 +141,43 @@ pub unsafe fn has_peer(sess: *mut SSL_SESSION) -> bool {
     !unsafe { SSL_SESSION_get0_peer(sess) }.is_null()
 }
 
+/// An upper bound of the heap memory that the certificate chain the client sent adds to the
+/// live session of server connection `ssl` (OpenSSL keeps it beside the session's peer
+/// certificate; the session's DER does not carry it): the
+/// [`certificate_cost`](cost::certificate_cost) of each certificate of
+/// `SSL_get_peer_cert_chain`. 0 without a chain; None if a certificate does not encode.
+/// Costs an `i2d_X509` per certificate (a copy of its cached encoding).
+///
+/// # Safety
+/// `ssl` is a live connection.
+pub unsafe fn peer_chain_cost(ssl: *const openssl_sys::SSL) -> Option<usize> {
+    // SAFETY: ssl is live (caller); the chain is borrowed, not ours to free.
+    let chain = unsafe { openssl_sys::SSL_get_peer_cert_chain(ssl) };
+    if chain.is_null() {
+        return Some(0);
+    }
+    let stack = chain.cast::<openssl_sys::OPENSSL_STACK>();
+    // SAFETY: a live stack of certificates owned by the connection's session.
+    let n = unsafe { openssl_sys::OPENSSL_sk_num(stack) };
+    let mut total = 0usize;
+    for i in 0..n {
+        // SAFETY: 0 <= i < n: an element of the stack, a live X509.
+        let x = unsafe { openssl_sys::OPENSSL_sk_value(stack, i) }.cast::<openssl_sys::X509>();
+        // SAFETY: with a NULL output pointer i2d only computes the length.
+        let len = unsafe { openssl_sys::i2d_X509(x, std::ptr::null_mut()) };
+        let len = usize::try_from(len).ok().filter(|&l| l > 0)?;
+        let mut der = vec![0u8; len];
+        let mut out = der.as_mut_ptr();
+        // SAFETY: der has exactly the `len` bytes i2d said it writes.
+        let written = unsafe { openssl_sys::i2d_X509(x, &mut out) };
+        if usize::try_from(written).ok() != Some(len) {
+            return None;
+        }
+        total = total.saturating_add(cost::certificate_cost(&der));
+    }
+    Some(total)
+}
+
 /// `i2d_SSL_SESSION`, into an exactly sized buffer that is wiped when dropped (it holds the
 /// master secret), whatever the caller then does with it.
 ///

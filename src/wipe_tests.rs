@@ -89,7 +89,7 @@ fn a_session_refused_for_its_size_is_wiped() {
     let s = session(&[1u8; 32]);
     let n = unwiped_during(|| {
         // SAFETY: s is live.
-        assert!(!unsafe { cache.store_session(s) });
+        assert!(!unsafe { cache.store_session(s, None) });
     });
     assert_eq!(cache.stats().rejected, 1);
     free(s);
@@ -107,7 +107,7 @@ fn every_path_of_session_bytes_is_wiped() {
             let cache = crate::cache::Cache::open(&url).unwrap();
             for _ in 0..3 {
                 // SAFETY: s is live.
-                assert!(unsafe { cache.store_session(s) });
+                assert!(unsafe { cache.store_session(s, None) });
                 assert!(cache.lookup(&[2u8; 32]).is_some());
             }
             assert!(cache.store_der(&[3u8; 32], &MASTER_KEY, crate::clock::now() + 100, false));

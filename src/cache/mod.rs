@@ -155,23 +155,28 @@ impl Cache {
     }
 
     /// Stores a server session handed to a new-session callback. The caller keeps its own
-    /// reference; the cache may take one more, for its front.
+    /// reference; the cache may take one more, for its front, so that when the session (a
+    /// TLS 1.2 ID, a TLS 1.3 ticket) comes back to this process it is not decoded again.
     ///
-    /// Only a session without a peer certificate goes into the front as OpenSSL's live
-    /// object: it then holds what its DER encodes and no more (measured: the same ~1 KiB
-    /// that decoding the DER allocates), which is what the front charges it. A server
-    /// session after client authentication also holds the whole chain the client sent,
-    /// which `i2d_SSL_SESSION` does not encode and `max_session_bytes` does not limit
-    /// (~170 KB of heap per session for the 77 KB chains of `c-tests/test_memory_bound.c`,
-    /// against ~8 KB of DER): for it only the bytes are stored, and the first lookup decodes
-    /// them and files the decoded object, which holds just the peer certificate, in the
-    /// front. Decoding it here instead would cost every full handshake with a client
-    /// certificate a `d2i_SSL_SESSION` (~0.3 ms for a P-256 certificate on the test machine;
-    /// two per TLS 1.3 handshake, one per ticket), resumed or not.
+    /// The front charges OpenSSL's live object an upper bound of what it holds: what its DER
+    /// encodes ([`object_cost`], the same ~1 KiB that decoding the DER allocates without a
+    /// client certificate) plus, after client authentication, the chain the client sent,
+    /// which the live session keeps beside its peer certificate while `i2d_SSL_SESSION` does
+    /// not encode it and `max_session_bytes` does not limit it (~170 KB of heap per session
+    /// for the 77 KB chains of `c-tests/test_memory_bound.c`, against ~8 KB of DER):
+    /// `peer_chain_cost` ([`session::peer_chain_cost`] of the connection). A session with a
+    /// peer certificate whose chain cost is unknown (None) is stored as bytes only, and its
+    /// first lookup decodes it (~0.3 ms for a P-256 client certificate here: the cost that
+    /// made resumed TLS 1.3 with client certificates run at 0.34x to 0.66x OpenSSL's own
+    /// cache when every ticket was decoded).
     ///
     /// # Safety
     /// `sess` is a live session for the duration of the call.
-    pub unsafe fn store_session(&self, sess: *mut SSL_SESSION) -> bool {
+    pub unsafe fn store_session(
+        &self,
+        sess: *mut SSL_SESSION,
+        peer_chain_cost: Option<usize>,
+    ) -> bool {
         // SAFETY: the caller guarantees sess is live.
         let info = unsafe { session::info(sess) };
         let Some(key) = SessionKey::new(info.id) else {
@@ -193,12 +198,16 @@ impl Cache {
             return false;
         }
         // SAFETY: sess is live.
-        let object = if unsafe { session::has_peer(sess) } {
-            None
+        let extra = if unsafe { session::has_peer(sess) } {
+            peer_chain_cost
         } else {
-            // SAFETY: sess is live; we take our own reference.
-            unsafe { SessionObject::retain(sess) }.map(|obj| (obj, object_cost(der.as_slice())))
+            Some(0)
         };
+        let object = extra.and_then(|extra| {
+            // SAFETY: sess is live; we take our own reference.
+            unsafe { SessionObject::retain(sess) }
+                .map(|obj| (obj, object_cost(der.as_slice()).saturating_add(extra)))
+        });
         let Some(bytes) = self.codec.seal(&key, der) else {
             Counters::bump(&self.counters().errors);
             return false;
@@ -391,9 +400,10 @@ mod tests {
         assert_eq!(cache.stats().entries, 0);
     }
 
-    /// A session without a peer certificate goes into the front as OpenSSL's own object;
-    /// one with a peer certificate is stored as bytes, decoded by the first lookup and kept
-    /// decoded after it. `memory:` counts the front's bytes in its statistics.
+    /// A session without a peer certificate goes into the front as OpenSSL's own object; so
+    /// does one with a peer certificate when the cost of the client's chain is known, else
+    /// it is stored as bytes, decoded by the first lookup and kept decoded after it.
+    /// `memory:` counts the front's bytes in its statistics.
     #[test]
     fn objects_kept_for_sessions_with_and_without_a_peer() {
         use crate::session::cost::tests::with_client_cert;
@@ -402,7 +412,7 @@ mod tests {
         let live = session::decode(&real_der(&id, 1)).unwrap();
         assert!(!live.has_peer());
         // SAFETY: live holds a reference.
-        assert!(unsafe { cache.store_session(live.as_ptr()) });
+        assert!(unsafe { cache.store_session(live.as_ptr(), None) });
         let hit = cache.lookup(&id).unwrap();
         assert_eq!(hit.as_ptr(), live.as_ptr(), "the object itself");
 
@@ -410,7 +420,7 @@ mod tests {
         let with_peer = session::decode(&with_client_cert(&real_der(&id, 2), 3)).unwrap();
         assert!(with_peer.has_peer());
         // SAFETY: with_peer holds a reference.
-        assert!(unsafe { cache.store_session(with_peer.as_ptr()) });
+        assert!(unsafe { cache.store_session(with_peer.as_ptr(), None) });
         let first = cache.lookup(&id).unwrap();
         assert_ne!(first.as_ptr(), with_peer.as_ptr(), "decoded from the bytes");
         assert!(first.has_peer());
@@ -428,6 +438,23 @@ mod tests {
         assert_eq!(
             s.bytes as usize,
             stored(&live) + stored(&first) + front(&live) + front(&first)
+        );
+
+        // With the cost of the client's chain known (what the new-session callback measures
+        // on the connection), the live object goes into the front at once, charged that too.
+        let id = [0x33u8; 32];
+        let issued = session::decode(&with_client_cert(&real_der(&id, 4), 5)).unwrap();
+        // SAFETY: issued holds a reference.
+        assert!(unsafe { cache.store_session(issued.as_ptr(), Some(5000)) });
+        let hit = cache.lookup(&id).unwrap();
+        assert_eq!(
+            hit.as_ptr(),
+            issued.as_ptr(),
+            "the issuing process's own object"
+        );
+        assert_eq!(
+            cache.stats().bytes as usize,
+            s.bytes as usize + stored(&issued) + front(&issued) + 5000
         );
     }
 

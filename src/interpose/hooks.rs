@@ -45,8 +45,10 @@ pub unsafe fn on_new(cache: &Cache, ssl: *mut ssl_st, sess: *mut ssl_session_st)
         crate::log!(Level::Debug, "skip: stateless TLS 1.3 ticket");
         return;
     }
+    // SAFETY: ssl is live (caller).
+    let chain = unsafe { session::peer_chain_cost(sys_ssl(ssl)) };
     // SAFETY: sess is live (caller).
-    let stored = unsafe { cache.store_session(sys_sess(sess)) };
+    let stored = unsafe { cache.store_session(sys_sess(sess), chain) };
     if log::enabled(Level::Debug) {
         // SAFETY: sess is live (caller).
         let id = unsafe { session::info(sys_sess(sess)) }.id;

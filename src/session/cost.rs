@@ -83,6 +83,15 @@ pub fn object_cost(der: &[u8]) -> usize {
     cost
 }
 
+/// Upper bound of the heap memory one decoded certificate holds (`der`: its encoding), by
+/// the same formula as a session's peer certificate: for the chain a live server session
+/// keeps beside it, which the session's DER does not carry.
+pub fn certificate_cost(der: &[u8]) -> usize {
+    STRUCTURED_BASE
+        .saturating_add(PER_BYTE.saturating_mul(der.len()))
+        .saturating_add(PER_ELEMENT.saturating_mul(elements(der, 0..der.len())))
+}
+
 /// Whether a constructed field's content starts with a constructed element.
 fn holds_structure(der: &[u8], content: Range<usize>) -> bool {
     matches!(read(der, content.start, content.end), Ok(t) if t.constructed)

@@ -37,7 +37,7 @@ use sesscache::store::shm::{segment, ShmStore};
 use sesscache::store::{Entry, SessionKey, Store};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// The store sizes measured.
 const SIZES: [u64; 3] = [1_000, 100_000, 1_000_000];
@@ -182,7 +182,12 @@ fn fill(store: &dyn Store, n: u64, value: &[u8], now: u64) {
 /// `get_hit`, `get_miss` and `put` on a store holding `n` entries of `value`'s size.
 fn bench_store(c: &mut Criterion, backend: &str, n: u64, store: &dyn Store, value: &[u8]) {
     let now = sesscache::clock::now();
+    let start = Instant::now();
     fill(store, n, value, now);
+    println!(
+        "{backend} at {n}: filled in {:.1} s",
+        start.elapsed().as_secs_f64()
+    );
     let mut g = c.benchmark_group(backend);
     let recent = RECENT.min(n);
     for (op, mut pick) in [
@@ -273,6 +278,7 @@ fn density(sessions: &[(&str, Vec<u8>)]) {
 }
 
 fn main() {
+    let start = Instant::now();
     let sessions = sessions();
     let tls12 = &sessions[0].1;
     // 24 benchmarks of about 3.5 s each, plus filling and emptying the stores: about three
@@ -281,6 +287,7 @@ fn main() {
         .sample_size(50)
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_millis(2500))
+        .nresamples(20_000)
         .configure_from_args();
     for n in SIZES {
         let store = memory_store(n, tls12.len());
@@ -292,4 +299,5 @@ fn main() {
     }
     c.final_summary();
     density(&sessions);
+    println!("bench core: {:.0} s in all", start.elapsed().as_secs_f64());
 }

@@ -2,7 +2,7 @@
 //!
 //! 1. what a lookup and a store cost in the `memory:` and `shm:` backends when they hold
 //!    1 k, 100 k and 1 M entries: each store is filled once to N entries of a real TLS 1.2
-//!    session's size and stays at N (the point is that the cost is flat in N). Measured:
+//!    session's size (the question is whether the cost is flat in N). Measured:
 //!    - `get_hit`: `Store::get` of a present key, chosen pseudo-randomly over the N for every
 //!      call, so that the caches of the processor are not trivially warm; the entry's bytes
 //!      are copied out (`known` says no), as for a process that has not decoded it yet;
@@ -21,6 +21,8 @@
 //! 2. how many sessions a MiB of `shm:` holds: an 8 MiB segment filled with sessions of one
 //!    kind until its first eviction, for a TLS 1.2 session, a TLS 1.3 one (a stateful
 //!    ticket) and a TLS 1.3 one with a client certificate, in clear and sealed (`key_file`).
+//!    The first eviction comes when the fullest shard fills; what the segment holds once
+//!    full (twice as many stored) is printed too.
 //!
 //! The sessions are real: `c-tests/session_der.c` makes them by handshakes and writes their
 //! DER to `build/sessions/` (`make bench-core` runs it first; `SESSCACHE_BENCH_SESSIONS`
@@ -41,8 +43,8 @@ use std::time::{Duration, Instant};
 
 /// The store sizes measured.
 const SIZES: [u64; 3] = [1_000, 100_000, 1_000_000];
-/// The largest value a store accepts: the default `max_session_bytes` plus what sealing
-/// adds, as the cache core grants it.
+/// The largest value a store accepts: the default `max_session_bytes` plus room for what
+/// sealing adds (33 bytes), about what the cache core grants.
 const MAX_VALUE_BYTES: usize = (16 << 10) + 64;
 /// Server session IDs and TLS 1.3 ticket identities are 32 bytes.
 const KEY_LEN: usize = 32;
@@ -281,8 +283,8 @@ fn main() {
     let start = Instant::now();
     let sessions = sessions();
     let tls12 = &sessions[0].1;
-    // 24 benchmarks of about 3.5 s each, plus filling and emptying the stores: about three
-    // and a half minutes in all on 2 cores.
+    // 24 benchmarks of about 3.5 s each, plus filling and emptying the stores: about two and
+    // a half minutes in all on 2 cores.
     let mut c = Criterion::default()
         .sample_size(50)
         .warm_up_time(Duration::from_millis(500))

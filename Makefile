@@ -173,6 +173,25 @@ bench:
 bench-run: $(B)/bench_resume $(CLI)
 	sh c-tests/bench.sh $(B)/bench_resume $(if $(QUICK),--quick)
 
+# ---- bench-core: the cache core alone (issue 12) ----------------------------------------
+# Criterion benchmarks of the `memory:` and `shm:` stores (benches/core.rs): get (hit,
+# miss) and put at 1 k, 100 k and 1 M entries, and sessions per MiB of `shm:`. The sizes are
+# those of real sessions: build/session_der makes them by handshakes (c-tests/session_der.c)
+# and writes their DER to build/sessions/, which the benchmark reads. The figures end in
+# build/bench-core.txt (scripts/bench_core_summary.py, from criterion's estimates).
+.PHONY: bench-core
+
+$(B)/session_der: c-tests/session_der.c $(TLS_UTIL)
+	@mkdir -p $(B)
+	$(CC) $(WARN) $(CFLAGS) $(CPPFLAGS) c-tests/session_der.c c-tests/tls_util.c -o $@ $(SSL_LIBS)
+
+bench-core: $(B)/session_der
+	@mkdir -p $(B)/sessions
+	$(B)/session_der $(B)/sessions
+	$(CARGO) bench --locked --bench core
+	python3 scripts/bench_core_summary.py > $(B)/bench-core.txt
+	@cat $(B)/bench-core.txt
+
 # ---- installation -----------------------------------------------------------------------
 # The manual pages, man/manN/*.N, go to $(MANDIR)/manN/ as they are (`.so` links included).
 MANDIR    := $(DESTDIR)$(PREFIX)/share/man

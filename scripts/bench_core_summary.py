@@ -17,7 +17,7 @@ import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BACKENDS = ("memory", "shm")
-OPS = ("get_hit", "get_miss", "put")
+OPS = ("get_hit", "get_hit_recent", "get_miss", "put")
 ENTRIES = (1000, 100000, 1000000)
 
 

@@ -1,0 +1,263 @@
+#!/bin/sh
+# `make bench-servers`: real servers, measured. Each server runs twice, side by side, on
+# 127.0.0.1:
+#   nginx (2 workers, reuseport), both with `ssl_session_tickets off`:
+#     A  `ssl_session_cache shared:SSL:10m`: nginx's own shared cache, no library;
+#     B  `ssl_session_cache none`, LD_PRELOAD=libsesscache.so SESSCACHE_URL=shm:NAME: nginx's
+#        cache off and sesscache serving every worker (nginx's `none` keeps the server cache
+#        mode on, so no force=1 is needed: c-tests/shm_servers.sh tests the same setup);
+#   Apache httpd prefork (4 to 8 children), both with `SSLSessionTickets off`:
+#     A  `SSLSessionCache shmcb:…(512000)`: mod_ssl's own shared cache, no library;
+#     B  `SSLSessionCache none`, LD_PRELOAD=libsesscache.so SESSCACHE_URL=shm:NAME?force=1
+#        (Apache's `none` turns the server cache off: force=1 has sesscache serve it anyway).
+# Tickets are off in both so that what resumes is the session cache (TLS 1.2 session IDs, TLS
+# 1.3 stateful tickets: a lookup on every resumption), not a stateless ticket; with force=1
+# sesscache gives B's connections stateful tickets itself.
+#
+# The load: c-tests/bench_client.c, N client threads (BENCH_CLIENTS, default 8) that each
+# resume their latest session again and again for S seconds (BENCH_SECONDS, default 5), each
+# connection a handshake plus a small HTTP/1.0 GET read to the end. The figure is the
+# connections per second the server completed; nearly all resumed (the client reports the
+# fraction, and a measurement fails below BENCH_MIN_RESUMED, default 0.9).
+#
+# The machines are noisy (2 cores shared with other work, client and server on the same
+# ones), so every figure is a ratio B/A to a baseline measured in the same round: R rounds
+# (BENCH_ROUNDS, default 5), each measuring A and B for S seconds each, alternating which goes
+# first; both servers run for the whole set of rounds (an idle server costs nothing), after a
+# 1 s warm-up of each (Apache prefork spawns children under load; nginx's caches fill). Per
+# server and protocol (BENCH_PROTOCOLS, default "tls12 tls13"; BENCH_SERVERS, default
+# "nginx apache") it prints each round, then the median connections/s of A and B, the resumed
+# fraction of each (all rounds together), and the median, min and max of the per-round ratios.
+# The summary lines, one per configuration,
+#   server <nginx|apache> <tls12|tls13> <config> <median_conns_per_s> <resumed_fraction> <ratio_median> <ratio_min> <ratio_max>
+# (the baseline's ratios are 1.000) go to stdout and are appended to $BENCH_OUT when it is set.
+# Configs: nginx `shared:SSL:10m` and `none+shm`, apache `shmcb` and `none+shm+force`.
+#
+# B is checked to resume through sesscache: the segment's counters (SESSCACHE_STATS, written
+# by every process at exit) must show at least as many cache hits as the clients saw
+# resumptions against B.
+#
+# QUICK=1: a smoke test (1 round of 1 s per configuration, no warm-up; well under a minute):
+# fails when a server does not start, a client fails, or nothing resumes.
+#
+# Run as root (nginx and httpd switch their workers to another user) after `make lib` and
+# building build/bench_client, from anywhere:
+#     sh c-tests/bench_servers.sh [BENCH_CLIENT]
+# Prints ok/FAIL lines for the checks; exits non-zero on any failure. Starts and stops every
+# server itself; its temporary directory and shm: segments are removed at exit.
+set -u
+cd "$(dirname "$0")/.." || exit 1
+# The servers get their settings below; the caller's would change what is measured.
+unset SESSCACHE_URL SESSCACHE_LOG SESSCACHE_STATS SESSCACHE_STATS_INTERVAL
+. c-tests/sserver.sh
+. c-tests/nginx.sh
+. c-tests/servers/common.sh
+. c-tests/servers/apache.sh
+
+# (The helpers' variables are global and start with `_`: ours start with `bs_`.)
+bs_client=${1:-build/bench_client}
+case $bs_client in /*) ;; *) bs_client=$(pwd)/$bs_client ;; esac
+bs_lib=$SSERVER_LIB
+if [ "${QUICK:-0}" = 1 ]; then
+    bs_rounds=1; bs_secs=1; bs_warm=0
+else
+    bs_rounds=${BENCH_ROUNDS:-5}; bs_secs=${BENCH_SECONDS:-5}; bs_warm=1
+fi
+bs_nclients=${BENCH_CLIENTS:-8}
+bs_protos=${BENCH_PROTOCOLS:-tls12 tls13}
+bs_servers=${BENCH_SERVERS:-nginx apache}
+bs_min_resumed=${BENCH_MIN_RESUMED:-0.9}
+bs_seg=bench$$
+bs_failed=0
+
+ok() { echo "ok - $1"; }
+fail() { bs_failed=$((bs_failed + 1)); echo "FAIL - $1"; }
+note() { echo "# $1"; }
+
+bs_root=$(mktemp -d "${TMPDIR:-/tmp}/sesscache-bench-servers.XXXXXX") || { fail "mktemp"; exit 1; }
+chmod 0755 "$bs_root"   # the servers' workers (nobody, www-data) read under it
+SERVERS_PORT_FILE=$bs_root/next-port
+
+# Both servers of a kind run at once: the helpers keep one server's pids in their globals,
+# so each configuration's are saved here (PID_a, WORKERS_a, PORT_a, …) and put back to stop it.
+PID_a=; PID_b=; WORKERS_a=; WORKERS_b=; PORT_a=; PORT_b=
+bs_kind=
+stop_cfg() { # a|b: stops that server of the current kind, if it runs
+    eval "bs_pid=\$PID_$1; bs_workers=\$WORKERS_$1"
+    [ -n "$bs_pid" ] || return 0
+    case $bs_kind in
+        nginx) NGX_PID=$bs_pid; NGX_WORKERS=$bs_workers; ngx_stop ;;
+        apache) APACHE_PID=$bs_pid; apache_stop ;;
+    esac
+    bs_rc=$?
+    eval "PID_$1=; WORKERS_$1="
+    return $bs_rc
+}
+cleanup() {
+    trap - EXIT INT TERM HUP
+    stop_cfg a; stop_cfg b
+    rm -f /dev/shm/sesscache-"$bs_seg"-*
+    rm -rf "$bs_root"
+}
+trap cleanup EXIT
+trap 'fail "interrupted"; exit 1' INT TERM HUP
+
+# The configurations' names in the summary lines, and what they are.
+cfg_name() { # KIND a|b
+    case $1-$2 in
+        nginx-a) echo 'shared:SSL:10m' ;; nginx-b) echo 'none+shm' ;;
+        apache-a) echo 'shmcb' ;; apache-b) echo 'none+shm+force' ;;
+    esac
+}
+
+# start_cfg KIND a|b: starts that server in $bs_root/KIND-CFG, saves its pids and port.
+start_cfg() {
+    bs_d=$bs_root/$1-$2
+    mkdir -p "$bs_d"
+    cp "$bs_root/cert.pem" "$bs_root/key.pem" "$bs_d/"
+    : >"$bs_d/stats"; chmod 0666 "$bs_d/stats"   # written by every process, workers too
+    bs_pre="LD_PRELOAD=$bs_lib SESSCACHE_STATS=$bs_d/stats"
+    case $1-$2 in
+        nginx-a) NGX_SSL_SESSION_CACHE=shared:SSL:10m; ngx_start "$bs_d" ;;
+        nginx-b) NGX_SSL_SESSION_CACHE=none; ngx_start "$bs_d" $bs_pre SESSCACHE_URL="shm:$bs_seg-nginx" ;;
+        apache-a) APACHE_SESSION_TICKETS=off; apache_start "$bs_d" prefork shmcb ;;
+        apache-b) APACHE_SESSION_TICKETS=off
+                  apache_start "$bs_d" prefork none $bs_pre SESSCACHE_URL="shm:$bs_seg-apache?force=1" ;;
+    esac
+    bs_rc=$?
+    NGX_SSL_SESSION_CACHE=; APACHE_SESSION_TICKETS=
+    [ $bs_rc -eq 0 ] || return 1
+    case $1 in
+        nginx) eval "PID_$2=\$NGX_PID; WORKERS_$2=\$NGX_WORKERS; PORT_$2=\$NGX_PORT" ;;
+        apache) eval "PID_$2=\$APACHE_PID; PORT_$2=\$APACHE_PORT" ;;
+    esac
+    # The helpers' globals now belong to the other server's stop, not this one's.
+    NGX_PID=; NGX_WORKERS=; APACHE_PID=
+}
+
+kv() { echo "$1" | awk -v k="$2" '{ for (i = 1; i < NF; i += 2) if ($i == k) print $(i + 1) }'; }
+
+# measure a|b PROTO SECONDS: runs the clients against that server; sets M_RATE, M_FRAC,
+# M_OK, M_RES; false (after a FAIL line) when the client failed or too little resumed.
+measure() {
+    eval "bs_port=\$PORT_$1"
+    # (httpd is configured without mod_dir: no index for `/`, so the page is named.)
+    case $bs_kind in apache) bs_path=/index.html ;; *) bs_path=/ ;; esac
+    bs_out=$("$bs_client" --port "$bs_port" --path "$bs_path" --clients "$bs_nclients" --seconds "$3" \
+        "--$(echo "$2" | sed 's/tls1/tls1_/')" 2>"$bs_root/client.err")
+    bs_rc=$?
+    M_RATE=$(kv "$bs_out" conns_per_s); M_FRAC=$(kv "$bs_out" resumed_fraction)
+    M_OK=$(kv "$bs_out" ok); M_RES=$(kv "$bs_out" resumed)
+    if [ $bs_rc -ne 0 ] || [ -z "$M_RATE" ]; then
+        fail "$bs_kind $2 $(cfg_name "$bs_kind" "$1"): the client failed (exit $bs_rc): $bs_out"
+        sed 's/^/#   /' "$bs_root/client.err"
+        return 1
+    fi
+    if ! awk -v f="$M_FRAC" -v m="$bs_min_resumed" 'BEGIN { exit !(f >= m) }'; then
+        fail "$bs_kind $2 $(cfg_name "$bs_kind" "$1"): only $M_FRAC of the connections resumed (want >= $bs_min_resumed): $bs_out"
+        return 1
+    fi
+    eval "RESUMED_$1=\$((RESUMED_$1 + M_RES))"
+    return 0
+}
+
+# median, min and max of the numbers on standard input (one a line)
+stats3() {
+    sort -g | awk '{ v[NR] = $1 } END {
+        if (NR == 0) { print "nan nan nan"; exit }
+        m = NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
+        printf "%s %s %s\n", m, v[1], v[NR] }'
+}
+lines() { for bs_x in "$@"; do echo "$bs_x"; done; }
+
+# The segment's hits (the counters are the whole segment's: the line with the most lookups,
+# from the last process to exit, has them all).
+seg_hits() {
+    sort -t= -k3,3n "$1" 2>/dev/null | tail -n 1 | sed -n 's/.* hits=\([0-9]*\).*/\1/p'
+}
+
+# ---- preconditions ----------------------------------------------------------------------
+[ -f "$bs_lib" ] || { fail "$bs_lib is missing: run 'make lib' first"; exit 1; }
+[ -x "$bs_client" ] || { fail "$bs_client is missing: run 'make build/bench_client' first"; exit 1; }
+[ "$(id -u)" -eq 0 ] || note "not root: nginx and httpd need root here (their configurations name users as root would)"
+sserver_cert "$bs_root" || { fail "openssl could not make a certificate"; exit 1; }
+bs_t0=$(date +%s)
+note "$(date -u '+%Y-%m-%d %H:%M UTC'): $bs_rounds rounds of $bs_secs s per configuration, $bs_nclients clients, $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg)"
+note "$(openssl version); nginx $("$NGX_BIN" -v 2>&1 | sed 's/^nginx version: nginx\///'); $("$APACHE_BIN" -v 2>/dev/null | sed -n 's/^Server version: //p')"
+
+for bs_kind in $bs_servers; do
+    case $bs_kind in
+        nginx) [ -x "$NGX_BIN" ] || { fail "nginx is not installed ($NGX_BIN): scripts/deps.sh install"; continue; } ;;
+        apache) [ -x "$APACHE_BIN" ] || { fail "apache2 is not installed ($APACHE_BIN): scripts/deps.sh install"; continue; } ;;
+        *) fail "unknown server '$bs_kind' in BENCH_SERVERS (nginx, apache)"; continue ;;
+    esac
+    bs_na=$(cfg_name "$bs_kind" a); bs_nb=$(cfg_name "$bs_kind" b)
+    rm -f "/dev/shm/sesscache-$bs_seg-$bs_kind"
+    if ! start_cfg "$bs_kind" a 2>"$bs_root/start.err" || ! start_cfg "$bs_kind" b 2>>"$bs_root/start.err"; then
+        fail "$bs_kind: a server did not start"
+        sed 's/^/#   /' "$bs_root/start.err" | tail -n 20
+        stop_cfg a; stop_cfg b
+        continue
+    fi
+    ok "$bs_kind: $bs_na on port $PORT_a, $bs_nb on port $PORT_b"
+    RESUMED_b=0
+    for bs_proto in $bs_protos; do
+        case $bs_proto in tls12|tls13) ;; *) fail "unknown protocol '$bs_proto' in BENCH_PROTOCOLS (tls12, tls13)"; continue ;; esac
+        RESUMED_a=0; bs_ok_a=0; bs_ok_b=0; bs_res_a=0; bs_res_b=0
+        bs_rates_a=; bs_rates_b=; bs_ratios=; bs_bad=0
+        if [ "$bs_warm" -gt 0 ]; then
+            measure a "$bs_proto" "$bs_warm" && measure b "$bs_proto" "$bs_warm" || bs_bad=1
+        fi
+        bs_r=1
+        while [ $bs_r -le "$bs_rounds" ] && [ $bs_bad -eq 0 ]; do
+            # Odd rounds A first, even rounds B first: neither always gets the warmer machine.
+            if [ $((bs_r % 2)) -eq 1 ]; then bs_order="a b"; bs_first=$bs_na; else bs_order="b a"; bs_first=$bs_nb; fi
+            for bs_c in $bs_order; do
+                measure "$bs_c" "$bs_proto" "$bs_secs" || { bs_bad=1; break; }
+                eval "bs_rate_$bs_c=\$M_RATE; bs_frac_$bs_c=\$M_FRAC"
+                eval "bs_ok_$bs_c=\$((bs_ok_$bs_c + M_OK)); bs_res_$bs_c=\$((bs_res_$bs_c + M_RES))"
+            done
+            [ $bs_bad -eq 0 ] || break
+            bs_ratio=$(awk -v a="$bs_rate_a" -v b="$bs_rate_b" 'BEGIN { printf "%.3f", (a > 0 ? b / a : 0) }')
+            bs_rates_a="$bs_rates_a $bs_rate_a"; bs_rates_b="$bs_rates_b $bs_rate_b"; bs_ratios="$bs_ratios $bs_ratio"
+            note "$bs_kind $bs_proto round $bs_r/$bs_rounds ($bs_first first): $bs_na $bs_rate_a conns/s (resumed $bs_frac_a), $bs_nb $bs_rate_b conns/s (resumed $bs_frac_b), ratio $bs_ratio"
+            bs_r=$((bs_r + 1))
+        done
+        [ $bs_bad -eq 0 ] || continue
+        set -- $(lines $bs_rates_a | stats3); bs_med_a=$1
+        set -- $(lines $bs_rates_b | stats3); bs_med_b=$1
+        set -- $(lines $bs_ratios | stats3); bs_rmed=$1; bs_rmin=$2; bs_rmax=$3
+        bs_fa=$(awk -v r="$bs_res_a" -v n="$bs_ok_a" 'BEGIN { printf "%.4f", (n > 0 ? r / n : 0) }')
+        bs_fb=$(awk -v r="$bs_res_b" -v n="$bs_ok_b" 'BEGIN { printf "%.4f", (n > 0 ? r / n : 0) }')
+        note "$bs_kind $bs_proto: $bs_na median $bs_med_a conns/s (resumed $bs_fa); $bs_nb median $bs_med_b conns/s (resumed $bs_fb); ratio $bs_nb/$bs_na median $bs_rmed (min $bs_rmin, max $bs_rmax) over $bs_rounds rounds"
+        bs_line_a="server $bs_kind $bs_proto $bs_na $bs_med_a $bs_fa 1.000 1.000 1.000"
+        bs_line_b="server $bs_kind $bs_proto $bs_nb $bs_med_b $bs_fb $bs_rmed $bs_rmin $bs_rmax"
+        echo "$bs_line_a"; echo "$bs_line_b"
+        if [ -n "${BENCH_OUT:-}" ]; then
+            printf '%s\n%s\n' "$bs_line_a" "$bs_line_b" >>"$BENCH_OUT" || fail "cannot append to BENCH_OUT=$BENCH_OUT"
+        fi
+    done
+    # Stop both (every process writes its SESSCACHE_STATS line at exit), then check that
+    # sesscache is what resumed B's sessions.
+    stop_cfg a || fail "$bs_kind $bs_na: the server did not stop in time (killed)"
+    stop_cfg b || fail "$bs_kind $bs_nb: the server did not stop in time (killed)"
+    bs_hits=$(seg_hits "$bs_root/$bs_kind-b/stats")
+    if [ "$RESUMED_b" -gt 0 ] && [ "${bs_hits:-0}" -ge "$RESUMED_b" ]; then
+        ok "$bs_kind $bs_nb: sesscache's segment counted $bs_hits hits for the $RESUMED_b resumptions the clients saw"
+    else
+        fail "$bs_kind $bs_nb: sesscache's segment counted ${bs_hits:-no} hits for the $RESUMED_b resumptions the clients saw"
+        sed 's/^/#   /' "$bs_root/$bs_kind-b/stats" | tail -n 5
+    fi
+    if [ "$bs_failed" -gt 0 ]; then
+        for bs_f in "$bs_root/$bs_kind"-[ab]/error.log "$bs_root/$bs_kind"-[ab]/stderr "$bs_root/$bs_kind"-[ab]/nginx.out; do
+            [ -s "$bs_f" ] && { note "$bs_f:"; tail -n 10 "$bs_f" | sed 's/^/#   /'; }
+        done
+    fi
+    rm -f "/dev/shm/sesscache-$bs_seg-$bs_kind"
+done
+
+note "took $(( $(date +%s) - bs_t0 )) s"
+cleanup
+if [ "$bs_failed" -gt 0 ]; then echo "bench-servers: $bs_failed failed"; exit 1; fi
+echo "bench-servers: ok"
+exit 0

@@ -90,16 +90,17 @@ static double ts_s(const struct timespec *t) { return (double)t->tv_sec + (doubl
  * queue; always clears the queue, so a later connection does not inherit it. */
 static void report(struct shared *sh, const char *what, int err) {
     if (atomic_fetch_add(&sh->reported, 1) < MAX_REPORTED) {
-        char buf[256];
+        /* One line, written by one stdio call: threads' lines do not interleave. */
+        char line[1024], buf[256];
         unsigned long e;
-        fprintf(stderr, "bench_client: %s", what);
-        if (err != 0)
-            fprintf(stderr, " (%s)", strerror(err));
-        while ((e = ERR_get_error()) != 0) {
+        size_t n = (size_t)snprintf(line, sizeof line, "bench_client: %s", what);
+        if (err != 0 && n < sizeof line && strerror_r(err, buf, sizeof buf) == 0)
+            n += (size_t)snprintf(line + n, sizeof line - n, " (%s)", buf);
+        while ((e = ERR_get_error()) != 0 && n < sizeof line) {
             ERR_error_string_n(e, buf, sizeof buf);
-            fprintf(stderr, ": %s", buf);
+            n += (size_t)snprintf(line + n, sizeof line - n, ": %s", buf);
         }
-        fputc('\n', stderr);
+        fprintf(stderr, "%s\n", line);
     }
     ERR_clear_error();
 }

@@ -46,6 +46,11 @@
 # Prints ok/FAIL lines for the checks; exits non-zero on any failure. Starts and stops every
 # server itself; its temporary directory and shm: segments are removed at exit.
 set -u
+# The client program and $BENCH_OUT are named relative to the caller's directory.
+bs_client=${1:-}
+case $bs_client in ''|/*) ;; *) bs_client=$(pwd)/$bs_client ;; esac
+bs_out_file=${BENCH_OUT:-}
+case $bs_out_file in ''|/*) ;; *) bs_out_file=$(pwd)/$bs_out_file ;; esac
 cd "$(dirname "$0")/.." || exit 1
 # The servers get their settings below; the caller's would change what is measured.
 unset SESSCACHE_URL SESSCACHE_LOG SESSCACHE_STATS SESSCACHE_STATS_INTERVAL
@@ -55,8 +60,7 @@ unset SESSCACHE_URL SESSCACHE_LOG SESSCACHE_STATS SESSCACHE_STATS_INTERVAL
 . c-tests/servers/apache.sh
 
 # (The helpers' variables are global and start with `_`: ours start with `bs_`.)
-bs_client=${1:-build/bench_client}
-case $bs_client in /*) ;; *) bs_client=$(pwd)/$bs_client ;; esac
+[ -n "$bs_client" ] || bs_client=$(pwd)/build/bench_client
 bs_lib=$SSERVER_LIB
 if [ "${QUICK:-0}" = 1 ]; then
     bs_rounds=1; bs_secs=1; bs_warm=0
@@ -233,8 +237,8 @@ for bs_kind in $bs_servers; do
         bs_line_a="server $bs_kind $bs_proto $bs_na $bs_med_a $bs_fa 1.000 1.000 1.000"
         bs_line_b="server $bs_kind $bs_proto $bs_nb $bs_med_b $bs_fb $bs_rmed $bs_rmin $bs_rmax"
         echo "$bs_line_a"; echo "$bs_line_b"
-        if [ -n "${BENCH_OUT:-}" ]; then
-            printf '%s\n%s\n' "$bs_line_a" "$bs_line_b" >>"$BENCH_OUT" || fail "cannot append to BENCH_OUT=$BENCH_OUT"
+        if [ -n "$bs_out_file" ]; then
+            printf '%s\n%s\n' "$bs_line_a" "$bs_line_b" >>"$bs_out_file" || fail "cannot append to BENCH_OUT=$bs_out_file"
         fi
     done
     # Stop both (every process writes its SESSCACHE_STATS line at exit), then check that

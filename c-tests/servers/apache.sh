@@ -46,7 +46,9 @@ MaxSpareThreads 8
 MaxRequestWorkers 8"
     fi
     _tickets_conf=
-    [ -n "${APACHE_SESSION_TICKETS:-}" ] && _tickets_conf="SSLSessionTickets $APACHE_SESSION_TICKETS"
+    # (A line of its own when set; nothing at all otherwise.)
+    [ -n "${APACHE_SESSION_TICKETS:-}" ] && _tickets_conf="
+SSLSessionTickets $APACHE_SESSION_TICKETS"
     cat >"$1/httpd.conf" <<CONF
 ServerRoot "$1"
 DefaultRuntimeDir "$1/run"
@@ -70,8 +72,7 @@ Timeout 10
 KeepAlive Off
 SSLRandomSeed startup builtin
 SSLRandomSeed connect builtin
-SSLSessionCache $_cache_conf
-$_tickets_conf
+SSLSessionCache $_cache_conf$_tickets_conf
 <VirtualHost 127.0.0.1:$4>
     SSLEngine on
     SSLProtocol -all +TLSv1.2 +TLSv1.3

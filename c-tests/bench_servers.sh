@@ -151,7 +151,7 @@ measure() {
         "--$(echo "$2" | sed 's/tls1/tls1_/')" 2>"$bs_root/client.err")
     bs_rc=$?
     M_RATE=$(kv "$bs_out" conns_per_s); M_FRAC=$(kv "$bs_out" resumed_fraction)
-    M_OK=$(kv "$bs_out" ok); M_RES=$(kv "$bs_out" resumed)
+    M_OK=$(kv "$bs_out" ok); M_RES=$(kv "$bs_out" resumed); M_FAIL=$(kv "$bs_out" failed)
     if [ $bs_rc -ne 0 ] || [ -z "$M_RATE" ]; then
         fail "$bs_kind $2 $(cfg_name "$bs_kind" "$1"): the client failed (exit $bs_rc): $bs_out"
         sed 's/^/#   /' "$bs_root/client.err"
@@ -165,12 +165,13 @@ measure() {
     return 0
 }
 
-# median, min and max of the numbers on standard input (one a line)
-stats3() {
-    sort -g | awk '{ v[NR] = $1 } END {
+# median, min and max of the numbers on standard input (one a line), printed with the
+# printf format FMT (e.g. %.1f)
+stats3() { # FMT
+    sort -g | awk -v f="$1" '{ v[NR] = $1 } END {
         if (NR == 0) { print "nan nan nan"; exit }
         m = NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
-        printf "%s %s %s\n", m, v[1], v[NR] }'
+        printf f " " f " " f "\n", m, v[1], v[NR] }'
 }
 lines() { for bs_x in "$@"; do echo "$bs_x"; done; }
 
@@ -207,7 +208,7 @@ for bs_kind in $bs_servers; do
     RESUMED_b=0
     for bs_proto in $bs_protos; do
         case $bs_proto in tls12|tls13) ;; *) fail "unknown protocol '$bs_proto' in BENCH_PROTOCOLS (tls12, tls13)"; continue ;; esac
-        RESUMED_a=0; bs_ok_a=0; bs_ok_b=0; bs_res_a=0; bs_res_b=0
+        RESUMED_a=0; bs_ok_a=0; bs_ok_b=0; bs_res_a=0; bs_res_b=0; bs_nfail_a=0; bs_nfail_b=0
         bs_rates_a=; bs_rates_b=; bs_ratios=; bs_bad=0
         if [ "$bs_warm" -gt 0 ]; then
             measure a "$bs_proto" "$bs_warm" && measure b "$bs_proto" "$bs_warm" || bs_bad=1
@@ -218,22 +219,22 @@ for bs_kind in $bs_servers; do
             if [ $((bs_r % 2)) -eq 1 ]; then bs_order="a b"; bs_first=$bs_na; else bs_order="b a"; bs_first=$bs_nb; fi
             for bs_c in $bs_order; do
                 measure "$bs_c" "$bs_proto" "$bs_secs" || { bs_bad=1; break; }
-                eval "bs_rate_$bs_c=\$M_RATE; bs_frac_$bs_c=\$M_FRAC"
-                eval "bs_ok_$bs_c=\$((bs_ok_$bs_c + M_OK)); bs_res_$bs_c=\$((bs_res_$bs_c + M_RES))"
+                eval "bs_rate_$bs_c=\$M_RATE; bs_frac_$bs_c=\$M_FRAC; bs_fail_$bs_c=\$M_FAIL"
+                eval "bs_ok_$bs_c=\$((bs_ok_$bs_c + M_OK)); bs_res_$bs_c=\$((bs_res_$bs_c + M_RES)); bs_nfail_$bs_c=\$((bs_nfail_$bs_c + M_FAIL))"
             done
             [ $bs_bad -eq 0 ] || break
             bs_ratio=$(awk -v a="$bs_rate_a" -v b="$bs_rate_b" 'BEGIN { printf "%.3f", (a > 0 ? b / a : 0) }')
             bs_rates_a="$bs_rates_a $bs_rate_a"; bs_rates_b="$bs_rates_b $bs_rate_b"; bs_ratios="$bs_ratios $bs_ratio"
-            note "$bs_kind $bs_proto round $bs_r/$bs_rounds ($bs_first first): $bs_na $bs_rate_a conns/s (resumed $bs_frac_a), $bs_nb $bs_rate_b conns/s (resumed $bs_frac_b), ratio $bs_ratio"
+            note "$bs_kind $bs_proto round $bs_r/$bs_rounds ($bs_first first): $bs_na $bs_rate_a conns/s (resumed $bs_frac_a, failed $bs_fail_a), $bs_nb $bs_rate_b conns/s (resumed $bs_frac_b, failed $bs_fail_b), ratio $bs_ratio"
             bs_r=$((bs_r + 1))
         done
         [ $bs_bad -eq 0 ] || continue
-        set -- $(lines $bs_rates_a | stats3); bs_med_a=$1
-        set -- $(lines $bs_rates_b | stats3); bs_med_b=$1
-        set -- $(lines $bs_ratios | stats3); bs_rmed=$1; bs_rmin=$2; bs_rmax=$3
+        set -- $(lines $bs_rates_a | stats3 %.1f); bs_med_a=$1
+        set -- $(lines $bs_rates_b | stats3 %.1f); bs_med_b=$1
+        set -- $(lines $bs_ratios | stats3 %.3f); bs_rmed=$1; bs_rmin=$2; bs_rmax=$3
         bs_fa=$(awk -v r="$bs_res_a" -v n="$bs_ok_a" 'BEGIN { printf "%.4f", (n > 0 ? r / n : 0) }')
         bs_fb=$(awk -v r="$bs_res_b" -v n="$bs_ok_b" 'BEGIN { printf "%.4f", (n > 0 ? r / n : 0) }')
-        note "$bs_kind $bs_proto: $bs_na median $bs_med_a conns/s (resumed $bs_fa); $bs_nb median $bs_med_b conns/s (resumed $bs_fb); ratio $bs_nb/$bs_na median $bs_rmed (min $bs_rmin, max $bs_rmax) over $bs_rounds rounds"
+        note "$bs_kind $bs_proto: $bs_na median $bs_med_a conns/s (resumed $bs_fa, failed $bs_nfail_a of $((bs_ok_a + bs_nfail_a))); $bs_nb median $bs_med_b conns/s (resumed $bs_fb, failed $bs_nfail_b of $((bs_ok_b + bs_nfail_b))); ratio $bs_nb/$bs_na median $bs_rmed (min $bs_rmin, max $bs_rmax) over $bs_rounds rounds"
         bs_line_a="server $bs_kind $bs_proto $bs_na $bs_med_a $bs_fa 1.000 1.000 1.000"
         bs_line_b="server $bs_kind $bs_proto $bs_nb $bs_med_b $bs_fb $bs_rmed $bs_rmin $bs_rmax"
         echo "$bs_line_a"; echo "$bs_line_b"
@@ -246,7 +247,9 @@ for bs_kind in $bs_servers; do
     stop_cfg a || fail "$bs_kind $bs_na: the server did not stop in time (killed)"
     stop_cfg b || fail "$bs_kind $bs_nb: the server did not stop in time (killed)"
     bs_hits=$(seg_hits "$bs_root/$bs_kind-b/stats")
-    if [ "$RESUMED_b" -gt 0 ] && [ "${bs_hits:-0}" -ge "$RESUMED_b" ]; then
+    if [ "$RESUMED_b" -eq 0 ]; then
+        note "$bs_kind $bs_nb: no measurement completed: sesscache's counters not checked"
+    elif [ "${bs_hits:-0}" -ge "$RESUMED_b" ]; then
         ok "$bs_kind $bs_nb: sesscache's segment counted $bs_hits hits for the $RESUMED_b resumptions the clients saw"
     else
         fail "$bs_kind $bs_nb: sesscache's segment counted ${bs_hits:-no} hits for the $RESUMED_b resumptions the clients saw"

@@ -120,13 +120,17 @@ start_cfg() {
     mkdir -p "$bs_d"
     cp "$bs_root/cert.pem" "$bs_root/key.pem" "$bs_d/"
     : >"$bs_d/stats"; chmod 0666 "$bs_d/stats"   # written by every process, workers too
-    bs_pre="LD_PRELOAD=$bs_lib SESSCACHE_STATS=$bs_d/stats"
+    # B: the library preloaded, its counters written at exit (SESSCACHE_STATS; the periodic
+    # line, once a minute, costs nothing here) for the check that it did the resuming.
     case $1-$2 in
         nginx-a) NGX_SSL_SESSION_CACHE=shared:SSL:10m; ngx_start "$bs_d" ;;
-        nginx-b) NGX_SSL_SESSION_CACHE=none; ngx_start "$bs_d" $bs_pre SESSCACHE_URL="shm:$bs_seg-nginx" ;;
+        nginx-b) NGX_SSL_SESSION_CACHE=none
+                 ngx_start "$bs_d" LD_PRELOAD="$bs_lib" SESSCACHE_STATS="$bs_d/stats" \
+                     SESSCACHE_URL="shm:$bs_seg-nginx" ;;
         apache-a) APACHE_SESSION_TICKETS=off; apache_start "$bs_d" prefork shmcb ;;
         apache-b) APACHE_SESSION_TICKETS=off
-                  apache_start "$bs_d" prefork none $bs_pre SESSCACHE_URL="shm:$bs_seg-apache?force=1" ;;
+                  apache_start "$bs_d" prefork none LD_PRELOAD="$bs_lib" SESSCACHE_STATS="$bs_d/stats" \
+                      SESSCACHE_URL="shm:$bs_seg-apache?force=1" ;;
     esac
     bs_rc=$?
     NGX_SSL_SESSION_CACHE=; APACHE_SESSION_TICKETS=
@@ -135,7 +139,7 @@ start_cfg() {
         nginx) eval "PID_$2=\$NGX_PID; WORKERS_$2=\$NGX_WORKERS; PORT_$2=\$NGX_PORT" ;;
         apache) eval "PID_$2=\$APACHE_PID; PORT_$2=\$APACHE_PORT" ;;
     esac
-    # The helpers' globals now belong to the other server's stop, not this one's.
+    # Cleared, so that no helper stops this server by mistake: stop_cfg puts them back.
     NGX_PID=; NGX_WORKERS=; APACHE_PID=
 }
 

@@ -267,7 +267,7 @@ for bs_kind in $bs_servers; do
     rm -f "/dev/shm/sesscache-$bs_seg-$bs_kind"
 done
 
-note "took $(( $(date +%s) - bs_t0 )) s"
+note "took $(( $(date +%s) - bs_t0 )) s; load average now $(cut -d' ' -f1-3 /proc/loadavg) (the machine's other work shows in the spread of the ratios)"
 cleanup
 if [ "$bs_failed" -gt 0 ]; then echo "bench-servers: $bs_failed failed"; exit 1; fi
 echo "bench-servers: ok"

@@ -128,6 +128,13 @@ static int tcp_connect(int port) {
     return fd;
 }
 
+/* The errno worth reporting after an SSL call returned `ret`: only a system call's failure
+ * has one (a TLS alert or a protocol error does not: OpenSSL's queue says what it was). */
+static int ssl_errno(SSL *ssl, int ret) {
+    int e = errno;
+    return SSL_get_error(ssl, ret) == SSL_ERROR_SYSCALL ? e : 0;
+}
+
 /* One connection, offering w->session unless --full. On success counts it (and whether it
  * resumed) and keeps the connection's session as the thread's latest; returns 1. On failure
  * counts it, says why (rate-limited) and returns 0; the thread's session stays as it was. */
@@ -151,15 +158,18 @@ static int one_connection(struct worker *w, int timed) {
         what = "SSL_set_session";
         goto done;
     }
-    if (SSL_connect(ssl) != 1) {
+    errno = 0;
+    int ret = SSL_connect(ssl);
+    if (ret != 1) {
         what = "handshake";
-        err = errno;
+        err = ssl_errno(ssl, ret);
         goto done;
     }
     const int len = sh->cfg->request_len;
-    if (SSL_write(ssl, sh->cfg->request, len) != len) {
+    ret = SSL_write(ssl, sh->cfg->request, len);
+    if (ret != len) {
         what = "writing the request";
-        err = errno;
+        err = ssl_errno(ssl, ret);
         goto done;
     }
     /* The answer, to the end: its first bytes are kept to check the status line. */
@@ -173,10 +183,12 @@ static int one_connection(struct worker *w, int timed) {
             have += take;
             continue;
         }
+        int e = errno;
         if (SSL_get_error(ssl, n) == SSL_ERROR_ZERO_RETURN)
             break; /* close_notify, or EOF (SSL_OP_IGNORE_UNEXPECTED_EOF) */
         what = "reading the answer";
-        err = errno;
+        errno = e;
+        err = ssl_errno(ssl, n);
         goto done;
     }
     /* "HTTP/1.1 200 OK" or "HTTP/1.0 200 OK" */

@@ -42,6 +42,11 @@
 # by every process at exit) must show at least as many cache hits as the clients saw
 # resumptions against B.
 #
+# BENCH_SLICES=k (default 1): each configuration's S seconds of a round measured as k slices
+# of S/k seconds, alternating A B B A …, the round's rate being all its slices' connections
+# over their seconds: for a machine whose other load changes within seconds (the default,
+# k=1, measures each for S seconds in one go).
+#
 # QUICK=1: a smoke test (1 round of 1 s per configuration, no warm-up; well under a minute):
 # fails when a server does not start, a client fails, or nothing resumes.
 #
@@ -72,6 +77,9 @@ if [ "${QUICK:-0}" = 1 ]; then
 else
     bs_rounds=${BENCH_ROUNDS:-5}; bs_secs=${BENCH_SECONDS:-5}; bs_warm=1
 fi
+bs_slices=${BENCH_SLICES:-1}
+[ "${QUICK:-0}" = 1 ] && bs_slices=1
+bs_slice_secs=$(awk -v s="$bs_secs" -v k="$bs_slices" 'BEGIN { printf "%.3f", s / k }')
 bs_nclients=${BENCH_CLIENTS:-8}
 bs_protos=${BENCH_PROTOCOLS:-tls12 tls13}
 bs_servers=${BENCH_SERVERS:-nginx apache}
@@ -161,6 +169,7 @@ measure() {
     bs_rc=$?
     M_RATE=$(kv "$bs_out" conns_per_s); M_FRAC=$(kv "$bs_out" resumed_fraction)
     M_OK=$(kv "$bs_out" ok); M_RES=$(kv "$bs_out" resumed); M_FAIL=$(kv "$bs_out" failed)
+    M_SECS=$(kv "$bs_out" seconds)
     if [ $bs_rc -ne 0 ] || [ -z "$M_RATE" ]; then
         fail "$bs_kind $2 $(cfg_name "$bs_kind" "$1"): the client failed (exit $bs_rc): $bs_out"
         sed 's/^/#   /' "$bs_root/client.err"
@@ -172,6 +181,18 @@ measure() {
     fi
     eval "RESUMED_$1=\$((RESUMED_$1 + M_RES))"
     return 0
+}
+
+# div N D FMT: N/D printed with FMT (0 when D is 0)
+div() { awk -v n="$1" -v d="$2" -v f="$3" 'BEGIN { printf f "\n", (d > 0 ? n / d : 0) }'; }
+
+# add_measurement a|b: adds the last measurement (M_*) to that configuration's totals for
+# the round (bs_rok_, bs_rres_, bs_rsec_, bs_fail_) and for the protocol (bs_ok_, bs_res_,
+# bs_nfail_).
+add_measurement() {
+    eval "bs_rok_$1=\$((bs_rok_$1 + M_OK)); bs_rres_$1=\$((bs_rres_$1 + M_RES)); bs_fail_$1=\$((bs_fail_$1 + M_FAIL))"
+    eval "bs_rsec_$1=\$(awk -v t=\"\$bs_rsec_$1\" -v s=\"\$M_SECS\" 'BEGIN { print t + s }')"
+    eval "bs_ok_$1=\$((bs_ok_$1 + M_OK)); bs_res_$1=\$((bs_res_$1 + M_RES)); bs_nfail_$1=\$((bs_nfail_$1 + M_FAIL))"
 }
 
 # median, min and max of the numbers on standard input (one a line), printed with the
@@ -196,7 +217,7 @@ seg_hits() {
 [ "$(id -u)" -eq 0 ] || note "not root: nginx and httpd need root here (their configurations name users as root would)"
 sserver_cert "$bs_root" || { fail "openssl could not make a certificate"; exit 1; }
 bs_t0=$(date +%s)
-note "$(date -u '+%Y-%m-%d %H:%M UTC'): $bs_rounds rounds of $bs_secs s per configuration, $bs_nclients clients, $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg)"
+note "$(date -u '+%Y-%m-%d %H:%M UTC'): $bs_rounds rounds of $bs_secs s per configuration ($bs_slices slices each), $bs_nclients clients, $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg)"
 note "$(openssl version); nginx $("$NGX_BIN" -v 2>&1 | sed 's/^nginx version: nginx\///'); $("$APACHE_BIN" -v 2>/dev/null | sed -n 's/^Server version: //p')"
 
 for bs_kind in $bs_servers; do
@@ -225,14 +246,23 @@ for bs_kind in $bs_servers; do
         bs_r=1
         while [ $bs_r -le "$bs_rounds" ] && [ $bs_bad -eq 0 ]; do
             # Odd rounds A first, even rounds B first: neither always gets the warmer machine.
+            # With BENCH_SLICES=k each configuration's S seconds are k slices, alternating
+            # A B B A A B …: both meet the same changes in the machine's other load.
             if [ $((bs_r % 2)) -eq 1 ]; then bs_order="a b"; bs_first=$bs_na; else bs_order="b a"; bs_first=$bs_nb; fi
-            for bs_c in $bs_order; do
-                measure "$bs_c" "$bs_proto" "$bs_secs" || { bs_bad=1; break; }
-                eval "bs_rate_$bs_c=\$M_RATE; bs_frac_$bs_c=\$M_FRAC; bs_fail_$bs_c=\$M_FAIL"
-                eval "bs_ok_$bs_c=\$((bs_ok_$bs_c + M_OK)); bs_res_$bs_c=\$((bs_res_$bs_c + M_RES)); bs_nfail_$bs_c=\$((bs_nfail_$bs_c + M_FAIL))"
+            bs_rok_a=0; bs_rok_b=0; bs_rres_a=0; bs_rres_b=0; bs_rsec_a=0; bs_rsec_b=0; bs_fail_a=0; bs_fail_b=0
+            bs_s=1
+            while [ $bs_s -le "$bs_slices" ] && [ $bs_bad -eq 0 ]; do
+                for bs_c in $bs_order; do
+                    measure "$bs_c" "$bs_proto" "$bs_slice_secs" && add_measurement "$bs_c" || { bs_bad=1; break; }
+                done
+                bs_order=$(echo "$bs_order" | awk '{ print $2, $1 }')
+                bs_s=$((bs_s + 1))
             done
             [ $bs_bad -eq 0 ] || break
-            bs_ratio=$(awk -v a="$bs_rate_a" -v b="$bs_rate_b" 'BEGIN { printf "%.3f", (a > 0 ? b / a : 0) }')
+            # The round's rate of each: its connections over its seconds, all slices together.
+            bs_rate_a=$(div "$bs_rok_a" "$bs_rsec_a" %.1f); bs_frac_a=$(div "$bs_rres_a" "$bs_rok_a" %.4f)
+            bs_rate_b=$(div "$bs_rok_b" "$bs_rsec_b" %.1f); bs_frac_b=$(div "$bs_rres_b" "$bs_rok_b" %.4f)
+            bs_ratio=$(div "$bs_rate_b" "$bs_rate_a" %.3f)
             bs_rates_a="$bs_rates_a $bs_rate_a"; bs_rates_b="$bs_rates_b $bs_rate_b"; bs_ratios="$bs_ratios $bs_ratio"
             note "$bs_kind $bs_proto round $bs_r/$bs_rounds ($bs_first first): $bs_na $bs_rate_a conns/s (resumed $bs_frac_a, failed $bs_fail_a), $bs_nb $bs_rate_b conns/s (resumed $bs_frac_b, failed $bs_fail_b), ratio $bs_ratio"
             bs_r=$((bs_r + 1))
@@ -241,8 +271,7 @@ for bs_kind in $bs_servers; do
         set -- $(lines $bs_rates_a | stats3 %.1f); bs_med_a=$1
         set -- $(lines $bs_rates_b | stats3 %.1f); bs_med_b=$1
         set -- $(lines $bs_ratios | stats3 %.3f); bs_rmed=$1; bs_rmin=$2; bs_rmax=$3
-        bs_fa=$(awk -v r="$bs_res_a" -v n="$bs_ok_a" 'BEGIN { printf "%.4f", (n > 0 ? r / n : 0) }')
-        bs_fb=$(awk -v r="$bs_res_b" -v n="$bs_ok_b" 'BEGIN { printf "%.4f", (n > 0 ? r / n : 0) }')
+        bs_fa=$(div "$bs_res_a" "$bs_ok_a" %.4f); bs_fb=$(div "$bs_res_b" "$bs_ok_b" %.4f)
         note "$bs_kind $bs_proto: $bs_na median $bs_med_a conns/s (resumed $bs_fa, failed $bs_nfail_a of $((bs_ok_a + bs_nfail_a))); $bs_nb median $bs_med_b conns/s (resumed $bs_fb, failed $bs_nfail_b of $((bs_ok_b + bs_nfail_b))); ratio $bs_nb/$bs_na median $bs_rmed (min $bs_rmin, max $bs_rmax) over $bs_rounds rounds"
         bs_line_a="server $bs_kind $bs_proto $bs_na $bs_med_a $bs_fa 1.000 1.000 1.000"
         bs_line_b="server $bs_kind $bs_proto $bs_nb $bs_med_b $bs_fb $bs_rmed $bs_rmin $bs_rmax"

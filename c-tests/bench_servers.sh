@@ -38,6 +38,11 @@
 # (the baseline's ratios are 1.000) go to stdout and are appended to $BENCH_OUT when it is set.
 # Configs: nginx `shared:SSL:10m` and `none+shm`, apache `shmcb` and `none+shm+force`.
 #
+# Each round's line also gives the servers' own CPU time per connection (user + system of
+# the master and its children, from /proc, over the connections completed): a figure that
+# the machine's other load moves less than connections per second; its medians follow the
+# summary as a note (not in the summary lines).
+#
 # B is checked to resume through sesscache: the segment's counters (SESSCACHE_STATS, written
 # by every process at exit) must show at least as many cache hits as the clients saw
 # resumptions against B.
@@ -156,6 +161,16 @@ start_cfg() {
     NGX_PID=; NGX_WORKERS=; APACHE_PID=
 }
 
+# server_ticks a|b: the CPU time (user + system, in clock ticks) that server's processes
+# have used so far: the master or parent and its children (nginx's workers, httpd's).
+server_ticks() {
+    eval "bs_tpid=\$PID_$1"
+    for bs_p in $bs_tpid $(ps -o pid= --ppid "$bs_tpid" 2>/dev/null); do
+        cat "/proc/$bs_p/stat" 2>/dev/null
+    done | awk '{ sub(/^.*\) /, ""); t += $12 + $13 } END { print t + 0 }'
+}
+bs_hz=$(getconf CLK_TCK)
+
 kv() { echo "$1" | awk -v k="$2" '{ for (i = 1; i < NF; i += 2) if ($i == k) print $(i + 1) }'; }
 
 # measure a|b PROTO SECONDS: runs the clients against that server; sets M_RATE, M_FRAC,
@@ -164,9 +179,11 @@ measure() {
     eval "bs_port=\$PORT_$1"
     # (httpd is configured without mod_dir: no index for `/`, so the page is named.)
     case $bs_kind in apache) bs_path=/index.html ;; *) bs_path=/ ;; esac
+    bs_tk0=$(server_ticks "$1")
     bs_out=$("$bs_client" --port "$bs_port" --path "$bs_path" --clients "$bs_nclients" --seconds "$3" \
         "--$(echo "$2" | sed 's/tls1/tls1_/')" 2>"$bs_root/client.err")
     bs_rc=$?
+    M_TICKS=$(( $(server_ticks "$1") - bs_tk0 ))
     M_RATE=$(kv "$bs_out" conns_per_s); M_FRAC=$(kv "$bs_out" resumed_fraction)
     M_OK=$(kv "$bs_out" ok); M_RES=$(kv "$bs_out" resumed); M_FAIL=$(kv "$bs_out" failed)
     M_SECS=$(kv "$bs_out" seconds)
@@ -187,10 +204,11 @@ measure() {
 div() { awk -v n="$1" -v d="$2" -v f="$3" 'BEGIN { printf f "\n", (d > 0 ? n / d : 0) }'; }
 
 # add_measurement a|b: adds the last measurement (M_*) to that configuration's totals for
-# the round (bs_rok_, bs_rres_, bs_rsec_, bs_fail_) and for the protocol (bs_ok_, bs_res_,
+# the round (bs_rok_, bs_rres_, bs_rsec_, bs_fail_, bs_rticks_) and for the protocol (bs_ok_, bs_res_,
 # bs_nfail_).
 add_measurement() {
     eval "bs_rok_$1=\$((bs_rok_$1 + M_OK)); bs_rres_$1=\$((bs_rres_$1 + M_RES)); bs_fail_$1=\$((bs_fail_$1 + M_FAIL))"
+    eval "bs_rticks_$1=\$((bs_rticks_$1 + M_TICKS))"
     eval "bs_rsec_$1=\$(awk -v t=\"\$bs_rsec_$1\" -v s=\"\$M_SECS\" 'BEGIN { print t + s }')"
     eval "bs_ok_$1=\$((bs_ok_$1 + M_OK)); bs_res_$1=\$((bs_res_$1 + M_RES)); bs_nfail_$1=\$((bs_nfail_$1 + M_FAIL))"
 }
@@ -217,7 +235,8 @@ seg_hits() {
 [ "$(id -u)" -eq 0 ] || note "not root: nginx and httpd need root here (their configurations name users as root would)"
 sserver_cert "$bs_root" || { fail "openssl could not make a certificate"; exit 1; }
 bs_t0=$(date +%s)
-note "$(date -u '+%Y-%m-%d %H:%M UTC'): $bs_rounds rounds of $bs_secs s per configuration ($bs_slices slices each), $bs_nclients clients, $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg)"
+bs_sl=; [ "$bs_slices" -gt 1 ] && bs_sl=" (in $bs_slices slices)"
+note "$(date -u '+%Y-%m-%d %H:%M UTC'): $bs_rounds rounds of $bs_secs s per configuration$bs_sl, $bs_nclients clients, $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg)"
 note "$(openssl version); nginx $("$NGX_BIN" -v 2>&1 | sed 's/^nginx version: nginx\///'); $("$APACHE_BIN" -v 2>/dev/null | sed -n 's/^Server version: //p')"
 
 for bs_kind in $bs_servers; do
@@ -239,7 +258,7 @@ for bs_kind in $bs_servers; do
     for bs_proto in $bs_protos; do
         case $bs_proto in tls12|tls13) ;; *) fail "unknown protocol '$bs_proto' in BENCH_PROTOCOLS (tls12, tls13)"; continue ;; esac
         RESUMED_a=0; bs_ok_a=0; bs_ok_b=0; bs_res_a=0; bs_res_b=0; bs_nfail_a=0; bs_nfail_b=0
-        bs_rates_a=; bs_rates_b=; bs_ratios=; bs_bad=0
+        bs_rates_a=; bs_rates_b=; bs_ratios=; bs_cpus_a=; bs_cpus_b=; bs_bad=0
         if [ "$bs_warm" -gt 0 ]; then
             measure a "$bs_proto" "$bs_warm" && measure b "$bs_proto" "$bs_warm" || bs_bad=1
         fi
@@ -250,6 +269,7 @@ for bs_kind in $bs_servers; do
             # A B B A A B …: both meet the same changes in the machine's other load.
             if [ $((bs_r % 2)) -eq 1 ]; then bs_order="a b"; bs_first=$bs_na; else bs_order="b a"; bs_first=$bs_nb; fi
             bs_rok_a=0; bs_rok_b=0; bs_rres_a=0; bs_rres_b=0; bs_rsec_a=0; bs_rsec_b=0; bs_fail_a=0; bs_fail_b=0
+            bs_rticks_a=0; bs_rticks_b=0
             bs_s=1
             while [ $bs_s -le "$bs_slices" ] && [ $bs_bad -eq 0 ]; do
                 for bs_c in $bs_order; do
@@ -263,8 +283,13 @@ for bs_kind in $bs_servers; do
             bs_rate_a=$(div "$bs_rok_a" "$bs_rsec_a" %.1f); bs_frac_a=$(div "$bs_rres_a" "$bs_rok_a" %.4f)
             bs_rate_b=$(div "$bs_rok_b" "$bs_rsec_b" %.1f); bs_frac_b=$(div "$bs_rres_b" "$bs_rok_b" %.4f)
             bs_ratio=$(div "$bs_rate_b" "$bs_rate_a" %.3f)
+            # The servers' own CPU time per connection, in µs: less sensitive to the
+            # machine's other load than connections per second (a note, not a summary field).
+            bs_cpu_a=$(div $((bs_rticks_a * 1000000 / bs_hz)) "$bs_rok_a" %.0f)
+            bs_cpu_b=$(div $((bs_rticks_b * 1000000 / bs_hz)) "$bs_rok_b" %.0f)
+            bs_cpus_a="$bs_cpus_a $bs_cpu_a"; bs_cpus_b="$bs_cpus_b $bs_cpu_b"
             bs_rates_a="$bs_rates_a $bs_rate_a"; bs_rates_b="$bs_rates_b $bs_rate_b"; bs_ratios="$bs_ratios $bs_ratio"
-            note "$bs_kind $bs_proto round $bs_r/$bs_rounds ($bs_first first): $bs_na $bs_rate_a conns/s (resumed $bs_frac_a, failed $bs_fail_a), $bs_nb $bs_rate_b conns/s (resumed $bs_frac_b, failed $bs_fail_b), ratio $bs_ratio"
+            note "$bs_kind $bs_proto round $bs_r/$bs_rounds ($bs_first first): $bs_na $bs_rate_a conns/s (resumed $bs_frac_a, failed $bs_fail_a), $bs_nb $bs_rate_b conns/s (resumed $bs_frac_b, failed $bs_fail_b), ratio $bs_ratio; server CPU per connection $bs_cpu_a µs and $bs_cpu_b µs"
             bs_r=$((bs_r + 1))
         done
         [ $bs_bad -eq 0 ] || continue
@@ -273,6 +298,9 @@ for bs_kind in $bs_servers; do
         set -- $(lines $bs_ratios | stats3 %.3f); bs_rmed=$1; bs_rmin=$2; bs_rmax=$3
         bs_fa=$(div "$bs_res_a" "$bs_ok_a" %.4f); bs_fb=$(div "$bs_res_b" "$bs_ok_b" %.4f)
         note "$bs_kind $bs_proto: $bs_na median $bs_med_a conns/s (resumed $bs_fa, failed $bs_nfail_a of $((bs_ok_a + bs_nfail_a))); $bs_nb median $bs_med_b conns/s (resumed $bs_fb, failed $bs_nfail_b of $((bs_ok_b + bs_nfail_b))); ratio $bs_nb/$bs_na median $bs_rmed (min $bs_rmin, max $bs_rmax) over $bs_rounds rounds"
+        set -- $(lines $bs_cpus_a | stats3 %.0f); bs_cmed_a=$1
+        set -- $(lines $bs_cpus_b | stats3 %.0f); bs_cmed_b=$1
+        note "$bs_kind $bs_proto: server CPU per connection, median: $bs_na $bs_cmed_a µs, $bs_nb $bs_cmed_b µs (ratio $(div "$bs_cmed_b" "$bs_cmed_a" %.3f))"
         bs_line_a="server $bs_kind $bs_proto $bs_na $bs_med_a $bs_fa 1.000 1.000 1.000"
         bs_line_b="server $bs_kind $bs_proto $bs_nb $bs_med_b $bs_fb $bs_rmed $bs_rmin $bs_rmax"
         echo "$bs_line_a"; echo "$bs_line_b"

@@ -161,7 +161,7 @@ bench: $(B)/bench_resume
 # against `none` + the library with force=1 on shm:: resumed connections per second under
 # the same load of resuming clients (build/bench_client), as per-round ratios to the
 # baseline. Run as root. BENCH_ROUNDS, BENCH_SECONDS, BENCH_CLIENTS, BENCH_PROTOCOLS,
-# BENCH_SERVERS, BENCH_OUT, QUICK=1 (a smoke test): see c-tests/bench_servers.sh.
+# BENCH_SERVERS, BENCH_SLICES, BENCH_OUT, QUICK=1 (a smoke test): see c-tests/bench_servers.sh.
 .PHONY: bench-servers
 
 $(B)/bench_client: c-tests/bench_client.c

@@ -4,6 +4,7 @@
 #   make check      every test (Rust, C harness, ABI, transparency, valgrind, ASan)
 #   make demo       a small server and client showing resumption through the cache
 #   make bench      resumed handshakes per second: sesscache vs OpenSSL's internal cache
+#   make bench-servers  nginx and Apache httpd, their own caches vs sesscache preloaded (root)
 #   make install    PREFIX=/usr/local DESTDIR= : libraries, header, pkg-config file, manual pages
 #   make man-check  the manual pages: one per exported function, no formatting warnings
 
@@ -191,6 +192,22 @@ bench-core: $(B)/session_der
 	$(CARGO) bench --locked --bench core
 	python3 scripts/bench_core_summary.py > $(B)/bench-core.txt
 	@cat $(B)/bench-core.txt
+
+# ---- bench-servers: real servers, measured (issue 12) -----------------------------------
+# nginx (2 workers) with its own `shared:` session cache against the same nginx with
+# `ssl_session_cache none` and libsesscache preloaded on shm:, and Apache prefork with `shmcb`
+# against `none` + the library with force=1 on shm:: resumed connections per second under
+# the same load of resuming clients (build/bench_client), as per-round ratios to the
+# baseline. Run as root. BENCH_ROUNDS, BENCH_SECONDS, BENCH_CLIENTS, BENCH_PROTOCOLS,
+# BENCH_SERVERS, BENCH_SLICES, BENCH_OUT, QUICK=1 (a smoke test): see c-tests/bench_servers.sh.
+.PHONY: bench-servers
+
+$(B)/bench_client: c-tests/bench_client.c
+	@mkdir -p $(B)
+	$(CC) $(WARN) -O2 -g $(SSL_CFLAGS) c-tests/bench_client.c -o $@ $(SSL_LIBS) -lpthread
+
+bench-servers: $(B)/bench_client $(SO).$(MAJOR)
+	sh c-tests/bench_servers.sh $(B)/bench_client
 
 # ---- installation -----------------------------------------------------------------------
 # The manual pages, man/manN/*.N, go to $(MANDIR)/manN/ as they are (`.so` links included).

@@ -19,6 +19,10 @@
 #                                         whether the offer landed on another worker than the
 #                                         one that made it, and whether it resumed
 #
+# NGX_SSL_SESSION_CACHE, when set, is the `ssl_session_cache` that ngx_conf writes (default
+# `none`, what the tests use; c-tests/bench_servers.sh sets `shared:SSL:10m` for its
+# baseline). Tickets are always off (`ssl_session_tickets off`): the cache resumes.
+#
 # DIR must be readable by the workers' user (nginx started as root switches its workers to
 # `nobody`): ngx_start makes it 0755 and the stats file 0666. The workers inherit the cache
 # that the master opened when it read its configuration (the shm: segment is 0600, root's,
@@ -60,7 +64,7 @@ http {
         ssl_certificate $1/cert.pem;
         ssl_certificate_key $1/key.pem;
         ssl_protocols TLSv1.2 TLSv1.3;
-        ssl_session_cache none;
+        ssl_session_cache ${NGX_SSL_SESSION_CACHE:-none};
         ssl_session_tickets off;
         location / {
             return 200 "worker \$pid\n";

@@ -12,6 +12,10 @@
 #   apache_stop                           SIGTERM to the parent, wait for it and its
 #                                         children (killed after 10 s)
 #
+# APACHE_SESSION_TICKETS, when set (`on` or `off`), adds `SSLSessionTickets VALUE` to the
+# configuration; unset, httpd's default (tickets on) stays, as the tests want it.
+# c-tests/bench_servers.sh sets `off`, so that its session caches are what resumes.
+#
 # Everything lives in DIR: ServerRoot, PidFile, ErrorLog (DIR/error.log, LogLevel warn),
 # httpd's own stdout and stderr (DIR/stderr), the runtime dir, the document root with
 # index.html. httpd started as root runs its children as www-data (or nobody), so DIR
@@ -41,6 +45,10 @@ MinSpareThreads 4
 MaxSpareThreads 8
 MaxRequestWorkers 8"
     fi
+    _tickets_conf=
+    # (A line of its own when set; nothing at all otherwise.)
+    [ -n "${APACHE_SESSION_TICKETS:-}" ] && _tickets_conf="
+SSLSessionTickets $APACHE_SESSION_TICKETS"
     cat >"$1/httpd.conf" <<CONF
 ServerRoot "$1"
 DefaultRuntimeDir "$1/run"
@@ -64,7 +72,7 @@ Timeout 10
 KeepAlive Off
 SSLRandomSeed startup builtin
 SSLRandomSeed connect builtin
-SSLSessionCache $_cache_conf
+SSLSessionCache $_cache_conf$_tickets_conf
 <VirtualHost 127.0.0.1:$4>
     SSLEngine on
     SSLProtocol -all +TLSv1.2 +TLSv1.3

@@ -143,7 +143,7 @@ $(B)/demo: examples/demo.c $(TLS_UTIL) include/sesscache.h $(SO).$(MAJOR)
 C_PROGRAMS := $(B)/abi_check.o $(B)/test_cache $(B)/test_shm $(B)/test_memory_bound \
               $(B)/test_cache_asan $(B)/test_shm_asan \
               $(B)/observe_plain \
-              $(B)/observe_linked $(B)/bench_resume $(B)/demo
+              $(B)/observe_linked $(B)/bench_resume $(B)/bench_client $(B)/demo
 
 c-tests: $(C_PROGRAMS)
 
@@ -171,7 +171,7 @@ bench:
 	bash scripts/deps.sh install
 	$(MAKE) bench-run
 
-bench-run: $(B)/bench_resume $(CLI)
+bench-run: $(B)/bench_resume $(B)/bench_client $(CLI)
 	sh c-tests/bench.sh $(B)/bench_resume $(if $(QUICK),--quick)
 
 # ---- bench-core: the cache core alone (issue 12) ----------------------------------------

@@ -22,16 +22,25 @@ pub(crate) enum Connector {
 /// One connection: to a server, or the crate's cluster connection (one socket per node,
 /// commands routed by key).
 pub(crate) enum Conn {
-    Single(redis::Connection),
+    /// With the socket timeout last set on it (read and write alike).
+    Single(redis::Connection, Option<Duration>),
     Cluster(Box<redis::cluster::ClusterConnection>),
 }
+
+/// How far a socket timeout may be from a command's budget before it is set again: each
+/// setting is two system calls, on a lookup's path, while the budgets of consecutive
+/// commands differ by the microseconds between them. A call may so wait up to this much
+/// longer, or give up this much sooner, than its budget says.
+const TIMEOUT_SLACK: Duration = Duration::from_millis(1);
 
 impl Connector {
     /// Connects, authenticates and selects the database, giving up after `timeout` (for
     /// a cluster: per connection it opens, as the crate applies it).
     pub fn connect(&self, timeout: Duration) -> RedisResult<Conn> {
         match self {
-            Connector::Single(c) => c.get_connection_with_timeout(timeout).map(Conn::Single),
+            Connector::Single(c) => c
+                .get_connection_with_timeout(timeout)
+                .map(|c| Conn::Single(c, None)),
             Connector::Cluster { client, .. } => {
                 let conn = client.get_connection()?;
                 // A reconnection inside a call would wait for a connection timeout in the
@@ -49,9 +58,18 @@ impl Conn {
     /// `budget`. A server's error reply is an `Err`.
     pub fn request(&mut self, packed: &[u8], budget: Duration) -> RedisResult<Value> {
         let value = match self {
-            Conn::Single(c) => {
-                c.set_read_timeout(Some(budget))?;
-                c.set_write_timeout(Some(budget))?;
+            Conn::Single(c, set) => {
+                let stale = set.map_or(true, |t| {
+                    let gap = if t > budget { t - budget } else { budget - t };
+                    gap > TIMEOUT_SLACK
+                });
+                if stale {
+                    // Forgotten first: a failure half-way leaves it unknown.
+                    *set = None;
+                    c.set_read_timeout(Some(budget))?;
+                    c.set_write_timeout(Some(budget))?;
+                    *set = Some(budget);
+                }
                 c.req_packed_command(packed)?
             }
             Conn::Cluster(c) => {
@@ -66,7 +84,7 @@ impl Conn {
     /// False once the connection saw its socket close.
     pub fn is_open(&self) -> bool {
         match self {
-            Conn::Single(c) => c.is_open(),
+            Conn::Single(c, _) => c.is_open(),
             Conn::Cluster(c) => c.is_open(),
         }
     }

@@ -5,7 +5,11 @@
 #   memory:    LD_PRELOAD=libsesscache.so SESSCACHE_URL=memory: (the default URL);
 #   shm force  LD_PRELOAD=libsesscache.so SESSCACHE_URL=shm:NAME?force=1 (serve every server
 #              context, even where the program turned its own session cache off, with
-#              stateful tickets).
+#              stateful tickets);
+#   redis      LD_PRELOAD=libsesscache.so SESSCACHE_URL=redis://…?key_file=…&force=1, on a
+#              redis-server this script starts on loopback (values sealed), for Apache
+#              prefork `none`, HAProxy `cachesize 0` and Python pre-forked (nginx and
+#              s_server with Redis are c-tests/redis_servers.sh's).
 # Servers: Apache httpd 2.4 prefork and event (SSLSessionCache none, shmcb), HAProxy 2.6
 # (nbthread 2; its own cache, tune.ssl.cachesize 0), nginx (2 workers; ssl_session_cache
 # off, none, shared:SSL:1m), a Python 3 `ssl` server (threaded, pre-forked; closes without
@@ -20,8 +24,9 @@
 # Checks (ok/FAIL lines):
 # - memory:: resumptions >= without the library (TLS 1.2, TLS 1.3 first use), every server;
 # - shm force, for Apache prefork `none`, HAProxy `cachesize 0`, nginx `off`, Python
-#   pre-forked: TLS 1.2 >= 4/5 resumed, the TLS 1.3 ticket resumes once and is refused on
-#   replay (the stateful single-use cache, not a stateless ticket);
+#   pre-forked, and redis for the same but nginx: TLS 1.2 >= 4/5 resumed, the TLS 1.3 ticket
+#   resumes once and is refused on replay (the stateful single-use cache, not a stateless
+#   ticket);
 # - the Python client resumes exactly as often with the library as without;
 # - no warn/error/emerg/crit/alert line in a server's error log or stderr with the library
 #   that is not there without it (lines compared with pids, numbers, times, paths masked).
@@ -63,6 +68,7 @@ cleanup() {
     apache_stop; haproxy_stop; ngx_stop; py_stop
     if [ -n "$S_PID" ]; then sserver_stop "$S_PID"; S_PID=; fi
     if [ -n "$WATCHDOG" ]; then kill "$WATCHDOG" 2>/dev/null; wait "$WATCHDOG" 2>/dev/null; WATCHDOG=; fi
+    if [ -n "${R_PID:-}" ]; then kill "$R_PID" 2>/dev/null; wait "$R_PID" 2>/dev/null; R_PID=; fi
     rm -f /dev/shm/sesscache-"$seg"-*
 }
 trap cleanup EXIT
@@ -103,6 +109,21 @@ if ! command -v openssl >/dev/null 2>&1; then
 fi
 [ "$(id -u)" -eq 0 ] || note "not root: Apache, nginx and HAProxy need root here (their configurations name users and ports as root would)"
 
+# ---- the Redis of the redis cells ---------------------------------------------------------
+R_PID=; R_PORT=
+if command -v redis-server >/dev/null 2>&1 && command -v redis-cli >/dev/null 2>&1; then
+    R_PORT=$(free_port)
+    redis-server --port "$R_PORT" --bind 127.0.0.1 --save '' --appendonly no --dir "$root" \
+        >"$root/redis.log" 2>&1 &
+    R_PID=$!
+    _w=0
+    until [ "$(redis-cli -p "$R_PORT" PING 2>/dev/null)" = PONG ] || [ $_w -ge 50 ]; do sleep 0.1; _w=$((_w + 1)); done
+    [ $_w -lt 50 ] || fail "redis-server did not start (see $root/redis.log)"
+    (umask 077; openssl rand -hex 32 >"$root/redis.key")
+else
+    fail "redis-server and redis-cli are missing: $DEPS"
+fi
+
 # ---- the servers ----------------------------------------------------------------------------
 ALL_ROWS="apache_prefork_none apache_prefork_shmcb apache_event_none apache_event_shmcb
       haproxy_default haproxy_cachesize0 nginx_off nginx_none nginx_shared
@@ -111,6 +132,12 @@ ROWS=${SERVERS_ROWS:-$ALL_ROWS}
 CONFIGS="without memory force"
 # The servers where shm force must give a stateful, shared, single-use cache.
 FORCE_ROWS="apache_prefork_none haproxy_cachesize0 nginx_off python_prefork"
+# The servers measured with redis (force=1) too, with the same expectations.
+REDIS_ROWS="apache_prefork_none haproxy_cachesize0 python_prefork"
+# The configurations of a row.
+row_configs() {
+    case " $REDIS_ROWS " in *" $1 "*) echo "$CONFIGS redis" ;; *) echo "$CONFIGS" ;; esac
+}
 
 label() {
     case $1 in
@@ -129,6 +156,7 @@ label() {
         without) echo 'without the library' ;;
         memory) echo '`memory:`' ;;
         force) echo '`shm:NAME?force=1`' ;;
+        redis) echo '`redis://…?key_file=…&force=1`' ;;
     esac
 }
 
@@ -272,7 +300,7 @@ for row in $ROWS; do
         done
         continue
     fi
-    for cfg in $CONFIGS; do
+    for cfg in $(row_configs "$row"); do
         cellno=$((cellno + 1))
         d=$root/$row-$cfg
         mkdir -p "$d"; chmod 0755 "$d"
@@ -283,6 +311,7 @@ for row in $ROWS; do
             without) SSERVER_LIB=; set -- ;;
             memory) SSERVER_LIB=$lib; set -- LD_PRELOAD="$lib" SESSCACHE_URL=memory: SESSCACHE_STATS="$d/stats" ;;
             force) SSERVER_LIB=$lib; set -- LD_PRELOAD="$lib" SESSCACHE_URL="shm:$seg-$cellno?force=1" SESSCACHE_STATS="$d/stats" ;;
+            redis) SSERVER_LIB=$lib; set -- LD_PRELOAD="$lib" SESSCACHE_URL="redis://127.0.0.1:${R_PORT:-1}?key_file=$root/redis.key&prefix=srv$cellno:&timeout_ms=200&force=1" SESSCACHE_STATS="$d/stats" ;;
         esac
         [ "$row" = sserver ] && [ $# -gt 0 ] && shift   # sserver_start sets LD_PRELOAD itself
         PORT=
@@ -323,22 +352,26 @@ for row in $ROWS; do
         "resumed full") fail "$name, with memory:, TLS 1.3 ticket first use $mf, but $wf without the library" ;;
         *) fail "$name, with memory:, TLS 1.3 first use: no comparison (without the library: $wf, with memory:: $mf)" ;;
     esac
-    case " $FORCE_ROWS " in
-        *" $row "*)
-            f12=$(getv "R12_${row}_force"); ff=$(getv "F13_${row}_force"); fr=$(getv "RP13_${row}_force")
-            case $f12 in
-                [45]/5) ok "$name, with shm:NAME?force=1, TLS 1.2 resumed $f12 (>= 4/5)" ;;
-                *) fail "$name, with shm:NAME?force=1, TLS 1.2 resumed $f12 (want >= 4/5)" ;;
-            esac
-            if [ "$ff" = resumed ]; then ok "$name, with shm:NAME?force=1, TLS 1.3 ticket resumes on first use"
-            else fail "$name, with shm:NAME?force=1, TLS 1.3 ticket first use: $ff (want resumed)"; fi
-            # Refused on replay proves the single-use stateful cache only after a first use
-            # that resumed.
-            if [ "$ff $fr" = "resumed refused" ]; then ok "$name, with shm:NAME?force=1, TLS 1.3 ticket refused on replay (stateful, single use)"
-            else fail "$name, with shm:NAME?force=1, TLS 1.3 ticket replay: $fr after a first use $ff (want resumed, then refused: a stateful single-use ticket)"; fi
-            ;;
-    esac
-    for cfg in memory force; do
+    for cfg in force redis; do
+        case $cfg in force) rows=$FORCE_ROWS; how='shm:NAME?force=1' ;; *) rows=$REDIS_ROWS; how='redis://…&force=1' ;; esac
+        case " $rows " in
+            *" $row "*)
+                f12=$(getv "R12_${row}_$cfg"); ff=$(getv "F13_${row}_$cfg"); fr=$(getv "RP13_${row}_$cfg")
+                case $f12 in
+                    [45]/5) ok "$name, with $how, TLS 1.2 resumed $f12 (>= 4/5)" ;;
+                    *) fail "$name, with $how, TLS 1.2 resumed $f12 (want >= 4/5)" ;;
+                esac
+                if [ "$ff" = resumed ]; then ok "$name, with $how, TLS 1.3 ticket resumes on first use"
+                else fail "$name, with $how, TLS 1.3 ticket first use: $ff (want resumed)"; fi
+                # Refused on replay proves the single-use stateful cache only after a first
+                # use that resumed.
+                if [ "$ff $fr" = "resumed refused" ]; then ok "$name, with $how, TLS 1.3 ticket refused on replay (stateful, single use)"
+                else fail "$name, with $how, TLS 1.3 ticket replay: $fr after a first use $ff (want resumed, then refused: a stateful single-use ticket)"; fi
+                ;;
+        esac
+    done
+    for cfg in $(row_configs "$row"); do
+        [ "$cfg" = without ] && continue
         new=$(comm -13 "$root/$row-without/errors.norm" "$root/$row-$cfg/errors.norm")
         if [ -z "$new" ]; then
             ok "$name, with $(label "$cfg"): no warning or error in its logs that is not there without the library"
@@ -408,7 +441,7 @@ echo "#"
 note "| server | config | TLS 1.2 reconnects resumed | TLS 1.3 first use | TLS 1.3 replay |"
 note "| --- | --- | --- | --- | --- |"
 for row in $ROWS; do
-    for cfg in $CONFIGS; do
+    for cfg in $(row_configs "$row"); do
         note "| $(label "$row") | $(label "$cfg") | $(cellv "R12_${row}_$cfg") | $(cellv "F13_${row}_$cfg") | $(cellv "RP13_${row}_$cfg") |"
     done
 done

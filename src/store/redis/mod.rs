@@ -20,7 +20,11 @@
 //!   applied; a write that fails there is counted like a failed lookup, and lost. At
 //!   exit a process waits, at most 250 ms for all its caches, until its queued writes are
 //!   sent (`process::at_exit`), so that a server stopping gracefully keeps the sessions of
-//!   its last handshakes for the other hosts.
+//!   its last handshakes for the other hosts. Until the writer has sent a SET, the value
+//!   stays in the process's pending map, where its own `get` and `take` find it (read your
+//!   writes: a client that reconnects at once to the same host resumes); taking a pending
+//!   single-use value queues a DEL behind the SET, and `remove` forgets the pending value
+//!   as well as queueing its DEL.
 //!   `put` still returns a stamp at once: a keyed hash (SipHash, a random key per store) of
 //!   the flags and bytes with the top bit set, which `get` computes again over what it
 //!   fetches, so the cache core's front recognises a value it already decoded. Two
@@ -265,14 +269,14 @@ impl Store for RedisStore {
         value.as_mut_slice()[1..].copy_from_slice(entry.bytes.as_slice());
         let stamp = self.stamp(value.as_slice());
         let px = (entry.expires_at - now).saturating_mul(1000).max(MIN_PX_MS);
+        let rkey = self.redis_key(key);
         let packed = conn::pack(&[
             b"SET",
-            &self.redis_key(key),
+            &rkey,
             value.as_slice(),
             b"PX",
             px.to_string().as_bytes(),
         ]);
-        drop(value);
         let local = match &p.l1 {
             Some(l1) if !entry.single_use => match l1.put(key, entry, now) {
                 Ok(s) => Some(p.l1_stamp(s)),
@@ -288,7 +292,7 @@ impl Store for RedisStore {
             }
             None => None,
         };
-        let queued = p.submit(packed, false);
+        let queued = p.submit_set(rkey, value, packed);
         match local {
             Some(stamp) => Ok(stamp),
             None if queued => Ok(stamp),
@@ -314,7 +318,35 @@ impl Store for RedisStore {
                 }));
             }
         }
-        let Some(fetched) = p.fetch(&self.redis_key(key), false)? else {
+        let rkey = self.redis_key(key);
+        if let Some(value) = p.pending(&rkey, false) {
+            // Stored by this process and not yet sent: found here, as Redis will hold it.
+            if let Some((flags, bytes)) = split(&value) {
+                let stamp = self.stamp(value.as_slice());
+                let consumed = flags & SINGLE_USE != 0;
+                if consumed {
+                    // Taken only if still pending (the writer may have just sent it: then
+                    // Redis's copy is the one to take).
+                    if p.pending(&rkey, true).is_some() {
+                        p.submit(conn::pack(&[b"DEL", &rkey]), true);
+                        let bytes = (!known(stamp)).then_some(bytes);
+                        return Ok(Some(Found {
+                            bytes,
+                            stamp,
+                            consumed: true,
+                        }));
+                    }
+                } else {
+                    let bytes = (!known(stamp)).then_some(bytes);
+                    return Ok(Some(Found {
+                        bytes,
+                        stamp,
+                        consumed: false,
+                    }));
+                }
+            }
+        }
+        let Some(fetched) = p.fetch(&rkey, false)? else {
             return Ok(None);
         };
         let Some((flags, bytes)) = split(&fetched.value) else {
@@ -347,7 +379,15 @@ impl Store for RedisStore {
         let local =
             p.l1.as_ref()
                 .and_then(|l1| l1.take(key, now).ok().flatten());
-        match p.fetch(&self.redis_key(key), true) {
+        let rkey = self.redis_key(key);
+        if let Some(value) = p.pending(&rkey, true) {
+            // Not sent yet: Redis will forget it right after it gets it.
+            p.submit(conn::pack(&[b"DEL", &rkey]), true);
+            if let Some((_, bytes)) = split(&value) {
+                return Ok(Some(bytes));
+            }
+        }
+        match p.fetch(&rkey, true) {
             Ok(Some(fetched)) => match split(&fetched.value) {
                 Some((_, bytes)) => Ok(Some(bytes)),
                 None => Err(self.corrupt(p, key)),
@@ -371,7 +411,9 @@ impl Store for RedisStore {
         let local =
             p.l1.as_ref()
                 .is_some_and(|l1| l1.remove(key).unwrap_or(false));
-        if p.submit(conn::pack(&[b"DEL", &self.redis_key(key)]), true) {
+        let rkey = self.redis_key(key);
+        p.drop_pending(&rkey);
+        if p.submit(conn::pack(&[b"DEL", &rkey]), true) {
             Ok(local)
         } else {
             Counters::bump(&p.core.counters.errors);

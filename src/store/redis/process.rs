@@ -74,8 +74,13 @@ impl Shared {
 
 /// A queued write, or a message for the writer.
 pub(crate) enum Job {
-    /// A packed SET or DEL.
-    Write { packed: SecretBytes, remove: bool },
+    /// A packed SET or DEL; a SET names its entry in [`Core::pending`] (Redis key, sequence
+    /// number), which the writer forgets once the SET is done.
+    Write {
+        packed: SecretBytes,
+        remove: bool,
+        pending: Option<(Vec<u8>, u64)>,
+    },
     /// The breaker opened: time to plan a probe.
     Wake,
     /// Answered once every job queued before it is done.
@@ -109,6 +114,19 @@ pub(crate) struct Core {
     /// to Redis (`tally`), where the whole fleet's add up.
     pub counters: Counters,
     pub net: Net,
+    /// Values this process queued for Redis that the writer has not yet sent, by Redis key:
+    /// what this process stored, its own lookups find at once (read your writes), even
+    /// when the client comes back before the SET reaches Redis. At most one per queued
+    /// write, so bounded by the queue.
+    pending: Mutex<Pending>,
+}
+
+/// [`Core::pending`]: the values, and the next sequence number (a SET forgets only its
+/// own value, not a newer one stored under the same key since).
+#[derive(Default)]
+struct Pending {
+    values: std::collections::HashMap<Vec<u8>, (u64, SecretBytes)>,
+    next: u64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -127,6 +145,7 @@ impl Proc {
                 breaker: Breaker::default(),
                 counters: Counters::default(),
                 net: Net::default(),
+                pending: Mutex::new(Pending::default()),
             }),
             l1,
             stamp_base: std::collections::hash_map::RandomState::new().hash_one(pid),
@@ -215,13 +234,68 @@ impl Proc {
     /// Queues a write for the writer thread. False (and counted in `queue_drops`) when it
     /// was dropped: the queue is full, the breaker is open, or no writer could be started.
     pub fn submit(&self, packed: SecretBytes, remove: bool) -> bool {
+        self.submit_job(packed, remove, None)
+    }
+
+    /// Queues a SET of `value` under Redis key `rkey` (packed in `packed`), and keeps the
+    /// value where this process's lookups find it until the writer has sent it.
+    pub fn submit_set(&self, rkey: Vec<u8>, value: SecretBytes, packed: SecretBytes) -> bool {
+        let seq = {
+            let mut p = lock(&self.core.pending);
+            p.next += 1;
+            let seq = p.next;
+            p.values.insert(rkey.clone(), (seq, value));
+            seq
+        };
+        let queued = self.submit_job(packed, false, Some((rkey.clone(), seq)));
+        if !queued {
+            self.core.forget_pending(&rkey, seq);
+        }
+        queued
+    }
+
+    /// A value this process queued under `rkey` and has not sent yet: a copy, or (`take`)
+    /// the value itself, which is then no longer pending (the caller queues a DEL after the
+    /// SET, so that Redis forgets it too).
+    pub fn pending(&self, rkey: &[u8], take: bool) -> Option<SecretBytes> {
+        let mut p = lock(&self.core.pending);
+        if p.values.is_empty() {
+            return None;
+        }
+        if take {
+            p.values.remove(rkey).map(|(_, v)| v)
+        } else {
+            p.values.get(rkey).map(|(_, v)| v.clone())
+        }
+    }
+
+    /// Forgets what this process queued under `rkey` (it is being removed).
+    pub fn drop_pending(&self, rkey: &[u8]) {
+        let mut p = lock(&self.core.pending);
+        if !p.values.is_empty() {
+            p.values.remove(rkey);
+        }
+    }
+
+    fn submit_job(
+        &self,
+        packed: SecretBytes,
+        remove: bool,
+        pending: Option<(Vec<u8>, u64)>,
+    ) -> bool {
         let core = &self.core;
         if core.breaker.is_open() {
             core.count_drop();
             return false;
         }
         let queued = match self.writer() {
-            Some(tx) => tx.try_send(Job::Write { packed, remove }).is_ok(),
+            Some(tx) => tx
+                .try_send(Job::Write {
+                    packed,
+                    remove,
+                    pending,
+                })
+                .is_ok(),
             None => false,
         };
         if !queued {
@@ -292,6 +366,14 @@ impl Proc {
 }
 
 impl Core {
+    /// Forgets the pending value of `rkey` if it is still the one numbered `seq`.
+    fn forget_pending(&self, rkey: &[u8], seq: u64) {
+        let mut p = lock(&self.pending);
+        if p.values.get(rkey).is_some_and(|(s, _)| *s == seq) {
+            p.values.remove(rkey);
+        }
+    }
+
     /// Counts an operation that failed on the network or timed out.
     pub fn count_failure(&self, e: StoreError) {
         Counters::bump(&self.counters.errors);
@@ -610,7 +692,17 @@ struct Writer {
 impl Writer {
     fn run(&mut self, job: Job) {
         match job {
-            Job::Write { packed, remove } => self.write(packed.as_slice(), remove),
+            Job::Write {
+                packed,
+                remove,
+                pending,
+            } => {
+                self.write(packed.as_slice(), remove);
+                // Sent (or lost): from now on lookups ask Redis.
+                if let Some((rkey, seq)) = pending {
+                    self.core.forget_pending(&rkey, seq);
+                }
+            }
             Job::Wake => {}
             Job::Flush(ack) => {
                 self.report();

@@ -1214,3 +1214,45 @@ fn the_documented_acl_is_enough() {
     assert!(fleet.server.iter().any(|(k, _)| *k == "redis_used_memory"));
     assert_eq!(Store::flush(&s), Ok(1));
 }
+
+/// Read your writes: what this process stored is found by its own lookups before the writer
+/// has sent it (a client that comes straight back to the host that served it), a
+/// single-use entry taken that way is deleted from Redis once it arrives there, and another
+/// process sees neither until Redis has them.
+#[test]
+fn a_process_finds_what_it_stored_before_redis_has_it() {
+    let srv = Server::unix(&[]);
+    let a = open(&srv.cfg());
+    let b = open(&srv.cfg());
+    let t = now();
+    // Redis does not answer for a while: the writes wait in a's queue.
+    srv.pause(400);
+    a.put(&key(1), value(b"reusable", t + 100, false), t)
+        .unwrap();
+    a.put(&key(2), value(b"ticket", t + 100, true), t).unwrap();
+    assert_eq!(get(&a, &key(1)).unwrap(), b"reusable");
+    assert_eq!(get(&a, &key(1)).unwrap(), b"reusable", "still there");
+    let found = a.get(&key(2), t, &mut |_| false).unwrap().unwrap();
+    assert!(found.consumed);
+    assert_eq!(found.bytes.unwrap().as_slice(), b"ticket");
+    assert!(get(&a, &key(2)).is_none(), "taken");
+    a.put(&key(3), value(b"gone", t + 100, false), t).unwrap();
+    assert!(a.remove(&key(3)).is_ok());
+    assert!(get(&a, &key(3)).is_none(), "removed before it was sent");
+    a.flush();
+    // Redis holds the reusable entry only: the ticket's SET was followed by its DEL, the
+    // removed entry's by its own.
+    let mut admin = srv.admin();
+    let held: Vec<String> = redis::cmd("KEYS")
+        .arg("sesscache:*")
+        .query(&mut admin)
+        .unwrap();
+    let entries: Vec<&String> = held.iter().filter(|k| !k.ends_with("stats")).collect();
+    assert_eq!(
+        entries,
+        vec![&format!("sesscache:{}", hex(key(1).as_bytes()))]
+    );
+    assert_eq!(get(&b, &key(1)).unwrap(), b"reusable");
+    assert!(get(&b, &key(2)).is_none());
+    assert_eq!(count(&a.counters().errors) + count(&b.counters().errors), 0);
+}

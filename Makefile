@@ -42,7 +42,7 @@ CLI_SRC   := $(shell find cli/src -name '*.rs') cli/Cargo.toml Cargo.lock
 CLI_DIR   := target/cli
 CLI       := $(CLI_DIR)/release/sesscache
 
-.PHONY: all lib fault-lib cli header check-header check check-all lint rust-test c-tests demo demo-run bench bench-run install uninstall clean \
+.PHONY: all lib fault-lib sanitize cli header check-header check check-all lint rust-test c-tests demo demo-run bench bench-run install uninstall clean \
         install-man uninstall-man man-check
 
 all: lib
@@ -208,6 +208,20 @@ $(B)/bench_client: c-tests/bench_client.c
 
 bench-servers: $(B)/bench_client $(SO).$(MAJOR)
 	sh c-tests/bench_servers.sh $(B)/bench_client
+
+# make sanitize: ThreadSanitizer over the concurrent tests of the stores and of the front
+# (Rust's std rebuilt with TSan; OpenSSL is not instrumented, so tests that race inside
+# OpenSSL cannot be judged and are not run), and Miri over the pure-Rust parts that make no
+# foreign call (the URL parser, the memory store, hashing, the counters' report, wiping,
+# logging). Needs the nightly toolchain with rust-src and miri; several minutes, so not part
+# of `make check`.
+TSAN_TESTS := store::memory store::shm:: store::hashed cache::front
+MIRI_TESTS := config:: store::memory store::hashed store::redis::tally store::redis::admin::tests \
+              secret:: log::tests --skip sealed --skip huge_url
+sanitize:
+	RUSTFLAGS="-Zsanitizer=thread" TSAN_OPTIONS=halt_on_error=1 $(CARGO) +nightly test \
+	  -Zbuild-std --target x86_64-unknown-linux-gnu --target-dir target/tsan --lib -- $(TSAN_TESTS)
+	MIRIFLAGS=-Zmiri-disable-isolation $(CARGO) +nightly miri test --lib -- $(MIRI_TESTS)
 
 # ---- installation -----------------------------------------------------------------------
 # The manual pages, man/manN/*.N, go to $(MANDIR)/manN/ as they are (`.so` links included).

@@ -65,27 +65,23 @@ else
     pass "header names: a leaked MIN_SIZE is refused"
 fi
 
-echo "== layering: each module imports only its own layer and those below, with no cycle"
-if python3 scripts/layers.py --self-test >$B/layers_self.log 2>&1; then
-    pass "layers: the checker's own fixtures"
-else
-    cat $B/layers_self.log; fail "layers: the checker's own fixtures"
-fi
-if python3 scripts/layers.py --check >$B/layers.log 2>&1; then
-    pass "$(cat $B/layers.log)"
-else
-    cat $B/layers.log; fail "layers"
-fi
-if python3 scripts/boundary_check.py --self-test >$B/boundary_self.log 2>&1; then
-    pass "boundary: the checker's own fixtures"
-else
-    cat $B/boundary_self.log; fail "boundary: the checker's own fixtures"
-fi
-if python3 scripts/boundary_check.py --check >$B/boundary.log 2>&1; then
-    pass "$(tail -n 1 $B/boundary.log)"
-else
-    cat $B/boundary.log; fail "boundary: every extern \"C\" function goes through the panic boundary"
-fi
+echo "== source checks: layering (no upward import, no cycle), the panic boundary of every extern \"C\" function"
+# checker NAME SCRIPT WHAT: a source checker's own fixtures (--self-test), then the tree
+# (--check; its last line is the pass message).
+checker() {
+    if python3 "$2" --self-test >$B/$1_self.log 2>&1; then
+        pass "$1: the checker's own fixtures"
+    else
+        cat $B/$1_self.log; fail "$1: the checker's own fixtures"
+    fi
+    if python3 "$2" --check >$B/$1.log 2>&1; then
+        pass "$(tail -n 1 $B/$1.log)"
+    else
+        cat $B/$1.log; fail "$1: $3"
+    fi
+}
+checker layers scripts/layers.py "each module imports only its own layer and those below"
+checker boundary scripts/boundary_check.py "every extern \"C\" function goes through the panic boundary"
 
 echo "== sesscache_stats can grow: programs built against older and newer headers"
 # An older header (its sesscache_stats as version 0.1.0 had it: the first 11 fields) and

@@ -37,7 +37,7 @@ use clap::{Parser, Subcommand};
 use sesscache::cache::Cache;
 use sesscache::error::{Error, ErrorKind};
 use sesscache::store::shm::ShmStore;
-use sesscache::store::{NetStats, Stats, Store, Survey};
+use sesscache::store::{Stats, Store, Survey};
 use std::ffi::CStr;
 use std::io::{self, Write};
 use std::os::unix::fs::MetadataExt;
@@ -311,46 +311,21 @@ fn hit_ratio(s: &Stats) -> Option<f64> {
     (s.lookups > 0).then(|| s.hits as f64 / s.lookups as f64)
 }
 
-/// The counters, named as the fields of `struct sesscache_stats` in the C header. No `..`:
-/// a counter added to `Stats` does not compile until it is listed here.
-fn counters(s: &Stats) -> [(&'static str, u64); 15] {
-    let Stats {
-        lookups,
-        hits,
-        misses,
-        stores,
-        removes,
-        evictions,
-        expirations,
-        rejected,
-        errors,
-        entries,
-        bytes,
-        net:
-            NetStats {
-                net_errors,
-                timeouts,
-                breaker_opens,
-                queue_drops,
-            },
-    } = *s;
-    [
-        ("lookups", lookups),
-        ("hits", hits),
-        ("misses", misses),
-        ("stores", stores),
-        ("removes", removes),
-        ("evictions", evictions),
-        ("expirations", expirations),
-        ("rejected", rejected),
-        ("errors", errors),
-        ("entries", entries),
-        ("bytes", bytes),
-        ("net_errors", net_errors),
-        ("timeouts", timeouts),
-        ("breaker_opens", breaker_opens),
-        ("queue_drops", queue_drops),
-    ]
+/// The counters, named and ordered as the fields of `struct sesscache_stats` in the C
+/// header: the events up to `errors`, then `entries` and `bytes`, then the network ones
+/// (`Stats::events` lists every event counter, so a new one cannot be forgotten here).
+fn counters(s: &Stats) -> Vec<(&'static str, u64)> {
+    let named: Vec<(&'static str, u64)> = Stats::EVENT_NAMES.into_iter().zip(s.events()).collect();
+    let at_errors = Stats::EVENT_NAMES
+        .iter()
+        .position(|n| *n == "errors")
+        .expect("errors is an event")
+        + 1;
+    let mut out = named[..at_errors].to_vec();
+    out.push(("entries", s.entries));
+    out.push(("bytes", s.bytes));
+    out.extend_from_slice(&named[at_errors..]);
+    out
 }
 
 /// A JSON string literal.

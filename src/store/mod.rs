@@ -247,6 +247,89 @@ pub struct Stats {
 }
 
 impl Stats {
+    /// The names of the event counters (every field but `entries` and `bytes`), as the
+    /// fields of `struct sesscache_stats` are named, in [`Stats::events`]' order.
+    pub const EVENT_NAMES: [&'static str; 13] = [
+        "lookups",
+        "hits",
+        "misses",
+        "stores",
+        "removes",
+        "evictions",
+        "expirations",
+        "rejected",
+        "errors",
+        "net_errors",
+        "timeouts",
+        "breaker_opens",
+        "queue_drops",
+    ];
+
+    /// The event counters, in [`Stats::EVENT_NAMES`]' order. No `..`: a counter added to
+    /// `Stats` does not compile until it is listed here.
+    pub fn events(&self) -> [u64; 13] {
+        let Stats {
+            lookups,
+            hits,
+            misses,
+            stores,
+            removes,
+            evictions,
+            expirations,
+            rejected,
+            errors,
+            entries: _,
+            bytes: _,
+            net:
+                NetStats {
+                    net_errors,
+                    timeouts,
+                    breaker_opens,
+                    queue_drops,
+                },
+        } = *self;
+        [
+            lookups,
+            hits,
+            misses,
+            stores,
+            removes,
+            evictions,
+            expirations,
+            rejected,
+            errors,
+            net_errors,
+            timeouts,
+            breaker_opens,
+            queue_drops,
+        ]
+    }
+
+    /// Stats with these event counters ([`Stats::events`]' order), no entries or bytes.
+    pub fn from_events(e: [u64; 13]) -> Stats {
+        let [lookups, hits, misses, stores, removes, evictions, expirations, rejected, errors, net_errors, timeouts, breaker_opens, queue_drops] =
+            e;
+        Stats {
+            lookups,
+            hits,
+            misses,
+            stores,
+            removes,
+            evictions,
+            expirations,
+            rejected,
+            errors,
+            entries: 0,
+            bytes: 0,
+            net: NetStats {
+                net_errors,
+                timeouts,
+                breaker_opens,
+                queue_drops,
+            },
+        }
+    }
+
     pub fn of(store: &dyn Store) -> Stats {
         let c = store.counters();
         let (entries, bytes) = store.occupancy();

@@ -32,21 +32,7 @@ const REPORTED_AT: &str = "reported_at";
 
 /// The counters' names in the hash: the fields of `struct sesscache_stats` (without
 /// `entries` and `bytes`, which are not events).
-pub(crate) const FIELDS: [&str; 13] = [
-    "lookups",
-    "hits",
-    "misses",
-    "stores",
-    "removes",
-    "evictions",
-    "expirations",
-    "rejected",
-    "errors",
-    "net_errors",
-    "timeouts",
-    "breaker_opens",
-    "queue_drops",
-];
+pub(crate) const FIELDS: [&str; 13] = Stats::EVENT_NAMES;
 
 /// A process's counters, in the order of [`FIELDS`].
 pub(crate) type Figures = [u64; 13];
@@ -152,28 +138,7 @@ pub(crate) fn parse(reply: &Value) -> (Stats, Option<u64>) {
             f[i] = value;
         }
     }
-    let [lookups, hits, misses, stores, removes, evictions, expirations, rejected, errors, net_errors, timeouts, breaker_opens, queue_drops] =
-        f;
-    let stats = Stats {
-        lookups,
-        hits,
-        misses,
-        stores,
-        removes,
-        evictions,
-        expirations,
-        rejected,
-        errors,
-        entries: 0,
-        bytes: 0,
-        net: NetStats {
-            net_errors,
-            timeouts,
-            breaker_opens,
-            queue_drops,
-        },
-    };
-    (stats, at)
+    (Stats::from_events(f), at)
 }
 
 #[cfg(test)]

@@ -15,7 +15,7 @@
 #
 #   sh c-tests/soak.sh [SOAK_PROGRAM]      (default build/soak; `make soak` builds it)
 # Environment: SOAK_SECONDS (default 60): the length of each run; SOAK_ONLY=shm|redis|memory:
-# that run only; SOAK_DIR (default build/soak): the logs.
+# that run only; SOAK_DIR (default build/soak-logs): the logs.
 # Needs redis-server and redis-cli (Debian: redis-server, redis-tools): without them the
 # redis run FAILS (it is not skipped). Last line: "soak: N passed, M failed".
 set -u
@@ -24,7 +24,7 @@ SUITE=soak
 prog=${1:-build/soak}
 secs=${SOAK_SECONDS:-60}
 only=${SOAK_ONLY:-}
-logs=${SOAK_DIR:-build/soak}
+logs=${SOAK_DIR:-build/soak-logs}
 mkdir -p "$logs" || exit 1
 work=$(mktemp -d "${TMPDIR:-/tmp}/sesscache-soak.XXXXXX") || exit 1
 shm_name=soak-$$

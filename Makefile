@@ -5,6 +5,8 @@
 #   make demo       a small server and client showing resumption through the cache
 #   make bench      resumed handshakes per second: sesscache vs OpenSSL's internal cache
 #   make bench-servers  nginx and Apache httpd, their own caches vs sesscache preloaded (root)
+#   make soak       the soak test: threads and processes on shm:, redis:// and memory: for
+#                   SOAK_SECONDS (60) each, no wrong session, memory bounded (c-tests/soak.sh)
 #   make install    PREFIX=/usr/local DESTDIR= : libraries, header, pkg-config file, manual pages
 #   make man-check  the manual pages: one per exported function, no formatting warnings
 

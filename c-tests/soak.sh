@@ -79,6 +79,7 @@ if wanted redis; then
         echo "soak: redis-server and redis-cli are needed (apt-get install redis-server redis-tools)" >&2
         fail "redis: redis-server or redis-cli is not installed: the redis:// soak did not run"
     else
+        # A free port on loopback, as c-tests/bench.sh finds one.
         redis_port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
         redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no \
             --dir "$work" --maxmemory-policy allkeys-lru \
@@ -94,6 +95,7 @@ if wanted redis; then
             fail "redis: redis-server did not start"
         else
             (umask 077; openssl rand -hex 32 >"$work/keys")
+            check "$(stat -c %a "$work/keys")" 600 "redis: the key file is private (mode 0600)"
             redis_info() { redis-cli -p "$redis_port" INFO "$1" | tr -d '\r' | sed -n "s/^$2:\([0-9]*\)$/\1/p"; }
             redis_base=$(redis_info memory used_memory)
             # Room for ~130 sessions of ~15 KB above what an empty Redis uses: a storm stores

@@ -5,6 +5,8 @@
 #   make demo       a small server and client showing resumption through the cache
 #   make bench      resumed handshakes per second: sesscache vs OpenSSL's internal cache
 #   make bench-servers  nginx and Apache httpd, their own caches vs sesscache preloaded (root)
+#   make soak       the soak test: threads and processes on shm:, redis:// and memory: for
+#                   SOAK_SECONDS (60) each, no wrong session, memory bounded (c-tests/soak.sh)
 #   make install    PREFIX=/usr/local DESTDIR= : libraries, header, pkg-config file, manual pages
 #   make man-check  the manual pages: one per exported function, no formatting warnings
 
@@ -136,6 +138,12 @@ $(B)/bench_resume: c-tests/bench_resume.c $(TLS_UTIL) include/sesscache.h $(SO).
 	@mkdir -p $(B)
 	$(CC) $(WARN) -O2 -g -pthread $(CPPFLAGS) c-tests/bench_resume.c c-tests/tls_util.c -o $@ $(LINK_SC) $(SSL_LIBS)
 
+# The soak test (c-tests/soak.c): threads in forked processes sharing one cache; run by
+# `make soak` (below), not built by `make c-tests`.
+$(B)/soak: c-tests/soak.c $(TLS_UTIL) include/sesscache.h $(SO).$(MAJOR)
+	@mkdir -p $(B)
+	$(CC) $(WARN) $(CFLAGS) -pthread $(CPPFLAGS) c-tests/soak.c c-tests/tls_util.c -o $@ $(LINK_SC) $(SSL_LIBS)
+
 $(B)/demo: examples/demo.c $(TLS_UTIL) include/sesscache.h $(SO).$(MAJOR)
 	@mkdir -p $(B)
 	$(CC) $(WARN) $(CFLAGS) $(CPPFLAGS) examples/demo.c c-tests/tls_util.c -o $@ $(LINK_SC) $(SSL_LIBS)
@@ -257,3 +265,13 @@ uninstall: uninstall-man
 clean:
 	rm -rf $(B)
 	$(CARGO) clean
+
+# ---- soak test (issue 13) ----------------------------------------------------------------
+# make soak: c-tests/soak.sh, one run after the other: shm: (4 processes x 2 threads, TLS 1.2
+# and 1.3), redis:// (a redis-server the script starts on loopback, small maxmemory, values
+# sealed) and memory: with client certificates; entries expire and are evicted throughout,
+# and every resumption is checked against the session issued. SOAK_SECONDS (default 60) is
+# the length of each run. Kept apart from `check` on purpose: it is wired in there separately.
+.PHONY: soak
+soak: $(B)/soak
+	sh c-tests/soak.sh $(B)/soak

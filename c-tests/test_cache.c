@@ -106,30 +106,37 @@ static void test_redis_open_errors(void) {
     CHECK(strstr(sesscache_last_error(), "0644") != NULL);
     REQUIRE(chmod(path, 0600) == 0);
     sesscache *c = sesscache_open(url);
-    CHECK(c != NULL);
-    if (c != NULL) {
+    /* Another handle on the same URL: another "host" (a handle's own writes that are still
+     * queued are found by its own lookups; another's are not). */
+    sesscache *other = sesscache_open(url);
+    CHECK(c != NULL && other != NULL);
+    if (c != NULL && other != NULL) {
         /* Nothing listens on port 1: a handshake still completes, the lookup misses. */
         tu_identity id;
         REQUIRE(tu_identity_make(&id));
         SSL_CTX *server = tu_server_ctx(&id, TLS1_2_VERSION), *client = tu_client_ctx(TLS1_2_VERSION);
-        REQUIRE(server != NULL && client != NULL && sesscache_attach(c, server) == 1);
+        SSL_CTX *server2 = tu_server_ctx(&id, TLS1_2_VERSION);
+        REQUIRE(server != NULL && client != NULL && server2 != NULL);
+        REQUIRE(sesscache_attach(c, server) == 1 && sesscache_attach(other, server2) == 1);
         tu_conn_result full, again;
         tu_conn_opts o = {0};
         CHECK(tu_connect(server, client, &o, &full) && !full.resumed);
         o.resume = full.session;
-        CHECK(tu_connect(server, client, &o, &again) && !again.resumed);
+        CHECK(tu_connect(server2, client, &o, &again) && !again.resumed);
         sesscache_stats st;
-        CHECK(sesscache_get_stats(c, &st, sizeof st) == sizeof st);
+        CHECK(sesscache_get_stats(other, &st, sizeof st) == sizeof st);
         CHECK_EQ(st.lookups, 1);
         CHECK_EQ(st.hits, 0);
         CHECK(st.net_errors + st.timeouts + st.breaker_opens + st.queue_drops >= 1);
         SSL_SESSION_free(full.session);
         SSL_SESSION_free(again.session);
         SSL_CTX_free(server);
+        SSL_CTX_free(server2);
         SSL_CTX_free(client);
         tu_identity_free(&id);
-        sesscache_free(c);
     }
+    sesscache_free(c);
+    sesscache_free(other);
     unlink(path);
 }
 

@@ -6,6 +6,7 @@
 #   make bench      resumed handshakes per second: sesscache vs OpenSSL's internal cache
 #   make install    PREFIX=/usr/local DESTDIR= : libraries, header, pkg-config file, manual pages
 #   make man-check  the manual pages: one per exported function, no formatting warnings
+#   make fuzz       the fuzz targets (cargo-fuzz, nightly), 20 s each: scripts/fuzz.sh
 
 CARGO     ?= cargo
 CC        ?= cc
@@ -205,3 +206,13 @@ uninstall: uninstall-man
 clean:
 	rm -rf $(B)
 	$(CARGO) clean
+
+# ---- fuzzing ----------------------------------------------------------------------------
+# make fuzz: the cargo-fuzz targets of fuzz/ (URL parser, shm shard reader, sealed value
+# opener, the callback path with arbitrary IDs and DER), built with the nightly toolchain and
+# run FUZZ_SECONDS (20) each over a copy of their committed seed corpus; fails when
+# cargo-fuzz or nightly is missing or a target finds something. Longer runs:
+# `sh scripts/fuzz.sh long RUNS` (fuzz/README.md).
+.PHONY: fuzz
+fuzz:
+	sh scripts/fuzz.sh smoke

@@ -8,8 +8,9 @@
 //! Input: byte 0: the ID's length (modulo 41) and, in its top bit, whether the entry is
 //! single-use; then the ID; the rest is the DER. Beyond "never panics", it asserts
 //! `decode_matching`'s contract: a session returned for an ID has that ID (bytes filed
-//! under one ID never resume another session), and the other ID, never stored, misses.
-//! The seed corpus holds real session DER (from an `openssl s_server` handshake).
+//! under one ID never resume another session), for the stored ID and for the other one
+//! (never stored: bytes under one ID must not come back under another). The seed corpus
+//! holds real session DER (`openssl s_client -sess_out` against `openssl s_server`).
 
 #![no_main]
 

@@ -9,6 +9,7 @@
 #                   SOAK_SECONDS (60) each, no wrong session, memory bounded (c-tests/soak.sh)
 #   make install    PREFIX=/usr/local DESTDIR= : libraries, header, pkg-config file, manual pages
 #   make man-check  the manual pages: one per exported function, no formatting warnings
+#   make fuzz       the fuzz targets (cargo-fuzz, nightly), 20 s each: scripts/fuzz.sh
 
 CARGO     ?= cargo
 CC        ?= cc
@@ -271,7 +272,17 @@ clean:
 # and 1.3), redis:// (a redis-server the script starts on loopback, small maxmemory, values
 # sealed) and memory: with client certificates; entries expire and are evicted throughout,
 # and every resumption is checked against the session issued. SOAK_SECONDS (default 60) is
-# the length of each run. Kept apart from `check` on purpose: it is wired in there separately.
+# the length of each run; `make check` runs it for 40 s a backend (c-tests/run.sh).
 .PHONY: soak
 soak: $(B)/soak
 	sh c-tests/soak.sh $(B)/soak
+
+# ---- fuzzing ----------------------------------------------------------------------------
+# make fuzz: the cargo-fuzz targets of fuzz/ (URL parser, shm shard reader, sealed value
+# opener, the callback path with arbitrary IDs and DER), built with the nightly toolchain and
+# run FUZZ_SECONDS (20) each over a copy of their committed seed corpus; fails when
+# cargo-fuzz or nightly is missing or a target finds something. Longer runs:
+# `sh scripts/fuzz.sh long RUNS` (fuzz/README.md).
+.PHONY: fuzz
+fuzz:
+	sh scripts/fuzz.sh smoke

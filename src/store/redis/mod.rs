@@ -249,6 +249,14 @@ impl RedisStore {
     }
 }
 
+/// [`split`], for the fuzz target `fuzz/fuzz_targets/sealed_value.rs` only (the `fuzzing`
+/// feature): a value as Redis hands it back, before the cache core opens its bytes.
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub fn fuzz_split(value: &[u8]) -> Option<(u8, SecretBytes)> {
+    split(&SecretBytes::from(value))
+}
+
 /// Splits a stored value into its flags and the entry's bytes; None if it has no flags.
 fn split(value: &SecretBytes) -> Option<(u8, SecretBytes)> {
     let (&flags, bytes) = value.as_slice().split_first()?;

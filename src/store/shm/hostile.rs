@@ -423,3 +423,36 @@ fn a_removal_reaches_copies_the_index_lost() {
     unsafe { (*sh.hdr).lock.store(u32::MAX >> 2, Ordering::Relaxed) };
     assert!(get(&s, &key(1), t).is_none(), "a removed session came back");
 }
+
+/// Finding of the fuzz target `shm_shard` (input `02 08 00 00` then 20 bytes `ff`): a
+/// shard whose head and tail were both near `u64::MAX` passed the header check (an empty
+/// ring, far along) and the next store overflowed adding its entry's length to the head: a
+/// panic where overflow is checked, a wrapped counter where it is not. Such counters are
+/// damage now, and the rebuild brings them back near 0.
+#[test]
+fn head_and_tail_near_the_top_of_their_range_are_damage() {
+    crate::log::silence();
+    let n = Name::new();
+    let s = ShmStore::open(&n.0, Some(64 << 10), 0o600, 2048).unwrap();
+    for k in 0..2 {
+        s.put(&key(k), value(&[k as u8; 100], now() + 1000, false), now())
+            .unwrap();
+    }
+    // The fuzz input's write: 20 bytes of 0xff after the lock word (the lock's count, the
+    // head and the tail).
+    // SAFETY: test-only write inside shard 0's header, past its lock word, in our mapping.
+    unsafe { std::ptr::write_bytes(s.shards[0].hdr.cast::<u8>().add(4), 0xff, 20) };
+    for k in 2..60 {
+        s.put(&key(k), value(&[k as u8; 100], now() + 1000, false), now())
+            .unwrap();
+    }
+    for k in 2..60 {
+        assert_eq!(get(&s, &key(k), now()), Some(vec![k as u8; 100]), "key {k}");
+    }
+    assert!(
+        s.counters()
+            .errors
+            .load(std::sync::atomic::Ordering::Relaxed)
+            > 0
+    );
+}

@@ -288,6 +288,53 @@ impl ShmStore {
     }
 }
 
+/// Entry points for the fuzz targets only (`fuzz/fuzz_targets/shm_shard.rs`; the `fuzzing`
+/// feature, never in what `make` builds): they let arbitrary bytes reach the shard reader
+/// the way a crashed or hostile process would leave them, without making the lock's slow
+/// paths (tested in `hostile.rs`) the cost of every fuzz iteration.
+#[cfg(feature = "fuzzing")]
+impl ShmStore {
+    /// Empties every shard by zeroing it (an all-zero shard is an unlocked, empty one).
+    /// Only while no other process or thread uses the segment.
+    #[doc(hidden)]
+    pub fn fuzz_clear(&self) {
+        for s in &self.shards {
+            let len = SHARD_HEADER_BYTES + s.index_cap * 8 + s.ring_cap;
+            // SAFETY: the shard's header, index and ring are `len` contiguous bytes inside
+            // the mapping (checked by `on`); nobody else uses the segment meanwhile.
+            unsafe { std::ptr::write_bytes(s.hdr.cast::<u8>(), 0, len) };
+        }
+    }
+
+    /// Copies `bytes` over part of shard 0: `region` 0 is its header (after the 4-byte
+    /// lock word, which this leaves alone), 1 its index, 2 its ring (and any other value
+    /// the whole shard after the lock word), from `offset` (taken modulo the region's
+    /// length), cut at the region's end. Only while no other process or thread uses the
+    /// segment.
+    #[doc(hidden)]
+    pub fn fuzz_overwrite(&self, region: u8, offset: usize, bytes: &[u8]) {
+        let s = &self.shards[0];
+        let lock = std::mem::size_of::<std::sync::atomic::AtomicU32>();
+        let (start, len) = match region {
+            0 => (lock, SHARD_HEADER_BYTES - lock),
+            1 => (SHARD_HEADER_BYTES, s.index_cap * 8),
+            2 => (SHARD_HEADER_BYTES + s.index_cap * 8, s.ring_cap),
+            _ => (
+                lock,
+                SHARD_HEADER_BYTES + s.index_cap * 8 + s.ring_cap - lock,
+            ),
+        };
+        let at = offset % len;
+        let n = bytes.len().min(len - at);
+        // SAFETY: [start + at, start + at + n) lies inside the shard (start + len is at most
+        // its end, checked by `on`), and past the lock word; `bytes` is another allocation;
+        // nobody else uses the segment meanwhile.
+        unsafe {
+            std::ptr::copy_nonoverlapping(bytes.as_ptr(), s.hdr.cast::<u8>().add(start + at), n)
+        };
+    }
+}
+
 /// Pointers to the shards of a segment whose layout has been checked against its size.
 fn shards_of(segment: &Segment, layout: &Layout) -> Vec<Shard> {
     (0..layout.n_shards)

@@ -58,6 +58,10 @@ const MAX_COPIES: usize = 8;
 pub(crate) const SWEEP_PERIOD: u32 = 30;
 /// Entries one operation looks at while a sweep is under way.
 const SWEEP_STEPS: usize = 64;
+/// The largest head a checked shard has. The ring counters only grow by the bytes stored
+/// (2^62 of them would take a century at a gigabyte a second) and a rebuild brings them back
+/// near 0, so one above this is damage; below it, adding a ring's worth never overflows.
+const MAX_COUNTER: u64 = 1 << 62;
 
 #[repr(C)]
 pub struct ShardHeader {
@@ -376,6 +380,9 @@ impl Locked<'_> {
         let (head, tail) = (hdr!(self.head), hdr!(self.tail));
         if tail > head || head - tail > self.cap() as u64 {
             return Err(Damage("its head and tail are inconsistent"));
+        }
+        if head > MAX_COUNTER {
+            return Err(Damage("its head and tail are out of range"));
         }
         let (live, used) = (hdr!(self.live), hdr!(self.index_used));
         if live != used || used as usize > self.max_fill() {

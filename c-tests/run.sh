@@ -171,8 +171,25 @@ echo "== preload into real servers: Apache, HAProxy, nginx, Python, s_server (ne
 suite servers servers sh c-tests/servers.sh
 
 echo "== soak: threads and processes handshaking for minutes on shm:, redis:// and memory: with client certificates"
-# 40 s a backend here (make soak: 60 s; longer runs are in the issue notes).
-suite soak soak env SOAK_SECONDS=${SOAK_SECONDS:-40} sh c-tests/soak.sh $B/soak
+# 30 s a backend here (make soak: 60 s; longer runs are in the issue notes).
+suite soak soak env SOAK_SECONDS=${SOAK_SECONDS:-30} sh c-tests/soak.sh $B/soak
+
+echo "== fuzzing: every target of fuzz/ for a short fixed time on its committed seed corpus"
+# (Longer runs: sh scripts/fuzz.sh long RUNS; the figures are in the issue notes.)
+fz_secs=${FUZZ_SECONDS:-10}
+if FUZZ_SECONDS=$fz_secs sh scripts/fuzz.sh smoke >$B/fuzz.log 2>&1; then
+    fz_ok=1
+else
+    fz_ok=0
+fi
+for t in $(sh scripts/fuzz.sh list 2>/dev/null); do
+    line=$(grep "^fuzz: $t " $B/fuzz.log)
+    case $line in
+        *": nothing found") pass "fuzz $t: ${line#fuzz: $t }" ;;
+        *) fail "fuzz $t: ${line:-did not run}" ;;
+    esac
+done
+[ $fz_ok = 1 ] || { tail -n 40 $B/fuzz.log; fail "fuzz: scripts/fuzz.sh smoke failed (build or a finding; $B/fuzz.log)"; }
 
 echo "== panic safety: panics injected in every callback path and API call (fault-injection build)"
 suite panic panic sh c-tests/panic_check.sh

@@ -15,9 +15,12 @@
 # redis-server and redis-tools (redis-cli) are the Redis the redis:// tests start themselves;
 # groff-base and man-db (groff, man) render the manual pages in c-tests/man_check.sh;
 # gnuplot-nox draws the chart of `make bench` (and of its smoke run in `make check`).
+# Beside the Debian packages, `install` also gets cargo-fuzz (crates.io, pinned) for the fuzz
+# smoke run of `make check` (scripts/fuzz.sh), which builds with the machine's nightly
+# toolchain; `check` reports it. Not for `demo`.
 set -euo pipefail
 
-PACKAGES=(libssl-dev pkg-config valgrind make gcc binutils openssl nginx apache2 haproxy python3 redis-server redis-tools groff-base man-db gnuplot-nox)
+PACKAGES=(libssl-dev pkg-config valgrind make gcc g++ binutils openssl nginx apache2 haproxy python3 redis-server redis-tools groff-base man-db gnuplot-nox)
 DEMO_PACKAGES=(libssl-dev pkg-config make gcc openssl python3 redis-server redis-tools)
 
 usage() {
@@ -36,11 +39,36 @@ missing_packages() {
     done
 }
 
+# cargo-fuzz, from crates.io, for the fuzz smoke run (g++ builds libFuzzer for it).
+CARGO_FUZZ_VERSION=0.13.2
+RUST_TOOLS=1
+
 [ $# -eq 1 ] || [ $# -eq 2 ] || usage
 if [ $# -eq 2 ]; then
     [ "$2" = demo ] || usage
     PACKAGES=("${DEMO_PACKAGES[@]}")
+    RUST_TOOLS=0
 fi
+
+cargo_fuzz_ok() {
+    cargo fuzz --version 2>/dev/null | grep -q " $CARGO_FUZZ_VERSION\b" &&
+        rustc +nightly --version >/dev/null 2>&1
+}
+
+# Installs cargo-fuzz when it is missing (after the Debian packages: it needs a C compiler).
+rust_tools() {
+    [ $RUST_TOOLS = 1 ] || return 0
+    if cargo_fuzz_ok; then
+        echo "deps: cargo-fuzz $CARGO_FUZZ_VERSION and the nightly toolchain are installed"
+        return 0
+    fi
+    if ! rustc +nightly --version >/dev/null 2>&1; then
+        echo "deps: the nightly toolchain is missing (rustup toolchain install nightly)" >&2
+        exit 1
+    fi
+    echo "deps: installing cargo-fuzz $CARGO_FUZZ_VERSION (cargo install, a few minutes)"
+    cargo install cargo-fuzz --version "$CARGO_FUZZ_VERSION" --locked
+}
 case $1 in
     list)
         printf '%s\n' "${PACKAGES[@]}"
@@ -59,6 +87,9 @@ if [ "$1" = check ]; then
     for p in "${PACKAGES[@]}"; do
         if installed "$p"; then echo "ok      $p"; else echo "missing $p"; fi
     done
+    if [ $RUST_TOOLS = 1 ]; then
+        if cargo_fuzz_ok; then echo "ok      cargo-fuzz $CARGO_FUZZ_VERSION (nightly)"; else echo "missing cargo-fuzz $CARGO_FUZZ_VERSION (nightly)"; MISSING+=(cargo-fuzz); fi
+    fi
     if [ ${#MISSING[@]} -gt 0 ]; then
         echo "deps: ${#MISSING[@]} missing: ${MISSING[*]} (scripts/deps.sh install)" >&2
         exit 1
@@ -70,6 +101,7 @@ fi
 # install
 if [ ${#MISSING[@]} -eq 0 ]; then
     echo "deps: all ${#PACKAGES[@]} packages are installed"
+    rust_tools
     exit 0
 fi
 if [ "$(id -u)" -ne 0 ]; then
@@ -94,3 +126,4 @@ if [ ${#MISSING[@]} -gt 0 ]; then
     exit 1
 fi
 echo "deps: all ${#PACKAGES[@]} packages are installed"
+rust_tools

@@ -59,17 +59,7 @@ impl Conn {
     pub fn request(&mut self, packed: &[u8], budget: Duration) -> RedisResult<Value> {
         let value = match self {
             Conn::Single(c, set) => {
-                let stale = set.map_or(true, |t| {
-                    let gap = if t > budget { t - budget } else { budget - t };
-                    gap > TIMEOUT_SLACK
-                });
-                if stale {
-                    // Forgotten first: a failure half-way leaves it unknown.
-                    *set = None;
-                    c.set_read_timeout(Some(budget))?;
-                    c.set_write_timeout(Some(budget))?;
-                    *set = Some(budget);
-                }
+                set_budget(c, set, budget)?;
                 c.req_packed_command(packed)?
             }
             Conn::Cluster(c) => {
@@ -81,6 +71,24 @@ impl Conn {
         value.extract_error()
     }
 
+    /// Sends `count` packed commands at once (a pipeline: one write, then the replies in
+    /// order) and reads their replies; a server's error reply is a `Value::ServerError`
+    /// among them, a network error fails them all. Each socket operation gives up after
+    /// `budget`. None for a cluster connection, which routes one command at a time.
+    pub fn request_many(
+        &mut self,
+        packed: &[u8],
+        count: usize,
+        budget: Duration,
+    ) -> Option<RedisResult<Vec<Value>>> {
+        match self {
+            Conn::Single(c, set) => Some(
+                set_budget(c, set, budget).and_then(|()| c.req_packed_commands(packed, 0, count)),
+            ),
+            Conn::Cluster(_) => None,
+        }
+    }
+
     /// False once the connection saw its socket close.
     pub fn is_open(&self) -> bool {
         match self {
@@ -88,6 +96,27 @@ impl Conn {
             Conn::Cluster(c) => c.is_open(),
         }
     }
+}
+
+/// Sets a connection's socket timeouts to `budget` unless they are within
+/// [`TIMEOUT_SLACK`] of it already (`set`: what they were last set to).
+fn set_budget(
+    c: &mut redis::Connection,
+    set: &mut Option<Duration>,
+    budget: Duration,
+) -> RedisResult<()> {
+    let stale = set.map_or(true, |t| {
+        let gap = if t > budget { t - budget } else { budget - t };
+        gap > TIMEOUT_SLACK
+    });
+    if stale {
+        // Forgotten first: a failure half-way leaves it unknown.
+        *set = None;
+        c.set_read_timeout(Some(budget))?;
+        c.set_write_timeout(Some(budget))?;
+        *set = Some(budget);
+    }
+    Ok(())
 }
 
 /// The lookup, one atomic round trip: GET, and DEL when the value is single-use (bit 0 of

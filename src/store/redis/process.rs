@@ -45,6 +45,10 @@ pub(crate) const BACKOFF_MAX_MS: u64 = 10_000;
 const CALM_MS: u64 = 10_000;
 /// How long the idle writer sleeps between checks of the breaker.
 const WRITER_IDLE: Duration = Duration::from_secs(1);
+/// The most queued writes the writer sends as one pipeline (one system call each way and
+/// one wake-up of Redis, instead of one round trip each, when stores come faster than
+/// round trips).
+const MAX_BATCH: usize = 64;
 
 /// What every process of a store shares: its settings. Plain data: nothing here is tied to
 /// a process, so a forked child may use its copy.
@@ -71,6 +75,10 @@ impl Shared {
         self.secret.as_ref().map(Secret::as_str)
     }
 }
+
+/// A write taken off the queue: its packed command, whether it is a removal, and its
+/// pending value's key and number (`Job::Write`).
+type QueuedWrite = (SecretBytes, bool, Option<(Vec<u8>, u64)>);
 
 /// A queued write, or a message for the writer.
 pub(crate) enum Job {
@@ -661,7 +669,30 @@ fn writer_main(core: Arc<Core>, rx: Receiver<Job>) {
                 return;
             }
         };
+        // Writes queued behind this one go with it, in order, as one pipeline; the first
+        // job that is not a write waits for its turn after them.
+        let mut batch = Vec::new();
+        let mut job = job;
+        while let Some(Job::Write {
+            packed,
+            remove,
+            pending,
+        }) = job
+        {
+            batch.push((packed, remove, pending));
+            job = if batch.len() < MAX_BATCH {
+                rx.try_recv().ok()
+            } else {
+                None
+            };
+            if !matches!(job, Some(Job::Write { .. }) | None) {
+                break;
+            }
+        }
         let step = catch_unwind(AssertUnwindSafe(|| {
+            if !batch.is_empty() {
+                w.write_batch(std::mem::take(&mut batch));
+            }
             if let Some(job) = job {
                 w.run(job);
             }
@@ -750,6 +781,98 @@ impl Writer {
                         self.conn = Some(c);
                     }
                     core.failed(&e, if remove { "a removal" } else { "a store" }, !reply);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Sends queued writes: one at a time to a cluster (its connection routes command by
+    /// command) or when there is one, else as one pipeline. What each did is counted as
+    /// `write` counts it; a network failure loses them all (counted once, as one failed
+    /// call). Their pending values are forgotten once they are sent or lost.
+    fn write_batch(&mut self, batch: Vec<QueuedWrite>) {
+        let single = matches!(self.core.shared.connector, Connector::Single(_));
+        if batch.len() == 1 || !single {
+            for (packed, remove, pending) in batch {
+                self.write(packed.as_slice(), remove);
+                if let Some((rkey, seq)) = pending {
+                    self.core.forget_pending(&rkey, seq);
+                }
+            }
+            return;
+        }
+        self.write_pipeline(&batch);
+        for (_, _, pending) in batch {
+            if let Some((rkey, seq)) = pending {
+                self.core.forget_pending(&rkey, seq);
+            }
+        }
+    }
+
+    fn write_pipeline(&mut self, batch: &[QueuedWrite]) {
+        let core = self.core.clone();
+        let shared = &core.shared;
+        if core.breaker.is_open() {
+            for _ in batch {
+                core.count_drop();
+            }
+            return;
+        }
+        let mut all = SecretBytes::zeroed(batch.iter().map(|(p, _, _)| p.len()).sum());
+        let mut at = 0;
+        for (p, _, _) in batch {
+            all.as_mut_slice()[at..at + p.len()].copy_from_slice(p.as_slice());
+            at += p.len();
+        }
+        let budget = shared.background_timeout;
+        for attempt in 0..2 {
+            let (mut c, reused) = match self.conn.take() {
+                Some(c) if c.is_open() => (c, true),
+                _ => match shared.connector.connect(budget) {
+                    Ok(c) => (c, false),
+                    Err(e) => {
+                        core.failed(&e, "connecting for writes", true);
+                        return;
+                    }
+                },
+            };
+            match c.request_many(all.as_slice(), batch.len(), budget) {
+                Some(Ok(replies)) => {
+                    core.breaker.success();
+                    self.conn = Some(c);
+                    for (reply, (_, remove, _)) in replies.into_iter().zip(batch) {
+                        match reply.extract_error() {
+                            Ok(_) if !remove => Counters::bump(&core.counters.stores),
+                            Ok(Value::Int(n)) if n > 0 => Counters::bump(&core.counters.removes),
+                            Ok(_) => {}
+                            Err(e) => {
+                                core.failed(
+                                    &e,
+                                    if *remove { "a removal" } else { "a store" },
+                                    false,
+                                );
+                            }
+                        }
+                    }
+                    return;
+                }
+                // SET and DEL may be sent again: the same values, in the same order.
+                Some(Err(e)) if reused && attempt == 0 && is_stale(&e) => continue,
+                Some(Err(e)) => {
+                    let reply = is_server_reply(&e);
+                    if reply {
+                        self.conn = Some(c);
+                    }
+                    core.failed(&e, "a batch of writes", !reply);
+                    return;
+                }
+                None => {
+                    // A cluster connection: not batched (write_batch checks first).
+                    self.conn = Some(c);
+                    for (packed, remove, _) in batch {
+                        self.write(packed.as_slice(), *remove);
+                    }
                     return;
                 }
             }

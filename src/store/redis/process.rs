@@ -744,8 +744,26 @@ impl Writer {
         }
     }
 
+    /// The writer's connection: the one it kept, if still open (true), else a new one;
+    /// None when none can be made (counted and said, as `what`, and told to the breaker).
+    fn take_conn(&mut self, what: &str) -> Option<(Conn, bool)> {
+        match self.conn.take() {
+            Some(c) if c.is_open() => Some((c, true)),
+            _ => {
+                let shared = &self.core.shared;
+                match shared.connector.connect(shared.background_timeout) {
+                    Ok(c) => Some((c, false)),
+                    Err(e) => {
+                        self.core.failed(&e, what, true);
+                        None
+                    }
+                }
+            }
+        }
+    }
+
     fn write(&mut self, packed: &[u8], remove: bool) {
-        let core = &self.core;
+        let core = self.core.clone();
         let shared = &core.shared;
         if core.breaker.is_open() {
             core.count_drop();
@@ -753,15 +771,8 @@ impl Writer {
         }
         let budget = shared.background_timeout;
         for attempt in 0..2 {
-            let (mut c, reused) = match self.conn.take() {
-                Some(c) if c.is_open() => (c, true),
-                _ => match shared.connector.connect(budget) {
-                    Ok(c) => (c, false),
-                    Err(e) => {
-                        core.failed(&e, "connecting for a write", true);
-                        return;
-                    }
-                },
+            let Some((mut c, reused)) = self.take_conn("connecting for a write") else {
+                return;
             };
             match c.request(packed, budget) {
                 Ok(reply) => {
@@ -827,15 +838,8 @@ impl Writer {
         }
         let budget = shared.background_timeout;
         for attempt in 0..2 {
-            let (mut c, reused) = match self.conn.take() {
-                Some(c) if c.is_open() => (c, true),
-                _ => match shared.connector.connect(budget) {
-                    Ok(c) => (c, false),
-                    Err(e) => {
-                        core.failed(&e, "connecting for writes", true);
-                        return;
-                    }
-                },
+            let Some((mut c, reused)) = self.take_conn("connecting for writes") else {
+                return;
             };
             match c.request_many(all.as_slice(), batch.len(), budget) {
                 Some(Ok(replies)) => {

@@ -1,10 +1,13 @@
 # sesscache — build, test, benchmark, install.
 #   make            the libraries: target/release/libsesscache.{so,a}
 #   make cli        the command-line tool: target/cli/release/sesscache
-#   make check      every test (Rust, C harness, ABI, transparency, valgrind, ASan)
+#   make check      every test (Rust, C harness, ABI, transparency, valgrind, ASan + UBSan,
+#                   real servers, panics, setuid, soak, fuzz smoke, bench smoke)
 #   make demo       a small server and client showing resumption through the cache
-#   make bench      resumed handshakes per second: sesscache vs OpenSSL's internal cache
+#   make bench      every benchmark, then docs/bench.md and docs/bench.png (QUICK=1: smoke)
 #   make bench-servers  nginx and Apache httpd, their own caches vs sesscache preloaded (root)
+#   make bench-core the cache core alone (criterion)
+#   make sanitize   ThreadSanitizer over the stores, Miri over the pure-Rust parts (nightly)
 #   make soak       the soak test: threads and processes on shm:, redis:// and memory: for
 #                   SOAK_SECONDS (60) each, no wrong session, memory bounded (c-tests/soak.sh)
 #   make install    PREFIX=/usr/local DESTDIR= : libraries, header, pkg-config file, manual pages

@@ -22,9 +22,11 @@
 //!   sent (`process::at_exit`), so that a server stopping gracefully keeps the sessions of
 //!   its last handshakes for the other hosts. Until the writer has sent a SET, the value
 //!   stays in the process's pending map, where its own `get` and `take` find it (read your
-//!   writes: a client that reconnects at once to the same host resumes); taking a pending
-//!   single-use value queues a DEL behind the SET, and `remove` forgets the pending value
-//!   as well as queueing its DEL.
+//!   writes: a client that reconnects at once to the same host resumes). The writer
+//!   sends a SET only if its value is still pending: a pending single-use value that a
+//!   lookup takes, or a value that `remove` forgets, never reaches Redis; a single-use
+//!   value stops being pending as its SET is sent (then it is looked up in Redis), so a
+//!   ticket cannot be taken twice.
 //!   `put` still returns a stamp at once: a keyed hash (SipHash, a random key per store) of
 //!   the flags and bytes with the top bit set, which `get` computes again over what it
 //!   fetches, so the cache core's front recognises a value it already decoded. Two
@@ -333,10 +335,9 @@ impl Store for RedisStore {
                 let stamp = self.stamp(value.as_slice());
                 let consumed = flags & SINGLE_USE != 0;
                 if consumed {
-                    // Taken only if still pending (the writer may have just sent it: then
-                    // Redis's copy is the one to take).
+                    // Taken only if still pending (the writer may have begun to send it:
+                    // then Redis's copy is the one to take); taken, it is never sent.
                     if p.pending(&rkey, true).is_some() {
-                        p.submit(conn::pack(&[b"DEL", &rkey]), true);
                         let bytes = (!known(stamp)).then_some(bytes);
                         return Ok(Some(Found {
                             bytes,
@@ -389,8 +390,7 @@ impl Store for RedisStore {
                 .and_then(|l1| l1.take(key, now).ok().flatten());
         let rkey = self.redis_key(key);
         if let Some(value) = p.pending(&rkey, true) {
-            // Not sent yet: Redis will forget it right after it gets it.
-            p.submit(conn::pack(&[b"DEL", &rkey]), true);
+            // Not sent yet, and now it never will be.
             if let Some((_, bytes)) = split(&value) {
                 return Ok(Some(bytes));
             }

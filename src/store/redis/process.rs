@@ -76,6 +76,13 @@ impl Shared {
     }
 }
 
+/// [`Core::claim_pending`]'s answer.
+enum Claim {
+    Skip,
+    Claimed,
+    Readable,
+}
+
 /// A write taken off the queue: its packed command, whether it is a removal, and its
 /// pending value's key and number (`Job::Write`).
 type QueuedWrite = (SecretBytes, bool, Option<(Vec<u8>, u64)>);
@@ -262,9 +269,9 @@ impl Proc {
         queued
     }
 
-    /// A value this process queued under `rkey` and has not sent yet: a copy, or (`take`)
-    /// the value itself, which is then no longer pending (the caller queues a DEL after the
-    /// SET, so that Redis forgets it too).
+    /// A value this process queued under `rkey` and has not begun to send: a copy, or
+    /// (`take`) the value itself, which is then no longer pending, so that its SET is not
+    /// sent at all.
     pub fn pending(&self, rkey: &[u8], take: bool) -> Option<SecretBytes> {
         let mut p = lock(&self.core.pending);
         if p.values.is_empty() {
@@ -374,6 +381,29 @@ impl Proc {
 }
 
 impl Core {
+    /// What the writer may do with the SET of `rkey`'s value numbered `seq`: skip it (the
+    /// value was taken, removed or stored again since); send it, the value claimed (a
+    /// single-use value stops being pending before it is sent, so that no lookup takes it
+    /// here while Redis gets it); or send it, the value left readable here until it is
+    /// sent (a reusable one, then [`Core::forget_pending`]).
+    fn claim_pending(&self, rkey: &[u8], seq: u64) -> Claim {
+        let mut p = lock(&self.pending);
+        match p.values.get(rkey) {
+            Some((s, v)) if *s == seq => {
+                if v.as_slice()
+                    .first()
+                    .is_some_and(|f| f & super::SINGLE_USE != 0)
+                {
+                    p.values.remove(rkey);
+                    Claim::Claimed
+                } else {
+                    Claim::Readable
+                }
+            }
+            _ => Claim::Skip,
+        }
+    }
+
     /// Forgets the pending value of `rkey` if it is still the one numbered `seq`.
     fn forget_pending(&self, rkey: &[u8], seq: u64) {
         let mut p = lock(&self.pending);
@@ -727,13 +757,7 @@ impl Writer {
                 packed,
                 remove,
                 pending,
-            } => {
-                self.write(packed.as_slice(), remove);
-                // Sent (or lost): from now on lookups ask Redis.
-                if let Some((rkey, seq)) = pending {
-                    self.core.forget_pending(&rkey, seq);
-                }
-            }
+            } => self.write_batch(vec![(packed, remove, pending)]),
             Job::Wake => {}
             Job::Flush(ack) => {
                 self.report();
@@ -801,23 +825,40 @@ impl Writer {
     /// Sends queued writes: one at a time to a cluster (its connection routes command by
     /// command) or when there is one, else as one pipeline. What each did is counted as
     /// `write` counts it; a network failure loses them all (counted once, as one failed
-    /// call). Their pending values are forgotten once they are sent or lost.
+    /// call).
+    ///
+    /// A SET is sent only if its value is still pending (`Core::claim_pending`): a value
+    /// this process took (a single-use ticket) or removed meanwhile, or stored again since,
+    /// never reaches Redis from this write. A single-use value stops being pending before
+    /// it is sent, so a ticket taken from the pending map is never in Redis to be taken a
+    /// second time; a reusable one stays readable here until it has been sent.
     fn write_batch(&mut self, batch: Vec<QueuedWrite>) {
+        let mut after = Vec::new();
+        let batch: Vec<QueuedWrite> = batch
+            .into_iter()
+            .filter(|(_, _, pending)| match pending {
+                None => true,
+                Some((rkey, seq)) => match self.core.claim_pending(rkey, *seq) {
+                    Claim::Skip => false,
+                    Claim::Claimed => true,
+                    Claim::Readable => {
+                        after.push((rkey.clone(), *seq));
+                        true
+                    }
+                },
+            })
+            .collect();
         let single = matches!(self.core.shared.connector, Connector::Single(_));
         if batch.len() == 1 || !single {
-            for (packed, remove, pending) in batch {
-                self.write(packed.as_slice(), remove);
-                if let Some((rkey, seq)) = pending {
-                    self.core.forget_pending(&rkey, seq);
-                }
+            for (packed, remove, _) in &batch {
+                self.write(packed.as_slice(), *remove);
             }
-            return;
+        } else if !batch.is_empty() {
+            self.write_pipeline(&batch);
         }
-        self.write_pipeline(&batch);
-        for (_, _, pending) in batch {
-            if let Some((rkey, seq)) = pending {
-                self.core.forget_pending(&rkey, seq);
-            }
+        // Sent (or lost): from now on this process's lookups ask Redis for them too.
+        for (rkey, seq) in after {
+            self.core.forget_pending(&rkey, seq);
         }
     }
 

@@ -1207,10 +1207,9 @@ fn the_documented_acl_is_enough() {
     assert_eq!(count(&s.counters().errors), 0);
     assert_eq!(net(&s), NetStats::default());
     let fleet = s.survey().unwrap().unwrap();
-    assert_eq!(
-        (fleet.stats.stores, fleet.stats.lookups, fleet.stats.entries),
-        (4, 1, 1)
-    );
+    // key(3)'s store is not sent at all when its removal comes before the writer does.
+    assert!((3..=4).contains(&fleet.stats.stores), "{fleet:?}");
+    assert_eq!((fleet.stats.lookups, fleet.stats.entries), (1, 1));
     assert!(fleet.server.iter().any(|(k, _)| *k == "redis_used_memory"));
     assert_eq!(Store::flush(&s), Ok(1));
 }

@@ -119,6 +119,10 @@ fn set_budget(
     Ok(())
 }
 
+/// The flags byte of a stored value: bit 0, the entry is consumed by its first lookup (the
+/// lookup script tests it).
+pub(crate) const SINGLE_USE: u8 = 1;
+
 /// The lookup, one atomic round trip: GET, and DEL when the value is single-use (bit 0 of
 /// its first byte) or the caller takes it (`ARGV[1] == "1"`). Returns nil, or
 /// `{value, consumed (0/1), PTTL in ms}`. One key per call, so it runs in a cluster.

@@ -115,6 +115,7 @@ use crate::error::Error;
 use crate::log::Level;
 use crate::secret::SecretBytes;
 use crate::store::memory::Limits;
+use conn::SINGLE_USE;
 use process::{Proc, Shared, REDIS_STAMP};
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
@@ -122,8 +123,6 @@ use std::sync::atomic::{AtomicPtr, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Flags byte: the entry is consumed by its first lookup.
-const SINGLE_USE: u8 = 1;
 /// l1's byte budget per entry.
 const L1_BYTES_PER_ENTRY: usize = 4 << 10;
 /// The most writes a queue holds, whatever the URL says (each slot is reserved when the

@@ -392,7 +392,7 @@ impl Core {
             Some((s, v)) if *s == seq => {
                 if v.as_slice()
                     .first()
-                    .is_some_and(|f| f & super::SINGLE_USE != 0)
+                    .is_some_and(|f| f & conn::SINGLE_USE != 0)
                 {
                     p.values.remove(rkey);
                     Claim::Claimed

@@ -6,6 +6,8 @@
 #   sh scripts/fuzz.sh long RUNS    run each target for RUNS executions (at most
 #                                   FUZZ_MAX_SECONDS each when set) over a corpus kept in
 #                                   fuzz/corpus-work/ (seeded from the committed one)
+#   sh scripts/fuzz.sh build        build every target, run none (make check starts this early,
+#                                   in the background, so that smoke later finds them built)
 #   sh scripts/fuzz.sh list         the targets
 #
 # FUZZ_TARGETS: the targets to run (default: all of them); FUZZ_SANITIZER: address (the
@@ -36,13 +38,14 @@ die() {
 }
 
 usage() {
-    echo "usage: sh scripts/fuzz.sh smoke | long RUNS | list" >&2
+    echo "usage: sh scripts/fuzz.sh smoke | long RUNS | build | list" >&2
     exit 2
 }
 
 MODE=${1:-}
 case $MODE in
     smoke) SECS=${FUZZ_SECONDS:-20} ;;
+    build) ;;
     long)
         RUNS=${2:-}
         case $RUNS in '' | *[!0-9]*) usage ;; esac
@@ -63,6 +66,7 @@ echo "fuzz: building $TARGETS (release, debug assertions, sanitizer: $SAN)"
 (cd "$FUZZ" && cargo +nightly fuzz build --sanitizer "$SAN") ||
     die "cargo +nightly fuzz build did not build the targets"
 echo "fuzz: built in $(($(date +%s) - start)) s"
+[ "$MODE" = build ] && exit 0
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/sesscache-fuzz.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT INT TERM

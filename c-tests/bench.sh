@@ -52,6 +52,8 @@ done
 redis_version=$(redis-server --version | sed 's/.*v=\([^ ]*\).*/\1/')
 echo "# redis-server $redis_version on 127.0.0.1:$port (loopback), values sealed"
 export BENCH_REDIS_URL="redis://127.0.0.1:$port?key_file=$dir/keys&prefix=bench:"
+# bench_resume reads the server's CPU time (/proc/PID/schedstat) around each measurement.
+export BENCH_REDIS_PID=$pid
 start=$(date +%s)
 failed=0
 step() { echo; echo "== [$(($(date +%s) - start)) s] $*"; }
@@ -66,7 +68,7 @@ for mode in "--threads 1" "--threads 2" "--threads 4" "--processes 2" "--process
     # shellcheck disable=SC2086
     if "$prog" $mode "$@" >"$log" 2>&1; then
         grep -v '^result \|^counts ' "$log"
-        grep '^result \|^counts ' "$log" >>"$out/results.txt"
+        grep '^result \|^counts \|^cpu ' "$log" >>"$out/results.txt"
     else
         cat "$log"; echo "bench: bench_resume $mode failed" >&2; failed=1
     fi

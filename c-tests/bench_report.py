@@ -8,6 +8,9 @@ RESULTS holds one figure a line (c-tests/bench.sh gathers them):
         bench_resume: MODE t1 t2 t4 (threads), p2 p4 (processes), t1+mtls; PROTO tls12 tls13;
         KIND resumed full; ratios are CONFIG/baseline per round.
     counts MODE CONFIG LOOKUPS STORES
+    cpu MODE PROTO KIND CONFIG HS_US BG_US REDIS_US                (bench_resume, threads)
+        CPU time of a handshake: in the handshaking threads, the library's own threads
+        (a redis cache's writer), the redis-server.
     instr CONFIG IR_PER_LOOKUP IR_PER_STORE LOOKUPS STORES      (callgrind)
     server SERVER PROTO CONFIG CONNS_PER_S RESUMED RATIO_MED RATIO_MIN RATIO_MAX
     core BACKEND OP ENTRIES NS_PER_OP                           (criterion)
@@ -111,6 +114,41 @@ def judge(mode, proto, kind, config, ratio, best):
         found.append(("full handshakes ≥ 0.97× (the cost of storing)", name, ratio,
                       verdict(ratio, best, 0.97)))
     return found
+
+
+def cpu_table(figs, out, mode="t2"):
+    """Where the CPU of a handshake goes, at 2 threads (both cores busy with handshakes)."""
+    rows = [r for r in figs.get("cpu", []) if r[0] == mode]
+    if not rows:
+        return
+    configs = [c for c in CONFIG_ORDER if any(r[3] == c for r in rows)]
+    out.append("### Where the CPU goes (2 threads)\n")
+    out.append("CPU time per handshake in microseconds (client and server together), from "
+               "the thread clocks of the handshaking threads, the process clock (the "
+               "library's own threads: a `redis://` cache's writer) and the redis-server's "
+               "`/proc/PID/schedstat`. With both cores busy, a rate ratio is about the "
+               "baseline's CPU over the configuration's whole CPU, the writer's and Redis's "
+               "included.\n")
+    out.append("| | baseline | " + " | ".join(configs) + " |")
+    out.append("|---" * (2 + len(configs)) + "|")
+    for proto, pname in PROTOS:
+        for kind in KINDS:
+            cell = {r[3]: r for r in rows if r[1] == proto and r[2] == kind}
+            if "baseline" not in cell:
+                continue
+            line = f"| {pname} {kind} | {float(cell['baseline'][4]):,.0f} |"
+            for c in configs:
+                r = cell.get(c)
+                if r is None:
+                    line += " – |"
+                    continue
+                hs, bg, redis = float(r[4]), float(r[5]), float(r[6])
+                text = f"{hs:,.0f}"
+                if c.startswith("redis"):
+                    text += f" + {bg:,.0f} writer + {redis:,.0f} Redis"
+                line += f" {text} |"
+            out.append(line)
+    out.append("")
 
 
 def instr_table(figs, out):
@@ -279,6 +317,7 @@ def main():
            "processes, each process has its own server context and offers the sessions of "
            "every process in turn: the internal cache resumes only its own.\n"]
     targets = resume_tables(figs, out)
+    cpu_table(figs, out)
     instr_table(figs, out)
     targets += server_table(figs, out)
     core_tables(figs, out)

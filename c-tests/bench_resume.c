@@ -47,12 +47,15 @@
  * Usage: bench_resume [--quick] [--rounds N] [--seconds S] [--threads N | --processes N]
  *                     [--client-cert]
  *   environment: BENCH_ROUNDS, BENCH_SECONDS (the options win); defaults 7 rounds, 0.5 s;
- *   BENCH_REDIS_URL: a redis:// URL to measure too (make bench sets it); BENCH_ONLY=NAME:
+ *   BENCH_REDIS_URL: a redis:// URL to measure too (make bench sets it, and BENCH_REDIS_PID,
+ *   its server's process ID); BENCH_ONLY=NAME:
  *   the baseline and that configuration only.
  *   --quick: 1 round of 0.05 s per measurement (a smoke run).
  * Output: tables as it goes, then "result" lines (one per figure: mode, protocol, kind,
  * configuration, median hs/s, median/min/max of the per-round ratios, resumed fraction,
- * rounds) and "counts" lines (lookups and stores a configuration's caches counted), which
+ * rounds), "counts" lines (lookups and stores a configuration's caches counted) and, with
+ * threads, "cpu" lines (the CPU time of a handshake in the handshaking threads, in the
+ * library's own threads, and in the redis-server that BENCH_REDIS_PID names), which
  * c-tests/bench.sh collects for docs/bench.md.
  * Exit status: 0 on success, 1 on any failed or non-resumed handshake, 2 on bad usage. */
 #define _DEFAULT_SOURCE /* MAP_ANONYMOUS */
@@ -123,6 +126,11 @@ typedef struct totals {
     unsigned long long resumed;  /* resumptions done with sesscache attached (incl. warm-up) */
     unsigned long long internal_hits; /* SSL_CTX_sess_hits of the baseline contexts */
     unsigned long long offered, reused; /* processes: sessions offered, and resumed */
+    /* Threads: the CPU time (seconds) of the timed handshakes, in the handshaking threads
+     * (hs), in the library's own threads (bg: a redis cache's writer and connectors), and in
+     * the redis-server (BENCH_REDIS_PID), and how many handshakes they made. */
+    double cpu_hs, cpu_bg, cpu_redis;
+    unsigned long long timed;
 } totals;
 
 static void die(const char *what) {
@@ -131,10 +139,35 @@ static void die(const char *what) {
     exit(1);
 }
 
-static double now(void) {
+static double clock_s(clockid_t clock) {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    clock_gettime(clock, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static double now(void) {
+    return clock_s(CLOCK_MONOTONIC);
+}
+
+/* The CPU time the redis-server has used, in seconds (/proc/PID/schedstat, to the
+ * nanosecond), when BENCH_REDIS_PID names it (c-tests/bench.sh sets it); else 0. */
+static double redis_cpu(void) {
+    static int pid = -1;
+    if (pid < 0) {
+        const char *e = getenv("BENCH_REDIS_PID");
+        pid = e != NULL ? atoi(e) : 0;
+    }
+    if (pid <= 0)
+        return 0;
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/schedstat", pid);
+    FILE *f = fopen(path, "r");
+    unsigned long long ns = 0;
+    if (f == NULL || fscanf(f, "%llu", &ns) != 1)
+        ns = 0;
+    if (f != NULL)
+        fclose(f);
+    return (double)ns * 1e-9;
 }
 
 static const char *proto_name(int version) {
@@ -253,6 +286,9 @@ typedef struct worker {
     pthread_barrier_t *start;
     unsigned long long n;
     double elapsed;
+    double cpu;                /* this thread's CPU time over the n handshakes */
+    int first;                 /* the first worker: takes the readings below at the start */
+    double proc0, redis0;      /* the process's and the redis-server's CPU time then */
     unsigned long long reused; /* resumed handshakes among the n */
 } worker;
 
@@ -279,8 +315,12 @@ static void *worker_main(void *arg) {
             full_once(w->server, w->client, w->label);
     }
     pthread_barrier_wait(w->start);
+    if (w->first) {
+        w->proc0 = clock_s(CLOCK_PROCESS_CPUTIME_ID);
+        w->redis0 = redis_cpu();
+    }
     unsigned long long n = 0, reused = 0;
-    double t0 = now(), t1;
+    double t0 = now(), t1, cpu0 = clock_s(CLOCK_THREAD_CPUTIME_ID);
     do {
         if (w->kind == RESUMED)
             reused += (unsigned long long)worker_resume(w, &sess);
@@ -289,6 +329,7 @@ static void *worker_main(void *arg) {
         n++;
         t1 = now();
     } while (t1 - t0 < w->seconds);
+    w->cpu = clock_s(CLOCK_THREAD_CPUTIME_ID) - cpu0;
     w->n = n;
     w->reused = reused;
     w->elapsed = t1 - t0;
@@ -480,19 +521,27 @@ static double measure(int version, int c, int kind, double seconds, SSL_CTX *cli
     for (int i = 0; i < n_threads; i++) {
         w[i] = (worker){.server = server, .client = client, .version = version, .kind = kind,
                         .async = configs[c].async, .label = label, .seconds = seconds,
-                        .start = &start};
+                        .start = &start, .first = i == 0};
         if (i > 0 && pthread_create(&tid[i], NULL, worker_main, &w[i]) != 0)
             die("pthread_create failed");
     }
     worker_main(&w[0]);
-    double rate = (double)w[0].n / w[0].elapsed;
+    double rate = (double)w[0].n / w[0].elapsed, hs_cpu = w[0].cpu;
     unsigned long long n = w[0].n, reused = w[0].reused;
     for (int i = 1; i < n_threads; i++) {
         pthread_join(tid[i], NULL);
         rate += (double)w[i].n / w[i].elapsed;
+        hs_cpu += w[i].cpu;
         n += w[i].n;
         reused += w[i].reused;
     }
+    /* Where the CPU of the timed handshakes went: what the process used from the start
+     * beyond the handshaking threads' own is the library's threads'. */
+    double bg_cpu = clock_s(CLOCK_PROCESS_CPUTIME_ID) - w[0].proc0 - hs_cpu;
+    t->cpu_hs += hs_cpu;
+    t->cpu_bg += bg_cpu > 0 ? bg_cpu : 0;
+    t->cpu_redis += configs[c].async ? redis_cpu() - w[0].redis0 : 0;
+    t->timed += n;
     if (kind == RESUMED) {
         t->offered += n;
         t->reused += reused;
@@ -734,6 +783,19 @@ int main(int argc, char **argv) {
                        versions[p] == TLS1_3_VERSION ? "tls13" : "tls12", kind_name[k],
                        configs[c].name, med[p][k][c], med_ratio[p][k][c], min_ratio[p][k][c],
                        max_ratio[p][k][c], resumed, rounds);
+            }
+
+    /* Threads: where the CPU of a handshake goes, in microseconds (the handshaking threads,
+     * the library's own threads, the redis-server): cpu MODE PROTOCOL KIND CONFIG HS BG
+     * REDIS */
+    for (int p = 0; p < NPROTO && n_procs == 0; p++)
+        for (int k = 0; k < NKINDS; k++)
+            for (int c = 0; c < nconfigs; c++) {
+                const totals *t = &tot[p][k][c];
+                double per = t->timed ? 1e6 / (double)t->timed : 0;
+                printf("cpu %s %s %s %s %.1f %.1f %.1f\n", mode,
+                       versions[p] == TLS1_3_VERSION ? "tls13" : "tls12", kind_name[k],
+                       configs[c].name, t->cpu_hs * per, t->cpu_bg * per, t->cpu_redis * per);
             }
 
     /* The cache's own counts over the whole run, for instructions per call (callgrind,

@@ -40,6 +40,7 @@
 //! | `timeout_ms` | NUMBER from 1 to 60000 | `10` | `redis:`, `redis+unix:`, `redis+cluster:` | the most a lookup waits for Redis, connecting included, before it is a miss |
 //! | `l1` | NUMBER from 1 to 10000000 | none | `redis:`, `redis+unix:`, `redis+cluster:` | keep up to this many reusable sessions in this process too, tried before Redis |
 //! | `queue` | NUMBER from 1 to 1000000 | `4096` | `redis:`, `redis+unix:`, `redis+cluster:` | the most stores and removals waiting to be sent; more are dropped and counted |
+//! | `batch_ms` | NUMBER from 0 to 100 | `2` | `redis:`, `redis+unix:`, `redis+cluster:` | under load, a store waits until this long after the previous batch was sent, so that one round trip carries the stores of the meantime (less CPU for this process and Redis); other hosts see a session up to this much later; 0: send each at once |
 //! | `password_file` | PATH | none | `redis:`, `redis+unix:`, `redis+cluster:` | read the password from this file's first line (private to its owner) |
 //! | `password_env` | NAME | none | `redis:`, `redis+unix:`, `redis+cluster:` | read the password from this environment variable (refused in setuid, setgid and file-capability programs) |
 //!

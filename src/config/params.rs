@@ -8,9 +8,9 @@
 
 use super::types::{
     err, Common, ConfigError, Sealing, Tickets, DEFAULT_CAPACITY, DEFAULT_MAX_BYTES,
-    LIMIT_MAX_SESSION_BYTES, MAX_SHM_NAME_BYTES, REDIS_DEFAULT_PORT, REDIS_DEFAULT_PREFIX,
-    REDIS_DEFAULT_QUEUE, REDIS_DEFAULT_TIMEOUT_MS, SHM_MAX_SIZE, SHM_MIN_SIZE, SHM_MODE_GROUP,
-    SHM_MODE_OWNER,
+    LIMIT_MAX_SESSION_BYTES, MAX_SHM_NAME_BYTES, REDIS_DEFAULT_BATCH_MS, REDIS_DEFAULT_PORT,
+    REDIS_DEFAULT_PREFIX, REDIS_DEFAULT_QUEUE, REDIS_DEFAULT_TIMEOUT_MS, SHM_MAX_SIZE,
+    SHM_MIN_SIZE, SHM_MODE_GROUP, SHM_MODE_OWNER,
 };
 
 /// A URL scheme. A new backend is one more variant here (its name and path below, one more
@@ -298,6 +298,7 @@ pub(crate) struct Settings {
     pub(crate) timeout_ms: u32,
     pub(crate) l1: usize,
     pub(crate) queue: usize,
+    pub(crate) batch_ms: u32,
     pub(crate) password_file: Option<String>,
     pub(crate) password_env: Option<String>,
 }
@@ -315,6 +316,7 @@ impl Default for Settings {
             timeout_ms: REDIS_DEFAULT_TIMEOUT_MS,
             l1: 0,
             queue: REDIS_DEFAULT_QUEUE,
+            batch_ms: REDIS_DEFAULT_BATCH_MS,
             password_file: None,
             password_env: None,
         }
@@ -507,6 +509,17 @@ pub(crate) const PARAMS: &[ParamSpec] = &[
         default: DefaultText::Value("4096"),
         about: "the most stores and removals waiting to be sent; more are dropped and counted",
         set: Set::Num(|s, v| s.queue = v),
+    },
+    ParamSpec {
+        name: "batch_ms",
+        schemes: Schemes::REDIS,
+        kind: Kind::Count { min: 0, max: 100 },
+        default: DefaultText::Value("2"),
+        about: "under load, a store waits until this long after the previous batch was sent, \
+                so that one round trip carries the stores of the meantime (less CPU for this \
+                process and Redis); other hosts see a session up to this much later; 0: send \
+                each at once",
+        set: Set::Num(|s, v| s.batch_ms = v as u32),
     },
     ParamSpec {
         name: "password_file",

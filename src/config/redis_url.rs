@@ -109,6 +109,7 @@ pub(crate) fn parse(scheme: Scheme, path: &str, s: Settings) -> Result<Config, C
             timeout_ms: s.timeout_ms,
             l1: s.l1,
             queue: s.queue,
+            batch_ms: s.batch_ms,
         }),
         common,
         sealing: s.sealing,

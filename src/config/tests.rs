@@ -407,8 +407,11 @@ fn redis(url: &str) -> RedisConfig {
 #[test]
 fn redis_urls() {
     let r = redis(
-        "redis://cache.example:7000/3?key_file=/etc/k&prefix=web:&timeout_ms=25&l1=500&queue=16",
+        "redis://cache.example:7000/3?key_file=/etc/k&prefix=web:&timeout_ms=25&l1=500&queue=16&batch_ms=0",
     );
+    assert_eq!(r.batch_ms, 0);
+    assert_eq!(redis("redis://h?key_file=/k&batch_ms=100").batch_ms, 100);
+    assert!(msg("redis://h?key_file=/k&batch_ms=101").contains("batch_ms"));
     assert_eq!(
         r.target,
         RedisTarget::Tcp {
@@ -429,6 +432,7 @@ fn redis_urls() {
         (0, "sesscache:", 10, 0, 4096),
         "defaults"
     );
+    assert_eq!(r.batch_ms, 2, "default");
     assert_eq!(
         r.target,
         RedisTarget::Tcp {

@@ -42,6 +42,9 @@ pub struct RedisConfig {
     /// Most writes (stores and removals) waiting for the background writer; more are dropped
     /// and counted.
     pub queue: usize,
+    /// Under load, how long after the previous pipeline a write waits so that the writes of
+    /// the meantime go with it (`batch_ms=`; 0: each at once).
+    pub batch_ms: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -139,6 +142,7 @@ pub(crate) const SHM_MAX_SIZE: usize = 64 << 30;
 pub(crate) const REDIS_DEFAULT_PREFIX: &str = "sesscache:";
 pub(crate) const REDIS_DEFAULT_TIMEOUT_MS: u32 = 10;
 pub(crate) const REDIS_DEFAULT_QUEUE: usize = 4096;
+pub(crate) const REDIS_DEFAULT_BATCH_MS: u32 = 2;
 pub(crate) const REDIS_DEFAULT_PORT: u16 = 6379;
 
 impl Default for Common {

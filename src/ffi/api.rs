@@ -155,6 +155,10 @@ pub(crate) unsafe fn borrow<'a>(cache: *const sesscache) -> Option<&'a Cache> {
 ///   this process too, tried before Redis
 /// - `queue=NUMBER` (from 1 to 1000000; default 4096): the most stores and removals waiting to
 ///   be sent; more are dropped and counted
+/// - `batch_ms=NUMBER` (from 0 to 100; default 2): under load, a store waits until this long
+///   after the previous batch was sent, so that one round trip carries the stores of the
+///   meantime (less CPU for this process and Redis); other hosts see a session up to this much
+///   later; 0: send each at once
 /// - `password_file=PATH` (default: none): read the password from this file's first line
 ///   (private to its owner)
 /// - `password_env=NAME` (default: none): read the password from this environment variable

@@ -12,7 +12,9 @@
 //! - `put` and `remove` never wait on the network. They put the command in a bounded
 //!   queue (`queue=` entries) that one background thread per process, the writer
 //!   ("sesscache-redis"), applies in order on its own connection; a removal after a store
-//!   of the same key from the same process is applied after it. When the queue is full or
+//!   of the same key from the same process is applied after it. Queued writes go as one
+//!   pipeline; under load a write waits until `batch_ms=` after the previous pipeline so
+//!   that the writes of the meantime join it (`process::Shared::batch`). When the queue is full or
 //!   the breaker is open the write is dropped and counted in `NetStats::queue_drops`
 //!   (`put` then fails with `Unavailable` unless the l1 tier took the entry; `remove` fails
 //!   with `Unavailable`). `remove` answers whether the l1 tier held the entry: Redis's
@@ -161,6 +163,7 @@ impl RedisStore {
             timeout,
             background_timeout: setup::background_timeout(timeout),
             queue: cfg.queue.min(MAX_QUEUE),
+            batch: Duration::from_millis(u64::from(cfg.batch_ms)),
             l1,
             sha: redis::Script::new(conn::LOOKUP_SCRIPT)
                 .get_hash()

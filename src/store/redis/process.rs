@@ -62,6 +62,12 @@ pub(crate) struct Shared {
     /// What background connects and writes may take.
     pub background_timeout: Duration,
     pub queue: usize,
+    /// Under load, a write waits until this long after the previous pipeline was sent
+    /// (`batch_ms=`), so that the writes of the meantime go with it: on a busy server each
+    /// pipeline then carries several, and the writer and Redis wake once for them instead of
+    /// once each. A write that finds the writer idle for longer goes at once, so a lone store
+    /// is never delayed; the process itself finds its writes at once, in its pending map.
+    pub batch: Duration,
     pub l1: Option<Limits>,
     /// SHA-1 of [`conn::LOOKUP_SCRIPT`], for EVALSHA.
     pub sha: String,
@@ -684,6 +690,8 @@ fn writer_main(core: Arc<Core>, rx: Receiver<Job>) {
         sent: [0; 13],
         report_due_ms: 0,
     };
+    // When the last pipeline was sent.
+    let mut last_sent: Option<Instant> = None;
     loop {
         let wait = w
             .core
@@ -699,6 +707,12 @@ fn writer_main(core: Arc<Core>, rx: Receiver<Job>) {
                 return;
             }
         };
+        if let (Some(Job::Write { .. }), Some(sent)) = (&job, last_sent) {
+            let since = sent.elapsed();
+            if since < w.core.shared.batch {
+                std::thread::sleep(w.core.shared.batch - since);
+            }
+        }
         // Writes queued behind this one go with it, in order, as one pipeline; the first
         // job that is not a write waits for its turn after them.
         let mut batch = Vec::new();
@@ -722,6 +736,7 @@ fn writer_main(core: Arc<Core>, rx: Receiver<Job>) {
         let step = catch_unwind(AssertUnwindSafe(|| {
             if !batch.is_empty() {
                 w.write_batch(std::mem::take(&mut batch));
+                last_sent = Some(Instant::now());
             }
             if let Some(job) = job {
                 w.run(job);

@@ -210,6 +210,7 @@ mod tests {
             timeout_ms: 10,
             l1: 0,
             queue: 16,
+            batch_ms: 2,
         }
     }
 

@@ -205,6 +205,7 @@ impl Server {
             timeout_ms: 500,
             l1: 0,
             queue: 1024,
+            batch_ms: 2,
         }
     }
 
@@ -353,6 +354,7 @@ impl Server {
             timeout_ms: 500,
             l1: 0,
             queue: 1024,
+            batch_ms: 2,
         }
     }
 }
@@ -1264,4 +1266,82 @@ fn a_process_finds_what_it_stored_before_redis_has_it() {
     assert!(get(&b, &key(2)).is_none());
     assert!(get(&a, &key(3)).is_none());
     assert_eq!(count(&a.counters().errors) + count(&b.counters().errors), 0);
+}
+
+/// Under load a store waits until `batch_ms` after the previous pipeline and goes with the
+/// stores of the meantime; a store that finds the writer idle goes at once, and so does
+/// every store with `batch_ms=0`.
+#[test]
+fn busy_stores_wait_for_the_batch_a_lone_one_does_not() {
+    let srv = Server::unix(&[]);
+    let mut cfg = srv.cfg();
+    cfg.batch_ms = 100;
+    let a = open(&cfg);
+    cfg.batch_ms = 0;
+    let unbatched = open(&cfg);
+    let mut admin = srv.admin();
+    let t = now();
+    let held = |admin: &mut redis::Connection, k: u32| -> bool {
+        let n: i64 = redis::cmd("EXISTS")
+            .arg(format!("sesscache:{}", hex(key(k).as_bytes())))
+            .query(admin)
+            .unwrap();
+        n == 1
+    };
+    // How long until Redis holds key k (polled every millisecond, for at most 5 s).
+    let seen_after = |admin: &mut redis::Connection, k: u32, since: Instant| -> Duration {
+        while !held(admin, k) {
+            assert!(
+                since.elapsed() < Duration::from_secs(5),
+                "key {k} never reached Redis"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        since.elapsed()
+    };
+    let put = |s: &RedisStore, k: u32| {
+        let t0 = Instant::now();
+        s.put(&key(k), value(b"v", t + 100, false), t).unwrap();
+        t0
+    };
+
+    // The writer is idle: the store goes at once.
+    let t0 = put(&a, 1);
+    let lone = seen_after(&mut admin, 1, t0);
+    // Right behind it: these wait for the batch (100 ms after the first was sent), then go
+    // together.
+    let t0 = put(&a, 2);
+    put(&a, 3);
+    assert!(
+        !held(&mut admin, 2) && !held(&mut admin, 3),
+        "sent before the batch was due"
+    );
+    let busy = seen_after(&mut admin, 2, t0);
+    assert!(held(&mut admin, 3), "key 3 did not go with key 2");
+    // Idle again for longer than the batch: at once.
+    std::thread::sleep(Duration::from_millis(150));
+    let t0 = put(&a, 4);
+    let after_idle = seen_after(&mut admin, 4, t0);
+    // batch_ms=0: every store at once, even right behind another.
+    let t0 = put(&unbatched, 5);
+    seen_after(&mut admin, 5, t0);
+    let t0 = put(&unbatched, 6);
+    let unbatched_busy = seen_after(&mut admin, 6, t0);
+
+    let ms = |d: Duration| d.as_millis();
+    assert!(
+        lone < Duration::from_millis(50)
+            && after_idle < Duration::from_millis(50)
+            && unbatched_busy < Duration::from_millis(50),
+        "a store that should have gone at once took {} / {} / {} ms",
+        ms(lone),
+        ms(after_idle),
+        ms(unbatched_busy)
+    );
+    assert!(
+        busy >= Duration::from_millis(50),
+        "a store behind another went after {} ms, not with the batch",
+        ms(busy)
+    );
+    assert_eq!(count(&a.counters().errors), 0);
 }

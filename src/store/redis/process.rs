@@ -436,11 +436,19 @@ impl Core {
     fn failed(&self, e: &RedisError, what: &str, trips: bool) -> (StoreError, bool) {
         let err = classify(e);
         self.count_failure(err);
-        crate::log_limited!(
-            Level::Warn,
-            "redis: {what} failed: {}",
-            describe(e, self.shared.secret())
-        );
+        if err == StoreError::Timeout {
+            // The system's words for it ("Resource temporarily unavailable") say less.
+            crate::log_limited!(
+                Level::Warn,
+                "redis: {what} timed out: no answer within its time budget"
+            );
+        } else {
+            crate::log_limited!(
+                Level::Warn,
+                "redis: {what} failed: {}",
+                describe(e, self.shared.secret())
+            );
+        }
         (err, trips && self.trip())
     }
 

@@ -698,7 +698,8 @@ fn writer_main(core: Arc<Core>, rx: Receiver<Job>) {
         sent: [0; 13],
         report_due_ms: 0,
     };
-    // When the last pipeline was sent.
+    // When the last pipeline was sent, unless it was full: then more are waiting already,
+    // and waiting for the batch would only cap the writes at MAX_BATCH per batch_ms.
     let mut last_sent: Option<Instant> = None;
     loop {
         let wait = w
@@ -743,8 +744,9 @@ fn writer_main(core: Arc<Core>, rx: Receiver<Job>) {
         }
         let step = catch_unwind(AssertUnwindSafe(|| {
             if !batch.is_empty() {
+                let full = batch.len() >= MAX_BATCH;
                 w.write_batch(std::mem::take(&mut batch));
-                last_sent = Some(Instant::now());
+                last_sent = (!full).then(Instant::now);
             }
             if let Some(job) = job {
                 w.run(job);

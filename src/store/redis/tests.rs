@@ -1345,3 +1345,33 @@ fn busy_stores_wait_for_the_batch_a_lone_one_does_not() {
     );
     assert_eq!(count(&a.counters().errors), 0);
 }
+
+/// A backlog is not held to one pipeline per `batch_ms`: after a full pipeline the writer
+/// sends the next at once.
+#[test]
+fn a_backlog_goes_without_waiting_for_the_batch() {
+    let srv = Server::unix(&[]);
+    let mut cfg = srv.cfg();
+    cfg.batch_ms = 100;
+    let a = open(&cfg);
+    let t = now();
+    // One store first, so that the backlog finds a pipeline just sent.
+    a.put(&key(0), value(b"v", t + 100, false), t).unwrap();
+    a.flush();
+    let t0 = Instant::now();
+    for k in 1..=640 {
+        a.put(&key(k), value(b"v", t + 100, false), t).unwrap();
+    }
+    a.flush();
+    let took = t0.elapsed();
+    // Ten full pipelines: held to one per batch_ms, that is ~1 s.
+    assert!(
+        took < Duration::from_millis(600),
+        "640 queued stores took {} ms",
+        took.as_millis()
+    );
+    let mut admin = srv.admin();
+    let n: i64 = redis::cmd("DBSIZE").query(&mut admin).unwrap();
+    assert!(n >= 641, "{n} keys");
+    assert_eq!(a.net_stats().queue_drops, 0);
+}

@@ -484,8 +484,6 @@ void SSL_free(struct ssl_st *ssl);
  */
 int SSL_clear(struct ssl_st *ssl);
 
-extern const SSL_METHOD *SSL_CTX_get_ssl_method(const SSL_CTX *ctx);
-
 #ifdef __cplusplus
 }  // extern "C"
 #endif  // __cplusplus

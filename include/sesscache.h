@@ -12,6 +12,8 @@
 
 #include <stdint.h>
 #include <openssl/ssl.h>
+/* OpenSSL 3's OSSL_LIB_CTX (for SSL_CTX_new_ex; OpenSSL 1.1.1 has none). */
+struct ossl_lib_ctx_st;
 
 /**
  * The major version of this header: an incompatible change of the C API increments it.

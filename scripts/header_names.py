@@ -2,7 +2,7 @@
 """Lists the names a C header declares: macros, typedefs, struct tags it defines, functions
 and variables; with --check, fails (exit 1) on any name a C program could collide with, i.e.
 one that is neither `sesscache_*`/`SESSCACHE_*` nor one of the OpenSSL functions the library
-interposes.
+interposes (nor a forward declaration of one of OpenSSL's own struct tags, OPENSSL_TAGS).
 
     scripts/header_names.py [--check] HEADER
 """
@@ -17,6 +17,10 @@ INTERPOSED = {
     "SSL_set_SSL_CTX", "SSL_CTX_new", "SSL_CTX_new_ex",
     "SSL_set_accept_state", "SSL_free", "SSL_clear",
 }
+# OpenSSL's own struct tags that the header may forward-declare (`struct X;`): OpenSSL 1.1.1
+# has no `struct ossl_lib_ctx_st`, which SSL_CTX_new_ex's prototype names; the declaration is
+# the same one OpenSSL 3's <openssl/types.h> makes, so it can collide with nothing.
+OPENSSL_TAGS = {"ossl_lib_ctx_st"}
 # Words that may precede a declared name and are not names themselves.
 KEYWORDS = {
     "const", "volatile", "unsigned", "signed", "char", "short", "int", "long", "void",
@@ -61,6 +65,8 @@ def declared_names(text):
         toks = re.findall(r"[A-Za-z_]\w*|\S", re.sub(r"\{.*\}", " { } ", d, flags=re.S))
         if not toks:
             continue
+        if len(toks) == 2 and toks[0] == "struct" and toks[1] in OPENSSL_TAGS:
+            continue  # a forward declaration of one of OpenSSL's tags
         if toks[0] == "typedef":
             idents = [t for t in toks if re.match(r"[A-Za-z_]\w*$", t)]
             names.append(idents[-1])

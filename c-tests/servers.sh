@@ -436,6 +436,93 @@ else
     fi
 fi
 
+# ---- clients that hang up without close_notify ---------------------------------------------
+# Servers that wait for the next request when the client closes the TCP connection without
+# close_notify (c-tests/servers/hangup.py): a Python `ssl` server with HTTP keep-alive
+# (threaded, pre-forked) and `openssl s_server -rev` (answers each line, reads the next).
+# OpenSSL 3 treats that EOF as a fatal error and removes the session: the library must keep
+# it (TLS 1.2 and 1.3 resumed >= without the library), while a record with a broken
+# authentication tag (a fatal bad_record_mac alert) must still end its session wherever the
+# library makes sessions stateful (memory: in one process, force=1).
+HANGUP_ROWS="python_threaded python_prefork sserver"
+hangup_label() {
+    case $1 in
+        python_threaded) echo 'Python `ssl`, threaded, HTTP keep-alive' ;;
+        python_prefork) echo 'Python `ssl`, pre-forked, HTTP keep-alive' ;;
+        sserver) echo '`openssl s_server -rev`' ;;
+    esac
+}
+hdir=$root/hangup
+mkdir -p "$hdir/bin"
+printf '#!/bin/sh\nexec %s "$@" -rev\n' "$(command -v openssl)" >"$hdir/bin/openssl"
+chmod +x "$hdir/bin/openssl"
+for row in $HANGUP_ROWS; do
+    why=$(missing "$row")
+    if [ -n "$why" ]; then fail "$(hangup_label "$row"): $why: $DEPS"; continue; fi
+    case $row in sserver) mode=line ;; *) mode=http ;; esac
+    for cfg in without memory force; do
+        cellno=$((cellno + 1))
+        d=$hdir/$row-$cfg
+        mkdir -p "$d"; chmod 0755 "$d"
+        sserver_cert "$d" || fail "hang-up $row $cfg: openssl could not make a certificate"
+        case $cfg in
+            without) set -- ;;
+            memory) set -- LD_PRELOAD="$lib" SESSCACHE_URL=memory: ;;
+            force) set -- LD_PRELOAD="$lib" SESSCACHE_URL="shm:$seg-$cellno?force=1" ;;
+        esac
+        PORT=
+        case $row in
+            sserver)
+                SSERVER_LIB=
+                sserver_start "$d" 100 PATH="$hdir/bin:$PATH" "$@" 2>"$d/start.err" && { S_PID=$SSERVER_PID; PORT=$SSERVER_PORT; } ;;
+            python_*) py_start "$d" "${row#python_}+keepalive" "$@" 2>"$d/start.err" && PORT=$PY_PORT ;;
+        esac
+        SSERVER_LIB=$lib
+        if [ -z "$PORT" ]; then
+            fail "$(hangup_label "$row"), $(label "$cfg"): the server did not start"
+            sed 's/^/#   /' "$d/start.err" | tail -n 15
+        else
+            for v in 1.2 1.3; do
+                r=$(timeout 60 "$PYTHON_BIN" c-tests/servers/hangup.py "$PORT" 5 "$v" "$mode" 2>>"$d/client.err" | sed -n 's/^reused //p')
+                setv "HU${v%.*}${v#*.}_${row}_$cfg" "${r:-error}"
+                if [ "$cfg" != without ]; then
+                    f=$(timeout 60 "$PYTHON_BIN" c-tests/servers/hangup.py --forge "$PORT" "$v" "$mode" 2>>"$d/client.err" | sed -n 's/^forged: //p')
+                    setv "HF${v%.*}${v#*.}_${row}_$cfg" "${f:-error}"
+                fi
+            done
+        fi
+        case $row in sserver) [ -z "$S_PID" ] || sserver_stop "$S_PID"; S_PID= ;; *) py_stop ;; esac
+        rm -f "/dev/shm/sesscache-$seg-$cellno"
+        note "hang-up $row $cfg: TLS 1.2 $(cellv "HU12_${row}_$cfg"), TLS 1.3 $(cellv "HU13_${row}_$cfg"); forged record: TLS 1.2 $(cellv "HF12_${row}_$cfg"), TLS 1.3 $(cellv "HF13_${row}_$cfg")"
+    done
+    name=$(hangup_label "$row")
+    for v in 12 13; do
+        w=$(getv "HU${v}_${row}_without")
+        for cfg in memory force; do
+            m=$(getv "HU${v}_${row}_$cfg")
+            case "$w $m" in
+                [0-5]/5\ [0-5]/5)
+                    if [ "${m%/5}" -ge "${w%/5}" ]; then
+                        ok "$name, client hangs up, with $(label "$cfg"), TLS 1.$((v % 10)): resumed $m >= $w without the library"
+                    else
+                        fail "$name, client hangs up, with $(label "$cfg"), TLS 1.$((v % 10)): resumed $m < $w without the library"
+                    fi ;;
+                *) fail "$name, client hangs up, with $(label "$cfg"), TLS 1.$((v % 10)): no comparison (without: ${w:-none}, with: ${m:-none})" ;;
+            esac
+            # Where the library keeps sessions itself (stateful): memory: in one process
+            # (a pre-forked child's private copy keeps the program's stateless tickets),
+            # and force=1.
+            [ "$row-$cfg" = python_prefork-memory ] && continue
+            f=$(getv "HF${v}_${row}_$cfg")
+            if [ "$f" = "second=Reused third=New" ]; then
+                ok "$name, with $(label "$cfg"), TLS 1.$((v % 10)): a forged record (bad_record_mac) still ends its session"
+            else
+                fail "$name, with $(label "$cfg"), TLS 1.$((v % 10)): forged record: ${f:-error} (want second=Reused third=New)"
+            fi
+        done
+    done
+done
+
 # ---- the table ------------------------------------------------------------------------------
 echo "#"
 note "| server | config | TLS 1.2 reconnects resumed | TLS 1.3 first use | TLS 1.3 replay |"
@@ -451,6 +538,14 @@ note "| --- | --- | --- | --- |"
 for kind in client generic; do
     case $kind in client) what='`ssl.PROTOCOL_TLS_CLIENT`' ;; *) what='`ssl.PROTOCOL_TLS` (generic)' ;; esac
     note "| $what | $(cellv "PYC_${kind}_without") | $(cellv "PYC_${kind}_memory") | $(cellv "PYC_${kind}_force") |"
+done
+echo "#"
+note "| client hangs up without close_notify (5 resumptions) | config | TLS 1.2 resumed | TLS 1.3 resumed | forged record, TLS 1.2 | forged record, TLS 1.3 |"
+note "| --- | --- | --- | --- | --- | --- |"
+for row in $HANGUP_ROWS; do
+    for cfg in without memory force; do
+        note "| $(hangup_label "$row") | $(label "$cfg") | $(cellv "HU12_${row}_$cfg") | $(cellv "HU13_${row}_$cfg") | $(cellv "HF12_${row}_$cfg") | $(cellv "HF13_${row}_$cfg") |"
+    done
 done
 echo "#"
 note "took $(( ($(now_ms) - t_start) / 1000 )) s; logs in $root"

@@ -440,7 +440,9 @@ struct ssl_ctx_st *SSL_set_SSL_CTX(struct ssl_st *ssl, struct ssl_ctx_st *ctx);
 struct ssl_ctx_st *SSL_CTX_new(const struct ssl_method_st *meth);
 
 /**
- * OpenSSL's `SSL_CTX_new_ex`, with the same preload behaviour as `SSL_CTX_new`.
+ * OpenSSL's `SSL_CTX_new_ex`, with the same preload behaviour as `SSL_CTX_new`. With an
+ * OpenSSL before 3.0, which has no such function (and so no program that calls it), it
+ * returns NULL and says so once in the log.
  *
  * # Safety
  * As OpenSSL's: `libctx` is NULL or a library context, `propq` NULL or a string, `meth` a

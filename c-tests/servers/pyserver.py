@@ -2,13 +2,16 @@
 """A small HTTPS server on Python's `ssl` module, for c-tests/servers.sh.
 
     pyserver.py --mode threaded|prefork --cert CERT --key KEY --port PORT [--children N]
+                [--keepalive]
 
 Listens on 127.0.0.1:PORT with one `ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)` left at
 Python's defaults (OpenSSL's server session cache on, stateless tickets on), then prints
 `listening PORT` on stdout. Each connection: TLS handshake, read one request (up to the
 blank line), answer `HTTP/1.0 200 OK` with the serving process ID, then close the socket
 WITHOUT close_notify (no `unwrap()`), as many Python servers do. A client that closes
-before sending a request gets no answer.
+before sending a request gets no answer. --keepalive: HTTP/1.1 keep-alive instead, each
+connection answering requests until the client closes; a client that hangs up without
+close_notify meets the server waiting in a read (OpenSSL 3 then sees an unexpected EOF).
 
 threaded: one process, a thread per connection. prefork: the context and the listening
 socket are made first, then N children (default 3) are forked and each accepts on the
@@ -33,7 +36,7 @@ def log(msg):
     sys.stderr.flush()
 
 
-def serve_one(ctx, conn):
+def serve_one(ctx, conn, keepalive=False):
     conn.settimeout(10)
     try:
         try:
@@ -46,17 +49,22 @@ def serve_one(ctx, conn):
             conn.close()
             return
         try:
-            data = b""
-            while b"\r\n\r\n" not in data and len(data) < 65536:
-                chunk = tls.recv(4096)
-                if not chunk:
+            while True:
+                data = b""
+                while b"\r\n\r\n" not in data and len(data) < 65536:
+                    chunk = tls.recv(4096)
+                    if not chunk:
+                        break
+                    data += chunk
+                if b"\r\n\r\n" not in data:
                     break
-                data += chunk
-            if b"\r\n\r\n" in data:
                 body = b"worker %d\n" % os.getpid()
-                tls.sendall(b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n"
-                            b"Content-Length: %d\r\nConnection: close\r\n\r\n%s"
-                            % (len(body), body))
+                tls.sendall(b"HTTP/1.%d 200 OK\r\nContent-Type: text/plain\r\n"
+                            b"Content-Length: %d\r\nConnection: %s\r\n\r\n%s"
+                            % (1 if keepalive else 0, len(body),
+                               b"keep-alive" if keepalive else b"close", body))
+                if not keepalive:
+                    break
         except (ssl.SSLError, OSError):
             pass
         # A plain close: SSL_free without SSL_shutdown, so no close_notify is sent.
@@ -65,7 +73,7 @@ def serve_one(ctx, conn):
         log("error: %r" % (e,))
 
 
-def accept_loop(ctx, sock, threaded):
+def accept_loop(ctx, sock, threaded, keepalive):
     while True:
         try:
             conn, _ = sock.accept()
@@ -75,9 +83,9 @@ def accept_loop(ctx, sock, threaded):
             log("error: accept: %s" % e)
             return
         if threaded:
-            threading.Thread(target=serve_one, args=(ctx, conn), daemon=True).start()
+            threading.Thread(target=serve_one, args=(ctx, conn, keepalive), daemon=True).start()
         else:
-            serve_one(ctx, conn)
+            serve_one(ctx, conn, keepalive)
 
 
 LIBC = ctypes.CDLL(None, use_errno=True)
@@ -102,6 +110,7 @@ def main():
     ap.add_argument("--key", required=True)
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--children", type=int, default=3)
+    ap.add_argument("--keepalive", action="store_true")
     args = ap.parse_args()
 
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -120,7 +129,7 @@ def main():
 
     if args.mode == "threaded":
         print("listening %d" % args.port, flush=True)
-        accept_loop(ctx, sock, threaded=True)
+        accept_loop(ctx, sock, threaded=True, keepalive=args.keepalive)
         return 0
 
     children = []
@@ -130,7 +139,7 @@ def main():
             die_with_parent()
             if os.getppid() == 1:
                 os._exit(0)
-            accept_loop(ctx, sock, threaded=False)
+            accept_loop(ctx, sock, threaded=False, keepalive=args.keepalive)
             quit_now()
         children.append(pid)
     sock.close()

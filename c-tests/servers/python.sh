@@ -1,7 +1,9 @@
 # Shell functions to run c-tests/servers/pyserver.py (Python 3's `ssl` module) on loopback,
 # for c-tests/servers.sh. Source it after c-tests/servers/common.sh; POSIX sh.
 #
-#   py_start DIR MODE [VAR=VAL…]          start pyserver.py --mode MODE (threaded|prefork)
+#   py_start DIR MODE [VAR=VAL…]          start pyserver.py --mode MODE (threaded|prefork;
+#                                         MODE+keepalive: with --keepalive, each connection
+#                                         serving requests until the client closes)
 #                                         with env VAR=VAL…, on a free port; DIR holds
 #                                         cert.pem and key.pem; stdout in DIR/stdout, stderr
 #                                         in DIR/stderr. Sets PY_PORT and PY_PID
@@ -12,13 +14,15 @@ PYTHON_BIN=${PYTHON_BIN:-python3}
 PY_SERVER=${PY_SERVER:-$(pwd)/c-tests/servers/pyserver.py}
 
 py_start() {
-    _dir=$1; _mode=$2; shift 2
+    _dir=$1; _mode=${2%+keepalive}; _keepalive=
+    [ "$_mode" = "$2" ] || _keepalive=--keepalive
+    shift 2
     _port=$(free_port)
     _tries=0
     while [ $_tries -lt 3 ]; do
         _tries=$((_tries + 1))
         : >"$_dir/stdout"
-        env "$@" "$PYTHON_BIN" "$PY_SERVER" --mode "$_mode" --port "$_port" \
+        env "$@" "$PYTHON_BIN" "$PY_SERVER" --mode "$_mode" $_keepalive --port "$_port" \
             --cert "$_dir/cert.pem" --key "$_dir/key.pem" </dev/null >"$_dir/stdout" 2>>"$_dir/stderr" &
         PY_PID=$!
         _w=0

@@ -360,6 +360,16 @@ impl Cache {
             }
         }
     }
+
+    /// Lets go of the live object the front holds for `id`, keeping the stored entry: for a
+    /// session OpenSSL marked not resumable (its remove path marks the object itself) that
+    /// the cache keeps all the same. The next lookup decodes the stored bytes into a fresh
+    /// object, which the mark is not part of.
+    pub fn release_object(&self, id: &[u8]) {
+        if let Some(key) = SessionKey::new(id) {
+            self.front.remove(&self.front.locate(&key));
+        }
+    }
 }
 
 #[cfg(test)]
@@ -488,6 +498,44 @@ mod tests {
         assert_eq!(b.flush().unwrap(), 1);
         assert!(a.lookup(&id).is_none());
         assert!(Cache::open("memory:").unwrap().flush().is_err());
+    }
+
+    /// OpenSSL marks the object of a session it removes not resumable; a session the cache
+    /// keeps all the same (a peer that hung up) resumes from its stored bytes once the front
+    /// lets the marked object go.
+    #[test]
+    fn a_released_object_resumes_from_the_stored_bytes() {
+        let cache = Cache::open("memory:").unwrap();
+        let id = [0x44u8; 32];
+        let live = session::decode(&real_der(&id, 6)).unwrap();
+        // SAFETY: live holds a reference.
+        assert!(unsafe { cache.store_session(live.as_ptr(), None) });
+        assert_eq!(cache.lookup(&id).unwrap().as_ptr(), live.as_ptr());
+        // What OpenSSL's remove path does to the object: SSL_CTX_remove_session marks it
+        // not resumable even when no internal cache holds it.
+        // SAFETY: test-only OpenSSL calls on a context made and freed here; live is live.
+        unsafe {
+            let ctx = openssl_sys::SSL_CTX_new(openssl_sys::TLS_method());
+            openssl_sys::SSL_CTX_remove_session(ctx, live.as_ptr());
+            openssl_sys::SSL_CTX_free(ctx);
+        }
+        assert!(!live.is_resumable());
+        cache.release_object(&id);
+        let hit = cache.lookup(&id).expect("decoded from the stored bytes");
+        assert_ne!(hit.as_ptr(), live.as_ptr());
+        assert!(hit.is_resumable());
+        assert_eq!(master_key(&hit), 6);
+        // Without the release, the marked object would answer and be refused: a miss.
+        let id = [0x55u8; 32];
+        let live = session::decode(&real_der(&id, 7)).unwrap();
+        // SAFETY: as above.
+        unsafe {
+            assert!(cache.store_session(live.as_ptr(), None));
+            let ctx = openssl_sys::SSL_CTX_new(openssl_sys::TLS_method());
+            openssl_sys::SSL_CTX_remove_session(ctx, live.as_ptr());
+            openssl_sys::SSL_CTX_free(ctx);
+        }
+        assert!(cache.lookup(&id).is_none());
     }
 
     /// Two caches on one segment stand for two processes, each with its front of decoded

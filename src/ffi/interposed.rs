@@ -36,9 +36,12 @@ pub unsafe extern "C" fn SSL_CTX_sess_set_new_cb(
 ) {
     // SAFETY: forwarded under the caller's contract.
     unsafe {
-        set_cb(ctx, new_session_cb, CtxRecord::set_app_new_cb, |r| {
-            r.set_new_cb
-        })
+        set_cb(
+            ctx,
+            new_session_cb,
+            CtxRecord::set_app_new_cb,
+            Real::set_new_cb,
+        )
     }
 }
 
@@ -59,7 +62,7 @@ pub unsafe extern "C" fn SSL_CTX_sess_get_new_cb(
         unsafe {
             match record(ctx) {
                 Some(rec) => rec.app_new_cb(),
-                None => real().and_then(|real| (real.get_new_cb)(ctx)),
+                None => real().get_new_cb().and_then(|f| f(ctx)),
             }
         }
     })
@@ -81,9 +84,12 @@ pub unsafe extern "C" fn SSL_CTX_sess_set_remove_cb(
 ) {
     // SAFETY: forwarded under the caller's contract.
     unsafe {
-        set_cb(ctx, remove_session_cb, CtxRecord::set_app_remove_cb, |r| {
-            r.set_remove_cb
-        })
+        set_cb(
+            ctx,
+            remove_session_cb,
+            CtxRecord::set_app_remove_cb,
+            Real::set_remove_cb,
+        )
     }
 }
 
@@ -104,7 +110,7 @@ pub unsafe extern "C" fn SSL_CTX_sess_get_remove_cb(
         unsafe {
             match record(ctx) {
                 Some(rec) => rec.app_remove_cb(),
-                None => real().and_then(|real| (real.get_remove_cb)(ctx)),
+                None => real().get_remove_cb().and_then(|f| f(ctx)),
             }
         }
     })
@@ -131,9 +137,12 @@ pub unsafe extern "C" fn SSL_CTX_sess_set_get_cb(
 ) {
     // SAFETY: forwarded under the caller's contract.
     unsafe {
-        set_cb(ctx, get_session_cb, CtxRecord::set_app_get_cb, |r| {
-            r.set_get_cb
-        })
+        set_cb(
+            ctx,
+            get_session_cb,
+            CtxRecord::set_app_get_cb,
+            Real::set_get_cb,
+        )
     }
 }
 
@@ -154,7 +163,7 @@ pub unsafe extern "C" fn SSL_CTX_sess_get_get_cb(
     ) -> *mut ssl_session_st,
 > {
     // SAFETY: forwarded under the caller's contract.
-    unsafe { get_cb(ctx, CtxRecord::app_get_cb, |r| r.get_get_cb) }
+    unsafe { get_cb(ctx, CtxRecord::app_get_cb, Real::get_get_cb) }
 }
 
 /// The body of the three setters: record the callback for an attached context, else let
@@ -166,7 +175,7 @@ unsafe fn set_cb<T: Copy>(
     ctx: *mut ssl_ctx_st,
     cb: Option<T>,
     in_record: fn(&CtxRecord, Option<T>),
-    in_openssl: fn(&Real) -> SetCb<T>,
+    in_openssl: fn(&Real) -> Option<SetCb<T>>,
 ) {
     guard((), || {
         if ctx.is_null() {
@@ -176,9 +185,9 @@ unsafe fn set_cb<T: Copy>(
         match unsafe { record(ctx) } {
             Some(rec) => in_record(rec, cb),
             None => {
-                if let Some(real) = real() {
+                if let Some(set) = in_openssl(real()) {
                     // SAFETY: OpenSSL's setter, with the caller's arguments.
-                    unsafe { in_openssl(real)(ctx, cb) }
+                    unsafe { set(ctx, cb) }
                 }
             }
         }
@@ -193,7 +202,7 @@ unsafe fn set_cb<T: Copy>(
 unsafe fn get_cb<T: Copy>(
     ctx: *mut ssl_ctx_st,
     in_record: fn(&CtxRecord) -> Option<T>,
-    in_openssl: fn(&Real) -> GetCb<T>,
+    in_openssl: fn(&Real) -> Option<GetCb<T>>,
 ) -> Option<T> {
     guard(None, || {
         if ctx.is_null() {
@@ -203,7 +212,7 @@ unsafe fn get_cb<T: Copy>(
         match unsafe { record(ctx) } {
             Some(rec) => in_record(rec),
             // SAFETY: OpenSSL's getter, with the caller's argument.
-            None => real().and_then(|real| unsafe { in_openssl(real)(ctx) }),
+            None => in_openssl(real()).and_then(|get| unsafe { get(ctx) }),
         }
     })
 }
@@ -226,11 +235,11 @@ pub unsafe extern "C" fn SSL_set_SSL_CTX(
     }
     // SAFETY: ssl is a live connection (caller's contract).
     guard((), || unsafe { remember_session_ctx(ssl) });
-    let Some(real) = real() else {
+    let Some(set_ssl_ctx) = real().set_ssl_ctx() else {
         return std::ptr::null_mut();
     };
     // SAFETY: OpenSSL's function, with the caller's arguments.
-    let switched = unsafe { (real.set_ssl_ctx)(ssl, ctx) };
+    let switched = unsafe { set_ssl_ctx(ssl, ctx) };
     // SAFETY: ssl is live; ctx is NULL or live (caller's contract).
     guard((), || unsafe { connection::on_switch(ssl, ctx) });
     switched
@@ -246,17 +255,19 @@ pub unsafe extern "C" fn SSL_set_SSL_CTX(
 /// As OpenSSL's: `meth` is a method from OpenSSL.
 #[no_mangle]
 pub unsafe extern "C" fn SSL_CTX_new(meth: *const ssl_method_st) -> *mut ssl_ctx_st {
-    let Some(real) = real() else {
+    let Some(ctx_new) = real().ctx_new() else {
         return std::ptr::null_mut();
     };
     // SAFETY: OpenSSL's function, with the caller's argument.
-    let ctx = unsafe { (real.ctx_new)(meth) };
+    let ctx = unsafe { ctx_new(meth) };
     // SAFETY: ctx is NULL or the live context just made with meth.
     guard((), || unsafe { on_new_ctx(ctx, meth.cast()) });
     ctx
 }
 
-/// OpenSSL's `SSL_CTX_new_ex`, with the same preload behaviour as `SSL_CTX_new`.
+/// OpenSSL's `SSL_CTX_new_ex`, with the same preload behaviour as `SSL_CTX_new`. With an
+/// OpenSSL before 3.0, which has no such function (and so no program that calls it), it
+/// returns NULL and says so once in the log.
 ///
 /// # Safety
 /// As OpenSSL's: `libctx` is NULL or a library context, `propq` NULL or a string, `meth` a
@@ -267,11 +278,11 @@ pub unsafe extern "C" fn SSL_CTX_new_ex(
     propq: *const c_char,
     meth: *const ssl_method_st,
 ) -> *mut ssl_ctx_st {
-    let Some(real) = real() else {
+    let Some(ctx_new_ex) = real().ctx_new_ex() else {
         return std::ptr::null_mut();
     };
     // SAFETY: OpenSSL's function, with the caller's arguments.
-    let ctx = unsafe { (real.ctx_new_ex)(libctx, propq, meth) };
+    let ctx = unsafe { ctx_new_ex(libctx, propq, meth) };
     // SAFETY: ctx is NULL or the live context just made with meth.
     guard((), || unsafe { on_new_ctx(ctx, meth.cast()) });
     ctx
@@ -290,9 +301,9 @@ pub unsafe extern "C" fn SSL_set_accept_state(ssl: *mut ssl_st) {
     if ssl.is_null() {
         return;
     }
-    if let Some(real) = real() {
+    if let Some(set_accept_state) = real().set_accept_state() {
         // SAFETY: OpenSSL's function, with the caller's argument.
-        unsafe { (real.set_accept_state)(ssl) };
+        unsafe { set_accept_state(ssl) };
     }
     // SAFETY: ssl is a live connection (caller's contract).
     guard((), || unsafe { connection::on_accept(ssl) });
@@ -312,9 +323,9 @@ pub unsafe extern "C" fn SSL_free(ssl: *mut ssl_st) {
     }
     // SAFETY: ssl is a live connection (caller's contract).
     guard((), || unsafe { connection::on_free(ssl) });
-    if let Some(real) = real() {
+    if let Some(free) = real().free() {
         // SAFETY: OpenSSL's function, with the caller's argument.
-        unsafe { (real.free)(ssl) };
+        unsafe { free(ssl) };
     }
 }
 
@@ -330,9 +341,9 @@ pub unsafe extern "C" fn SSL_clear(ssl: *mut ssl_st) -> c_int {
     }
     // SAFETY: ssl is a live connection (caller's contract).
     guard((), || unsafe { connection::on_free(ssl) });
-    match real() {
+    match real().clear() {
         // SAFETY: OpenSSL's function, with the caller's argument.
-        Some(real) => unsafe { (real.clear)(ssl) },
+        Some(clear) => unsafe { clear(ssl) },
         None => 0,
     }
 }

@@ -25,12 +25,28 @@ pub unsafe fn attach(
     cache: &Arc<Cache>,
     preload: bool,
 ) -> Result<bool, Error> {
-    let real = real().ok_or_else(|| {
-        Error::new(
+    let real = real();
+    let (
+        Some(get_new),
+        Some(get_get),
+        Some(get_remove),
+        Some(set_new),
+        Some(set_get),
+        Some(set_remove),
+    ) = (
+        real.get_new_cb(),
+        real.get_get_cb(),
+        real.get_remove_cb(),
+        real.set_new_cb(),
+        real.set_get_cb(),
+        real.set_remove_cb(),
+    )
+    else {
+        return Err(Error::new(
             ErrorKind::Internal,
             "the real OpenSSL session-callback functions were not found",
-        )
-    })?;
+        ));
+    };
     let _guard = ATTACH.lock().unwrap_or_else(|p| p.into_inner());
     let idx = ensure_indices()?;
     // SAFETY: ctx is live (caller).
@@ -47,9 +63,9 @@ pub unsafe fn attach(
     let rec = Box::new(CtxRecord::new(cache.clone(), preload));
     // SAFETY: ctx is live; the real getters/setters are OpenSSL's.
     unsafe {
-        rec.set_app_new_cb((real.get_new_cb)(ctx));
-        rec.set_app_get_cb((real.get_get_cb)(ctx));
-        rec.set_app_remove_cb((real.get_remove_cb)(ctx));
+        rec.set_app_new_cb(get_new(ctx));
+        rec.set_app_get_cb(get_get(ctx));
+        rec.set_app_remove_cb(get_remove(ctx));
         let raw = Box::into_raw(rec);
         if SSL_CTX_set_ex_data(sys_ctx(ctx), idx, raw.cast()) != 1 {
             drop(Box::from_raw(raw));
@@ -58,9 +74,9 @@ pub unsafe fn attach(
                 "OpenSSL could not store the cache in the SSL_CTX",
             ));
         }
-        (real.set_new_cb)(ctx, Some(trampolines::new_session));
-        (real.set_get_cb)(ctx, Some(trampolines::get_session));
-        (real.set_remove_cb)(ctx, Some(trampolines::remove_session));
+        set_new(ctx, Some(trampolines::new_session));
+        set_get(ctx, Some(trampolines::get_session));
+        set_remove(ctx, Some(trampolines::remove_session));
         make_server_cache(ctx);
     }
     Ok(true)

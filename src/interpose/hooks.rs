@@ -106,7 +106,8 @@ pub unsafe fn on_get(
     }
 }
 
-/// Remove-session callback: forgets the session's ID.
+/// Remove-session callback: forgets the session's ID, unless OpenSSL removes it only because
+/// the peer closed the connection without close_notify ([`removed_for_unexpected_eof`]).
 ///
 /// # Safety
 /// `sess` is NULL or a live session.
@@ -117,5 +118,45 @@ pub unsafe fn on_remove(cache: &Cache, sess: *mut ssl_session_st) {
     }
     // SAFETY: sess is live (caller); the ID borrow ends before we return.
     let info = unsafe { session::info(sys_sess(sess)) };
+    if removed_for_unexpected_eof() {
+        // OpenSSL has marked this very object not resumable: the front lets it go, and the
+        // next lookup decodes the stored bytes.
+        cache.release_object(info.id);
+        crate::log!(
+            Level::Debug,
+            "remove skipped: session id#{:08x}: the peer closed without close_notify (it stays resumable)",
+            log::fingerprint(info.id)
+        );
+        return;
+    }
     cache.remove(info.id);
+}
+
+/// `SSL_R_UNEXPECTED_EOF_WHILE_READING`, the same in every OpenSSL from 3.0 to 4.0 (whose
+/// error.h calls it part of the API, for programs to decide on).
+const SSL_R_UNEXPECTED_EOF_WHILE_READING: c_int = 294;
+/// `ERR_LIB_SSL`.
+const ERR_LIB_SSL: c_int = 20;
+
+/// Whether the removal under way is OpenSSL 3's answer to a read that met the end of the
+/// connection without close_notify. OpenSSL 3 treats that as a fatal error: it raises
+/// `SSL_R_UNEXPECTED_EOF_WHILE_READING` on this thread's error queue, then sends a fatal
+/// alert, and sending it removes the session. That rule predates TLS 1.1 (RFC 5246 lets such
+/// sessions be resumed), and most HTTP clients hang up this way; without the library a
+/// stateless ticket resumes anyway, so keeping the session is what keeps the cache never
+/// worse. Real fatal alerts (a forged record, bad_record_mac, a decode error) raise their own
+/// reason right before their removal, so they still remove. The program's own setting
+/// (`SSL_OP_IGNORE_UNEXPECTED_EOF`) is never touched: it still sees the truncation.
+///
+/// The error queue is read, not changed. A removal that raises no error of its own (the
+/// program's `SSL_CTX_remove_session`, expiry) on a thread whose queue still holds an old EOF
+/// error the program never cleared would be skipped too; the entry then only lives to its
+/// expiry.
+fn removed_for_unexpected_eof() -> bool {
+    // SAFETY: plain OpenSSL calls; peeking does not change the thread's error queue.
+    let (version, err) =
+        unsafe { (openssl_sys::OpenSSL_version_num(), openssl_sys::ERR_peek_last_error()) };
+    version >= 0x3000_0000
+        && openssl_sys::ERR_GET_LIB(err) == ERR_LIB_SSL
+        && openssl_sys::ERR_GET_REASON(err) == SSL_R_UNEXPECTED_EOF_WHILE_READING
 }

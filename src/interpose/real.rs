@@ -2,13 +2,21 @@
 //!
 //! RTLD_NEXT finds the next definition after ours in the lookup order: libssl's, whether
 //! we were linked before `-lssl` or preloaded. If that fails (an unusual link order) we
-//! look the names up in the already loaded `libssl.so.3`.
+//! look the name up in whichever libssl is already loaded (`libssl.so.3`, `.so.4`,
+//! `.so.1.1`).
+//!
+//! Each function is found on its own: one that this libssl lacks (`SSL_CTX_new_ex` before
+//! OpenSSL 3.0) costs only the call that needs it, never the others, and is said once in
+//! the log when something does need it ([`missing`]). A program cannot call a function its
+//! libssl does not have, so in practice that call never comes.
 
+use crate::log::Level;
 use crate::ossl::{
     ossl_lib_ctx_st, ssl_ctx_st, ssl_method_st, ssl_st, GetSessionCb, NewSessionCb, RemoveSessionCb,
 };
 use std::ffi::{c_void, CStr};
 use std::os::raw::c_char;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::OnceLock;
 
 // Instantiated only with the callback fn-pointer types, for which Option is FFI-safe
@@ -27,28 +35,90 @@ type CtxNewEx = unsafe extern "C" fn(
     *const ssl_method_st,
 ) -> *mut ssl_ctx_st;
 
-pub struct Real {
-    pub set_new_cb: SetCb<NewSessionCb>,
-    pub get_new_cb: GetCb<NewSessionCb>,
-    pub set_get_cb: SetCb<GetSessionCb>,
-    pub get_get_cb: GetCb<GetSessionCb>,
-    pub set_remove_cb: SetCb<RemoveSessionCb>,
-    pub get_remove_cb: GetCb<RemoveSessionCb>,
-    pub set_ssl_ctx: SetSslCtx,
-    pub ctx_new: CtxNew,
-    pub ctx_new_ex: CtxNewEx,
-    pub set_accept_state: SslVoid,
-    pub free: SslVoid,
-    pub clear: SslClear,
+/// Declares the functions we forward to: one `Option` field each (None: this libssl has
+/// no such function), and the name it is looked up by.
+macro_rules! real_functions {
+    ($($field:ident: $ty:ty = $name:literal,)*) => {
+        pub struct Real {
+            $(pub $field: Option<$ty>,)*
+        }
+
+        #[allow(non_camel_case_types)]
+        #[derive(Clone, Copy)]
+        #[repr(u32)]
+        enum Which { $($field,)* }
+
+        /// The names, in the order of [`Which`].
+        const NAMES: &[&CStr] = &[$($name,)*];
+
+        fn resolve() -> Real {
+            Real {
+                $($field: {
+                    let p = lookup($name);
+                    // SAFETY: a non-NULL result is libssl's function of that name, whose
+                    // prototype in <openssl/ssl.h> is the field's type; fn pointers and data
+                    // pointers have the same size on every platform OpenSSL supports.
+                    (!p.is_null()).then(|| unsafe { std::mem::transmute::<*mut c_void, $ty>(p) })
+                },)*
+            }
+        }
+
+        impl Real {
+            $(
+                /// The real function, or None (said once in the log) if libssl lacks it.
+                pub fn $field(&self) -> Option<$ty> {
+                    if self.$field.is_none() {
+                        missing(Which::$field);
+                    }
+                    self.$field
+                }
+            )*
+        }
+    };
 }
 
-static REAL: OnceLock<Option<Real>> = OnceLock::new();
-
-/// The real functions, or None if libssl's could not be found (then nothing we export can
-/// do its job; the caller reports it).
-pub fn real() -> Option<&'static Real> {
-    REAL.get_or_init(resolve).as_ref()
+real_functions! {
+    set_new_cb: SetCb<NewSessionCb> = c"SSL_CTX_sess_set_new_cb",
+    get_new_cb: GetCb<NewSessionCb> = c"SSL_CTX_sess_get_new_cb",
+    set_get_cb: SetCb<GetSessionCb> = c"SSL_CTX_sess_set_get_cb",
+    get_get_cb: GetCb<GetSessionCb> = c"SSL_CTX_sess_get_get_cb",
+    set_remove_cb: SetCb<RemoveSessionCb> = c"SSL_CTX_sess_set_remove_cb",
+    get_remove_cb: GetCb<RemoveSessionCb> = c"SSL_CTX_sess_get_remove_cb",
+    set_ssl_ctx: SetSslCtx = c"SSL_set_SSL_CTX",
+    ctx_new: CtxNew = c"SSL_CTX_new",
+    ctx_new_ex: CtxNewEx = c"SSL_CTX_new_ex",
+    set_accept_state: SslVoid = c"SSL_set_accept_state",
+    free: SslVoid = c"SSL_free",
+    clear: SslClear = c"SSL_clear",
 }
+
+static REAL: OnceLock<Real> = OnceLock::new();
+
+/// The real functions, each found or not (see [`Real`]'s accessors).
+pub fn real() -> &'static Real {
+    REAL.get_or_init(resolve)
+}
+
+/// Which missing functions were already said in the log, a bit each.
+static SAID: AtomicU32 = AtomicU32::new(0);
+
+/// Says once per function that a call needed it and libssl has none.
+#[cold]
+fn missing(which: Which) {
+    let bit = 1u32 << (which as u32);
+    if SAID.fetch_or(bit, Ordering::Relaxed) & bit == 0 {
+        crate::log::write(
+            Level::Error,
+            format_args!(
+                "{}: the loaded libssl has no such function; this call does nothing (sesscache was built for another OpenSSL?)",
+                NAMES[which as usize].to_string_lossy()
+            ),
+        );
+    }
+}
+
+/// The sonames of the libssl versions the library runs with, newest first.
+const LIBSSL_SONAMES: &[&CStr] = &[c"libssl.so.4", c"libssl.so.3", c"libssl.so.1.1"];
 
 fn lookup(name: &CStr) -> *mut c_void {
     // SAFETY: dlsym with RTLD_NEXT and a NUL-terminated name is always safe to call.
@@ -56,42 +126,45 @@ fn lookup(name: &CStr) -> *mut c_void {
     if !p.is_null() {
         return p;
     }
-    // SAFETY: RTLD_NOLOAD only returns a handle to an already loaded object.
-    let handle =
-        unsafe { libc::dlopen(c"libssl.so.3".as_ptr(), libc::RTLD_LAZY | libc::RTLD_NOLOAD) };
-    if handle.is_null() {
-        return p;
+    for soname in LIBSSL_SONAMES {
+        // SAFETY: RTLD_NOLOAD only returns a handle to an already loaded object.
+        let handle = unsafe { libc::dlopen(soname.as_ptr(), libc::RTLD_LAZY | libc::RTLD_NOLOAD) };
+        if handle.is_null() {
+            continue;
+        }
+        // SAFETY: handle is a valid handle from dlopen; dlsym on it only searches libssl
+        // and its dependencies, never our own definitions.
+        let p = unsafe { libc::dlsym(handle, name.as_ptr()) };
+        // SAFETY: drops the reference our dlopen took; the object stays loaded (it was
+        // before, RTLD_NOLOAD), so `p` stays valid.
+        unsafe { libc::dlclose(handle) };
+        if !p.is_null() {
+            return p;
+        }
     }
-    // SAFETY: handle is a valid handle from dlopen; dlsym on it only searches libssl and
-    // its dependencies, never our own definitions.
-    unsafe { libc::dlsym(handle, name.as_ptr()) }
+    std::ptr::null_mut()
 }
 
-fn resolve() -> Option<Real> {
-    macro_rules! sym {
-        ($name:literal, $ty:ty) => {{
-            let p = lookup($name);
-            if p.is_null() {
-                return None;
-            }
-            // SAFETY: the symbol is libssl's function of that name, whose prototype in
-            // <openssl/ssl.h> is the field's type; fn pointers and data pointers have the
-            // same size on every platform OpenSSL supports.
-            unsafe { std::mem::transmute::<*mut c_void, $ty>(p) }
-        }};
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_function_of_this_libssl_is_found() {
+        // The test binary links libssl (openssl-sys); every name we forward exists in the
+        // OpenSSL it was built against, SSL_CTX_new_ex from 3.0 on.
+        let r = real();
+        assert!(r.set_new_cb.is_some() && r.get_remove_cb.is_some() && r.clear.is_some());
+        assert!(r.ctx_new.is_some() && r.free.is_some() && r.set_accept_state.is_some());
+        // SAFETY: OpenSSL_version_num has no preconditions.
+        let v = unsafe { openssl_sys::OpenSSL_version_num() };
+        assert_eq!(r.ctx_new_ex.is_some(), v >= 0x3000_0000);
     }
-    Some(Real {
-        set_new_cb: sym!(c"SSL_CTX_sess_set_new_cb", SetCb<NewSessionCb>),
-        get_new_cb: sym!(c"SSL_CTX_sess_get_new_cb", GetCb<NewSessionCb>),
-        set_get_cb: sym!(c"SSL_CTX_sess_set_get_cb", SetCb<GetSessionCb>),
-        get_get_cb: sym!(c"SSL_CTX_sess_get_get_cb", GetCb<GetSessionCb>),
-        set_remove_cb: sym!(c"SSL_CTX_sess_set_remove_cb", SetCb<RemoveSessionCb>),
-        get_remove_cb: sym!(c"SSL_CTX_sess_get_remove_cb", GetCb<RemoveSessionCb>),
-        set_ssl_ctx: sym!(c"SSL_set_SSL_CTX", SetSslCtx),
-        ctx_new: sym!(c"SSL_CTX_new", CtxNew),
-        ctx_new_ex: sym!(c"SSL_CTX_new_ex", CtxNewEx),
-        set_accept_state: sym!(c"SSL_set_accept_state", SslVoid),
-        free: sym!(c"SSL_free", SslVoid),
-        clear: sym!(c"SSL_clear", SslClear),
-    })
+
+    #[test]
+    fn a_name_libssl_lacks_is_none_not_a_failure() {
+        assert!(lookup(c"SSL_no_such_function_in_any_version").is_null());
+        // Still found: the others.
+        assert!(!lookup(c"SSL_CTX_new").is_null());
+    }
 }

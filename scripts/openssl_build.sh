@@ -89,8 +89,16 @@ build() {
     # build_programs builds the libraries first (naming build_libs too would run two makes
     # at once over the same objects).
     make -j"$JOBS" build_programs >make.log 2>&1 || { tail -n 40 make.log; return 1; }
-    # Headers, static libraries, pkg-config files; OPENSSLDIR with openssl.cnf.
-    make install_dev install_ssldirs >install.log 2>&1 || { tail -n 30 install.log; return 1; }
+    # Headers, static libraries, pkg-config files; OPENSSLDIR with openssl.cnf (the 3.5 and
+    # later crates lack apps/openssl.cnf: a minimal one then, enough for `openssl req`).
+    make install_dev >install.log 2>&1 || { tail -n 30 install.log; return 1; }
+    if [ -f apps/openssl.cnf ]; then
+        make install_ssldirs >>install.log 2>&1 || { tail -n 30 install.log; return 1; }
+    else
+        mkdir -p "$prefix/ssl"
+        printf '# No apps/openssl.cnf in this source: written by scripts/openssl_build.sh.\n[req]\ndistinguished_name = req_dn\n[req_dn]\n' \
+            >"$prefix/ssl/openssl.cnf"
+    fi
 
     # The shared libraries, from the static ones: every object of the archive, every
     # symbol exported, nothing left undefined.

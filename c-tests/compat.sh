@@ -233,7 +233,7 @@ one_version() { # CRATE-VERSION
 for v in $versions; do one_version "$v"; done
 
 echo "#"
-echo "# Results (build: seconds the OpenSSL build took when it was made; time: this run)"
+echo "# Results (build: the seconds OpenSSL's build took when it was made; time: this version's run here, its OpenSSL build included when it was made now)"
 echo "$table"
 echo "# compat took $(($(date +%s) - t_start)) s"
 finish

@@ -195,6 +195,8 @@ one_version() { # CRATE-VERSION
         st=$(sort -t= -k3,3n "$dir/stats" 2>/dev/null | tail -n 1)
         check "$(echo "$st" | sed -n 's/.* lookups=\([0-9]*\) hits=\([0-9]*\) misses=\([0-9]*\) .*errors=\([0-9]*\).*/\1 \2 \3 \4/p')" \
             "5 3 2 0" "$ov preload shm: the segment's stats: lookups hits misses errors"
+        check "$(cat "$dir/s1/server.err" "$dir/s2/server.err" | grep -c sesscache)" 0 \
+            "$ov preload shm: no message from the library on the servers' standard error"
         [ "$failed" -eq "$f0" ] || show "$dir/stats" "$dir/s1/server.err" "$dir/s2/server.err"
     else
         show "$dir/s1/server.err" "$dir/s2/server.err"
@@ -219,10 +221,17 @@ one_version() { # CRATE-VERSION
         echo "$_a | $_b | $_c | $_d | $_e"
     }
     without=$(plain_run "")
+    cp "$dir/u/server.err" "$dir/u/server.err.without" 2>/dev/null
     with=$(plain_run "$sc/libsesscache.so")
     check "$without" "New TLSv1.2 | Reused TLSv1.2 | New TLSv1.3 | Reused TLSv1.3 | Reused TLSv1.3" \
         "$ov without the library: s_server's own cache resumes, TLS 1.3 tickets replay"
     check "$with" "$without" "$ov unconfigured preload (no SESSCACHE_URL): the same as without the library"
+    if cmp -s "$dir/u/server.err" "$dir/u/server.err.without"; then
+        ok "$ov unconfigured preload: s_server's standard error is the same as without the library"
+    else
+        diff "$dir/u/server.err.without" "$dir/u/server.err" | head -n 10 | note
+        fail "$ov unconfigured preload: s_server's standard error differs from without the library"
+    fi
     [ "$failed" -eq "$f0" ] || show "$dir/u/server.err"
     mark; c_plain=$cell
 

@@ -67,6 +67,9 @@ extern "C" {
     pub fn SSL_set_options(s: *mut openssl_sys::SSL, op: u64) -> u64;
     pub fn SSL_in_init(s: *const openssl_sys::SSL) -> c_int;
     pub fn SSL_in_before(s: *const openssl_sys::SSL) -> c_int;
+    pub fn SSL_CTX_get_ssl_method(
+        ctx: *const openssl_sys::SSL_CTX,
+    ) -> *const openssl_sys::SSL_METHOD;
 }
 
 /// `SSL_OP_NO_ANTI_REPLAY` (OpenSSL 1.1.1+).

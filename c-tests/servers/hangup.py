@@ -24,33 +24,29 @@ import ssl
 import sys
 
 
+def read_until(tls, data, done):
+    """Reads until done(data) or the end of the stream; returns what it has."""
+    while not done(data):
+        chunk = tls.recv(4096)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
 def exchange(tls, mode):
     if mode == "http":
         tls.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
-        data = b""
-        while b"\r\n\r\n" not in data:
-            chunk = tls.recv(4096)
-            if not chunk:
-                return
-            data += chunk
+        data = read_until(tls, b"", lambda d: b"\r\n\r\n" in d)
         head, _, body = data.partition(b"\r\n\r\n")
         length = 0
         for line in head.split(b"\r\n"):
             if line.lower().startswith(b"content-length:"):
                 length = int(line.split(b":", 1)[1])
-        while len(body) < length:
-            chunk = tls.recv(4096)
-            if not chunk:
-                return
-            body += chunk
+        read_until(tls, body, lambda d: len(d) >= length)
     else:
         tls.sendall(b"hang up on me\n")
-        data = b""
-        while b"\n" not in data:
-            chunk = tls.recv(4096)
-            if not chunk:
-                return
-            data += chunk
+        read_until(tls, b"", lambda d: b"\n" in d)
 
 
 class Pumped:

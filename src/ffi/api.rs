@@ -235,8 +235,10 @@ pub unsafe extern "C" fn sesscache_free(cache: *mut sesscache) {
 ///
 /// The context takes its own reference to the cache, released when the context is freed.
 /// Attaching the same cache twice is harmless; attaching a second cache to a context is an
-/// error. Returns 1 on success, 0 on error (see `sesscache_last_error()`). Call it while
-/// configuring the context, before it serves connections.
+/// error, and so is attaching one to a QUIC context (OpenSSL 3.5+: its connections resume
+/// through OpenSSL's own tickets). Returns 1 on success, 0 on error (see
+/// `sesscache_last_error()`). Call it while configuring the context, before it serves
+/// connections.
 ///
 /// # Safety
 /// `cache` is NULL or a live handle; `ctx` is NULL or a live `SSL_CTX`.

@@ -2,6 +2,7 @@
 
 use crate::cache::Cache;
 use crate::error::{Error, ErrorKind};
+use crate::interpose::quic;
 use crate::interpose::real::real;
 use crate::interpose::record::{ensure_indices, make_server_cache, record, CtxRecord};
 use crate::interpose::trampolines;
@@ -25,6 +26,13 @@ pub unsafe fn attach(
     cache: &Arc<Cache>,
     preload: bool,
 ) -> Result<bool, Error> {
+    // SAFETY: ctx is live (caller).
+    if unsafe { quic::is_quic_ctx(ctx) } {
+        return Err(Error::new(
+            ErrorKind::Argument,
+            "this SSL_CTX is a QUIC context: sesscache does not serve QUIC connections (they resume through OpenSSL's own tickets)",
+        ));
+    }
     let real = real();
     let (
         Some(get_new),

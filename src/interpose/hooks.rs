@@ -2,6 +2,7 @@
 //! trampolines installed on attached contexts and by the ready-made callbacks.
 
 use crate::cache::Cache;
+use crate::interpose::quic;
 use crate::log::{self, Level};
 use crate::ossl::{
     ssl_session_st, ssl_st, sys_sess, sys_ssl, SSL_get_options, SSL_OP_NO_ANTI_REPLAY,
@@ -36,8 +37,8 @@ unsafe fn tls13_tickets_are_stateful(ssl: *mut ssl_st) -> bool {
 /// `ssl` and `sess` are the live objects OpenSSL passes to a new-session callback.
 pub unsafe fn on_new(cache: &Cache, ssl: *mut ssl_st, sess: *mut ssl_session_st) {
     crate::fault::inject("new");
-    // SAFETY: ssl is live (caller).
-    if sess.is_null() || unsafe { SSL_is_server(sys_ssl(ssl)) } != 1 {
+    // SAFETY: ssl is live (caller). A QUIC connection is left to OpenSSL (see `quic`).
+    if sess.is_null() || unsafe { quic::is_quic(ssl) || SSL_is_server(sys_ssl(ssl)) != 1 } {
         return;
     }
     // SAFETY: ssl and sess are live (caller).
@@ -76,8 +77,8 @@ pub unsafe fn on_get(
     copy: *mut c_int,
 ) -> *mut ssl_session_st {
     crate::fault::inject("get");
-    // SAFETY: ssl is live (caller).
-    if unsafe { SSL_is_server(sys_ssl(ssl)) } != 1 {
+    // SAFETY: ssl is live (caller). A QUIC connection is left to OpenSSL (see `quic`).
+    if unsafe { quic::is_quic(ssl) || SSL_is_server(sys_ssl(ssl)) != 1 } {
         return std::ptr::null_mut();
     }
     let id: &[u8] = match usize::try_from(len) {
@@ -154,8 +155,12 @@ const ERR_LIB_SSL: c_int = 20;
 /// expiry.
 fn removed_for_unexpected_eof() -> bool {
     // SAFETY: plain OpenSSL calls; peeking does not change the thread's error queue.
-    let (version, err) =
-        unsafe { (openssl_sys::OpenSSL_version_num(), openssl_sys::ERR_peek_last_error()) };
+    let (version, err) = unsafe {
+        (
+            openssl_sys::OpenSSL_version_num(),
+            openssl_sys::ERR_peek_last_error(),
+        )
+    };
     version >= 0x3000_0000
         && openssl_sys::ERR_GET_LIB(err) == ERR_LIB_SSL
         && openssl_sys::ERR_GET_REASON(err) == SSL_R_UNEXPECTED_EOF_WHILE_READING

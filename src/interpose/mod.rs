@@ -9,6 +9,7 @@ pub mod attach;
 pub mod connection;
 pub mod hooks;
 pub mod preload;
+pub mod quic;
 pub mod real;
 pub mod record;
 pub mod stats_report;

@@ -21,12 +21,14 @@
 use crate::cache::Cache;
 use crate::config::{Backend, Tickets};
 use crate::interpose::attach;
+use crate::interpose::quic;
+use crate::interpose::real::method_tables;
 use crate::interpose::record::{self, CtxRecord};
 use crate::interpose::stats_report;
 use crate::log::Level;
 use crate::ossl::{ssl_ctx_st, ssl_st, sys_ssl, SSL_set_options};
 use openssl_sys::{SSL_METHOD, SSL_OP_NO_TICKET};
-use std::ffi::c_void;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
 struct ProcessCache {
@@ -111,7 +113,7 @@ fn is_client_only(method: *const SSL_METHOD) -> bool {
     static CLIENT_METHODS: OnceLock<Vec<usize>> = OnceLock::new();
     let methods = CLIENT_METHODS.get_or_init(|| {
         // Looked up by name: the version-specific ones are deprecated and may be absent.
-        [
+        method_tables(&[
             c"TLS_client_method",
             c"DTLS_client_method",
             c"TLSv1_client_method",
@@ -120,19 +122,7 @@ fn is_client_only(method: *const SSL_METHOD) -> bool {
             c"DTLSv1_client_method",
             c"DTLSv1_2_client_method",
             c"SSLv3_client_method",
-        ]
-        .iter()
-        .filter_map(|name| {
-            // SAFETY: dlsym with a NUL-terminated name; RTLD_DEFAULT searches the process.
-            let f = unsafe { libc::dlsym(libc::RTLD_DEFAULT, name.as_ptr()) };
-            (!f.is_null()).then(|| {
-                // SAFETY: each of these is `const SSL_METHOD *(void)` in <openssl/ssl.h>.
-                let f: unsafe extern "C" fn() -> *const c_void = unsafe { std::mem::transmute(f) };
-                // SAFETY: calling it only returns a pointer to a static method table.
-                unsafe { f() as usize }
-            })
-        })
-        .collect()
+        ])
     });
     methods.contains(&(method as usize))
 }
@@ -145,6 +135,17 @@ fn is_client_only(method: *const SSL_METHOD) -> bool {
 pub unsafe fn on_new_ctx(ctx: *mut ssl_ctx_st, method: *const SSL_METHOD) {
     crate::fault::inject("ctx_new");
     if ctx.is_null() || !preload_requested() || is_client_only(method) {
+        return;
+    }
+    if quic::is_quic_method(method.cast()) {
+        // Said once per context: OpenSSL's SSL_CTX_new calls our SSL_CTX_new_ex too.
+        static LAST_SAID: AtomicUsize = AtomicUsize::new(0);
+        if LAST_SAID.swap(ctx as usize, Ordering::Relaxed) != ctx as usize {
+            crate::log!(
+                Level::Info,
+                "SSL_CTX {ctx:p}: a QUIC context: left to OpenSSL (its connections resume through OpenSSL's tickets)"
+            );
+        }
         return;
     }
     let Some(cache) = process_cache() else {

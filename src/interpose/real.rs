@@ -117,6 +117,24 @@ fn missing(which: Which) {
     }
 }
 
+/// The addresses of the `SSL_METHOD` tables that libssl's functions of these names return
+/// (`const SSL_METHOD *NAME(void)`); names this libssl lacks are left out.
+pub fn method_tables(names: &[&CStr]) -> Vec<usize> {
+    names
+        .iter()
+        .filter_map(|name| {
+            // SAFETY: dlsym with a NUL-terminated name; RTLD_DEFAULT searches the process.
+            let f = unsafe { libc::dlsym(libc::RTLD_DEFAULT, name.as_ptr()) };
+            (!f.is_null()).then(|| {
+                // SAFETY: each name is a `const SSL_METHOD *(void)` in <openssl/ssl.h>.
+                let f: unsafe extern "C" fn() -> *const c_void = unsafe { std::mem::transmute(f) };
+                // SAFETY: calling it only returns a pointer to a static method table.
+                unsafe { f() as usize }
+            })
+        })
+        .collect()
+}
+
 /// The sonames of the libssl versions the library runs with, newest first.
 const LIBSSL_SONAMES: &[&CStr] = &[c"libssl.so.4", c"libssl.so.3", c"libssl.so.1.1"];
 

@@ -13,7 +13,9 @@
 #            SESSCACHE_URL=shm:NAME, its own `s_client`: a TLS 1.2 session made on one
 #            resumes on the other, a TLS 1.3 ticket from one resumes once on the other and is
 #            refused the second time (c-tests/shm_servers.sh's part a); and a preload without
-#            SESSCACHE_URL behaves as no library at all.
+#            SESSCACHE_URL behaves as no library at all;
+#   QUIC     (3.5 on) c-tests/quic_probe.c without the library, preloaded and linked: QUIC is
+#            left to OpenSSL (see quic() below).
 # COMPAT_VERSIONS: the versions to run (openssl-src crate versions, or OpenSSL versions or
 # their beginnings: "1.1.1 3.5"); default: all of them. A version that does not build fails.
 # Prints ok/FAIL lines, a Markdown table of the results (lines starting with "# ") and
@@ -45,8 +47,8 @@ for want in ${COMPAT_VERSIONS:-$ALL}; do
     versions="$versions ${found:-$want}"
 done
 
-table="# | OpenSSL | build (s) | library | harness | ABI | transparency | preload shm: | unconfigured preload | time (s) |
-# |---|---|---|---|---|---|---|---|---|---|"
+table="# | OpenSSL | build (s) | library | harness | ABI | transparency | preload shm: | unconfigured preload | QUIC | time (s) |
+# |---|---|---|---|---|---|---|---|---|---|---|"
 f0=0
 # Records one cell: "ok" (or TEXT) when no check failed since the last mark, else FAIL.
 mark() { if [ "$failed" -eq "$f0" ]; then cell=${1:-ok}; else cell=FAIL; fi; f0=$failed; }
@@ -74,7 +76,7 @@ one_version() { # CRATE-VERSION
     out=$ROOT/build/compat/$ov
     rm -rf "$out"; mkdir -p "$out"
     echo "== OpenSSL $ov (openssl-src $v)"
-    c_build=FAIL; c_lib=-; c_harness=-; c_abi=-; c_transp=-; c_shm=-; c_plain=-
+    c_build=FAIL; c_lib=-; c_harness=-; c_abi=-; c_transp=-; c_shm=-; c_plain=-; c_quic=-
 
     # ---- OpenSSL, then the library against it ---------------------------------------------
     if sh scripts/openssl_build.sh "$v" >"$out/openssl-build.log" 2>&1; then
@@ -85,7 +87,7 @@ one_version() { # CRATE-VERSION
         tail -n 30 "$out/openssl-build.log" | note
         fail "$ov OpenSSL: the build failed ($out/openssl-build.log)"
         table="$table
-# | $ov | FAIL | - | - | - | - | - | - | $(($(date +%s) - t0)) |"
+# | $ov | FAIL | - | - | - | - | - | - | - | $(($(date +%s) - t0)) |"
         f0=$failed
         return
     fi
@@ -108,7 +110,7 @@ one_version() { # CRATE-VERSION
     mark; c_lib=$cell
     if [ "$c_lib" = FAIL ]; then
         table="$table
-# | $ov | $c_build | FAIL | - | - | - | - | - | $(($(date +%s) - t0)) |"
+# | $ov | $c_build | FAIL | - | - | - | - | - | - | $(($(date +%s) - t0)) |"
         return
     fi
 
@@ -235,8 +237,71 @@ one_version() { # CRATE-VERSION
     [ "$failed" -eq "$f0" ] || show "$dir/u/server.err"
     mark; c_plain=$cell
 
+    # ---- QUIC servers (3.5 on): left to OpenSSL ------------------------------------------
+    case $ov in
+        1.*|3.[0-4].*) c_quic=n/a ;;
+        *) quic; mark; c_quic=$cell ;;
+    esac
+
     table="$table
-# | $ov | $c_build | $c_lib | $c_harness | $c_abi | $c_transp | $c_shm | $c_plain | $(($(date +%s) - t0)) |"
+# | $ov | $c_build | $c_lib | $c_harness | $c_abi | $c_transp | $c_shm | $c_plain | $c_quic | $(($(date +%s) - t0)) |"
+}
+
+# c-tests/quic_probe.c: a QUIC server and client in one process, 8 connections, each offering
+# the session of the one before. Without the library, preloaded (SESSCACHE_URL unset,
+# memory:, shm:) and linked with sesscache_attach (which must refuse a QUIC context): every
+# handshake and echo succeeds, nothing hangs (60 s), and sessions still resume through
+# OpenSSL's own tickets (how many varies from run to run, even without the library: only the
+# sum over the runs with the library is checked).
+quic() {
+    qdir=$out/quic
+    mkdir -p "$qdir"
+    # shellcheck disable=SC2086 # lists of options
+    compile quic_probe $CC $WARN -O2 $cppflags c-tests/quic_probe.c -o "$qdir/quic_probe" \
+        $ssl_libs -lpthread || return
+    # shellcheck disable=SC2086
+    compile quic_probe_attach $CC $WARN -O2 -DWITH_SESSCACHE $cppflags c-tests/quic_probe.c \
+        -o "$qdir/quic_probe_attach" $link_sc $ssl_libs -lpthread || return
+    export QUIC_PROBE_CERT="$dir/cert/cert.pem" QUIC_PROBE_KEY="$dir/cert/key.pem"
+    qseg=$seg-quic
+    rm -f "/dev/shm/sesscache-$qseg"
+    resumed=; rsum=0
+    for mode in none preload preload-memory preload-shm attach; do
+        case $mode in
+            none) set -- ;;
+            preload) set -- LD_PRELOAD="$SSERVER_LIB" ;;
+            preload-memory) set -- LD_PRELOAD="$SSERVER_LIB" SESSCACHE_URL=memory: ;;
+            preload-shm) set -- LD_PRELOAD="$SSERVER_LIB" SESSCACHE_URL="shm:$qseg?size=1M" ;;
+        esac
+        if [ $mode = attach ]; then
+            timeout 60 "$qdir/quic_probe_attach" attach >"$qdir/$mode.out" 2>"$qdir/$mode.err"; rc=$?
+        else
+            timeout 60 env "$@" "$qdir/quic_probe" >"$qdir/$mode.out" 2>"$qdir/$mode.err"; rc=$?
+        fi
+        got="$(grep -v '^resumed' "$qdir/$mode.out" | tr '\n' ' ')exit $rc"
+        want="handshakes 8/8 echoed 8/8 exit 0"
+        case $mode in
+            attach)
+                want="attach: refused $want"
+                what="linked, sesscache_attach on a QUIC server context is refused (with a message), then" ;;
+            none) what="without the library:" ;;
+            *) what="$mode:" ;;
+        esac
+        r=$(sed -n 's/^resumed \([0-9]*\)\/7$/\1/p' "$qdir/$mode.out")
+        check "$got" "$want" "$ov QUIC $what 8 handshakes and echoes (resumed ${r:-?}/7)"
+        if [ $mode = attach ]; then
+            check "$(grep -c 'sesscache_attach: .*QUIC' "$qdir/$mode.err")" 1 "$ov QUIC: the refusal says why"
+        elif [ $mode != none ]; then
+            check "$(grep -c sesscache "$qdir/$mode.err")" 0 "$ov QUIC $what no message from the library"
+        fi
+        [ $mode = none ] || { resumed="$resumed${resumed:++}${r:-0}"; rsum=$((rsum + ${r:-0})); }
+    done
+    rm -f "/dev/shm/sesscache-$qseg"
+    if [ "$rsum" -gt 0 ]; then
+        ok "$ov QUIC: sessions resume through OpenSSL's tickets with the library around ($resumed of 4 x 7)"
+    else
+        fail "$ov QUIC: no session resumed in the 4 runs with the library"
+    fi
 }
 
 for v in $versions; do one_version "$v"; done

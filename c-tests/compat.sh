@@ -23,6 +23,8 @@
 set -u
 # The servers get their settings below; the caller's would change what the tests observe.
 unset SESSCACHE_URL SESSCACHE_LOG SESSCACHE_STATS
+# openssl-sys is told OPENSSL_DIR below: these would override it.
+unset OPENSSL_LIB_DIR OPENSSL_INCLUDE_DIR OPENSSL_STATIC OPENSSL_LIBS OPENSSL_NO_VENDOR
 ALL="111.28.2+1.1.1w 300.0.13+3.0.8 300.5.5+3.5.5 300.6.1+3.6.3 400.0.3+4.0.4"
 ROOT=$(pwd)
 CC=${CC:-cc}
@@ -55,7 +57,7 @@ mark() { if [ "$failed" -eq "$f0" ]; then cell=${1:-ok}; else cell=FAIL; fi; f0=
 
 # The prefix's libssl and libcrypto, and no other, in what ldd shows for $1.
 only_prefix_ssl() {
-    ldd "$1" | grep -E 'lib(ssl|crypto)\.so' | grep -v " => $lib/" && return 1
+    ldd "$1" | grep -E 'lib(ssl|crypto)\.so' | grep -qv " => $lib/" && return 1
     ldd "$1" | grep -q " => $lib/libssl\.so" && ldd "$1" | grep -q " => $lib/libcrypto\.so"
 }
 

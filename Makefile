@@ -13,6 +13,8 @@
 #   make install    PREFIX=/usr/local DESTDIR= : libraries, header, pkg-config file, manual pages
 #   make man-check  the manual pages: one per exported function, no formatting warnings
 #   make fuzz       the fuzz targets (cargo-fuzz, nightly), 20 s each: scripts/fuzz.sh
+#   make compat     the OpenSSL matrix: 1.1.1, 3.0, 3.5, 3.6, 4.0 built from source (cached),
+#                   the library and the C tests against each: c-tests/compat.sh
 
 CARGO     ?= cargo
 CC        ?= cc
@@ -290,3 +292,16 @@ soak: $(B)/soak
 .PHONY: fuzz
 fuzz:
 	sh scripts/fuzz.sh smoke
+
+# ---- compat: the OpenSSL matrix (issue 19) ----------------------------------------------
+# make compat: OpenSSL 1.1.1, 3.0, 3.5, 3.6 and 4.0, each built from its openssl-src crate
+# by scripts/openssl_build.sh into a cache that outlives the tree
+# (SESSCACHE_OPENSSL_CACHE, default ~/.cache/sesscache/openssl; a version already there is
+# reused), the library built against each (target/compat/VERSION), and against each the C
+# harness, the ABI check, transparency, and preload with that version's own s_server and
+# s_client on shm: (c-tests/compat.sh, which builds the missing OpenSSLs first: one that
+# does not build is a failure). COMPAT_VERSIONS="1.1.1 3.5" runs some. Not part of
+# `make check` (.ci/run runs both); docs/compat.md.
+.PHONY: compat
+compat:
+	sh c-tests/compat.sh

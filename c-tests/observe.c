@@ -368,6 +368,16 @@ static void s6_client(void) {
         }
 }
 
+/* SSL_CTX_flush_sessions (its time a long) is deprecated since OpenSSL 3.4, for
+ * SSL_CTX_flush_sessions_ex (a time_t): the one the version has (make compat). */
+static void flush_sessions(SSL_CTX *ctx, time_t tm) {
+#if OPENSSL_VERSION_NUMBER >= 0x30400000L
+    SSL_CTX_flush_sessions_ex(ctx, tm);
+#else
+    SSL_CTX_flush_sessions(ctx, (long)tm);
+#endif
+}
+
 /* 7. Removal: SSL_CTX_remove_session, SSL_CTX_flush_sessions, an unclean close, and the
  * flush in SSL_CTX_free, with a remove callback set. */
 static void s7_remove(void) {
@@ -385,9 +395,9 @@ static void s7_remove(void) {
         conn("resume_removed", s, c, sess, 0, 0);
         SSL_SESSION_free(sess);
         print_ctx(s, "server");
-        SSL_CTX_flush_sessions(s, 1);
+        flush_sessions(s, 1);
         print_ob("after_flush_past");
-        SSL_CTX_flush_sessions(s, (long)time(NULL) + 10L * 86400);
+        flush_sessions(s, time(NULL) + 10L * 86400);
         print_ob("after_flush_future");
         print_ctx(s, "server");
         sess = conn("unclean", s, c, NULL, 1, 1);

@@ -16,12 +16,14 @@
 #                                         ticket is saved; SSERVER_LINGER=1: 0.2 s otherwise)
 #
 # s_server treats end of its standard input as "quit", so it reads from a FIFO that this
-# shell keeps open until the server is stopped.
+# shell keeps open until the server is stopped. SSERVER_OPENSSL: the openssl program to run
+# (default: openssl from PATH; c-tests/compat.sh runs each OpenSSL version's own).
 
 SSERVER_LIB=${SSERVER_LIB:-$(pwd)/target/release/libsesscache.so}
+SSERVER_OPENSSL=${SSERVER_OPENSSL:-openssl}
 
 sserver_cert() {
-    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+    "$SSERVER_OPENSSL" req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
         -subj /CN=localhost -days 2 -keyout "$1/key.pem" -out "$1/cert.pem" >/dev/null 2>&1
 }
 
@@ -36,7 +38,7 @@ sserver_start() {
         # The previous server's output says ACCEPT too: remove it before the new server
         # starts, or the wait below could see it and connect before the new one listens.
         rm -f "$_dir/server.out"
-        env LD_PRELOAD="$SSERVER_LIB" "$@" openssl s_server -accept "127.0.0.1:$_port" \
+        env LD_PRELOAD="$SSERVER_LIB" "$@" "$SSERVER_OPENSSL" s_server -accept "127.0.0.1:$_port" \
             -cert "$_dir/cert.pem" -key "$_dir/key.pem" -naccept "$_naccept" \
             <"$_dir/stdin" >"$_dir/server.out" 2>"$_dir/server.err" &
         SSERVER_PID=$!
@@ -95,7 +97,7 @@ sserver_connect() {
     (if [ -n "$_out" ]; then
         _w=0; while [ ! -s "$_out" ] && [ $_w -lt 50 ]; do sleep 0.1; _w=$((_w + 1)); done
      else sleep $_linger; fi) |
-        timeout 10 openssl s_client -connect "127.0.0.1:$_port" "$@" 2>/dev/null |
+        timeout 10 "$SSERVER_OPENSSL" s_client -connect "127.0.0.1:$_port" "$@" 2>/dev/null |
         sed -n 's/^\(New\|Reused\), \(TLSv[0-9.]*\),.*/\1 \2/p' | head -n 1
 }
 

@@ -6,6 +6,12 @@
 #include <stdio.h>
 #include <string.h>
 
+#if OPENSSL_VERSION_NUMBER < 0x30000000L
+#include <openssl/ec.h>
+/* OpenSSL 1.1.1's name for it (make compat). */
+#define SSL_get1_peer_certificate SSL_get_peer_certificate
+#endif
+
 void tu_print_errors(const char *where) {
     unsigned long e;
     char buf[256];
@@ -15,8 +21,36 @@ void tu_print_errors(const char *where) {
     }
 }
 
+/* An ECDSA P-256 key. EVP_EC_gen is OpenSSL 3.0's; 1.1.1 (make compat) makes it from an
+ * EC_KEY. */
+static EVP_PKEY *ec_p256(void) {
+#if OPENSSL_VERSION_NUMBER >= 0x30000000L
+    return EVP_EC_gen("P-256");
+#else
+    EVP_PKEY *key = EVP_PKEY_new();
+    EC_KEY *ec = EC_KEY_new_by_curve_name(NID_X9_62_prime256v1);
+    if (key == NULL || ec == NULL || EC_KEY_generate_key(ec) != 1 || EVP_PKEY_assign_EC_KEY(key, ec) != 1) {
+        EC_KEY_free(ec);
+        EVP_PKEY_free(key);
+        return NULL;
+    }
+    return key;
+#endif
+}
+
+/* Subject and issuer CN=cn, from a name of its own: OpenSSL 4.0's X509_get_subject_name
+ * returns a const name, which cannot be added to. */
+static int set_names(X509 *cert, const char *cn) {
+    X509_NAME *name = X509_NAME_new();
+    int ok = name != NULL &&
+             X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)cn, -1, -1, 0) == 1 &&
+             X509_set_subject_name(cert, name) == 1 && X509_set_issuer_name(cert, name) == 1;
+    X509_NAME_free(name);
+    return ok;
+}
+
 int tu_identity_make(tu_identity *id) {
-    id->key = EVP_EC_gen("P-256");
+    id->key = ec_p256();
     id->cert = X509_new();
     if (id->key == NULL || id->cert == NULL)
         goto fail;
@@ -24,10 +58,8 @@ int tu_identity_make(tu_identity *id) {
     ASN1_INTEGER_set(X509_get_serialNumber(id->cert), 1);
     X509_gmtime_adj(X509_getm_notBefore(id->cert), -3600);
     X509_gmtime_adj(X509_getm_notAfter(id->cert), 86400L * 30);
-    X509_NAME *name = X509_get_subject_name(id->cert);
-    X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)"sesscache.test", -1, -1, 0);
-    X509_set_issuer_name(id->cert, name);
-    if (X509_set_pubkey(id->cert, id->key) != 1 || X509_sign(id->cert, id->key, EVP_sha256()) <= 0)
+    if (!set_names(id->cert, "sesscache.test") || X509_set_pubkey(id->cert, id->key) != 1 ||
+        X509_sign(id->cert, id->key, EVP_sha256()) <= 0)
         goto fail;
     return 1;
 fail:
@@ -55,10 +87,7 @@ X509 *tu_cert_make(EVP_PKEY *key, const char *cn, long serial, int pad) {
         ASN1_INTEGER_set(X509_get_serialNumber(cert), serial);
         X509_gmtime_adj(X509_getm_notBefore(cert), -3600);
         X509_gmtime_adj(X509_getm_notAfter(cert), 86400L * 30);
-        X509_NAME *name = X509_get_subject_name(cert);
-        X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)cn, -1, -1, 0);
-        X509_set_issuer_name(cert, name);
-        ok = X509_set_pubkey(cert, key) == 1;
+        ok = set_names(cert, cn) && X509_set_pubkey(cert, key) == 1;
     }
     if (ok && pad > 0) {
         /* Printable filler that is not DER: the cost estimate counts it as bytes. */
@@ -160,10 +189,11 @@ int tu_connect(SSL_CTX *server_ctx, SSL_CTX *client_ctx, const tu_conn_opts *opt
     res->version = SSL_version(server);
     res->resumed = SSL_session_reused(server);
     res->agrees = res->version == TLS1_3_VERSION || same_session(SSL_get_session(server), SSL_get_session(client));
-    X509 *peer = SSL_get0_peer_certificate(server);
+    X509 *peer = SSL_get1_peer_certificate(server);
     if (peer != NULL) {
         unsigned int n = 0;
         res->peer = X509_digest(peer, EVP_sha256(), res->peer_sha256, &n) == 1 && n == 32;
+        X509_free(peer);
     }
     if (res->version == TLS1_3_VERSION) {
         /* The tickets follow the handshake: let the client read them. */

@@ -1,0 +1,315 @@
+#!/bin/sh
+# The compatibility matrix (make compat): for each OpenSSL version, built from source by
+# scripts/openssl_build.sh (reused from its cache when there), run from the top of the tree:
+#   build    OpenSSL (or its cached prefix), then the library against it in
+#            target/compat/VERSION (OPENSSL_DIR; an rpath to the prefix: ldd must show the
+#            prefix's libssl and libcrypto, never the system's);
+#   harness  test_cache and test_shm (the explicit API), built against the version's headers
+#            and libraries in build/compat/VERSION with -Wall -Wextra -Werror;
+#   abi      abi_check.c against the version's ssl.h and include/sesscache.h;
+#   transparency  observe.c plain, linked with the library, and plain under LD_PRELOAD:
+#            identical output;
+#   preload  the version's own `openssl s_server`, two processes preloaded with
+#            SESSCACHE_URL=shm:NAME, its own `s_client`: a TLS 1.2 session made on one
+#            resumes on the other, a TLS 1.3 ticket from one resumes once on the other and is
+#            refused the second time (c-tests/shm_servers.sh's part a); and a preload without
+#            SESSCACHE_URL behaves as no library at all;
+#   QUIC     (3.5 on) c-tests/quic_probe.c without the library, preloaded and linked: QUIC is
+#            left to OpenSSL (see quic() below).
+# COMPAT_VERSIONS: the versions to run (openssl-src crate versions, or OpenSSL versions or
+# their beginnings: "1.1.1 3.5"); default: all of them. A version that does not build fails.
+# Prints ok/FAIL lines, a Markdown table of the results (lines starting with "# ") and
+# "compat: N passed, M failed"; exits non-zero on a failure.
+set -u
+# The servers get their settings below; the caller's would change what the tests observe.
+unset SESSCACHE_URL SESSCACHE_LOG SESSCACHE_STATS
+# openssl-sys is told OPENSSL_DIR below: these would override it.
+unset OPENSSL_LIB_DIR OPENSSL_INCLUDE_DIR OPENSSL_STATIC OPENSSL_LIBS OPENSSL_NO_VENDOR
+ALL="111.28.2+1.1.1w 300.0.13+3.0.8 300.5.5+3.5.5 300.6.1+3.6.3 400.0.3+4.0.4"
+ROOT=$(pwd)
+CC=${CC:-cc}
+WARN="-std=c11 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -Werror"
+MAJOR=$(sed -n 's/^version = "\([0-9]*\)\..*"/\1/p' Cargo.toml | head -n 1)
+. c-tests/sserver.sh
+SUITE=compat
+. c-tests/checks.sh
+t_start=$(date +%s)
+
+# The crate versions COMPAT_VERSIONS names.
+versions=
+for want in ${COMPAT_VERSIONS:-$ALL}; do
+    found=
+    for v in $ALL; do
+        case $want in
+            *+*) [ "$v" = "$want" ] && found=$v ;;
+            *) case ${v#*+} in "$want"*) found=$v ;; esac ;;
+        esac
+    done
+    # A crate version not in the list is tried as it is.
+    versions="$versions ${found:-$want}"
+done
+
+table="# | OpenSSL | build (s) | library | harness | ABI | transparency | preload shm: | unconfigured preload | QUIC | time (s) |
+# |---|---|---|---|---|---|---|---|---|---|---|"
+f0=0
+# Records one cell: "ok" (or TEXT) when no check failed since the last mark, else FAIL.
+mark() { if [ "$failed" -eq "$f0" ]; then cell=${1:-ok}; else cell=FAIL; fi; f0=$failed; }
+
+# The prefix's libssl and libcrypto, and no other, in what ldd shows for $1.
+only_prefix_ssl() {
+    ldd "$1" | grep -E 'lib(ssl|crypto)\.so' | grep -qv " => $lib/" && return 1
+    ldd "$1" | grep -q " => $lib/libssl\.so" && ldd "$1" | grep -q " => $lib/libcrypto\.so"
+}
+
+# Runs a harness program ending with "NAME: N passed, M failed": one check.
+harness() { # NAME
+    "$out/$1" >"$out/$1.log" 2>&1; rc=$?
+    line=$(grep -E "^$1: [0-9]+ passed, [0-9]+ failed\$" "$out/$1.log" | tail -n 1)
+    case $rc:$line in
+        0:*" 0 failed") ok "$ov $line"; hcells="$hcells ${line%% passed*}" ;;
+        *) grep -E 'FAIL|ERROR' "$out/$1.log" | head -n 20 | note
+           fail "$ov $1: ${line:-did not finish}, exit $rc" ;;
+    esac
+}
+
+one_version() { # CRATE-VERSION
+    v=$1; ov=${v#*+}
+    t0=$(date +%s)
+    out=$ROOT/build/compat/$ov
+    rm -rf "$out"; mkdir -p "$out"
+    echo "== OpenSSL $ov (openssl-src $v)"
+    c_build=FAIL; c_lib=-; c_harness=-; c_abi=-; c_transp=-; c_shm=-; c_plain=-; c_quic=-
+
+    # ---- OpenSSL, then the library against it ---------------------------------------------
+    if sh scripts/openssl_build.sh "$v" >"$out/openssl-build.log" 2>&1; then
+        prefix=$(sh scripts/openssl_build.sh prefix "$v")
+        ok "$ov OpenSSL: $(cat "$prefix/.complete"), built in $(cat "$prefix/build-time") s ($prefix)"
+        c_build=$(cat "$prefix/build-time")
+    else
+        tail -n 30 "$out/openssl-build.log" | note
+        fail "$ov OpenSSL: the build failed ($out/openssl-build.log)"
+        table="$table
+# | $ov | FAIL | - | - | - | - | - | - | - | $(($(date +%s) - t0)) |"
+        f0=$failed
+        return
+    fi
+    lib=$prefix/lib
+    tdir=target/compat/$ov
+    sc=$ROOT/$tdir/release
+    if OPENSSL_DIR=$prefix RUSTFLAGS="-C link-arg=-Wl,-rpath,$lib" \
+        cargo build --release --locked --lib --target-dir "$tdir" >"$out/cargo.log" 2>&1; then
+        ln -sf libsesscache.so "$sc/libsesscache.so.$MAJOR"
+        if only_prefix_ssl "$sc/libsesscache.so"; then
+            ok "$ov library: built, loads the prefix's libssl and libcrypto only"
+        else
+            ldd "$sc/libsesscache.so" | note
+            fail "$ov library: does not load the prefix's libssl and libcrypto only"
+        fi
+    else
+        tail -n 30 "$out/cargo.log" | note
+        fail "$ov library: cargo build failed ($out/cargo.log)"
+    fi
+    mark; c_lib=$cell
+    if [ "$c_lib" = FAIL ]; then
+        table="$table
+# | $ov | $c_build | FAIL | - | - | - | - | - | - | $(($(date +%s) - t0)) |"
+        return
+    fi
+
+    # ---- the C programs, against the version's headers and libraries ----------------------
+    cppflags="-Iinclude -Ic-tests -I$prefix/include"
+    ssl_libs="-L$lib -lssl -lcrypto -Wl,-rpath,$lib"
+    link_sc="-L$sc -lsesscache -Wl,-rpath,$sc"
+    # compile NAME COMMAND…: one check; the compiler's messages go to NAME.build.log.
+    compile() {
+        _n=$1; shift
+        if "$@" >"$out/$_n.build.log" 2>&1; then return 0; fi
+        note <"$out/$_n.build.log" | head -n 30
+        fail "$ov $_n: does not compile against OpenSSL $ov ($out/$_n.build.log)"
+        return 1
+    }
+    hcells=
+    for t in test_cache test_shm; do
+        # shellcheck disable=SC2086 # lists of options
+        if compile $t $CC $WARN -O2 -g $cppflags c-tests/$t.c c-tests/tls_util.c c-tests/check.c \
+            -o "$out/$t" $link_sc $ssl_libs -lpthread; then
+            if only_prefix_ssl "$out/$t"; then harness $t
+            else ldd "$out/$t" | note; fail "$ov $t: loads another libssl"; fi
+        fi
+    done
+    # (hcells: "test_cache: N test_shm: M")
+    mark "ok ($(echo $hcells | sed 's/: / /g; s/ test_shm/, test_shm/'))"; c_harness=$cell
+
+    # shellcheck disable=SC2086
+    if compile abi_check $CC $WARN -O2 $cppflags -c c-tests/abi_check.c -o "$out/abi_check.o"; then
+        ok "$ov abi: sesscache.h and OpenSSL $ov's ssl.h agree"
+    fi
+    mark; c_abi=$cell
+
+    # shellcheck disable=SC2086
+    if compile observe_plain $CC $WARN -O2 $cppflags c-tests/observe.c c-tests/tls_util.c \
+            -o "$out/observe_plain" $ssl_libs &&
+       compile observe_linked $CC $WARN -O2 $cppflags c-tests/observe.c c-tests/tls_util.c \
+            -o "$out/observe_linked" -Wl,--no-as-needed $link_sc -Wl,--as-needed $ssl_libs; then
+        "$out/observe_plain" >"$out/observe.plain" 2>"$out/observe.plain.err"; rc_plain=$?
+        "$out/observe_linked" >"$out/observe.linked" 2>"$out/observe.linked.err"; rc_linked=$?
+        LD_PRELOAD=$sc/libsesscache.so "$out/observe_plain" >"$out/observe.preload" 2>"$out/observe.preload.err"
+        rc_preload=$?
+        if [ $rc_plain -ne 0 ] || [ ! -s "$out/observe.plain" ]; then
+            show "$out/observe.plain.err"; fail "$ov transparency: the probe failed on its own (exit $rc_plain)"
+        elif ! ldd "$out/observe_linked" | grep -q " => $sc/libsesscache"; then
+            fail "$ov transparency: observe_linked lacks the library"
+        else
+            for m in linked preload; do
+                eval "rc=\$rc_$m"
+                if [ "$rc" -eq 0 ] && cmp -s "$out/observe.plain" "$out/observe.$m"; then
+                    ok "$ov transparency: $m ($(wc -l <"$out/observe.plain") observations identical)"
+                else
+                    diff "$out/observe.plain" "$out/observe.$m" | head -n 20 | note
+                    show "$out/observe.$m.err"
+                    fail "$ov transparency: $m differs from plain (exit $rc)"
+                fi
+            done
+        fi
+    fi
+    mark; c_transp=$cell
+
+    # ---- the version's own s_server and s_client -----------------------------------------
+    SSERVER_OPENSSL=$prefix/bin/openssl
+    SSERVER_LIB=$sc/libsesscache.so
+    dir=$out/preload
+    mkdir -p "$dir/cert"
+    seg=compat-$$-$(echo "$ov" | tr -c '0-9a-z\n' -)
+    rm -f "/dev/shm/sesscache-$seg"
+    sserver_cert "$dir/cert" || fail "$ov preload: openssl req could not make a certificate"
+    # server 1: connections 1, 3, 4, 6; server 2: connections 2, 5, 7.
+    if sserver_two "$dir" "$dir/cert" 4 3 SESSCACHE_URL="shm:$seg?size=4M" SESSCACHE_STATS="$dir/stats"; then
+        c1=$(sserver_connect "$P1" -tls1_2 -sess_out "$dir/s12.pem")
+        c2=$(sserver_connect "$P2" -tls1_2 -sess_in "$dir/s12.pem")
+        c3=$(sserver_connect "$P1" -tls1_2 -sess_in "$dir/s12.pem")
+        c4=$(SSERVER_LINGER=1 sserver_connect "$P1" -tls1_3 -sess_out "$dir/t13.pem")
+        c5=$(sserver_connect "$P2" -tls1_3 -sess_in "$dir/t13.pem")
+        c6=$(sserver_connect "$P1" -tls1_3 -sess_in "$dir/t13.pem")
+        c7=$(sserver_connect "$P2" -tls1_3 -sess_in "$dir/t13.pem")
+        sserver_two_wait || fail "$ov preload: a server did not exit after its connections"
+        check "$c1 | $c2 | $c3" "New TLSv1.2 | Reused TLSv1.2 | Reused TLSv1.2" \
+            "$ov preload shm: TLS 1.2: a session made on server 1 resumes on server 2, and on 1"
+        check "$c4 | $c5 | $c6 | $c7" "New TLSv1.3 | Reused TLSv1.3 | New TLSv1.3 | New TLSv1.3" \
+            "$ov preload shm: TLS 1.3: a ticket from server 1 resumes once on server 2, then is refused on both"
+        st=$(sort -t= -k3,3n "$dir/stats" 2>/dev/null | tail -n 1)
+        check "$(echo "$st" | sed -n 's/.* lookups=\([0-9]*\) hits=\([0-9]*\) misses=\([0-9]*\) .*errors=\([0-9]*\).*/\1 \2 \3 \4/p')" \
+            "5 3 2 0" "$ov preload shm: the segment's stats: lookups hits misses errors"
+        check "$(cat "$dir/s1/server.err" "$dir/s2/server.err" | grep -c sesscache)" 0 \
+            "$ov preload shm: no message from the library on the servers' standard error"
+        [ "$failed" -eq "$f0" ] || show "$dir/stats" "$dir/s1/server.err" "$dir/s2/server.err"
+    else
+        show "$dir/s1/server.err" "$dir/s2/server.err"
+        fail "$ov preload shm: the two servers did not start"
+        for _p in $S1 $S2; do sserver_stop "$_p"; done; exec 8>&-; S1=; S2=
+    fi
+    rm -f "/dev/shm/sesscache-$seg"
+    mark; c_shm=$cell
+
+    # Preloaded without SESSCACHE_URL, s_server keeps OpenSSL's own cache: the same
+    # connections as without the library, TLS 1.3 tickets replayable as there.
+    plain_run() { # LIB: prints what 5 connections to one server saw
+        SSERVER_LIB=$1
+        mkdir -p "$dir/u"; cp "$dir/cert/cert.pem" "$dir/cert/key.pem" "$dir/u/"
+        sserver_start "$dir/u" 5 || { echo "no server"; return; }
+        _a=$(sserver_connect "$SSERVER_PORT" -tls1_2 -sess_out "$dir/u/s12.pem")
+        _b=$(sserver_connect "$SSERVER_PORT" -tls1_2 -sess_in "$dir/u/s12.pem")
+        _c=$(SSERVER_LINGER=1 sserver_connect "$SSERVER_PORT" -tls1_3 -sess_out "$dir/u/t13.pem")
+        _d=$(sserver_connect "$SSERVER_PORT" -tls1_3 -sess_in "$dir/u/t13.pem")
+        _e=$(sserver_connect "$SSERVER_PORT" -tls1_3 -sess_in "$dir/u/t13.pem")
+        sserver_wait "$SSERVER_PID" || _e="$_e (server did not exit)"
+        echo "$_a | $_b | $_c | $_d | $_e"
+    }
+    without=$(plain_run "")
+    cp "$dir/u/server.err" "$dir/u/server.err.without" 2>/dev/null
+    with=$(plain_run "$sc/libsesscache.so")
+    check "$without" "New TLSv1.2 | Reused TLSv1.2 | New TLSv1.3 | Reused TLSv1.3 | Reused TLSv1.3" \
+        "$ov without the library: s_server's own cache resumes, TLS 1.3 tickets replay"
+    check "$with" "$without" "$ov unconfigured preload (no SESSCACHE_URL): the same as without the library"
+    if cmp -s "$dir/u/server.err" "$dir/u/server.err.without"; then
+        ok "$ov unconfigured preload: s_server's standard error is the same as without the library"
+    else
+        diff "$dir/u/server.err.without" "$dir/u/server.err" | head -n 10 | note
+        fail "$ov unconfigured preload: s_server's standard error differs from without the library"
+    fi
+    [ "$failed" -eq "$f0" ] || show "$dir/u/server.err"
+    mark; c_plain=$cell
+
+    # ---- QUIC servers (3.5 on): left to OpenSSL ------------------------------------------
+    case $ov in
+        1.*|3.[0-4].*) c_quic=n/a ;;
+        *) quic; mark; c_quic=$cell ;;
+    esac
+
+    table="$table
+# | $ov | $c_build | $c_lib | $c_harness | $c_abi | $c_transp | $c_shm | $c_plain | $c_quic | $(($(date +%s) - t0)) |"
+}
+
+# c-tests/quic_probe.c: a QUIC server and client in one process, 8 connections, each offering
+# the session of the one before. Without the library, preloaded (SESSCACHE_URL unset,
+# memory:, shm:) and linked with sesscache_attach (which must refuse a QUIC context): every
+# handshake and echo succeeds, nothing hangs (60 s), and sessions still resume through
+# OpenSSL's own tickets (how many varies from run to run, even without the library: only the
+# sum over the runs with the library is checked).
+quic() {
+    qdir=$out/quic
+    mkdir -p "$qdir"
+    # shellcheck disable=SC2086 # lists of options
+    compile quic_probe $CC $WARN -O2 $cppflags c-tests/quic_probe.c -o "$qdir/quic_probe" \
+        $ssl_libs -lpthread || return
+    # shellcheck disable=SC2086
+    compile quic_probe_attach $CC $WARN -O2 -DWITH_SESSCACHE $cppflags c-tests/quic_probe.c \
+        -o "$qdir/quic_probe_attach" $link_sc $ssl_libs -lpthread || return
+    export QUIC_PROBE_CERT="$dir/cert/cert.pem" QUIC_PROBE_KEY="$dir/cert/key.pem"
+    qseg=$seg-quic
+    rm -f "/dev/shm/sesscache-$qseg"
+    resumed=; rsum=0
+    for mode in none preload preload-memory preload-shm attach; do
+        case $mode in
+            none) set -- ;;
+            preload) set -- LD_PRELOAD="$SSERVER_LIB" ;;
+            preload-memory) set -- LD_PRELOAD="$SSERVER_LIB" SESSCACHE_URL=memory: ;;
+            preload-shm) set -- LD_PRELOAD="$SSERVER_LIB" SESSCACHE_URL="shm:$qseg?size=1M" ;;
+        esac
+        if [ $mode = attach ]; then
+            timeout 60 "$qdir/quic_probe_attach" attach >"$qdir/$mode.out" 2>"$qdir/$mode.err"; rc=$?
+        else
+            timeout 60 env "$@" "$qdir/quic_probe" >"$qdir/$mode.out" 2>"$qdir/$mode.err"; rc=$?
+        fi
+        got="$(grep -v '^resumed' "$qdir/$mode.out" | tr '\n' ' ')exit $rc"
+        want="handshakes 8/8 echoed 8/8 exit 0"
+        case $mode in
+            attach)
+                want="attach: refused $want"
+                what="linked, sesscache_attach on a QUIC server context is refused (with a message), then" ;;
+            none) what="without the library:" ;;
+            *) what="$mode:" ;;
+        esac
+        r=$(sed -n 's/^resumed \([0-9]*\)\/7$/\1/p' "$qdir/$mode.out")
+        check "$got" "$want" "$ov QUIC $what 8 handshakes and echoes (resumed ${r:-?}/7)"
+        if [ $mode = attach ]; then
+            check "$(grep -c 'sesscache_attach: .*QUIC' "$qdir/$mode.err")" 1 "$ov QUIC: the refusal says why"
+        elif [ $mode != none ]; then
+            check "$(grep -c sesscache "$qdir/$mode.err")" 0 "$ov QUIC $what no message from the library"
+        fi
+        [ $mode = none ] || { resumed="$resumed${resumed:++}${r:-0}"; rsum=$((rsum + ${r:-0})); }
+    done
+    rm -f "/dev/shm/sesscache-$qseg"
+    if [ "$rsum" -gt 0 ]; then
+        ok "$ov QUIC: sessions resume through OpenSSL's tickets with the library around ($resumed of 4 x 7)"
+    else
+        fail "$ov QUIC: no session resumed in the 4 runs with the library"
+    fi
+}
+
+for v in $versions; do one_version "$v"; done
+
+echo "#"
+echo "# Results (build: the seconds OpenSSL's build took when it was made; time: this version's run here, its OpenSSL build included when it was made now)"
+echo "$table"
+echo "# compat took $(($(date +%s) - t_start)) s"
+finish

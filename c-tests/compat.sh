@@ -14,6 +14,9 @@
 #            resumes on the other, a TLS 1.3 ticket from one resumes once on the other and is
 #            refused the second time (c-tests/shm_servers.sh's part a); and a preload without
 #            SESSCACHE_URL behaves as no library at all;
+#   hang-up  the version's `s_server -rev` and a Python client that hangs up without
+#            close_notify: as many resumptions with the library as without, and a forged
+#            record still ends its session (see hangup() below);
 #   QUIC     (3.5 on) c-tests/quic_probe.c without the library, preloaded and linked: QUIC is
 #            left to OpenSSL (see quic() below).
 # COMPAT_VERSIONS: the versions to run (openssl-src crate versions, or OpenSSL versions or
@@ -49,8 +52,8 @@ for want in ${COMPAT_VERSIONS:-$ALL}; do
     versions="$versions ${found:-$want}"
 done
 
-table="# | OpenSSL | build (s) | library | harness | ABI | transparency | preload shm: | unconfigured preload | QUIC | time (s) |
-# |---|---|---|---|---|---|---|---|---|---|---|"
+table="# | OpenSSL | build (s) | library | harness | ABI | transparency | preload shm: | unconfigured preload | client hangs up | QUIC | time (s) |
+# |---|---|---|---|---|---|---|---|---|---|---|---|"
 f0=0
 # Records one cell: "ok" (or TEXT) when no check failed since the last mark, else FAIL.
 mark() { if [ "$failed" -eq "$f0" ]; then cell=${1:-ok}; else cell=FAIL; fi; f0=$failed; }
@@ -78,7 +81,7 @@ one_version() { # CRATE-VERSION
     out=$ROOT/build/compat/$ov
     rm -rf "$out"; mkdir -p "$out"
     echo "== OpenSSL $ov (openssl-src $v)"
-    c_build=FAIL; c_lib=-; c_harness=-; c_abi=-; c_transp=-; c_shm=-; c_plain=-; c_quic=-
+    c_build=FAIL; c_lib=-; c_harness=-; c_abi=-; c_transp=-; c_shm=-; c_plain=-; c_hangup=-; c_quic=-
 
     # ---- OpenSSL, then the library against it ---------------------------------------------
     if sh scripts/openssl_build.sh "$v" >"$out/openssl-build.log" 2>&1; then
@@ -89,7 +92,7 @@ one_version() { # CRATE-VERSION
         tail -n 30 "$out/openssl-build.log" | note
         fail "$ov OpenSSL: the build failed ($out/openssl-build.log)"
         table="$table
-# | $ov | FAIL | - | - | - | - | - | - | - | $(($(date +%s) - t0)) |"
+# | $ov | FAIL | - | - | - | - | - | - | - | - | $(($(date +%s) - t0)) |"
         f0=$failed
         return
     fi
@@ -112,7 +115,7 @@ one_version() { # CRATE-VERSION
     mark; c_lib=$cell
     if [ "$c_lib" = FAIL ]; then
         table="$table
-# | $ov | $c_build | FAIL | - | - | - | - | - | - | $(($(date +%s) - t0)) |"
+# | $ov | $c_build | FAIL | - | - | - | - | - | - | - | $(($(date +%s) - t0)) |"
         return
     fi
 
@@ -239,6 +242,9 @@ one_version() { # CRATE-VERSION
     [ "$failed" -eq "$f0" ] || show "$dir/u/server.err"
     mark; c_plain=$cell
 
+    # ---- clients that hang up without close_notify ----------------------------------------
+    hangup; mark; c_hangup=$cell
+
     # ---- QUIC servers (3.5 on): left to OpenSSL ------------------------------------------
     case $ov in
         1.*|3.[0-4].*) c_quic=n/a ;;
@@ -246,7 +252,56 @@ one_version() { # CRATE-VERSION
     esac
 
     table="$table
-# | $ov | $c_build | $c_lib | $c_harness | $c_abi | $c_transp | $c_shm | $c_plain | $c_quic | $(($(date +%s) - t0)) |"
+# | $ov | $c_build | $c_lib | $c_harness | $c_abi | $c_transp | $c_shm | $c_plain | $c_hangup | $c_quic | $(($(date +%s) - t0)) |"
+}
+
+# The version's own `s_server -rev` (it answers a line, then reads the next) and a Python
+# client that hangs up without close_notify after each answer (c-tests/servers/hangup.py), 5
+# resumptions, TLS 1.2 and 1.3: with the library (memory:) as many resume as without it (from
+# 3.0 on, OpenSSL removes the session on that unexpected end of file); and a record with a
+# broken authentication tag still ends its session with the library.
+hangup() {
+    hdir=$out/hangup
+    mkdir -p "$hdir"
+    cp "$dir/cert/cert.pem" "$dir/cert/key.pem" "$hdir/"
+    printf '#!/bin/sh\nexec "%s" "$@" -rev\n' "$prefix/bin/openssl" >"$hdir/openssl-rev"
+    chmod +x "$hdir/openssl-rev"
+    for cfg in without memory; do
+        case $cfg in
+            without) SSERVER_LIB=; set -- ;;
+            memory) SSERVER_LIB=$sc/libsesscache.so; set -- SESSCACHE_URL=memory: ;;
+        esac
+        SSERVER_OPENSSL=$hdir/openssl-rev
+        if ! sserver_start "$hdir" 100 "$@" 2>"$hdir/start.err"; then
+            show "$hdir/start.err"; fail "$ov hang-up: s_server -rev ($cfg) did not start"
+            continue
+        fi
+        for tls in 1.2 1.3; do
+            r=$(timeout 60 python3 c-tests/servers/hangup.py "$SSERVER_PORT" 5 $tls line 2>>"$hdir/client.err" |
+                sed -n 's/^reused //p')
+            eval "hu_${cfg}_${tls%.*}${tls#*.}=\${r:-error}"
+            if [ $cfg = memory ]; then
+                f=$(timeout 60 python3 c-tests/servers/hangup.py --forge "$SSERVER_PORT" $tls line 2>>"$hdir/client.err" |
+                    sed -n 's/^forged: //p')
+                check "$f" "second=Reused third=New" "$ov hang-up, memory:, TLS $tls: a forged record (bad_record_mac) still ends its session"
+            fi
+        done
+        sserver_stop "$SSERVER_PID"
+    done
+    SSERVER_OPENSSL=$prefix/bin/openssl
+    SSERVER_LIB=$sc/libsesscache.so
+    for tls in 12 13; do
+        eval "w=\$hu_without_$tls m=\$hu_memory_$tls"
+        case "$w $m" in
+            [0-5]/5\ [0-5]/5)
+                if [ "${m%/5}" -ge "${w%/5}" ]; then
+                    ok "$ov hang-up, memory:, TLS 1.${tls#1}: resumed $m >= $w without the library"
+                else
+                    fail "$ov hang-up, memory:, TLS 1.${tls#1}: resumed $m < $w without the library"
+                fi ;;
+            *) fail "$ov hang-up, TLS 1.${tls#1}: no comparison (without: $w, memory:: $m)"; show "$hdir/client.err" ;;
+        esac
+    done
 }
 
 # c-tests/quic_probe.c: a QUIC server and client in one process, 8 connections, each offering

@@ -165,3 +165,65 @@ fn removed_for_unexpected_eof() -> bool {
         && openssl_sys::ERR_GET_LIB(err) == ERR_LIB_SSL
         && openssl_sys::ERR_GET_REASON(err) == SSL_R_UNEXPECTED_EOF_WHILE_READING
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_sessions::tls12;
+    use std::os::raw::c_char;
+
+    extern "C" {
+        // OpenSSL 3's way to raise an error (the tests run against the system's 3.0).
+        fn ERR_new();
+        fn ERR_set_error(lib: c_int, reason: c_int, fmt: *const c_char, ...);
+    }
+
+    fn raise(lib: c_int, reason: c_int) {
+        // SAFETY: plain OpenSSL calls on this thread's error queue; no format arguments.
+        unsafe {
+            ERR_new();
+            ERR_set_error(lib, reason, std::ptr::null());
+        }
+    }
+
+    /// Only OpenSSL 3's unexpected end of file keeps a session; the error queue is read,
+    /// not changed; other reasons (a bad record MAC, an alert received) still remove it.
+    #[test]
+    fn only_an_unexpected_eof_keeps_the_session() {
+        // SAFETY: as above.
+        unsafe { openssl_sys::ERR_clear_error() };
+        let cache = Cache::open("memory:").unwrap();
+        let id = [0x66u8; 32];
+        let sess = tls12(&id, &[9; 48]);
+        // SAFETY: sess holds a reference until freed below.
+        assert!(unsafe { cache.store_session(sess, None) });
+
+        raise(ERR_LIB_SSL, SSL_R_UNEXPECTED_EOF_WHILE_READING);
+        assert!(removed_for_unexpected_eof());
+        // SAFETY: sess is live.
+        unsafe { on_remove(&cache, sess.cast()) };
+        assert!(cache.lookup(&id).is_some(), "kept");
+        // SAFETY: as above.
+        let left = unsafe { openssl_sys::ERR_peek_last_error() };
+        assert_eq!(
+            openssl_sys::ERR_GET_REASON(left),
+            SSL_R_UNEXPECTED_EOF_WHILE_READING
+        );
+
+        // SSL_R_DECRYPTION_FAILED_OR_BAD_RECORD_MAC (281) raised after it: removed.
+        raise(ERR_LIB_SSL, 281);
+        assert!(!removed_for_unexpected_eof());
+        // The same reason from another library is not OpenSSL's EOF either.
+        raise(openssl_sys::ERR_LIB_SYS, SSL_R_UNEXPECTED_EOF_WHILE_READING);
+        assert!(!removed_for_unexpected_eof());
+        // SAFETY: sess is live.
+        unsafe { on_remove(&cache, sess.cast()) };
+        assert!(cache.lookup(&id).is_none(), "removed");
+        // SAFETY: clean up this thread's queue; sess was made by tls12, freed once.
+        unsafe {
+            openssl_sys::ERR_clear_error();
+            openssl_sys::SSL_SESSION_free(sess);
+        }
+        assert!(!removed_for_unexpected_eof(), "an empty queue");
+    }
+}

@@ -323,15 +323,15 @@ quic() {
     qseg=$seg-quic
     rm -f "/dev/shm/sesscache-$qseg"
     resumed=; rsum=0
-    for mode in none preload preload-memory preload-shm attach; do
+    for mode in none preload preload-memory preload-shm attach callbacks; do
         case $mode in
             none) set -- ;;
             preload) set -- LD_PRELOAD="$SSERVER_LIB" ;;
             preload-memory) set -- LD_PRELOAD="$SSERVER_LIB" SESSCACHE_URL=memory: ;;
             preload-shm) set -- LD_PRELOAD="$SSERVER_LIB" SESSCACHE_URL="shm:$qseg?size=1M" ;;
         esac
-        if [ $mode = attach ]; then
-            timeout 60 "$qdir/quic_probe_attach" attach >"$qdir/$mode.out" 2>"$qdir/$mode.err"; rc=$?
+        if [ $mode = attach ] || [ $mode = callbacks ]; then
+            timeout 60 "$qdir/quic_probe_attach" $mode >"$qdir/$mode.out" 2>"$qdir/$mode.err"; rc=$?
         else
             timeout 60 env "$@" "$qdir/quic_probe" >"$qdir/$mode.out" 2>"$qdir/$mode.err"; rc=$?
         fi
@@ -341,6 +341,9 @@ quic() {
             attach)
                 want="attach: refused $want"
                 what="linked, sesscache_attach on a QUIC server context is refused (with a message), then" ;;
+            callbacks)
+                want="callbacks: installed $want"
+                what="linked, the ready-made callbacks installed on the QUIC server context, then" ;;
             none) what="without the library:" ;;
             *) what="$mode:" ;;
         esac
@@ -355,9 +358,9 @@ quic() {
     done
     rm -f "/dev/shm/sesscache-$qseg"
     if [ "$rsum" -gt 0 ]; then
-        ok "$ov QUIC: sessions resume through OpenSSL's tickets with the library around ($resumed of 4 x 7)"
+        ok "$ov QUIC: sessions resume through OpenSSL's tickets with the library around ($resumed of 5 x 7)"
     else
-        fail "$ov QUIC: no session resumed in the 4 runs with the library"
+        fail "$ov QUIC: no session resumed in the 5 runs with the library"
     fi
 }
 

@@ -5,7 +5,7 @@
  * servers, without the library, with it preloaded (SESSCACHE_URL unset, memory:, shm:) and
  * linked with the explicit API.
  *
- *   quic_probe [attach]
+ *   quic_probe [attach|callbacks]
  *
  * The client makes 8 connections, each offering the session of the one before (the newest
  * ticket, waited for), each started once the server is done with the one before; the server
@@ -20,6 +20,9 @@
  * `attach` (built with -DWITH_SESSCACHE, linked with the library), first sesscache_attach on
  * the QUIC server context, which must refuse it with a message (on stderr):
  *   attach: refused
+ * With `callbacks` (built the same way), the library's ready-made callbacks installed on the
+ * QUIC server context by the program itself:
+ *   callbacks: installed
  * QUIC_PROBE_DEBUG=1: each connection's outcome on stderr.
  * A hang (a lock taken twice) is caught by the caller's timeout; a crash by its exit status.
  */
@@ -101,6 +104,7 @@ static void *serve(void *arg)
 int main(int argc, char **argv)
 {
     int attach = argc > 1 && strcmp(argv[1], "attach") == 0;
+    int callbacks = argc > 1 && strcmp(argv[1], "callbacks") == 0;
     const char *cert = getenv("QUIC_PROBE_CERT"), *key = getenv("QUIC_PROBE_KEY");
     if (cert == NULL || key == NULL)
         die("QUIC_PROBE_CERT and QUIC_PROBE_KEY name the server's certificate and key");
@@ -111,6 +115,18 @@ int main(int argc, char **argv)
         die("server context");
     SSL_CTX_set_alpn_select_cb(sctx, select_alpn, NULL);
 
+    if (callbacks) {
+#ifdef WITH_SESSCACHE
+        /* The ready-made callbacks, installed by the program itself: they must leave QUIC
+         * connections alone (OpenSSL holds the QUIC lock while it calls them). */
+        SSL_CTX_sess_set_new_cb(sctx, sesscache_new_session_cb);
+        SSL_CTX_sess_set_get_cb(sctx, sesscache_get_session_cb);
+        SSL_CTX_sess_set_remove_cb(sctx, sesscache_remove_session_cb);
+        printf("callbacks: installed\n");
+#else
+        die("built without WITH_SESSCACHE");
+#endif
+    }
     if (attach) {
 #ifdef WITH_SESSCACHE
         sesscache *cache = sesscache_open("memory:");

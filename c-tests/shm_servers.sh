@@ -57,21 +57,15 @@ f0=$failed
 if two_servers 4 3 SESSCACHE_URL="shm:$seg_s?size=4M" SESSCACHE_STATS="$dir/a/stats"; then
     pids="$S1 $S2"
     check "$(stat -c %a "/dev/shm/sesscache-$seg_s" 2>&1)" 600 "s_server: both servers use /dev/shm/sesscache-$seg_s, mode 0600"
-    c1=$(sserver_connect "$P1" -tls1_2 -sess_out "$dir/a/s12.pem")
-    c2=$(sserver_connect "$P2" -tls1_2 -sess_in "$dir/a/s12.pem")
-    c3=$(sserver_connect "$P1" -tls1_2 -sess_in "$dir/a/s12.pem")
-    c4=$(SSERVER_LINGER=1 sserver_connect "$P1" -tls1_3 -sess_out "$dir/a/t13.pem")
-    c5=$(sserver_connect "$P2" -tls1_3 -sess_in "$dir/a/t13.pem")
-    c6=$(sserver_connect "$P1" -tls1_3 -sess_in "$dir/a/t13.pem")
-    c7=$(sserver_connect "$P2" -tls1_3 -sess_in "$dir/a/t13.pem")
+    sserver_cross "$dir/a"
     if two_wait; then ok "s_server: both servers served their connections and exited"; else fail "s_server: a server did not exit after its connections"; fi
-    check "$c1" "New TLSv1.2" "s_server TLS 1.2: full handshake on server 1"
-    check "$c2" "Reused TLSv1.2" "s_server TLS 1.2: server 1's session resumes on server 2"
-    check "$c3" "Reused TLSv1.2" "s_server TLS 1.2: and again on server 1"
-    check "$c4" "New TLSv1.3" "s_server TLS 1.3: full handshake on server 1, ticket saved"
-    check "$c5" "Reused TLSv1.3" "s_server TLS 1.3: server 1's ticket resumes on server 2"
-    check "$c6" "New TLSv1.3" "s_server TLS 1.3: the ticket replayed to server 1 is refused (single use across processes)"
-    check "$c7" "New TLSv1.3" "s_server TLS 1.3: and replayed to server 2 too"
+    check "$C1" "New TLSv1.2" "s_server TLS 1.2: full handshake on server 1"
+    check "$C2" "Reused TLSv1.2" "s_server TLS 1.2: server 1's session resumes on server 2"
+    check "$C3" "Reused TLSv1.2" "s_server TLS 1.2: and again on server 1"
+    check "$C4" "New TLSv1.3" "s_server TLS 1.3: full handshake on server 1, ticket saved"
+    check "$C5" "Reused TLSv1.3" "s_server TLS 1.3: server 1's ticket resumes on server 2"
+    check "$C6" "New TLSv1.3" "s_server TLS 1.3: the ticket replayed to server 1 is refused (single use across processes)"
+    check "$C7" "New TLSv1.3" "s_server TLS 1.3: and replayed to server 2 too"
     # (A server that found its port busy wrote one too: the pids tell them apart.)
     check "$(for p in $pids; do grep -c "^sesscache stats pid=$p " "$dir/a/stats"; done | tr '\n' ' ')" "1 1 " \
         "s_server: each server wrote its stats line at exit"

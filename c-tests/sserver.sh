@@ -10,6 +10,12 @@
 #                                         two servers (DIR/s1, DIR/s2, CERTDIR's cert) for N1
 #                                         and N2 accepts; sets S1 P1 S2 P2
 #   sserver_two_wait                      wait for both to exit (1 if one did not)
+#   sserver_cross DIR                     with sserver_two's servers up (for 4 and 3
+#                                         accepts), the seven connections of the
+#                                         cross-process check, each result in C1…C7: a TLS
+#                                         1.2 session made on server 1 (saved in DIR),
+#                                         offered to 2, then 1; a TLS 1.3 ticket from 1,
+#                                         offered to 2, 1, 2
 #   sserver_connect PORT ARGS…            one `openssl s_client` connection; prints
 #                                         "New"/"Reused" and the protocol, e.g. "Reused TLSv1.2"
 #                                         (with -sess_out FILE the client stays until the
@@ -123,4 +129,15 @@ sserver_two_wait() {
     exec 8>&-
     S1=; S2=
     return $_rc
+}
+
+# The connections: server 1 gets 1, 3, 4, 6; server 2 gets 2, 5, 7.
+sserver_cross() {
+    C1=$(sserver_connect "$P1" -tls1_2 -sess_out "$1/s12.pem")
+    C2=$(sserver_connect "$P2" -tls1_2 -sess_in "$1/s12.pem")
+    C3=$(sserver_connect "$P1" -tls1_2 -sess_in "$1/s12.pem")
+    C4=$(SSERVER_LINGER=1 sserver_connect "$P1" -tls1_3 -sess_out "$1/t13.pem")
+    C5=$(sserver_connect "$P2" -tls1_3 -sess_in "$1/t13.pem")
+    C6=$(sserver_connect "$P1" -tls1_3 -sess_in "$1/t13.pem")
+    C7=$(sserver_connect "$P2" -tls1_3 -sess_in "$1/t13.pem")
 }

@@ -26,7 +26,8 @@
 //! Bytes are [`SecretBytes`], wiped when removed, evicted, expired or replaced.
 
 use super::hashed::{HashedKey, HashedMap};
-use super::{Counters, Entry as Value, Found, SessionKey, Stamp, Store, StoreError};
+use super::ticket_table::TicketTable;
+use super::{Counters, Entry as Value, Found, SessionKey, Stamp, Store, StoreError, TicketRecord};
 use crate::log::Level;
 use crate::secret::SecretBytes;
 use std::cmp::Reverse;
@@ -69,6 +70,8 @@ pub struct MemoryStore {
     max_value_bytes: usize,
     /// The smallest shard's byte limit: no single charge may exceed it.
     shard_bytes: usize,
+    /// Ticket-key records: this process's own (`tickets=shared` on `memory:`).
+    tickets: TicketTable,
 }
 
 #[repr(align(64))]
@@ -100,6 +103,7 @@ impl MemoryStore {
             counters: Counters::default(),
             max_value_bytes: limits.max_value_bytes.min(max_bytes / n),
             shard_bytes: max_bytes / n,
+            tickets: TicketTable::default(),
         }
     }
 
@@ -180,6 +184,25 @@ impl Store for MemoryStore {
             let s = s.0.lock().unwrap_or_else(|p| p.into_inner());
             (e + s.index.len() as u64, b + s.bytes as u64)
         })
+    }
+
+    fn ticket_records(&self) -> Result<Vec<TicketRecord>, StoreError> {
+        Ok(self.tickets.records())
+    }
+
+    fn add_ticket_record(
+        &self,
+        seq: u64,
+        bytes: &[u8],
+        keep_until: u64,
+    ) -> Result<bool, StoreError> {
+        self.tickets
+            .add(seq, bytes, keep_until, crate::clock::now())
+    }
+
+    fn drop_ticket_records(&self, seqs: &[u64]) -> Result<(), StoreError> {
+        self.tickets.drop_records(seqs);
+        Ok(())
     }
 }
 

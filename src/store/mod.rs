@@ -26,6 +26,7 @@ pub mod redis;
 pub mod shm;
 #[cfg(test)]
 pub mod testing;
+pub mod ticket_table;
 
 use crate::secret::SecretBytes;
 use std::fmt;
@@ -174,6 +175,37 @@ pub trait Store: Send + Sync {
     fn survey(&self) -> Result<Option<Survey>, StoreError> {
         Ok(None)
     }
+    /// Every ticket-key record the backend holds (`tickets=shared`), in no particular
+    /// order. The bytes are opaque here: the cache core seals them and checks them when it
+    /// opens them. Called by the background refresher and the tool, never on a handshake's
+    /// path.
+    fn ticket_records(&self) -> Result<Vec<TicketRecord>, StoreError>;
+    /// Stores `bytes` (at most [`MAX_TICKET_RECORD_BYTES`]) as record `seq` unless a record
+    /// `seq` exists: atomically, so that of several processes adding the same `seq` one wins
+    /// and every one then reads the winner's. `Ok(true)`: this call added it. The backend
+    /// keeps it until at least `keep_until` (Unix seconds) unless it is dropped; a backend
+    /// with a fixed number of places makes room by dropping records past their
+    /// `keep_until`, then the lowest `seq`s.
+    fn add_ticket_record(
+        &self,
+        seq: u64,
+        bytes: &[u8],
+        keep_until: u64,
+    ) -> Result<bool, StoreError>;
+    /// Drops the records with these sequence numbers (wiping them where the backend can);
+    /// absent ones are ignored.
+    fn drop_ticket_records(&self, seqs: &[u64]) -> Result<(), StoreError>;
+}
+
+/// The largest ticket-key record a backend must accept.
+pub const MAX_TICKET_RECORD_BYTES: usize = 184;
+
+/// One ticket-key record as a backend holds it ([`Store::ticket_records`]).
+pub struct TicketRecord {
+    /// The record's sequence number: what it is stored under.
+    pub seq: u64,
+    /// What [`Store::add_ticket_record`] stored, unopened.
+    pub bytes: SecretBytes,
 }
 
 /// A networked backend's view of the whole cache ([`Store::survey`]).

@@ -461,6 +461,23 @@ impl Store for RedisStore {
     fn survey(&self) -> Result<Option<Survey>, StoreError> {
         admin::survey(&self.shared).map(Some)
     }
+
+    fn ticket_records(&self) -> Result<Vec<crate::store::TicketRecord>, StoreError> {
+        Err(StoreError::Unavailable)
+    }
+
+    fn add_ticket_record(
+        &self,
+        _seq: u64,
+        _bytes: &[u8],
+        _keep_until: u64,
+    ) -> Result<bool, StoreError> {
+        Err(StoreError::Unavailable)
+    }
+
+    fn drop_ticket_records(&self, _seqs: &[u64]) -> Result<(), StoreError> {
+        Err(StoreError::Unavailable)
+    }
 }
 
 impl Drop for RedisStore {

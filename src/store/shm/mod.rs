@@ -426,6 +426,23 @@ impl Store for ShmStore {
             }
         })
     }
+
+    fn ticket_records(&self) -> Result<Vec<crate::store::TicketRecord>, StoreError> {
+        Err(StoreError::Unavailable)
+    }
+
+    fn add_ticket_record(
+        &self,
+        _seq: u64,
+        _bytes: &[u8],
+        _keep_until: u64,
+    ) -> Result<bool, StoreError> {
+        Err(StoreError::Unavailable)
+    }
+
+    fn drop_ticket_records(&self, _seqs: &[u64]) -> Result<(), StoreError> {
+        Err(StoreError::Unavailable)
+    }
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@
 pub mod codec;
 pub mod front;
 pub mod seal;
+pub mod tickets;
 
 use crate::clock::now;
 use crate::config::{self, Backend, Common, Config};
@@ -24,31 +25,36 @@ use crate::store::{self, Counters, Entry, SessionKey, Stats, Store, StoreError, 
 use codec::Codec;
 use front::Front;
 use openssl_sys::SSL_SESSION;
+use std::sync::Arc;
+use tickets::record::RecordSeal;
+use tickets::Tickets;
 
 pub struct Cache {
-    store: Box<dyn Store>,
+    store: Arc<dyn Store>,
     front: Front,
     codec: Codec,
     common: Common,
     /// The front's bytes count in `stats().bytes` (`memory:`, where they share `max_bytes`).
     front_in_stats: bool,
+    /// How ticket-key records are sealed (or checksummed) in this cache's backend.
+    ticket_seal: Arc<RecordSeal>,
+    /// `tickets=shared`: the shared ticket keys, refreshed in the background.
+    tickets: Option<Tickets>,
 }
 
-/// The codec a configuration asks for: sealed under `key_file`'s keys, with what names the
-/// cache (a `redis` prefix, a `shm:` segment's name) as context, or plain.
-fn codec_for(cfg: &Config) -> Result<Codec, Error> {
-    let Some(path) = &cfg.sealing.key_file else {
-        return Ok(Codec::plain());
-    };
+/// What a configuration seals with: `key_file`'s keys, if any, and what names the cache (a
+/// `redis` prefix, a `shm:` segment's name) as context.
+fn sealing_for(cfg: &Config) -> Result<(Option<Arc<seal::Keys>>, Vec<u8>), Error> {
     let context: Vec<u8> = match &cfg.backend {
         Backend::Redis(r) => format!("redis:{}", r.prefix).into_bytes(),
         Backend::Shm { name, .. } => format!("shm:{name}").into_bytes(),
         Backend::Memory { .. } => b"memory:".to_vec(),
     };
-    Ok(Codec::Sealed {
-        keys: std::sync::Arc::new(seal::Keys::from_file(path)?),
-        context: context.into(),
-    })
+    let keys = match &cfg.sealing.key_file {
+        Some(path) => Some(Arc::new(seal::Keys::from_file(path)?)),
+        None => None,
+    };
+    Ok((keys, context))
 }
 
 impl Cache {
@@ -102,7 +108,15 @@ impl Cache {
         } else {
             store::backends::open
         };
-        let codec = codec_for(cfg)?;
+        let (keys, context) = sealing_for(cfg)?;
+        let ticket_seal = Arc::new(RecordSeal::new(keys.clone(), &context));
+        let codec = match keys {
+            Some(keys) => Codec::Sealed {
+                keys,
+                context: context.into(),
+            },
+            None => Codec::plain(),
+        };
         let max_value_bytes = cfg.common.max_session_bytes + codec.overhead();
         let (store, front, front_in_stats) = match &cfg.backend {
             Backend::Memory {
@@ -124,12 +138,51 @@ impl Cache {
                 (open(cfg, budget)?, Front::default(), false)
             }
         };
+        let store: Arc<dyn Store> = Arc::from(store);
+        let tickets = (cfg.common.tickets == config::Tickets::Shared && !existing).then(|| {
+            Tickets::start(
+                store.clone(),
+                ticket_seal.clone(),
+                tickets::plan::Timing::new(cfg.common.ticket_rotate, cfg.common.ttl),
+            )
+        });
         Ok(Cache {
             store,
             front,
             codec,
             common: cfg.common,
             front_in_stats,
+            ticket_seal,
+            tickets,
+        })
+    }
+
+    /// The shared ticket keys (`tickets=shared`); None otherwise, and for a cache opened
+    /// from outside its servers ([`Cache::open_existing`]).
+    pub fn tickets(&self) -> Option<&Tickets> {
+        self.tickets.as_ref()
+    }
+
+    /// The ticket-key generations the backend holds, for operators (`sesscache tickets`):
+    /// never the keys.
+    pub fn ticket_generations(&self) -> Result<Vec<tickets::Generation>, Error> {
+        tickets::generations(&*self.store, &self.ticket_seal).map_err(|e| {
+            Error::new(
+                crate::error::ErrorKind::Unavailable,
+                format!("cannot read the ticket keys: {e}"),
+            )
+        })
+    }
+
+    /// Makes a new ticket-key generation (`sesscache tickets rotate`); with `revoke`, one
+    /// that starts at once and revokes every older key. Returns its number.
+    pub fn rotate_tickets(&self, revoke: bool) -> Result<u64, Error> {
+        let t = tickets::plan::Timing::new(self.common.ticket_rotate, self.common.ttl);
+        tickets::rotate(&*self.store, &self.ticket_seal, &t, now(), revoke).map_err(|e| {
+            Error::new(
+                crate::error::ErrorKind::Unavailable,
+                format!("cannot make a ticket key: {e}"),
+            )
         })
     }
 

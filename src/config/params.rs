@@ -8,9 +8,9 @@
 
 use super::types::{
     err, Common, ConfigError, Sealing, Tickets, DEFAULT_CAPACITY, DEFAULT_MAX_BYTES,
-    LIMIT_MAX_SESSION_BYTES, MAX_SHM_NAME_BYTES, REDIS_DEFAULT_BATCH_MS, REDIS_DEFAULT_PORT,
-    REDIS_DEFAULT_PREFIX, REDIS_DEFAULT_QUEUE, REDIS_DEFAULT_TIMEOUT_MS, SHM_MAX_SIZE,
-    SHM_MIN_SIZE, SHM_MODE_GROUP, SHM_MODE_OWNER,
+    LIMIT_MAX_SESSION_BYTES, MAX_SHM_NAME_BYTES, MAX_TICKET_ROTATE_S, MIN_TICKET_ROTATE_S,
+    REDIS_DEFAULT_BATCH_MS, REDIS_DEFAULT_PORT, REDIS_DEFAULT_PREFIX, REDIS_DEFAULT_QUEUE,
+    REDIS_DEFAULT_TIMEOUT_MS, SHM_MAX_SIZE, SHM_MIN_SIZE, SHM_MODE_GROUP, SHM_MODE_OWNER,
 };
 
 /// A URL scheme. A new backend is one more variant here (its name and path below, one more
@@ -354,12 +354,13 @@ impl ParamSpec {
 }
 
 /// The words of `tickets=`, with what each selects.
-const TICKETS: [(&str, Tickets); 3] = [
+const TICKETS: [(&str, Tickets); 4] = [
     ("auto", Tickets::Auto),
     ("keep", Tickets::Keep),
     ("stateful", Tickets::Stateful),
+    ("shared", Tickets::Shared),
 ];
-const TICKET_WORDS: [&str; 3] = [TICKETS[0].0, TICKETS[1].0, TICKETS[2].0];
+const TICKET_WORDS: [&str; 4] = [TICKETS[0].0, TICKETS[1].0, TICKETS[2].0, TICKETS[3].0];
 
 /// Every parameter of every scheme, in the order the documentation and the "known:" lists of
 /// errors give them.
@@ -434,10 +435,24 @@ pub(crate) const PARAMS: &[ParamSpec] = &[
         schemes: Schemes::ALL,
         kind: Kind::Word(&TICKET_WORDS),
         default: DefaultText::Value("auto"),
-        about: "preload mode: stateful tickets on server connections where the cache is \
+        about: "stateful tickets on preloaded server connections where the cache is \
                 shared by every process that may resume (`auto`), always (`stateful`) or \
-                never (`keep`)",
+                never (`keep`); or stateless tickets under keys kept in the cache and \
+                rotated through it, shared by every process and host using it (`shared`, \
+                preloaded and attached contexts; `redis` needs `key_file`)",
         set: Set::Num(|s, v| s.common.tickets = TICKETS[v].1),
+    },
+    ParamSpec {
+        name: "ticket_rotate",
+        schemes: Schemes::ALL,
+        kind: Kind::Count {
+            min: MIN_TICKET_ROTATE_S,
+            max: MAX_TICKET_ROTATE_S,
+        },
+        default: DefaultText::Value("3600"),
+        about: "`tickets=shared`: seconds each ticket key encrypts; it then still decrypts \
+                for `ttl` seconds (default 7200); every server of a cache must give the same",
+        set: Set::Num(|s, v| s.common.ticket_rotate = v as u64),
     },
     ParamSpec {
         name: "force",
@@ -445,7 +460,8 @@ pub(crate) const PARAMS: &[ParamSpec] = &[
         kind: Kind::Flag,
         default: DefaultText::Value("0"),
         about: "preload mode: serve also the contexts whose program turned its session \
-                cache off",
+                cache off; with `tickets=shared`, also those whose program set its own \
+                ticket keys or ticket callback (the shared keys then win)",
         set: Set::Num(|s, v| s.common.force = v != 0),
     },
     ParamSpec {

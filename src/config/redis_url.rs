@@ -4,7 +4,7 @@
 
 use super::params::{percent_decode, Scheme, Settings};
 use super::types::{
-    err, Backend, Common, Config, ConfigError, Password, RedisConfig, RedisTarget,
+    err, Backend, Common, Config, ConfigError, Password, RedisConfig, RedisTarget, Tickets,
     REDIS_DEFAULT_PORT,
 };
 
@@ -97,6 +97,13 @@ pub(crate) fn parse(scheme: Scheme, path: &str, s: Settings) -> Result<Config, C
             )
         }
         _ => {}
+    }
+    if s.common.tickets == Tickets::Shared && s.sealing.key_file.is_none() {
+        return err(format!(
+            "tickets=shared keeps the ticket keys in Redis, where they must never be in clear: \
+             a {name} cache with shared tickets needs key_file=PATH (insecure_plaintext does \
+             not cover ticket keys)"
+        ));
     }
     let common: Common = s.common;
     Ok(Config {

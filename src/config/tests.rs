@@ -40,6 +40,7 @@ fn every_parameter() {
             max_session_bytes: 4096,
             tickets: Tickets::Auto,
             force: false,
+            ticket_rotate: 3600,
         }
     );
     assert_eq!(

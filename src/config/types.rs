@@ -110,8 +110,11 @@ pub struct Common {
     pub max_session_bytes: usize,
     /// Preload mode: whether server connections get stateful tickets.
     pub tickets: Tickets,
-    /// Preload mode: serve contexts whose program turned its session cache off.
+    /// Preload mode: serve contexts whose program turned its session cache off; with
+    /// `tickets=shared`, also the contexts whose program set its own ticket keys.
     pub force: bool,
+    /// `tickets=shared`: how long each ticket key encrypts, in seconds.
+    pub ticket_rotate: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -144,6 +147,12 @@ pub(crate) const REDIS_DEFAULT_TIMEOUT_MS: u32 = 10;
 pub(crate) const REDIS_DEFAULT_QUEUE: usize = 4096;
 pub(crate) const REDIS_DEFAULT_BATCH_MS: u32 = 2;
 pub(crate) const REDIS_DEFAULT_PORT: u16 = 6379;
+/// `ticket_rotate=`: one hour. Each key then protects at most an hour of new tickets plus
+/// their lifetime (see SECURITY.md); the rotation costs one backend write an hour.
+pub(crate) const DEFAULT_TICKET_ROTATE_S: u64 = 3600;
+/// The shortest and longest rotation periods.
+pub(crate) const MIN_TICKET_ROTATE_S: usize = 2;
+pub(crate) const MAX_TICKET_ROTATE_S: usize = 7 * 24 * 3600;
 
 impl Default for Common {
     fn default() -> Self {
@@ -153,6 +162,7 @@ impl Default for Common {
             max_session_bytes: DEFAULT_MAX_SESSION_BYTES,
             tickets: Tickets::Auto,
             force: false,
+            ticket_rotate: DEFAULT_TICKET_ROTATE_S,
         }
     }
 }
@@ -167,6 +177,9 @@ pub enum Tickets {
     Keep,
     /// `SSL_OP_NO_TICKET` on the connection: sessions go through the cache.
     Stateful,
+    /// Stateless tickets under keys kept in the backend and rotated through it, shared by
+    /// every process (and host) using the cache (`cache::tickets`).
+    Shared,
 }
 
 /// A URL that cannot be used, with a message naming the bad part.

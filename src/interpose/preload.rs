@@ -171,7 +171,7 @@ const SAID_FORCED: u8 = 2;
 fn stateful_tickets(cache: &Cache) -> bool {
     let settings = cache.settings();
     match settings.tickets {
-        Tickets::Keep => false,
+        Tickets::Keep | Tickets::Shared => false,
         Tickets::Stateful => true,
         Tickets::Auto => {
             settings.force

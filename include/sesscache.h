@@ -14,6 +14,8 @@
 #include <openssl/ssl.h>
 /* OpenSSL 3's OSSL_LIB_CTX (for SSL_CTX_new_ex; OpenSSL 1.1.1 has none). */
 struct ossl_lib_ctx_st;
+/* OpenSSL 3's EVP_MAC_CTX (for SSL_CTX_set_tlsext_ticket_key_evp_cb; 1.1.1 has none). */
+struct evp_mac_ctx_st;
 
 /**
  * The major version of this header: an incompatible change of the C API increments it.
@@ -485,6 +487,44 @@ void SSL_free(struct ssl_st *ssl);
  * `ssl` is NULL or a live `SSL`.
  */
 int SSL_clear(struct ssl_st *ssl);
+
+/**
+ * OpenSSL's `SSL_CTX_ctrl`, unchanged: every control goes to OpenSSL as given and its
+ * result is returned. Interposed for one control: when a program sets its own ticket keys
+ * (`SSL_CTX_set_tlsext_ticket_keys`, control 59) on a context whose cache has shared
+ * ticket keys (`tickets=shared`), the program's keys serve that context from then on
+ * (unless the URL says `force=1`). Thread-safety as OpenSSL's.
+ *
+ * # Safety
+ * As OpenSSL's: `ctx` is a live `SSL_CTX` (or NULL where OpenSSL takes it) and `parg` what
+ * `cmd` requires.
+ */
+long SSL_CTX_ctrl(struct ssl_ctx_st *ctx, int cmd, long larg, void *parg);
+
+/**
+ * OpenSSL's `SSL_CTX_callback_ctrl`, unchanged but for one control: a program's own
+ * ticket key callback (`SSL_CTX_set_tlsext_ticket_key_cb`, control 72) on a context whose
+ * cache has shared ticket keys serves that context from then on; with `force=1` in the
+ * URL it is not installed (1 is returned, the shared keys serve). Thread-safety as
+ * OpenSSL's.
+ *
+ * # Safety
+ * As OpenSSL's: `ctx` is a live `SSL_CTX` (NULL is returned 0 here) and `fp` a callback of
+ * the type `cmd` requires, or NULL.
+ */
+long SSL_CTX_callback_ctrl(struct ssl_ctx_st *ctx, int cmd, void (*fp)(void));
+
+/**
+ * OpenSSL's `SSL_CTX_set_tlsext_ticket_key_evp_cb` (3.0+): a program's own ticket key
+ * callback. On a context whose cache has shared ticket keys it serves that context from
+ * then on; with `force=1` in the URL it is not installed (1 is returned, the shared keys
+ * serve). Returns what OpenSSL returns; 0 for a NULL `ctx`, and with an OpenSSL before
+ * 3.0, which has no such function (said once in the log). Thread-safety as OpenSSL's.
+ *
+ * # Safety
+ * `ctx` is NULL or a live `SSL_CTX`; `fp` NULL or a callback of OpenSSL's type.
+ */
+int SSL_CTX_set_tlsext_ticket_key_evp_cb(struct ssl_ctx_st *ctx, int (*fp)(struct ssl_st *ssl, unsigned char *key_name, unsigned char *iv, struct evp_cipher_ctx_st *cipher_ctx, struct evp_mac_ctx_st *mac_ctx, int enc));
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -16,11 +16,13 @@ INTERPOSED = {
     "SSL_CTX_sess_set_remove_cb", "SSL_CTX_sess_get_remove_cb",
     "SSL_set_SSL_CTX", "SSL_CTX_new", "SSL_CTX_new_ex",
     "SSL_set_accept_state", "SSL_free", "SSL_clear",
+    "SSL_CTX_ctrl", "SSL_CTX_callback_ctrl", "SSL_CTX_set_tlsext_ticket_key_evp_cb",
 }
 # OpenSSL's own struct tags that the header may forward-declare (`struct X;`): OpenSSL 1.1.1
-# has no `struct ossl_lib_ctx_st`, which SSL_CTX_new_ex's prototype names; the declaration is
+# has no `struct ossl_lib_ctx_st` nor `struct evp_mac_ctx_st`, which SSL_CTX_new_ex's and
+# SSL_CTX_set_tlsext_ticket_key_evp_cb's prototypes name; each declaration is
 # the same one OpenSSL 3's <openssl/types.h> makes, so it can collide with nothing.
-OPENSSL_TAGS = {"ossl_lib_ctx_st"}
+OPENSSL_TAGS = {"ossl_lib_ctx_st", "evp_mac_ctx_st"}
 # Words that may precede a declared name and are not names themselves.
 KEYWORDS = {
     "const", "volatile", "unsigned", "signed", "char", "short", "int", "long", "void",

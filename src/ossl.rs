@@ -44,6 +44,55 @@ pub struct ossl_lib_ctx_st {
     _opaque: [u8; 0],
 }
 
+/// OpenSSL's `EVP_CIPHER_CTX`.
+/// cbindgen:no-export
+#[repr(C)]
+pub struct evp_cipher_ctx_st {
+    _opaque: [u8; 0],
+}
+
+/// OpenSSL 3's `EVP_MAC_CTX`.
+/// cbindgen:no-export
+#[repr(C)]
+pub struct evp_mac_ctx_st {
+    _opaque: [u8; 0],
+}
+
+/// OpenSSL 1.1.1's `HMAC_CTX`.
+/// cbindgen:no-export
+#[repr(C)]
+pub struct hmac_ctx_st {
+    _opaque: [u8; 0],
+}
+
+/// `SSL_CTX_set_tlsext_ticket_keys` and `SSL_CTX_set_tlsext_ticket_key_cb` are macros over
+/// these control codes (the same from 1.1.1 to 4.0).
+// Used by the interposed `SSL_CTX_ctrl` only (the `interpose` feature).
+#[cfg_attr(not(feature = "interpose"), allow(dead_code))]
+pub(crate) const SSL_CTRL_SET_TLSEXT_TICKET_KEYS: c_int = 59;
+pub(crate) const SSL_CTRL_SET_TLSEXT_TICKET_KEY_CB: c_int = 72;
+
+/// `int (*)(SSL *, unsigned char *key_name, unsigned char *iv, EVP_CIPHER_CTX *, EVP_MAC_CTX *,
+/// int enc)` (OpenSSL 3.0+).
+pub type TicketKeyEvpCb = unsafe extern "C" fn(
+    *mut ssl_st,
+    *mut std::os::raw::c_uchar,
+    *mut std::os::raw::c_uchar,
+    *mut evp_cipher_ctx_st,
+    *mut evp_mac_ctx_st,
+    c_int,
+) -> c_int;
+/// The same with an `HMAC_CTX *` (the callback of `SSL_CTX_set_tlsext_ticket_key_cb`, the
+/// only one OpenSSL 1.1.1 has).
+pub type TicketKeyLegacyCb = unsafe extern "C" fn(
+    *mut ssl_st,
+    *mut std::os::raw::c_uchar,
+    *mut std::os::raw::c_uchar,
+    *mut evp_cipher_ctx_st,
+    *mut hmac_ctx_st,
+    c_int,
+) -> c_int;
+
 /// `SSL_CTX_get_session_cache_mode` is a macro over this control code.
 pub(crate) const SSL_CTRL_GET_SESS_CACHE_MODE: c_int = 45;
 

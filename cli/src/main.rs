@@ -9,6 +9,9 @@
 //! sesscache check URL                       opens the cache (creating nothing), says what is wrong
 //! sesscache flush URL                       removes every entry (shm:, redis, redis+cluster)
 //! sesscache keygen                          a new sealing key, one line for a key_file
+//! sesscache tickets URL [--json]            the ticket-key generations (tickets=shared)
+//! sesscache tickets rotate URL              a new ticket-key generation, after a lead
+//! sesscache tickets revoke URL              a new generation now; every older key dropped
 //! ```
 //!
 //! Nothing here creates a cache: `shm:` URLs name a segment that must exist already
@@ -32,6 +35,8 @@
 //! | 7 | `State`: not possible for this cache (a `memory:` cache from outside its process) |
 //! | 8 | `rm`: no such segment |
 //! | 9 | `Internal`: a bug or an OpenSSL failure |
+
+mod tickets;
 
 use clap::{Parser, Subcommand};
 use sesscache::cache::Cache;
@@ -130,6 +135,37 @@ enum Command {
     /// Prints a new random sealing key: 64 lowercase hex digits, one line of a key_file
     #[command(after_help = EXIT_CODES)]
     Keygen,
+    /// The ticket-key generations of a cache with shared tickets (tickets=shared): number,
+    /// name (the first 16 bytes of every ticket it encrypts), when it was made, when it
+    /// encrypts, until when it decrypts; never the keys. A record that does not open
+    /// (altered, or sealed under another key_file) is shown as REFUSED.
+    #[command(after_help = EXIT_CODES, args_conflicts_with_subcommands = true)]
+    Tickets {
+        #[command(subcommand)]
+        action: Option<TicketsAction>,
+        /// The cache URL, as the servers give it (its key_file opens the records)
+        url: Option<String>,
+        /// One JSON array of objects
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum TicketsAction {
+    /// Makes a new generation that starts encrypting after a lead of two refresh intervals
+    /// (every server holds it by then); older keys still decrypt for their lifetime
+    Rotate {
+        /// The cache URL, with the servers' ticket_rotate and ttl
+        url: String,
+    },
+    /// After a suspected compromise: makes a new generation that encrypts at once and drops
+    /// every older key from the backend; servers drop theirs at their next refresh (their
+    /// tickets then need a full handshake)
+    Revoke {
+        /// The cache URL, with the servers' ticket_rotate and ttl
+        url: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -152,6 +188,15 @@ fn main() -> ExitCode {
         Command::Check { url } => check(&url),
         Command::Flush { url } => flush(&url),
         Command::Keygen => keygen(),
+        Command::Tickets { action, url, json } => match (action, url) {
+            (Some(TicketsAction::Rotate { url }), _) => tickets::rotate(&url, false),
+            (Some(TicketsAction::Revoke { url }), _) => tickets::rotate(&url, true),
+            (None, Some(url)) => tickets::list(&url, json),
+            (None, None) => Err(fail(
+                EXIT_USAGE,
+                "tickets needs a URL: sesscache tickets URL, sesscache tickets rotate URL or sesscache tickets revoke URL",
+            )),
+        },
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -163,7 +208,7 @@ fn main() -> ExitCode {
 }
 
 /// A failure: the message for stderr and the exit status.
-struct Failure {
+pub(crate) struct Failure {
     status: u8,
     message: String,
 }

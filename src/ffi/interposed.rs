@@ -10,14 +10,23 @@
 //! `SSL_set_accept_state`, `SSL_free` and `SSL_clear`, where a server connection of an
 //! attached context gets its settings and its unclean close is forgiven (see
 //! `interpose::connection`). Each forwards unchanged when no cache is attached.
+//!
+//! `SSL_CTX_ctrl`, `SSL_CTX_callback_ctrl` and `SSL_CTX_set_tlsext_ticket_key_evp_cb` are
+//! interposed to see a program set its own ticket keys or ticket callback, which then win
+//! over shared ticket keys (`tickets=shared`, see `interpose::tickets`).
 
 use crate::boundary::guard;
 use crate::interpose::connection;
 use crate::interpose::preload::on_new_ctx;
 use crate::interpose::real::{real, GetCb, Real, SetCb};
 use crate::interpose::record::{record, remember_session_ctx, CtxRecord};
-use crate::ossl::{ossl_lib_ctx_st, ssl_ctx_st, ssl_method_st, ssl_session_st, ssl_st};
-use std::os::raw::{c_char, c_int, c_uchar};
+use crate::interpose::tickets::{self, ProgramSets};
+use crate::ossl::{
+    evp_cipher_ctx_st, evp_mac_ctx_st, ossl_lib_ctx_st, ssl_ctx_st, ssl_method_st, ssl_session_st,
+    ssl_st, SSL_CTRL_SET_TLSEXT_TICKET_KEYS, SSL_CTRL_SET_TLSEXT_TICKET_KEY_CB,
+};
+use std::ffi::c_void;
+use std::os::raw::{c_char, c_int, c_long, c_uchar};
 
 /// OpenSSL's `SSL_CTX_sess_set_new_cb`. Sets the callback OpenSSL calls for every new
 /// session (see SSL_CTX_sess_set_new_cb(3)). Without a cache attached to `ctx` this is
@@ -260,6 +269,7 @@ pub unsafe extern "C" fn SSL_CTX_new(meth: *const ssl_method_st) -> *mut ssl_ctx
     };
     // SAFETY: OpenSSL's function, with the caller's argument.
     let ctx = unsafe { ctx_new(meth) };
+    tickets::forget_address(ctx);
     // SAFETY: ctx is NULL or the live context just made with meth.
     guard((), || unsafe { on_new_ctx(ctx, meth.cast()) });
     ctx
@@ -283,6 +293,7 @@ pub unsafe extern "C" fn SSL_CTX_new_ex(
     };
     // SAFETY: OpenSSL's function, with the caller's arguments.
     let ctx = unsafe { ctx_new_ex(libctx, propq, meth) };
+    tickets::forget_address(ctx);
     // SAFETY: ctx is NULL or the live context just made with meth.
     guard((), || unsafe { on_new_ctx(ctx, meth.cast()) });
     ctx
@@ -346,4 +357,121 @@ pub unsafe extern "C" fn SSL_clear(ssl: *mut ssl_st) -> c_int {
         Some(clear) => unsafe { clear(ssl) },
         None => 0,
     }
+}
+
+/// OpenSSL's `SSL_CTX_ctrl`, unchanged: every control goes to OpenSSL as given and its
+/// result is returned. Interposed for one control: when a program sets its own ticket keys
+/// (`SSL_CTX_set_tlsext_ticket_keys`, control 59) on a context whose cache has shared
+/// ticket keys (`tickets=shared`), the program's keys serve that context from then on
+/// (unless the URL says `force=1`). Thread-safety as OpenSSL's.
+///
+/// # Safety
+/// As OpenSSL's: `ctx` is a live `SSL_CTX` (or NULL where OpenSSL takes it) and `parg` what
+/// `cmd` requires.
+#[no_mangle]
+pub unsafe extern "C" fn SSL_CTX_ctrl(
+    ctx: *mut ssl_ctx_st,
+    cmd: c_int,
+    larg: c_long,
+    parg: *mut c_void,
+) -> c_long {
+    let Some(ctrl) = real().ctx_ctrl() else {
+        return 0;
+    };
+    // SAFETY: OpenSSL's function, with the caller's arguments (OpenSSL itself takes a NULL
+    // `ctx` for a few controls that check lists).
+    let result = unsafe { ctrl(ctx, cmd, larg, parg) };
+    if cmd == SSL_CTRL_SET_TLSEXT_TICKET_KEYS && result == 1 && !ctx.is_null() {
+        // SAFETY: ctx is live (caller's contract).
+        guard((), || unsafe {
+            tickets::program_set(ctx, ProgramSets::Keys)
+        });
+    }
+    result
+}
+
+/// OpenSSL's `SSL_CTX_callback_ctrl`, unchanged but for one control: a program's own
+/// ticket key callback (`SSL_CTX_set_tlsext_ticket_key_cb`, control 72) on a context whose
+/// cache has shared ticket keys serves that context from then on; with `force=1` in the
+/// URL it is not installed (1 is returned, the shared keys serve). Thread-safety as
+/// OpenSSL's.
+///
+/// # Safety
+/// As OpenSSL's: `ctx` is a live `SSL_CTX` (NULL is returned 0 here) and `fp` a callback of
+/// the type `cmd` requires, or NULL.
+#[no_mangle]
+pub unsafe extern "C" fn SSL_CTX_callback_ctrl(
+    ctx: *mut ssl_ctx_st,
+    cmd: c_int,
+    fp: Option<unsafe extern "C" fn()>,
+) -> c_long {
+    let Some(callback_ctrl) = real().ctx_callback_ctrl() else {
+        return 0;
+    };
+    if ctx.is_null() {
+        return 0;
+    }
+    let ticket_cb = cmd == SSL_CTRL_SET_TLSEXT_TICKET_KEY_CB;
+    // SAFETY: ctx is live (caller's contract).
+    if ticket_cb
+        && !guard(true, || unsafe {
+            tickets::program_may_set(ctx, ProgramSets::LegacyCallback)
+        })
+    {
+        return 1;
+    }
+    // SAFETY: OpenSSL's function, with the caller's arguments.
+    let result = unsafe { callback_ctrl(ctx, cmd, fp) };
+    if ticket_cb && result == 1 {
+        // SAFETY: ctx is live (caller's contract).
+        guard((), || unsafe {
+            tickets::program_set(ctx, ProgramSets::LegacyCallback)
+        });
+    }
+    result
+}
+
+/// OpenSSL's `SSL_CTX_set_tlsext_ticket_key_evp_cb` (3.0+): a program's own ticket key
+/// callback. On a context whose cache has shared ticket keys it serves that context from
+/// then on; with `force=1` in the URL it is not installed (1 is returned, the shared keys
+/// serve). Returns what OpenSSL returns; 0 for a NULL `ctx`, and with an OpenSSL before
+/// 3.0, which has no such function (said once in the log). Thread-safety as OpenSSL's.
+///
+/// # Safety
+/// `ctx` is NULL or a live `SSL_CTX`; `fp` NULL or a callback of OpenSSL's type.
+#[no_mangle]
+pub unsafe extern "C" fn SSL_CTX_set_tlsext_ticket_key_evp_cb(
+    ctx: *mut ssl_ctx_st,
+    fp: Option<
+        unsafe extern "C" fn(
+            ssl: *mut ssl_st,
+            key_name: *mut c_uchar,
+            iv: *mut c_uchar,
+            cipher_ctx: *mut evp_cipher_ctx_st,
+            mac_ctx: *mut evp_mac_ctx_st,
+            enc: c_int,
+        ) -> c_int,
+    >,
+) -> c_int {
+    let Some(set_evp) = real().set_ticket_evp_cb() else {
+        return 0;
+    };
+    if ctx.is_null() {
+        return 0;
+    }
+    // SAFETY: ctx is live (caller's contract).
+    if !guard(true, || unsafe {
+        tickets::program_may_set(ctx, ProgramSets::EvpCallback)
+    }) {
+        return 1;
+    }
+    // SAFETY: OpenSSL's function, with the caller's arguments.
+    let result = unsafe { set_evp(ctx, fp) };
+    if result == 1 {
+        // SAFETY: ctx is live (caller's contract).
+        guard((), || unsafe {
+            tickets::program_set(ctx, ProgramSets::EvpCallback)
+        });
+    }
+    result
 }

@@ -5,6 +5,7 @@ use crate::error::{Error, ErrorKind};
 use crate::interpose::quic;
 use crate::interpose::real::real;
 use crate::interpose::record::{ensure_indices, make_server_cache, record, CtxRecord};
+use crate::interpose::tickets;
 use crate::interpose::trampolines;
 use crate::ossl::{ssl_ctx_st, sys_ctx};
 use openssl_sys::SSL_CTX_set_ex_data;
@@ -86,6 +87,9 @@ pub unsafe fn attach(
         set_get(ctx, Some(trampolines::get_session));
         set_remove(ctx, Some(trampolines::remove_session));
         make_server_cache(ctx);
+        if let Some(rec) = record(ctx) {
+            tickets::install(ctx, rec);
+        }
     }
     Ok(true)
 }

@@ -13,4 +13,5 @@ pub mod quic;
 pub mod real;
 pub mod record;
 pub mod stats_report;
+pub mod tickets;
 pub mod trampolines;

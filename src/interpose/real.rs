@@ -12,7 +12,8 @@
 
 use crate::log::Level;
 use crate::ossl::{
-    ossl_lib_ctx_st, ssl_ctx_st, ssl_method_st, ssl_st, GetSessionCb, NewSessionCb, RemoveSessionCb,
+    ossl_lib_ctx_st, ssl_ctx_st, ssl_method_st, ssl_st, GetSessionCb, NewSessionCb,
+    RemoveSessionCb, TicketKeyEvpCb,
 };
 use std::ffi::{c_void, CStr};
 use std::os::raw::c_char;
@@ -29,6 +30,21 @@ type SetSslCtx = unsafe extern "C" fn(*mut ssl_st, *mut ssl_ctx_st) -> *mut ssl_
 type CtxNew = unsafe extern "C" fn(*const ssl_method_st) -> *mut ssl_ctx_st;
 type SslVoid = unsafe extern "C" fn(*mut ssl_st);
 type SslClear = unsafe extern "C" fn(*mut ssl_st) -> std::os::raw::c_int;
+type CtxCtrl = unsafe extern "C" fn(
+    *mut ssl_ctx_st,
+    std::os::raw::c_int,
+    std::os::raw::c_long,
+    *mut c_void,
+) -> std::os::raw::c_long;
+/// `void (*)(void)`, the type `SSL_CTX_callback_ctrl` takes every callback as.
+pub type VoidFn = unsafe extern "C" fn();
+type CtxCallbackCtrl = unsafe extern "C" fn(
+    *mut ssl_ctx_st,
+    std::os::raw::c_int,
+    Option<VoidFn>,
+) -> std::os::raw::c_long;
+type SetTicketEvpCb =
+    unsafe extern "C" fn(*mut ssl_ctx_st, Option<TicketKeyEvpCb>) -> std::os::raw::c_int;
 type CtxNewEx = unsafe extern "C" fn(
     *mut ossl_lib_ctx_st,
     *const c_char,
@@ -90,6 +106,9 @@ real_functions! {
     set_accept_state: SslVoid = c"SSL_set_accept_state",
     free: SslVoid = c"SSL_free",
     clear: SslClear = c"SSL_clear",
+    ctx_ctrl: CtxCtrl = c"SSL_CTX_ctrl",
+    ctx_callback_ctrl: CtxCallbackCtrl = c"SSL_CTX_callback_ctrl",
+    set_ticket_evp_cb: SetTicketEvpCb = c"SSL_CTX_set_tlsext_ticket_key_evp_cb",
 }
 
 static REAL: OnceLock<Real> = OnceLock::new();

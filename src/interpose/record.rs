@@ -27,6 +27,9 @@ pub struct CtxRecord {
     pub preload: bool,
     /// Things said about this context in the log, once each ([`CtxRecord::say_once`]).
     said: AtomicU8,
+    /// Whose ticket keys serve this context (`interpose::tickets`: not served, ours, the
+    /// program's).
+    tickets: AtomicU8,
     app_new: AtomicUsize,
     app_get: AtomicUsize,
     app_remove: AtomicUsize,
@@ -57,6 +60,7 @@ impl CtxRecord {
             cache,
             preload,
             said: AtomicU8::new(0),
+            tickets: AtomicU8::new(0),
             app_new: AtomicUsize::new(0),
             app_get: AtomicUsize::new(0),
             app_remove: AtomicUsize::new(0),
@@ -66,6 +70,15 @@ impl CtxRecord {
     /// True the first time it is called with `what` (a bit) for this context.
     pub fn say_once(&self, what: u8) -> bool {
         self.said.fetch_or(what, Ordering::Relaxed) & what == 0
+    }
+
+    /// Whose ticket keys serve this context (see `interpose::tickets`).
+    pub fn tickets(&self) -> u8 {
+        self.tickets.load(Ordering::Acquire)
+    }
+
+    pub fn set_tickets(&self, state: u8) {
+        self.tickets.store(state, Ordering::Release);
     }
 
     fn_slot!(app_new_cb, set_app_new_cb, app_new, NewSessionCb);

@@ -198,7 +198,7 @@ pub trait Store: Send + Sync {
 }
 
 /// The largest ticket-key record a backend must accept.
-pub const MAX_TICKET_RECORD_BYTES: usize = 184;
+pub(crate) const MAX_TICKET_RECORD_BYTES: usize = 184;
 
 /// One ticket-key record as a backend holds it ([`Store::ticket_records`]).
 pub struct TicketRecord {

@@ -6,17 +6,17 @@ use crate::secret::{wipe, SecretBytes};
 use std::os::raw::c_int;
 
 /// The length of a key name (`TLSEXT_KEYNAME_LENGTH`).
-pub const NAME_LEN: usize = 16;
+pub(crate) const NAME_LEN: usize = 16;
 /// The lengths of the AES-256 and HMAC-SHA256 keys.
-pub const SECRET_LEN: usize = 32;
+pub(crate) const SECRET_LEN: usize = 32;
 /// The sequence number of the process-local key (shared keys start at 1).
-pub const LOCAL_SEQ: u64 = 0;
+pub(crate) const LOCAL_SEQ: u64 = 0;
 
 /// The version of [`TicketKey::encode`]'s layout.
 const VERSION: u8 = 1;
 const FLAG_REVOKES: u8 = 1;
 /// version, flags, five u64 times and numbers, name, two secrets.
-pub const ENCODED_LEN: usize = 2 + 5 * 8 + NAME_LEN + 2 * SECRET_LEN;
+pub(crate) const ENCODED_LEN: usize = 2 + 5 * 8 + NAME_LEN + 2 * SECRET_LEN;
 
 pub struct TicketKey {
     /// The generation: 1, 2, … in the order keys were made; [`LOCAL_SEQ`] for the

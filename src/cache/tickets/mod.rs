@@ -110,6 +110,9 @@ pub struct Generation {
 /// A key's public facts (never its bytes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct GenerationInfo {
+    /// The key's name: sent in clear at the start of every ticket it encrypts (what
+    /// `openssl sess_id -text` shows first under "TLS session ticket"), so not secret.
+    pub name: [u8; NAME_LEN],
     pub created: u64,
     pub enc_from: u64,
     pub enc_until: u64,
@@ -387,6 +390,7 @@ pub fn generations(store: &dyn Store, seal: &RecordSeal) -> Result<Vec<Generatio
             key: seal
                 .open(r.seq, r.bytes.as_slice())
                 .map(|k| GenerationInfo {
+                    name: k.name,
                     created: k.created,
                     enc_from: k.enc_from,
                     enc_until: k.enc_until,

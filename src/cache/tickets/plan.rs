@@ -31,7 +31,7 @@ pub struct Timing {
 
 /// OpenSSL's default session timeout (`SSL_CTX_set_timeout`), the lifetime of tickets when
 /// the URL gives no `ttl`.
-pub const DEFAULT_LIFETIME_S: u64 = 7200;
+pub(crate) const DEFAULT_LIFETIME_S: u64 = 7200;
 
 impl Timing {
     /// The timing of a `ticket_rotate` period and a `ttl`.

@@ -2,8 +2,9 @@
 //! by processes forked after opening it), in POSIX shared memory.
 //!
 //! See [`segment`] for the layout, how a segment is created race-free and who may open it,
-//! [`shard`] for the entries, the index, eviction, verification and repair, and [`lock`]
-//! for the shard lock that neither a crash nor a stray write can wedge. Every operation
+//! [`shard`] for the entries, the index, eviction, verification and repair, [`lock`]
+//! for the shard lock that neither a crash nor a stray write can wedge, and [`tickets`] for
+//! the ticket-key records (`tickets=shared`), kept in the segment's header page. Every operation
 //! locks exactly one shard; there is no global lock. The counters live in the segment, so
 //! statistics from any process describe the whole cache.
 
@@ -12,6 +13,7 @@ mod hostile;
 pub mod lock;
 pub mod segment;
 pub mod shard;
+pub mod tickets;
 
 use super::{Counters, Entry, Found, SessionKey, Stamp, Store, StoreError};
 use crate::error::{Error, ErrorKind};
@@ -35,6 +37,8 @@ pub struct ShmStore {
     max_value_bytes: usize,
     timing: Timing,
     pending: Pending,
+    /// This process's view of the ticket-key table's lock (see [`tickets`]).
+    tickets: tickets::Tickets,
 }
 
 /// Whether an operation changes what a key maps to.
@@ -99,7 +103,8 @@ impl ShmStore {
         let init = |seg: &Segment| {
             let layout = Layout::for_size(seg.size, max_entry);
             // SAFETY: we created the mapping; nobody can open it before it is named. The
-            // shards need nothing else: zero is an unlocked, empty shard.
+            // shards and the ticket-key table need nothing else: zero is an unlocked, empty
+            // shard and an unlocked, empty table.
             unsafe {
                 let h = seg.base.cast::<Header>();
                 (*h).magic = MAGIC;
@@ -175,6 +180,7 @@ impl ShmStore {
             max_value_bytes,
             timing: Timing::default(),
             pending: Pending::default(),
+            tickets: tickets::Tickets::default(),
         };
         Ok(store)
     }
@@ -428,20 +434,20 @@ impl Store for ShmStore {
     }
 
     fn ticket_records(&self) -> Result<Vec<crate::store::TicketRecord>, StoreError> {
-        Err(StoreError::Unavailable)
+        self.tickets_records()
     }
 
     fn add_ticket_record(
         &self,
-        _seq: u64,
-        _bytes: &[u8],
-        _keep_until: u64,
+        seq: u64,
+        bytes: &[u8],
+        keep_until: u64,
     ) -> Result<bool, StoreError> {
-        Err(StoreError::Unavailable)
+        self.tickets_add(seq, bytes, keep_until, crate::clock::now())
     }
 
-    fn drop_ticket_records(&self, _seqs: &[u64]) -> Result<(), StoreError> {
-        Err(StoreError::Unavailable)
+    fn drop_ticket_records(&self, seqs: &[u64]) -> Result<(), StoreError> {
+        self.tickets_drop(seqs)
     }
 }
 

@@ -4,7 +4,7 @@
 //! Layout (all offsets from the start of the mapping):
 //!
 //! ```text
-//! [Header, 4 KiB] [shard 0: ShardHeader | index: u64 × index_cap | ring: ring_cap bytes] [shard 1 …] …
+//! [Header | ticket-key table (at 512, see `tickets`), 4 KiB] [shard 0: ShardHeader | index: u64 × index_cap | ring: ring_cap bytes] [shard 1 …] …
 //! ```
 //!
 //! Creation is race-free: the segment is made as an unnamed file (`O_TMPFILE`; where that is
@@ -29,7 +29,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 pub(crate) const SHM_DIR: &str = "/dev/shm";
 pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"SESSCACH");
 /// Bump on any change of the layout: processes of different versions must not share.
-pub(crate) const LAYOUT_VERSION: u32 = 2;
+/// 3: the ticket-key table in the header page ([`super::tickets`]).
+pub(crate) const LAYOUT_VERSION: u32 = 3;
 pub(crate) const HEADER_BYTES: usize = 4096;
 pub(crate) const SHARD_HEADER_BYTES: usize = 128;
 pub(crate) const MAX_SHARDS: usize = 64;

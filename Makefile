@@ -299,9 +299,9 @@ fuzz:
 # (SESSCACHE_OPENSSL_CACHE, default ~/.cache/sesscache/openssl; a version already there is
 # reused), the library built against each (target/compat/VERSION), and against each the C
 # harness, the ABI check, transparency, and preload with that version's own s_server and
-# s_client on shm: (c-tests/compat.sh, which builds the missing OpenSSLs first: one that
+# s_client on shm:, shared ticket keys (c-tests/compat.sh, which builds the missing OpenSSLs first: one that
 # does not build is a failure). COMPAT_VERSIONS="1.1.1 3.5" runs some. Not part of
 # `make check` (.ci/run runs both); docs/compat.md.
 .PHONY: compat
-compat:
+compat: cli
 	sh c-tests/compat.sh

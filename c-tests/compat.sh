@@ -14,6 +14,10 @@
 #            resumes on the other, a TLS 1.3 ticket from one resumes once on the other and is
 #            refused the second time (c-tests/shm_servers.sh's part a); and a preload without
 #            SESSCACHE_URL behaves as no library at all;
+#   tickets  shared ticket keys: the version's own s_server, two processes preloaded with
+#            SESSCACHE_URL=shm:NAME?tickets=shared, open each other's TLS 1.2 and 1.3
+#            tickets, and a restarted one those issued before (c-tests/tickets.sh's part a;
+#            on 1.1.1 through the older ticket callback);
 #   hang-up  the version's `s_server -rev` and a Python client that hangs up without
 #            close_notify: as many resumptions with the library as without, and a forged
 #            record still ends its session (see hangup() below);
@@ -52,8 +56,8 @@ for want in ${COMPAT_VERSIONS:-$ALL}; do
     versions="$versions ${found:-$want}"
 done
 
-table="# | OpenSSL | build (s) | library | harness | ABI | transparency | preload shm: | unconfigured preload | client hangs up | QUIC | time (s) |
-# |---|---|---|---|---|---|---|---|---|---|---|---|"
+table="# | OpenSSL | build (s) | library | harness | ABI | transparency | preload shm: | unconfigured preload | shared tickets | client hangs up | QUIC | time (s) |
+# |---|---|---|---|---|---|---|---|---|---|---|---|---|"
 f0=0
 # Records one cell: "ok" (or TEXT) when no check failed since the last mark, else FAIL.
 mark() { if [ "$failed" -eq "$f0" ]; then cell=${1:-ok}; else cell=FAIL; fi; f0=$failed; }
@@ -81,7 +85,7 @@ one_version() { # CRATE-VERSION
     out=$ROOT/build/compat/$ov
     rm -rf "$out"; mkdir -p "$out"
     echo "== OpenSSL $ov (openssl-src $v)"
-    c_build=FAIL; c_lib=-; c_harness=-; c_abi=-; c_transp=-; c_shm=-; c_plain=-; c_hangup=-; c_quic=-
+    c_build=FAIL; c_lib=-; c_harness=-; c_abi=-; c_transp=-; c_shm=-; c_plain=-; c_tickets=-; c_hangup=-; c_quic=-
 
     # ---- OpenSSL, then the library against it ---------------------------------------------
     if sh scripts/openssl_build.sh "$v" >"$out/openssl-build.log" 2>&1; then
@@ -236,6 +240,16 @@ one_version() { # CRATE-VERSION
     [ "$failed" -eq "$f0" ] || show "$dir/u/server.err"
     mark; c_plain=$cell
 
+    # ---- shared ticket keys -----------------------------------------------------------------
+    TICKETS_ONLY=shm SSERVER_OPENSSL="$prefix/bin/openssl" SSERVER_LIB="$sc/libsesscache.so" \
+        sh c-tests/tickets.sh >"$out/tickets.log" 2>&1
+    grep -E '^(ok|FAIL) - ' "$out/tickets.log" | sed "s/^\(ok\|FAIL\) - /\1 - $ov tickets: /" >"$out/tickets.lines"
+    n_ok=$(grep -c '^ok' "$out/tickets.lines"); n_fail=$(grep -c '^FAIL' "$out/tickets.lines")
+    cat "$out/tickets.lines"
+    passed=$((passed + n_ok)); failed=$((failed + n_fail))
+    if [ "$n_ok" -eq 0 ]; then fail "$ov tickets: c-tests/tickets.sh ran no check"; show "$out/tickets.log"; fi
+    mark; c_tickets=$cell
+
     # ---- clients that hang up without close_notify ----------------------------------------
     hangup; mark; c_hangup=$cell
 
@@ -246,7 +260,7 @@ one_version() { # CRATE-VERSION
     esac
 
     table="$table
-# | $ov | $c_build | $c_lib | $c_harness | $c_abi | $c_transp | $c_shm | $c_plain | $c_hangup | $c_quic | $(($(date +%s) - t0)) |"
+# | $ov | $c_build | $c_lib | $c_harness | $c_abi | $c_transp | $c_shm | $c_plain | $c_tickets | $c_hangup | $c_quic | $(($(date +%s) - t0)) |"
 }
 
 # The version's own `s_server -rev` (it answers a line, then reads the next) and a Python

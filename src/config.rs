@@ -32,8 +32,9 @@
 //! | `ttl` | NUMBER | the session's own timeout | all | the longest lifetime of an entry, in seconds |
 //! | `single_use` | `0` or `1` | `1` | all | TLS 1.3 tickets resume once |
 //! | `max_session_bytes` | SIZE at most 1M | `16K` | all | larger encoded sessions are not stored (counted as `rejected`) |
-//! | `tickets` | `auto`, `keep` or `stateful` | `auto` | all | preload mode: stateful tickets on server connections where the cache is shared by every process that may resume (`auto`), always (`stateful`) or never (`keep`) |
-//! | `force` | `0` or `1` | `0` | all | preload mode: serve also the contexts whose program turned its session cache off |
+//! | `tickets` | `auto`, `keep`, `stateful` or `shared` | `auto` | all | stateful tickets on preloaded server connections where the cache is shared by every process that may resume (`auto`), always (`stateful`) or never (`keep`); or stateless tickets under keys kept in the cache and rotated through it, shared by every process and host using it (`shared`, preloaded and attached contexts; `redis` needs `key_file`) |
+//! | `ticket_rotate` | NUMBER from 2 to 604800 | `3600` | all | `tickets=shared`: seconds each ticket key encrypts; it then still decrypts for `ttl` seconds (default 7200); every server of a cache must give the same |
+//! | `force` | `0` or `1` | `0` | all | preload mode: serve also the contexts whose program turned its session cache off; with `tickets=shared`, also those whose program set its own ticket keys or ticket callback (the shared keys then win) |
 //! | `key_file` | PATH | none: sessions are stored as they are | `shm:`, `redis:`, `redis+unix:`, `redis+cluster:` | seal every stored session with AES-256-GCM under the keys in this file (one key a line, 64 hex digits; the first seals, every one opens), the session ID as associated data; the file must be private to its owner |
 //! | `insecure_plaintext` | `0` or `1` | `0` | `redis:`, `redis+unix:`, `redis+cluster:` | `1` lets a `redis` cache store sessions, master secrets included, in clear (without it, `key_file` is required) |
 //! | `prefix` | TEXT | `sesscache:` | `redis:`, `redis+unix:`, `redis+cluster:` | put before every key (and sealed into every value, so that values do not move between caches) |

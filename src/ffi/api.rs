@@ -132,11 +132,17 @@ pub(crate) unsafe fn borrow<'a>(cache: *const sesscache) -> Option<&'a Cache> {
 /// - `single_use=0|1` (default 1): TLS 1.3 tickets resume once
 /// - `max_session_bytes=SIZE` (at most 1M; default 16K): larger encoded sessions are not stored
 ///   (counted as `rejected`)
-/// - `tickets=auto|keep|stateful` (default auto): preload mode: stateful tickets on server
+/// - `tickets=auto|keep|stateful|shared` (default auto): stateful tickets on preloaded server
 ///   connections where the cache is shared by every process that may resume (`auto`), always
-///   (`stateful`) or never (`keep`)
+///   (`stateful`) or never (`keep`); or stateless tickets under keys kept in the cache and
+///   rotated through it, shared by every process and host using it (`shared`, preloaded and
+///   attached contexts; `redis` needs `key_file`)
+/// - `ticket_rotate=NUMBER` (from 2 to 604800; default 3600): `tickets=shared`: seconds each
+///   ticket key encrypts; it then still decrypts for `ttl` seconds (default 7200); every server
+///   of a cache must give the same
 /// - `force=0|1` (default 0): preload mode: serve also the contexts whose program turned its
-///   session cache off
+///   session cache off; with `tickets=shared`, also those whose program set its own ticket keys
+///   or ticket callback (the shared keys then win)
 ///
 /// Parameters of `shm:`, `redis:`, `redis+unix:` and `redis+cluster:`:
 /// - `key_file=PATH` (default: none: sessions are stored as they are): seal every stored

@@ -450,7 +450,7 @@ pub(crate) const PARAMS: &[ParamSpec] = &[
             max: MAX_TICKET_ROTATE_S,
         },
         default: DefaultText::Value("3600"),
-        about: "`tickets=shared`: seconds each ticket key encrypts; it then still decrypts \
+        about: "with shared tickets (`tickets` `shared`): seconds each ticket key encrypts; it then still decrypts \
                 for `ttl` seconds (default 7200); every server of a cache must give the same",
         set: Set::Num(|s, v| s.common.ticket_rotate = v as u64),
     },
@@ -460,7 +460,7 @@ pub(crate) const PARAMS: &[ParamSpec] = &[
         kind: Kind::Flag,
         default: DefaultText::Value("0"),
         about: "preload mode: serve also the contexts whose program turned its session \
-                cache off; with `tickets=shared`, also those whose program set its own \
+                cache off; with shared tickets, also those whose program set its own \
                 ticket keys or ticket callback (the shared keys then win)",
         set: Set::Num(|s, v| s.common.force = v != 0),
     },

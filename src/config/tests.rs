@@ -169,12 +169,12 @@ fn unknown_parameters_list_the_known_ones() {
     assert_eq!(
         msg("memory:?colour=red"),
         "unknown parameter 'colour' for memory: (known: capacity, max_bytes, ttl, \
-         single_use, max_session_bytes, tickets, force)"
+         single_use, max_session_bytes, tickets, ticket_rotate, force)"
     );
     assert_eq!(
         msg("shm:x?capacity=5"),
         "unknown parameter 'capacity' for shm: (known: size, mode, ttl, \
-         single_use, max_session_bytes, tickets, force, key_file)"
+         single_use, max_session_bytes, tickets, ticket_rotate, force, key_file)"
     );
     // A parameter of the other scheme is unknown, not silently taken.
     assert!(msg("memory:?mode=0600").contains("unknown parameter 'mode'"));
@@ -338,7 +338,7 @@ fn bad_values_say_what_is_expected() {
         ),
         (
             "memory:?tickets=sometimes",
-            "bad value 'sometimes' for tickets: expected 'auto', 'keep' or 'stateful'",
+            "bad value 'sometimes' for tickets: expected 'auto', 'keep', 'stateful' or 'shared'",
         ),
         (
             "shm:x?mode=0644",
@@ -563,4 +563,22 @@ fn redacted_urls_hide_passwords_only() {
     assert_eq!(redacted("redis://h?prefix=a@b:c"), "redis://h?prefix=a@b:c");
     assert_eq!(redacted("shm:x"), "shm:x");
     assert_eq!(redacted("memory:?capacity=1"), "memory:?capacity=1");
+}
+
+#[test]
+fn shared_tickets_and_their_rotation() {
+    let c = parse("shm:x?tickets=shared&ticket_rotate=600").unwrap();
+    assert_eq!(c.common.tickets, Tickets::Shared);
+    assert_eq!(c.common.ticket_rotate, 600);
+    assert_eq!(parse("memory:").unwrap().common.ticket_rotate, 3600);
+    assert_eq!(
+        msg("memory:?ticket_rotate=1"),
+        "bad value '1' for ticket_rotate: expected a whole number from 2 to 604800"
+    );
+    // Ticket keys never go to Redis in clear: a key file is required, whatever
+    // insecure_plaintext says.
+    let m = msg("redis://h?insecure_plaintext=1&tickets=shared");
+    assert!(m.contains("tickets=shared") && m.contains("key_file"), "{m}");
+    assert!(parse("redis://h?insecure_plaintext=1").is_ok());
+    assert!(parse("redis://h?key_file=/k&tickets=shared").is_ok());
 }

@@ -137,11 +137,11 @@ pub(crate) unsafe fn borrow<'a>(cache: *const sesscache) -> Option<&'a Cache> {
 ///   (`stateful`) or never (`keep`); or stateless tickets under keys kept in the cache and
 ///   rotated through it, shared by every process and host using it (`shared`, preloaded and
 ///   attached contexts; `redis` needs `key_file`)
-/// - `ticket_rotate=NUMBER` (from 2 to 604800; default 3600): `tickets=shared`: seconds each
-///   ticket key encrypts; it then still decrypts for `ttl` seconds (default 7200); every server
-///   of a cache must give the same
+/// - `ticket_rotate=NUMBER` (from 2 to 604800; default 3600): with shared tickets (`tickets`
+///   `shared`): seconds each ticket key encrypts; it then still decrypts for `ttl` seconds
+///   (default 7200); every server of a cache must give the same
 /// - `force=0|1` (default 0): preload mode: serve also the contexts whose program turned its
-///   session cache off; with `tickets=shared`, also those whose program set its own ticket keys
+///   session cache off; with shared tickets, also those whose program set its own ticket keys
 ///   or ticket callback (the shared keys then win)
 ///
 /// Parameters of `shm:`, `redis:`, `redis+unix:` and `redis+cluster:`:

@@ -89,6 +89,12 @@
 //! until it expires or is evicted from l1. Single-use entries always go to Redis, so that
 //! they are consumed once fleet-wide.
 //!
+//! # Ticket-key records
+//! `tickets=shared` keeps its records in one hash, `prefix` + `tickets`, which is never an
+//! entry's key (`flush` leaves it alone); added by a script (first add wins, the hash
+//! expires at the latest `keep_until` it was given), on a connection of the process's own,
+//! off the handshake path and outside the breaker: see `tickets.rs`.
+//!
 //! # Statistics
 //! `occupancy()` is what this process holds: l1's entries and bytes, or (0, 0) without
 //! l1; Redis is never asked on the statistics path. `counters()` and `net_stats()` are
@@ -110,6 +116,7 @@ mod setup;
 mod tally;
 #[cfg(test)]
 mod tests;
+mod tickets;
 
 use super::{Counters, Entry, Found, NetStats, SessionKey, Stamp, Store, StoreError, Survey};
 use crate::config::RedisConfig;
@@ -170,6 +177,10 @@ impl RedisStore {
                 .to_string(),
             tally_key: [cfg.prefix.as_bytes(), tally::KEY_SUFFIX].concat(),
             tally_sha: redis::Script::new(tally::REPORT_SCRIPT)
+                .get_hash()
+                .to_string(),
+            tickets_key: [cfg.prefix.as_bytes(), tickets::KEY_SUFFIX].concat(),
+            tickets_sha: redis::Script::new(tickets::ADD_SCRIPT)
                 .get_hash()
                 .to_string(),
         };
@@ -462,21 +473,22 @@ impl Store for RedisStore {
         admin::survey(&self.shared).map(Some)
     }
 
+    /// The hash `prefix` + `tickets` (see `tickets.rs`).
     fn ticket_records(&self) -> Result<Vec<crate::store::TicketRecord>, StoreError> {
-        Err(StoreError::Unavailable)
+        tickets::records(self.proc())
     }
 
     fn add_ticket_record(
         &self,
-        _seq: u64,
-        _bytes: &[u8],
-        _keep_until: u64,
+        seq: u64,
+        bytes: &[u8],
+        keep_until: u64,
     ) -> Result<bool, StoreError> {
-        Err(StoreError::Unavailable)
+        tickets::add(self.proc(), seq, bytes, keep_until)
     }
 
-    fn drop_ticket_records(&self, _seqs: &[u64]) -> Result<(), StoreError> {
-        Err(StoreError::Unavailable)
+    fn drop_ticket_records(&self, seqs: &[u64]) -> Result<(), StoreError> {
+        tickets::drop_records(self.proc(), seqs)
     }
 }
 

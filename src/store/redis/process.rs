@@ -74,6 +74,9 @@ pub(crate) struct Shared {
     /// The counters' hash (`tally`), and the SHA-1 of its report script.
     pub tally_key: Vec<u8>,
     pub tally_sha: String,
+    /// The ticket-key records' hash (`tickets`), and the SHA-1 of its add script.
+    pub tickets_key: Vec<u8>,
+    pub tickets_sha: String,
 }
 
 impl Shared {
@@ -124,6 +127,9 @@ pub(crate) struct Proc {
     writer_start: Mutex<()>,
     /// When the writer thread may be tried again after it could not be started.
     writer_retry_ms: AtomicU64,
+    /// The connection for ticket-key records (`tickets`), this process's own: made on
+    /// first use, kept while it works.
+    pub tickets_conn: Mutex<Option<Conn>>,
 }
 
 /// What this process's threads share with it.
@@ -173,6 +179,7 @@ impl Proc {
             writer: OnceLock::new(),
             writer_start: Mutex::new(()),
             writer_retry_ms: AtomicU64::new(0),
+            tickets_conn: Mutex::new(None),
         }
     }
 
@@ -433,7 +440,7 @@ impl Core {
 
     /// Counts a failed call and, if `trips` (not an error the server answered with), tells
     /// the breaker; (the caller's error, whether the breaker opened).
-    fn failed(&self, e: &RedisError, what: &str, trips: bool) -> (StoreError, bool) {
+    pub(crate) fn failed(&self, e: &RedisError, what: &str, trips: bool) -> (StoreError, bool) {
         let err = classify(e);
         self.count_failure(err);
         if err == StoreError::Timeout {

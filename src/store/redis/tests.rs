@@ -13,6 +13,8 @@ use std::sync::atomic::AtomicUsize;
 use std::sync::Barrier;
 use std::time::Instant;
 
+mod ticket_records;
+
 const SERVER: &str = "redis-server";
 
 fn now() -> u64 {
@@ -969,6 +971,10 @@ fn cluster() {
             assert!(get(&a, &key(n)).is_none());
         }
     }
+    // Ticket-key records: one hash, the add script routed to its node.
+    assert_eq!(a.add_ticket_record(1, b"one", t + 100), Ok(true));
+    assert_eq!(b.add_ticket_record(1, b"two", t + 100), Ok(false));
+    assert_eq!(b.ticket_records().unwrap()[0].bytes.as_slice(), b"one");
     assert_eq!(count(&a.counters().errors) + count(&b.counters().errors), 0);
     // The operator's view visits every primary.
     let c = open(&cfg);
@@ -993,8 +999,14 @@ fn cluster() {
             .arg("*")
             .query(&mut node.admin())
             .unwrap();
-        assert!(keys.iter().all(|k| k == "sesscache:stats"), "{keys:?}");
+        assert!(
+            keys.iter()
+                .all(|k| k == "sesscache:stats" || k == "sesscache:tickets"),
+            "{keys:?}"
+        );
     }
+    // The records stay.
+    assert_eq!(c.ticket_records().unwrap().len(), 1);
 }
 
 /// `survey`: the counters of every process (here, two stores of this process, each with

@@ -4,9 +4,10 @@
 //! See [`segment`] for the layout, how a segment is created race-free and who may open it,
 //! [`shard`] for the entries, the index, eviction, verification and repair, [`lock`]
 //! for the shard lock that neither a crash nor a stray write can wedge, and [`tickets`] for
-//! the ticket-key records (`tickets=shared`), kept in the segment's header page. Every operation
-//! locks exactly one shard; there is no global lock. The counters live in the segment, so
-//! statistics from any process describe the whole cache.
+//! the ticket-key records (`tickets=shared`), kept in the segment's header page. Every
+//! session operation locks exactly one shard; there is no global lock (the ticket-key
+//! table has a lock of its own, taken only off the handshake path). The counters live in
+//! the segment, so statistics from any process describe the whole cache.
 
 #[cfg(test)]
 mod hostile;
@@ -292,6 +293,36 @@ impl ShmStore {
     pub fn shard_count(&self) -> usize {
         self.shards.len()
     }
+
+    /// The segment's ticket-key table, with this store's lock bounds and counters.
+    fn ticket_table(&self) -> tickets::Table<'_> {
+        tickets::Table {
+            seg: &self.segment,
+            timing: &self.timing,
+            counters: self.counters(),
+            tickets: &self.tickets,
+        }
+    }
+}
+
+/// Writes into the ticket-key table for the hostile tests and the fuzz targets only (the
+/// `fuzzing` feature, never in what `make` builds).
+#[cfg(any(test, feature = "fuzzing"))]
+impl ShmStore {
+    /// Copies `bytes` over the ticket-key table's slots (not its lock word) from `offset`
+    /// (taken modulo the slots' length), cut at their end. Only while no other process or
+    /// thread uses the segment.
+    #[doc(hidden)]
+    pub fn fuzz_overwrite_tickets(&self, offset: usize, bytes: &[u8]) {
+        tickets::overwrite_slots(&self.segment, offset, bytes);
+    }
+
+    /// The offset of slot `i`'s length field among the slots, for
+    /// [`ShmStore::fuzz_overwrite_tickets`].
+    #[doc(hidden)]
+    pub fn fuzz_ticket_len_offset(i: usize) -> usize {
+        tickets::len_offset(i)
+    }
 }
 
 /// Entry points for the fuzz targets only (`fuzz/fuzz_targets/shm_shard.rs`; the `fuzzing`
@@ -434,7 +465,7 @@ impl Store for ShmStore {
     }
 
     fn ticket_records(&self) -> Result<Vec<crate::store::TicketRecord>, StoreError> {
-        self.tickets_records()
+        self.ticket_table().records()
     }
 
     fn add_ticket_record(
@@ -443,11 +474,12 @@ impl Store for ShmStore {
         bytes: &[u8],
         keep_until: u64,
     ) -> Result<bool, StoreError> {
-        self.tickets_add(seq, bytes, keep_until, crate::clock::now())
+        self.ticket_table()
+            .add(seq, bytes, keep_until, crate::clock::now())
     }
 
     fn drop_ticket_records(&self, seqs: &[u64]) -> Result<(), StoreError> {
-        self.tickets_drop(seqs)
+        self.ticket_table().drop_records(seqs)
     }
 }
 

@@ -2,7 +2,7 @@
 //! segment's header page, shared by every process that opens the segment.
 //!
 //! Layout (offsets from the start of the mapping; the shards start at
-//! [`HEADER_BYTES`](super::segment::HEADER_BYTES) as before):
+//! `HEADER_BYTES` as before):
 //!
 //! ```text
 //! TABLE_OFFSET (512): lock u32 | lock_count u32 | reserved to 64 bytes
@@ -10,12 +10,12 @@
 //!     0 seq u64  8 keep_until u64 (Unix seconds)  16 len u32  20 state u32  24 bytes [u8; 184]
 //! ```
 //!
-//! A slot holds a record when its `state` is [`USED`]; any other value is an empty slot
+//! A slot holds a record when its `state` is `USED`; any other value is an empty slot
 //! (zero, as a new segment has it, or garbage). So every sequence number, 0 included, can
 //! be stored: emptiness is never read from `seq`. An all-zero table is an unlocked, empty
 //! one, which is what a new segment holds: nothing has to be written at creation.
 //!
-//! The table has a lock of its own ([`ShardLock`], with the shards' [`Timing`](super::lock::Timing)), so a
+//! The table has a lock of its own ([`ShardLock`], with the shards' [`Timing`]), so a
 //! process that dies or stalls holding it costs others a bounded wait, never a hang. As in
 //! the shards, nothing read from the table is trusted: after every acquisition each slot is
 //! checked (a used slot whose length is over [`MAX_TICKET_RECORD_BYTES`], or whose `seq` a
@@ -28,12 +28,11 @@
 //! leave the table alone: records go when the caller drops them, or when a full table needs
 //! room (the records past their `keep_until` first, then the lowest sequence numbers).
 
-use super::lock::{Acquired, ShardLock, Stuck};
+use super::lock::{Acquired, ShardLock, Stuck, Timing};
 use super::segment::{Header, Segment, HEADER_BYTES};
-use super::ShmStore;
 use crate::log::Level;
 use crate::secret::SecretBytes;
-use crate::store::{Counters, Store, StoreError, TicketRecord, MAX_TICKET_RECORD_BYTES};
+use crate::store::{Counters, StoreError, TicketRecord, MAX_TICKET_RECORD_BYTES};
 use std::ptr::{addr_of, addr_of_mut};
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -82,6 +81,15 @@ pub struct Tickets {
     stuck: Stuck,
 }
 
+/// The table of a segment, as one store uses it: the segment, the lock's bounds, the
+/// counters that errors go to, and this process's view of the lock.
+pub struct Table<'a> {
+    pub seg: &'a Segment,
+    pub timing: &'a Timing,
+    pub counters: &'a Counters,
+    pub tickets: &'a Tickets,
+}
+
 /// The table, locked; unlocks when dropped.
 struct Locked<'a> {
     base: *mut u8,
@@ -117,13 +125,11 @@ fn lock_of(seg: &Segment) -> ShardLock<'_> {
     }
 }
 
-impl ShmStore {
+impl<'a> Table<'a> {
     /// Locks the table within the store's lock budget and checks its slots; counts what
     /// it finds wrong, and a lock it could not have, in `errors`.
-    fn lock_tickets(&self) -> Result<Locked<'_>, StoreError> {
-        let counters = self.counters();
-        let timing = &self.timing;
-        let seg = &self.segment;
+    fn lock(&self) -> Result<Locked<'a>, StoreError> {
+        let (counters, timing, seg) = (self.counters, self.timing, self.seg);
         let acquired = match lock_of(seg).lock(timing, &self.tickets.stuck) {
             Ok(a) => a,
             Err(_) => {
@@ -165,9 +171,9 @@ impl ShmStore {
         Ok(locked)
     }
 
-    /// Every record, copied out ([`Store::ticket_records`]).
-    pub(super) fn tickets_records(&self) -> Result<Vec<TicketRecord>, StoreError> {
-        let t = self.lock_tickets()?;
+    /// Every record, copied out ([`Store::ticket_records`](crate::store::Store::ticket_records)).
+    pub fn records(&self) -> Result<Vec<TicketRecord>, StoreError> {
+        let t = self.lock()?;
         let mut out = Vec::new();
         for i in 0..SLOTS {
             let m = t.meta(i);
@@ -178,15 +184,16 @@ impl ShmStore {
                 Some(bytes) => out.push(TicketRecord { seq: m.seq, bytes }),
                 // (`check` wiped such slots; only a process that stole the lock from us
                 // could have written one since.)
-                None => Counters::bump(&self.counters().errors),
+                None => Counters::bump(&self.counters.errors),
             }
         }
         Ok(out)
     }
 
-    /// Adds record `seq` unless the table holds it ([`Store::add_ticket_record`]); `now`
-    /// (Unix seconds) tells which records are past their `keep_until`.
-    pub(super) fn tickets_add(
+    /// Adds record `seq` unless the table holds it
+    /// ([`Store::add_ticket_record`](crate::store::Store::add_ticket_record)); `now` (Unix
+    /// seconds) tells which records are past their `keep_until`.
+    pub fn add(
         &self,
         seq: u64,
         bytes: &[u8],
@@ -196,7 +203,7 @@ impl ShmStore {
         if bytes.len() > MAX_TICKET_RECORD_BYTES {
             return Err(StoreError::TooLarge);
         }
-        let mut t = self.lock_tickets()?;
+        let mut t = self.lock()?;
         let metas: Vec<Meta> = (0..SLOTS).map(|i| t.meta(i)).collect();
         if metas.iter().any(|m| m.used && m.seq == seq) {
             return Ok(false);
@@ -207,9 +214,10 @@ impl ShmStore {
         Ok(true)
     }
 
-    /// Drops (wipes) the records with these sequence numbers ([`Store::drop_ticket_records`]).
-    pub(super) fn tickets_drop(&self, seqs: &[u64]) -> Result<(), StoreError> {
-        let mut t = self.lock_tickets()?;
+    /// Drops (wipes) the records with these sequence numbers
+    /// ([`Store::drop_ticket_records`](crate::store::Store::drop_ticket_records)).
+    pub fn drop_records(&self, seqs: &[u64]) -> Result<(), StoreError> {
+        let mut t = self.lock()?;
         for i in 0..SLOTS {
             let m = t.meta(i);
             if m.used && seqs.contains(&m.seq) {
@@ -351,34 +359,30 @@ impl Locked<'_> {
     }
 }
 
-/// Writes into the ticket table for tests and the fuzz targets only (the `fuzzing` feature,
-/// never in what `make` builds): bytes as a crashed or hostile process could leave them.
+/// Copies `bytes` over the table's slots (not its lock word) in the mapping at `base`,
+/// from `offset` (taken modulo the slots' length), cut at their end: bytes as a crashed or
+/// hostile process could leave them, for tests and the fuzz targets (`ShmStore::
+/// fuzz_overwrite_tickets`). Only while no other process or thread uses the table.
 #[cfg(any(test, feature = "fuzzing"))]
-impl ShmStore {
-    /// Copies `bytes` over the table's slots (not its lock word) from `offset` (taken
-    /// modulo the slots' length), cut at their end. Only while no other process or thread
-    /// uses the table.
-    #[doc(hidden)]
-    pub fn fuzz_overwrite_tickets(&self, offset: usize, bytes: &[u8]) {
-        let len = SLOTS * SLOT_BYTES;
-        let at = offset % len;
-        let n = bytes.len().min(len - at);
-        // SAFETY: [at, at + n) lies inside the slots, which lie inside the header page of
-        // the mapping; `bytes` is another allocation; nobody else uses the table meanwhile.
-        unsafe {
-            std::ptr::copy_nonoverlapping(
-                bytes.as_ptr(),
-                self.segment.base.add(TABLE_OFFSET + LOCK_AREA + at),
-                n,
-            )
-        };
-    }
+pub fn overwrite_slots(seg: &Segment, offset: usize, bytes: &[u8]) {
+    let len = SLOTS * SLOT_BYTES;
+    let at = offset % len;
+    let n = bytes.len().min(len - at);
+    // SAFETY: [at, at + n) lies inside the slots, which lie inside the header page of the
+    // mapping; `bytes` is another allocation; nobody else uses the table meanwhile.
+    unsafe {
+        std::ptr::copy_nonoverlapping(
+            bytes.as_ptr(),
+            seg.base.add(TABLE_OFFSET + LOCK_AREA + at),
+            n,
+        )
+    };
+}
 
-    /// The offset of slot `i`'s `len` field in the slots (for [`Self::fuzz_overwrite_tickets`]).
-    #[doc(hidden)]
-    pub fn fuzz_ticket_len_offset(i: usize) -> usize {
-        i * SLOT_BYTES + std::mem::offset_of!(Slot, len)
-    }
+/// The offset of slot `i`'s `len` field among the slots (for [`overwrite_slots`]).
+#[cfg(any(test, feature = "fuzzing"))]
+pub fn len_offset(i: usize) -> usize {
+    i * SLOT_BYTES + std::mem::offset_of!(Slot, len)
 }
 
 #[cfg(test)]

@@ -213,6 +213,9 @@ fi
 section "shm: openssl s_server processes and nginx workers sharing one cache"
 suite shm_servers shm-servers sh c-tests/shm_servers.sh
 
+section "shared ticket keys (tickets=shared): s_server processes on shm:, hosts on a Redis the test starts"
+suite tickets tickets sh c-tests/tickets.sh
+
 section "redis://: s_server hosts and nginx workers sharing sessions through a Redis the test starts"
 suite redis_servers redis-servers sh c-tests/redis_servers.sh
 

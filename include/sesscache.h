@@ -207,11 +207,11 @@ extern "C" {
  *   (`stateful`) or never (`keep`); or stateless tickets under keys kept in the cache and
  *   rotated through it, shared by every process and host using it (`shared`, preloaded and
  *   attached contexts; `redis` needs `key_file`)
- * - `ticket_rotate=NUMBER` (from 2 to 604800; default 3600): `tickets=shared`: seconds each
- *   ticket key encrypts; it then still decrypts for `ttl` seconds (default 7200); every server
- *   of a cache must give the same
+ * - `ticket_rotate=NUMBER` (from 2 to 604800; default 3600): with shared tickets (`tickets`
+ *   `shared`): seconds each ticket key encrypts; it then still decrypts for `ttl` seconds
+ *   (default 7200); every server of a cache must give the same
  * - `force=0|1` (default 0): preload mode: serve also the contexts whose program turned its
- *   session cache off; with `tickets=shared`, also those whose program set its own ticket keys
+ *   session cache off; with shared tickets, also those whose program set its own ticket keys
  *   or ticket callback (the shared keys then win)
  *
  * Parameters of `shm:`, `redis:`, `redis+unix:` and `redis+cluster:`:
@@ -278,7 +278,10 @@ void sesscache_free(struct sesscache *cache);
  * callbacks in OpenSSL and sets the session cache mode to
  * `SSL_SESS_CACHE_SERVER | SSL_SESS_CACHE_NO_INTERNAL`. Callbacks the application set, or
  * sets later through `SSL_CTX_sess_set_*_cb`, still run: its get callback is asked first
- * and the cache answers its misses; new and remove events go to both.
+ * and the cache answers its misses; new and remove events go to both. With
+ * `tickets=shared` in the cache's URL, the context also gets the ticket key callback of
+ * shared ticket keys, unless the program set its own ticket keys or ticket callback on it
+ * (before or after; `force=1` makes the shared keys win).
  *
  * The context takes its own reference to the cache, released when the context is freed.
  * Attaching the same cache twice is harmless; attaching a second cache to a context is an

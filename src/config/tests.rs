@@ -578,7 +578,10 @@ fn shared_tickets_and_their_rotation() {
     // Ticket keys never go to Redis in clear: a key file is required, whatever
     // insecure_plaintext says.
     let m = msg("redis://h?insecure_plaintext=1&tickets=shared");
-    assert!(m.contains("tickets=shared") && m.contains("key_file"), "{m}");
+    assert!(
+        m.contains("tickets=shared") && m.contains("key_file"),
+        "{m}"
+    );
     assert!(parse("redis://h?insecure_plaintext=1").is_ok());
     assert!(parse("redis://h?key_file=/k&tickets=shared").is_ok());
 }

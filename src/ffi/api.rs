@@ -237,7 +237,10 @@ pub unsafe extern "C" fn sesscache_free(cache: *mut sesscache) {
 /// callbacks in OpenSSL and sets the session cache mode to
 /// `SSL_SESS_CACHE_SERVER | SSL_SESS_CACHE_NO_INTERNAL`. Callbacks the application set, or
 /// sets later through `SSL_CTX_sess_set_*_cb`, still run: its get callback is asked first
-/// and the cache answers its misses; new and remove events go to both.
+/// and the cache answers its misses; new and remove events go to both. With
+/// `tickets=shared` in the cache's URL, the context also gets the ticket key callback of
+/// shared ticket keys, unless the program set its own ticket keys or ticket callback on it
+/// (before or after; `force=1` makes the shared keys win).
 ///
 /// The context takes its own reference to the cache, released when the context is freed.
 /// Attaching the same cache twice is harmless; attaching a second cache to a context is an

@@ -1197,7 +1197,8 @@ fn the_documented_acl_is_enough() {
     // As in SECURITY.md ("Redis").
     rule.extend([
         "+get", "+set", "+del", "+pttl", "+eval", "+evalsha", "+ping", "+hincrby", "+hset",
-        "+time", "+hgetall", "+scan", "+strlen", "+info",
+        "+time", "+hsetnx", "+expiretime", "+expireat", "+hdel", "+hgetall", "+scan", "+strlen",
+        "+info",
     ]);
     redis::cmd("ACL").arg(&rule).exec(&mut srv.admin()).unwrap();
     let mut cfg = srv.cfg();
@@ -1218,6 +1219,11 @@ fn the_documented_acl_is_enough() {
     s.remove(&key(3)).unwrap();
     s.put(&key(4), value(b"y", t + 100, false), t).unwrap();
     s.flush();
+    // tickets=shared: the ticket-key records.
+    assert_eq!(s.add_ticket_record(1, b"key", t + 100), Ok(true));
+    assert_eq!(s.add_ticket_record(1, b"other", t + 100), Ok(false));
+    assert_eq!(s.ticket_records().unwrap().len(), 1);
+    s.drop_ticket_records(&[1]).unwrap();
     assert_eq!(count(&s.counters().errors), 0);
     assert_eq!(net(&s), NetStats::default());
     let fleet = s.survey().unwrap().unwrap();

@@ -164,12 +164,17 @@ suite test_memory_bound test_memory_bound $B/test_memory_bound
 section "shm: processes, forks, crashes"
 suite test_shm test_shm $B/test_shm
 
+section "shared ticket keys through the explicit API: contexts, the program's own keys, force=1"
+suite test_tickets test_tickets $B/test_tickets
+
 section "harness under valgrind memcheck"
 if command -v valgrind >/dev/null 2>&1; then
     suite test_cache_valgrind test_cache env SESSCACHE_TEST_QUICK=1 valgrind -q --leak-check=full \
         --errors-for-leak-kinds=definite --error-exitcode=99 $B/test_cache
     suite test_shm_valgrind test_shm env SESSCACHE_TEST_QUICK=1 valgrind -q --leak-check=full \
         --errors-for-leak-kinds=definite --error-exitcode=99 $B/test_shm
+    suite test_tickets_valgrind test_tickets valgrind -q --leak-check=full \
+        --errors-for-leak-kinds=definite --error-exitcode=99 $B/test_tickets
 else
     fail "valgrind is not installed (apt-get install valgrind)"
 fi
@@ -177,6 +182,7 @@ fi
 section "harness built with AddressSanitizer and UndefinedBehaviorSanitizer"
 suite test_cache_asan test_cache env ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 $B/test_cache_asan
 suite test_shm_asan test_shm env ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 $B/test_shm_asan
+suite test_tickets_asan test_tickets env ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 $B/test_tickets_asan
 
 section "transparency: the same program with and without the library"
 lib=$(pwd)/target/release/libsesscache.so

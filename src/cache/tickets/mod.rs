@@ -27,7 +27,7 @@ use key::{TicketKey, NAME_LEN};
 use plan::Timing;
 use record::{RecordSeal, Refused};
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
-use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::sync::{mpsc, Arc, Mutex, RwLock, Weak};
 
 /// The keys a process holds: shared ones from the backend, and its own.
 pub struct Ring {
@@ -92,6 +92,8 @@ struct Inner {
     counters: TicketCounters,
     /// The records already refused (counted and logged once each).
     refused_seen: Mutex<Vec<u64>>,
+    /// Dropped with the keys: the refresher, waiting on the other end, then ends at once.
+    stop_refresher: Mutex<Option<mpsc::Sender<()>>>,
 }
 
 /// A cache's shared ticket keys, for one process (and its forked children).
@@ -195,6 +197,7 @@ impl Tickets {
                 said: AtomicU8::new(SAID_NOTHING),
                 counters: TicketCounters::default(),
                 refused_seen: Mutex::new(Vec::new()),
+                stop_refresher: Mutex::new(None),
             }),
         }
     }
@@ -279,8 +282,18 @@ impl Tickets {
         }
         let weak: Weak<Inner> = Arc::downgrade(&self.inner);
         let pause = std::time::Duration::from_millis(self.inner.timing.refresh_ms);
+        let (stop, stopped) = mpsc::channel::<()>();
+        // A parent's sender (we are its forked child) is replaced: its thread is not here.
+        *self
+            .inner
+            .stop_refresher
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(stop);
         let spawned = crate::threads::spawn_quiet("sesscache-tickets", move || loop {
-            std::thread::sleep(pause);
+            // Ends as soon as the keys are dropped (the sender with them).
+            if stopped.recv_timeout(pause) != Err(mpsc::RecvTimeoutError::Timeout) {
+                return;
+            }
             let Some(inner) = weak.upgrade() else {
                 return;
             };

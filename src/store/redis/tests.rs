@@ -1196,8 +1196,23 @@ fn the_documented_acl_is_enough() {
     let mut rule = vec!["SETUSER", "tls", "on", ">tls-Pw-1", "~sesscache:*"];
     // As in SECURITY.md ("Redis").
     rule.extend([
-        "+get", "+set", "+del", "+pttl", "+eval", "+evalsha", "+ping", "+hincrby", "+hset",
-        "+time", "+hsetnx", "+expiretime", "+expireat", "+hdel", "+hgetall", "+scan", "+strlen",
+        "+get",
+        "+set",
+        "+del",
+        "+pttl",
+        "+eval",
+        "+evalsha",
+        "+ping",
+        "+hincrby",
+        "+hset",
+        "+time",
+        "+hsetnx",
+        "+expiretime",
+        "+expireat",
+        "+hdel",
+        "+hgetall",
+        "+scan",
+        "+strlen",
         "+info",
     ]);
     redis::cmd("ACL").arg(&rule).exec(&mut srv.admin()).unwrap();

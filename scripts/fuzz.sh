@@ -22,7 +22,7 @@ set -eu
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 FUZZ="$ROOT/fuzz"
-ALL="url shm_shard sealed_value callback_der"
+ALL="url shm_shard sealed_value callback_der ticket_record"
 TARGETS=${FUZZ_TARGETS:-$ALL}
 SAN=${FUZZ_SANITIZER:-address}
 TRIPLE=$(rustc +nightly -vV 2>/dev/null | sed -n 's/^host: //p') || TRIPLE=

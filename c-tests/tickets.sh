@@ -12,7 +12,9 @@
 #    the other's tickets; the records in Redis are sealed (no key name in clear);
 # d. rotation with a short period: a ticket of generation N resumes during N+1 (and is
 #    renewed under the newer key), and is refused once its decryption window ends;
-# e. Redis killed: full handshakes complete, tickets keep resuming on the keys held;
+# e. Redis killed: full handshakes complete, tickets keep resuming on the keys held; Redis
+#    down when a host starts: its own key serves (said once), the shared keys once Redis is
+#    back (said once);
 # f. a key record altered in Redis is refused and counted.
 # (That a host whose refresh is late issues only tickets the others open is checked by the
 # unit test cache::tickets::tests::a_process_whose_refresh_is_late_issues_only_tickets_the_others_open.)
@@ -270,9 +272,25 @@ e3=$(conn "$P2" -tls1_2)
 check "$e1 $e2 $e3" "New TLSv1.3 Reused TLSv1.3 New TLSv1.2" "e: Redis down: tickets resume on the keys held, full handshakes complete"
 stop k1; stop k2
 
+echo "# e. Redis down when a host starts, then back"
+u="$base&prefix=g$$:&ticket_rotate=10"
+start g1 SESSCACHE_URL="$u" && P1=$PORT || fail "e: host did not start"
+g1=$(conn "$P1" -tls1_2 -sess_out "$dir/g.pem")
+g2=$(conn "$P1" -tls1_2 -sess_in "$dir/g.pem")
+check "$g1 $g2" "New TLSv1.2 Reused TLSv1.2" "e: Redis down at start: tickets work, under the process's own key"
+check "$(grep -c 'cannot read the shared ticket keys' "$dir/g1.err")" 1 "e: said once in the log"
+redis_start "$RPORT" || { fail "redis-server did not restart"; finish; }
+# ticket_rotate=10: the host refreshes every second.
+sleep 2.5
+g3=$(conn "$P1" -tls1_2 -sess_out "$dir/g3.pem")
+if listed "$u" "$(name "$dir/g3.pem")"; then ok "e: Redis back: new tickets use the shared keys"
+else fail "e: Redis back: new tickets use the shared keys"; show "$dir/g1.err"; fi
+g4=$(conn "$P1" -tls1_2 -sess_in "$dir/g.pem")
+check "$g4" "Reused TLSv1.2" "e: and the tickets issued under the process's own key still resume"
+check "$(grep -c 'answers again' "$dir/g1.err")" 1 "e: the return is said once"
+stop g1
+
 echo "# f. a key record altered in Redis"
-redis_start "$(free_port)" || { fail "redis-server did not restart"; finish; }
-base="redis://127.0.0.1:$RPORT?key_file=$dir/keys&tickets=shared&timeout_ms=200"
 u="$base&prefix=f$$:"
 start f1 SESSCACHE_URL="$u" && P1=$PORT || fail "f: host did not start"
 stop f1

@@ -59,6 +59,7 @@ pub enum ProgramSets {
 /// Contexts with no record yet whose program set its own ticket keys or callback.
 static EARLY: Mutex<Vec<usize>> = Mutex::new(Vec::new());
 static ANY_EARLY: AtomicBool = AtomicBool::new(false);
+const MAX_EARLY: usize = 4096;
 
 /// A context was just made: a context earlier at the same address is gone.
 pub fn forget_address(ctx: *mut ssl_ctx_st) {
@@ -187,6 +188,11 @@ pub unsafe fn program_set(ctx: *mut ssl_ctx_st, what: ProgramSets) {
     let Some(rec) = (unsafe { record(ctx) }) else {
         let mut early = EARLY.lock().unwrap_or_else(|p| p.into_inner());
         if !early.contains(&(ctx as usize)) {
+            // Bounded: a program that makes contexts without end (and frees them) must not
+            // grow this; the oldest addresses are the likeliest to be gone.
+            if early.len() >= MAX_EARLY {
+                early.remove(0);
+            }
             early.push(ctx as usize);
         }
         ANY_EARLY.store(true, Ordering::Relaxed);

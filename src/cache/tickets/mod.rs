@@ -428,7 +428,8 @@ pub fn rotate(
 ) -> Result<u64, StoreError> {
     for _ in 0..3 {
         let read = read_records(store, seal, |_, _| {})?;
-        let schedule = plan::rotation(read.max_seq, now, t, revoke);
+        let schedule =
+            plan::rotation(read.max_seq, now, t, revoke).ok_or(StoreError::Unavailable)?;
         let key = TicketKey::generate(schedule).ok_or(StoreError::Unavailable)?;
         let record = seal.seal(&key).ok_or(StoreError::Unavailable)?;
         if store.add_ticket_record(key.seq, record.as_slice(), key.decrypt_until)? {

@@ -39,7 +39,7 @@ impl Timing {
         let period = period.max(1);
         let lifetime = ttl.unwrap_or(DEFAULT_LIFETIME_S).max(1);
         // A tenth of the period, from 200 ms to a minute.
-        let refresh_ms = (period * 100).clamp(200, 60_000);
+        let refresh_ms = period.saturating_mul(100).clamp(200, 60_000);
         let lead = (2 * refresh_ms)
             .div_ceil(1000)
             .clamp(1, (lifetime / 4).max(1));
@@ -103,26 +103,16 @@ pub fn plan<K: Borrow<TicketKey>>(keys: &[K], max_seq: u64, now: u64, t: &Timing
         .filter(|k| k.decrypt_until <= now)
         .map(|k| k.seq)
         .collect();
-    let seq = max_seq + 1;
+    // A record numbered u64::MAX (only someone who can write the backend makes one) leaves
+    // no number to make a key under: none is made, and the keys held go on serving.
+    let Some(seq) = max_seq.checked_add(1) else {
+        return Plan { create: None, drop };
+    };
     let create = match encryptor(keys, now) {
-        None => Some(Schedule {
-            seq,
-            created: now,
-            enc_from: now,
-            enc_until: now + t.period,
-            decrypt_until: now + t.period + t.lifetime,
-            revokes: false,
-        }),
+        None => Some(schedule(seq, now, now, t, false)),
         Some(cur) if !keys.iter().any(|k| k.borrow().enc_from > cur.enc_from) => {
-            let enc_from = cur.enc_until.max(now + t.lead);
-            Some(Schedule {
-                seq,
-                created: now,
-                enc_from,
-                enc_until: enc_from + t.period,
-                decrypt_until: enc_from + t.period + t.lifetime,
-                revokes: false,
-            })
+            let enc_from = cur.enc_until.max(now.saturating_add(t.lead));
+            Some(schedule(seq, now, enc_from, t, false))
         }
         Some(_) => None,
     };
@@ -133,15 +123,26 @@ pub fn plan<K: Borrow<TicketKey>>(keys: &[K], max_seq: u64, now: u64, t: &Timing
 /// by then), or at once when it revokes every older key (after a suspected compromise:
 /// processes that have not refreshed yet cannot open its tickets for up to a refresh
 /// interval, a price worth paying then).
-pub fn rotation(max_seq: u64, now: u64, t: &Timing, revoke: bool) -> Schedule {
-    let enc_from = if revoke { now } else { now + t.lead };
+pub fn rotation(max_seq: u64, now: u64, t: &Timing, revoke: bool) -> Option<Schedule> {
+    let enc_from = if revoke {
+        now
+    } else {
+        now.saturating_add(t.lead)
+    };
+    Some(schedule(max_seq.checked_add(1)?, now, enc_from, t, revoke))
+}
+
+/// Key `seq`, made at `now`, encrypting for a period from `enc_from`, then decrypting for a
+/// lifetime (saturating: a `ttl` of centuries is not an overflow).
+fn schedule(seq: u64, now: u64, enc_from: u64, t: &Timing, revokes: bool) -> Schedule {
+    let enc_until = enc_from.saturating_add(t.period);
     Schedule {
-        seq: max_seq + 1,
+        seq,
         created: now,
         enc_from,
-        enc_until: enc_from + t.period,
-        decrypt_until: enc_from + t.period + t.lifetime,
-        revokes: revoke,
+        enc_until,
+        decrypt_until: enc_until.saturating_add(t.lifetime),
+        revokes,
     }
 }
 
@@ -261,20 +262,29 @@ mod tests {
     fn numbers_are_never_reused_even_over_refused_records() {
         let p = plan::<TicketKey>(&[], 41, 1000, &T);
         assert_eq!(p.create.unwrap().seq, 42);
+        // A planted record numbered u64::MAX: no number is left, nothing overflows.
+        assert_eq!(plan::<TicketKey>(&[], u64::MAX, 1000, &T).create, None);
+        assert_eq!(rotation(u64::MAX, 1000, &T, true), None);
+        // Nor does a lifetime of centuries.
+        let long = Timing::new(3600, Some(u64::MAX));
+        let s = plan::<TicketKey>(&[], 1, u64::MAX - 10, &long)
+            .create
+            .unwrap();
+        assert_eq!(s.decrypt_until, u64::MAX);
     }
 
     #[test]
     fn rotation_and_revocation() {
         let mut keys = simulate(1000, 1010, 1);
         assert_eq!(keys.len(), 2);
-        let r = rotation(2, 1020, &T, false);
+        let r = rotation(2, 1020, &T, false).unwrap();
         assert_eq!((r.seq, r.enc_from, r.revokes), (3, 1030, false));
         keys.push(make(r));
         assert_eq!(encryptor(&keys, 1029).unwrap().seq, 1);
         assert_eq!(encryptor(&keys, 1030).unwrap().seq, 3);
         // The scheduled key 2 takes over at its time.
         assert_eq!(encryptor(&keys, 1100).unwrap().seq, 2);
-        let v = rotation(3, 1040, &T, true);
+        let v = rotation(3, 1040, &T, true).unwrap();
         assert_eq!((v.seq, v.enc_from), (4, 1040));
         keys.push(make(v));
         assert_eq!(apply_revocations(&mut keys), vec![1, 2, 3]);

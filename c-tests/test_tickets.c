@@ -5,7 +5,7 @@
  *   - a program's own ticket keys (set before or after sesscache_attach) and its own ticket
  *     callback win: its tickets carry its key name and the shared keys do not open them;
  *   - with force=1 the shared keys win over both, and the program's callback is never called;
- *   - a client context of a program is untouched.
+ *   - a resumed TLS 1.3 handshake brings the client a new ticket, as OpenSSL's own keys do.
  * Run under valgrind and AddressSanitizer by the harness, like test_cache. */
 #include <openssl/err.h>
 #include <openssl/evp.h>
@@ -63,6 +63,43 @@ out:
 }
 
 static const int versions[] = {TLS1_2_VERSION, TLS1_3_VERSION};
+
+/* A TLS 1.3 ticket issued by `ctx`, offered back to it: 1 if the resumed handshake brought the
+ * client a new ticket (as OpenSSL's own keys do, for clients that use each ticket once), 0 if
+ * not, -1 if it did not resume. */
+static int tls13_resumption_renews(SSL_CTX *ctx) {
+    SSL_CTX *client = tu_client_ctx(TLS1_3_VERSION);
+    tu_conn_result first = {0}, second = {0};
+    int renewed = -1;
+    if (client == NULL || !tu_connect(ctx, client, NULL, &first) || first.session == NULL)
+        goto out;
+    tu_conn_opts opts = {.resume = first.session};
+    if (!tu_connect(ctx, client, &opts, &second) || !second.resumed || second.session == NULL)
+        goto out;
+    const unsigned char *t1 = NULL, *t2 = NULL;
+    size_t l1 = 0, l2 = 0;
+    SSL_SESSION_get0_ticket(first.session, &t1, &l1);
+    SSL_SESSION_get0_ticket(second.session, &t2, &l2);
+    renewed = t1 != NULL && t2 != NULL && (l1 != l2 || memcmp(t1, t2, l1) != 0);
+out:
+    SSL_SESSION_free(first.session);
+    SSL_SESSION_free(second.session);
+    SSL_CTX_free(client);
+    return renewed;
+}
+
+static void tls13_resumptions_bring_a_new_ticket_as_without_the_library(void) {
+    sesscache *cache = open_cache("memory:?tickets=shared");
+    REQUIRE(cache != NULL);
+    SSL_CTX *plain = server(TLS1_3_VERSION), *shared = server(TLS1_3_VERSION);
+    REQUIRE(plain != NULL && shared != NULL);
+    CHECK_EQ(sesscache_attach(cache, shared), 1);
+    CHECK_EQ(tls13_resumption_renews(plain), 1);
+    CHECK_EQ(tls13_resumption_renews(shared), 1);
+    SSL_CTX_free(plain);
+    SSL_CTX_free(shared);
+    sesscache_free(cache);
+}
 
 static void two_attached_contexts_open_each_others_tickets(void) {
     sesscache *cache = open_cache("memory:?tickets=shared");
@@ -227,6 +264,7 @@ int main(void) {
     }
     RUN(two_attached_contexts_open_each_others_tickets);
     RUN(without_the_cache_two_contexts_do_not);
+    RUN(tls13_resumptions_bring_a_new_ticket_as_without_the_library);
     RUN(own_keys_win_before_or_after_attach);
     RUN(own_callback_wins);
     RUN(force_makes_the_shared_keys_win);

@@ -343,8 +343,9 @@ unsafe fn cipher_init(
 }
 
 /// What both callbacks do. Returns what OpenSSL expects: encrypting, 1 (done) or 0 (no
-/// ticket); decrypting, 1 (opened), 2 (opened, renew the ticket), 0 (unknown key: a full
-/// handshake); -1 on an OpenSSL failure.
+/// ticket); decrypting, 1 (opened), 2 (opened, renew the ticket: TLS 1.3 always, as
+/// OpenSSL's own keys do, TLS 1.2 under an older key), 0 (unknown key: a full handshake);
+/// -1 on an OpenSSL failure.
 ///
 /// # Safety
 /// The arguments are those OpenSSL passes to a ticket key callback.
@@ -386,6 +387,11 @@ unsafe fn ticket_key(
     } else {
         // SAFETY: OpenSSL passes the ticket's 16-byte key name.
         let name = unsafe { &*(key_name as *const [u8; NAME_LEN]) };
+        // OpenSSL's own keys renew every TLS 1.3 ticket they open (a resumed TLS 1.3
+        // handshake then sends a new one, for clients that use each ticket once, as RFC 8446
+        // C.4 advises); so do the shared keys. TLS 1.2: only tickets under an older key.
+        // SAFETY: ssl is live; the version is negotiated before tickets are opened.
+        let tls13 = unsafe { openssl_sys::SSL_version(ssl.cast()) } == openssl_sys::TLS1_3_VERSION;
         tickets
             .with_decryptor(name, now, |key, renew| {
                 // SAFETY: iv holds the ticket's 16-byte IV; the contexts are live.
@@ -394,7 +400,7 @@ unsafe fn ticket_key(
                         return -1;
                     }
                 }
-                if renew {
+                if renew || tls13 {
                     2
                 } else {
                     1

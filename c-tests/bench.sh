@@ -8,8 +8,13 @@
 #   1. bench_resume (c-tests/bench_resume.c) in six modes: 1, 2 and 4 threads; 2 and 4
 #      processes on one shm: segment; 1 thread with client certificates; with a
 #      redis-server this script starts on loopback for the redis:// configurations;
+#   1b. bench_resume --tickets: stateless tickets under shared keys (tickets=shared) against
+#      OpenSSL's own ticket keys: 1 thread (memory:, shm:, redis://), 2 and 4 processes
+#      (shm:, redis://: each process its own cache and connections, i.e. "hosts"), each
+#      offering only the tickets the others issued;
 #   2. instructions per lookup and per store, counted by callgrind (memory:, shm:), which do
-#      not vary with machine noise;
+#      not vary with machine noise; instructions per ticket encryption and decryption, ours
+#      (shm:) against OpenSSL's own (c-tests/callgrind_tickets.py);
 #   3. real servers (c-tests/bench_servers.sh: nginx and Apache httpd, the library preloaded
 #      against their own caches), when that script is present;
 #   4. the cache core alone (criterion: `make bench-core`), when that target exists;
@@ -74,6 +79,22 @@ for mode in "--threads 1" "--threads 2" "--threads 4" "--processes 2" "--process
     fi
 done
 
+# 1b. Stateless tickets: shared keys against OpenSSL's own.
+n=0
+for mode in "--threads 1" "--processes 2" "--processes 4"; do
+    n=$((n + 1))
+    step "bench_resume --tickets $mode ($n/3)"
+    log=$out/tickets-$n.log
+    if [ $quick = 1 ]; then set -- --quick; else set --; fi
+    # shellcheck disable=SC2086
+    if "$prog" --tickets $mode "$@" >"$log" 2>&1; then
+        grep -v '^result \|^counts \|^cpu ' "$log"
+        grep '^result ' "$log" >>"$out/results.txt"
+    else
+        cat "$log"; echo "bench: bench_resume --tickets $mode failed" >&2; failed=1
+    fi
+done
+
 # 2. Instructions per call, counted by callgrind: one short run per configuration.
 step "instructions per lookup and per store (valgrind --tool=callgrind)"
 first_cg=1
@@ -120,6 +141,21 @@ for cfg in memory shm; do
         cat "$log"; echo "bench: callgrind $cfg failed" >&2; failed=1
     fi
 done
+
+# 2b. Instructions per ticket encryption and decryption (shm: with tickets=shared against
+# OpenSSL's own keys): the timed loops of one run, 3 rounds (TLS 1.3 tickets come in two
+# lengths, by the session's encoding: more rounds average them).
+step "instructions per ticket encryption and decryption (valgrind --tool=callgrind)"
+cg=$dir/callgrind.tickets
+log=$out/callgrind-tickets.log
+if [ $quick = 1 ]; then secs=0.05; rounds=1; else secs=0.5; rounds=3; fi
+if BENCH_ONLY=shm valgrind --tool=callgrind --callgrind-out-file="$cg" \
+       "$prog" --tickets --rounds $rounds --seconds $secs >"$log" 2>&1 &&
+   python3 c-tests/callgrind_tickets.py "$cg" "$cg".[0-9]* >"$cg.txt"; then
+    tee -a "$out/results.txt" <"$cg.txt"
+else
+    cat "$log"; echo "bench: callgrind --tickets failed" >&2; failed=1
+fi
 
 # 3. Real servers.
 if [ -f c-tests/bench_servers.sh ]; then

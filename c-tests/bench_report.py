@@ -13,6 +13,10 @@ RESULTS holds one figure a line (c-tests/bench.sh gathers them):
         (a redis cache's writer), the redis-server.
     instr CONFIG IR_PER_LOOKUP IR_PER_STORE LOOKUPS STORES      (callgrind)
     hsinstr PROTO KIND CONFIG IR_PER_HANDSHAKE HANDSHAKES      (callgrind, 1 thread)
+        bench_resume --tickets: result lines of MODE t1+tickets, p2+tickets, p4+tickets (the
+        baseline: OpenSSL's own ticket keys; the configurations: tickets=shared), and
+    tkinstr PROTO CONFIG ENC_IR ENCRYPTIONS DEC_IR DECRYPTIONS KEY_ENC_IR KEY_DEC_IR
+    tkhsinstr PROTO KIND CONFIG IR_PER_HANDSHAKE HANDSHAKES   (c-tests/callgrind_tickets.py)
     server SERVER PROTO CONFIG CONNS_PER_S RESUMED RATIO_MED RATIO_MIN RATIO_MAX
     core BACKEND OP ENTRIES NS_PER_OP                           (criterion)
     density shm KIND SESSIONS_PER_MIB ENTRY_BYTES
@@ -189,6 +193,157 @@ def instr_table(figs, out):
     grid(out, configs, cells)
 
 
+TICKET_CONFIGS = ["memory", "shm", "redis"]
+
+
+def tickets_section(figs, out):
+    """Shared ticket keys (tickets=shared) against OpenSSL's own ticket keys."""
+    rows = [r for r in figs.get("result", []) if r[0].endswith("+tickets")]
+    tk = figs.get("tkinstr", [])
+    if not rows and not tk:
+        return
+    out.append("## Shared ticket keys\n")
+    out.append("`bench_resume --tickets`: stateless tickets, TLS 1.2 and 1.3. Baseline: "
+               "OpenSSL's own ticket keys (tickets on, its session cache off, so that every "
+               "resumption is a ticket's; the program checks that the cache held no session). "
+               "The other columns: the same server context with the cache attached and "
+               "`tickets=shared` in its URL, so that our ticket key callback encrypts and "
+               "decrypts every ticket under the keys the backend holds (the cache counted no "
+               "hit: every resumption was a ticket's). Each resumption offers the same ticket "
+               "again.\n")
+    targets = []
+    # TLS 1.3: whether a resumed handshake sends a new ticket with one configuration and not
+    # the other (counted under callgrind: encryptions beyond the full handshakes').
+    renews = {}
+    enc = {(r[0], r[1]): int(r[3]) for r in tk}
+    hsn = {(r[0], r[1], r[2]): int(r[4]) for r in figs.get("tkhsinstr", [])}
+    for cfg in ("baseline", "shm"):
+        full, res = hsn.get(("tls13", "full", cfg)), hsn.get(("tls13", "resumed", cfg))
+        if ("tls13", cfg) in enc and full and res:
+            renews[cfg] = round((enc[("tls13", cfg)] - 2 * full) / res, 2)
+    unlike = len(set(renews.values())) > 1
+    one = [r for r in rows if r[0] == "t1+tickets"]
+    if one:
+        configs = [c for c in TICKET_CONFIGS if any(r[3] == c for r in one)]
+        out.append("### 1 thread: the cost of the callback\n")
+        grid(out, configs, lambda proto, kind: {
+            r[3]: (f"{float(r[4]):,.0f} hs/s" if r[3] == "baseline"
+                   else fmt_ratio(r[5], r[6], r[7]))
+            for r in one if r[1] == proto and r[2] == kind})
+        out.append(f"{one[0][9]} round(s); each cell: median ratio to OpenSSL's own tickets "
+                   "in the same round (min–max over the rounds).\n")
+        for r in one:
+            if r[3] != "baseline" and r[2] == "resumed":
+                pname = dict(PROTOS)[r[1]]
+                said = verdict(float(r[5]), float(r[7]), 0.98)
+                if unlike and r[1] == "tls13":
+                    said += " (not like for like: no new ticket, see above)"
+                targets.append(("resumed ≥ 0.98× OpenSSL's own tickets (1 thread)",
+                                f"{r[3]}, {pname}", float(r[5]), said))
+    procs = [r for r in rows if r[0].startswith("p")]
+    if procs:
+        configs = [c for c in TICKET_CONFIGS if any(r[3] == c for r in procs)]
+        out.append("### Processes and hosts: whose tickets resume\n")
+        out.append("N processes, each with its own server context made after the fork (so "
+                   "OpenSSL's keys are each process's own) and, for the shared keys, its own "
+                   "cache opened after the fork (`redis://`: its own connections and its own "
+                   "copy of the keys: N hosts on one Redis). Each process offers only tickets "
+                   "that *other* processes issued. Cells: resumed handshakes per second of all "
+                   "processes (a ticket that does not open is a full handshake), as a ratio to "
+                   "the baseline's, and the share of the offered tickets that resumed.\n")
+        out.append("| | baseline | " + " | ".join(configs) + " |")
+        out.append("|---" * (2 + len(configs)) + "|")
+        for mode in sorted({r[0] for r in procs}):
+            for proto, pname in PROTOS:
+                cell = {r[3]: r for r in procs if r[0] == mode and r[1] == proto
+                        and r[2] == "resumed"}
+                if "baseline" not in cell:
+                    continue
+                base = cell["baseline"]
+                texts = [f"{float(base[4]):,.0f} hs/s, {100 * float(base[8]):.0f}% resumed"]
+                for c in configs:
+                    r = cell.get(c)
+                    texts.append("–" if r is None else
+                                 f"{fmt_ratio(r[5], r[6], r[7])}, {100 * float(r[8]):.0f}% "
+                                 "resumed")
+                    if r is not None:
+                        targets.append((f"100% of other processes' tickets resume ({mode[1]} "
+                                        "processes)", f"{c}, {pname}", float(r[8]),
+                                        "met" if float(r[8]) >= 1.0 else "**missed**"))
+                out.append(f"| {pname}, {mode[1]} processes | " + " | ".join(texts) + " |")
+        out.append("")
+    if tk:
+        out.append("### Instructions per ticket (callgrind)\n")
+        out.append("From the timed loops of one `bench_resume --tickets` run under callgrind "
+                   "(`shm:` against OpenSSL's own keys, resumed and full handshakes, "
+                   "`c-tests/callgrind_tickets.py`): the inclusive instructions of the function "
+                   "that encrypts a ticket (`construct_stateless_ticket`, inlined in "
+                   "`tls_construct_new_session_ticket`) and of `tls_decrypt_ticket`, per call. "
+                   "Both serialise or parse the session and run AES-256-CBC and HMAC-SHA256 "
+                   "over the ticket; only the key setup differs: our callback (`evp_key_cb`: "
+                   "the ring under its read lock, the time, `RAND_bytes`, "
+                   "`EVP_EncryptInit_ex(EVP_aes_256_cbc())`, `EVP_MAC_CTX_set_params` with the "
+                   "key and \"SHA256\") against OpenSSL's inline code (`EVP_CIPHER_fetch`, "
+                   "`RAND_bytes_ex`, `EVP_EncryptInit_ex`, `ssl_hmac_init`), counted apart in "
+                   "the last columns (in TLS 1.3 both include the `RAND_bytes_ex` of the "
+                   "ticket's `age_add`).\n")
+        out.append("| | encryption: OpenSSL | shared | ratio | decryption: OpenSSL | shared "
+                   "| ratio | key setup, enc.: OpenSSL | shared | key setup, dec.: OpenSSL "
+                   "| shared |")
+        out.append("|---" * 11 + "|")
+        by = {(r[0], r[1]): [int(x) for x in r[2:8]] for r in tk}
+        for proto, pname in PROTOS:
+            b, c = by.get((proto, "baseline")), by.get((proto, "shm"))
+            if not b or not c:
+                continue
+            out.append(f"| {pname} | {b[0]:,} | {c[0]:,} | {c[0] / b[0]:.3f} | {b[2]:,} | "
+                       f"{c[2]:,} | {c[2] / b[2]:.3f} | {b[4]:,} | {c[4]:,} (+{c[4] - b[4]:,}) "
+                       f"| {b[5]:,} | {c[5]:,} (+{c[5] - b[5]:,}) |")
+        out.append("")
+        hs = figs.get("tkhsinstr", [])
+        if hs:
+            out.append("Whole handshakes, client and server together (instructions per "
+                       "handshake, ratio to OpenSSL's own tickets), and the new tickets a "
+                       "resumed handshake sends (counted: encryptions beyond those of the full "
+                       "handshakes, 1 a TLS 1.2 and 2 a TLS 1.3 full handshake):\n")
+            n = defaultdict(dict)
+            for r in hs:
+                n[(r[0], r[2])][r[1]] = (int(r[3]), int(r[4]))
+
+            def cells(proto, kind):
+                base = n.get((proto, "baseline"), {}).get(kind)
+                got = {}
+                for cfg in ("baseline", "shm"):
+                    v = n.get((proto, cfg), {}).get(kind)
+                    enc = by.get((proto, cfg))
+                    if v is None or base is None:
+                        continue
+                    text = f"{v[0]:,}" + ("" if cfg == "baseline" else f" ({v[0] / base[0]:.3f})")
+                    full = n.get((proto, cfg), {}).get("full")
+                    if kind == "resumed" and enc and full:
+                        renew = (enc[1] - full[1] * (2 if proto == "tls13" else 1)) / v[1]
+                        text += f"; {renew:.2f} new tickets"
+                    got[cfg] = text
+                return got
+
+            grid(out, ["shm"], cells)
+            out.append("OpenSSL's own keys renew every TLS 1.3 ticket they open (its "
+                       "`tls_decrypt_ticket` sets `renew_ticket` for TLS 1.3), so each resumed "
+                       "TLS 1.3 handshake sends a new ticket; our callback returns 1 (no "
+                       "renewal) for a ticket under the key that encrypts now, so its TLS 1.3 "
+                       "resumptions send none: that ticket's encryption (a NewSessionTicket) is "
+                       "the difference in the TLS 1.3 resumed row, and makes the rates of that "
+                       "row not like for like. A client that uses each ticket once (RFC 8446, "
+                       "appendix C.4) then has no ticket for its next connection.\n")
+    if targets:
+        out.append("### Targets (shared ticket keys)\n")
+        out.append("| target | figure | value | |")
+        out.append("|---|---|---|---|")
+        for target, name, value, said in targets:
+            out.append(f"| {target} | {name} | {value:.3f} | {said} |")
+        out.append("")
+
+
 def server_table(figs, out):
     rows = figs.get("server")
     if not rows:
@@ -339,6 +494,7 @@ def main():
     targets = resume_tables(figs, out)
     cpu_table(figs, out)
     instr_table(figs, out)
+    tickets_section(figs, out)
     targets += server_table(figs, out)
     core_tables(figs, out)
     if targets:

@@ -307,12 +307,15 @@ if BENCH_DIR=$B/bench-quick sh c-tests/bench.sh $B/bench_resume --quick >$B/benc
    grep -q '^result p4 tls13 resumed shm .* 1.0000 1$' $B/bench-quick/results.txt &&
    grep -q '^instr shm [0-9]' $B/bench-quick/results.txt &&
    grep -q '^hsinstr tls13 resumed shm [0-9]' $B/bench-quick/results.txt &&
+   grep -q '^result p4+tickets tls13 resumed shm .* 1.0000 1$' $B/bench-quick/results.txt &&
+   grep -q '^tkinstr tls12 shm [0-9]' $B/bench-quick/results.txt &&
+   grep -q '^## Shared ticket keys' $B/bench-quick/bench.md &&
    grep -q '^cpu t2 tls12 full redis [0-9]' $B/bench-quick/results.txt &&
    grep -q '^server nginx tls12 none+shm ' $B/bench-quick/results.txt &&
    grep -q '^server apache tls13 none+shm+force ' $B/bench-quick/results.txt &&
    grep -q '^### 4 processes' $B/bench-quick/bench.md &&
    [ "$(wc -c <$B/bench-quick/bench.png)" -gt 10000 ]; then
-    pass "make bench QUICK=1 runs every part (threads, processes, client certificates, callgrind, nginx and Apache, redis included) and writes its report and chart"
+    pass "make bench QUICK=1 runs every part (threads, processes, client certificates, shared ticket keys, callgrind, nginx and Apache, redis included) and writes its report and chart"
 else
     cat $B/bench.log; fail "make bench QUICK=1"
 fi

@@ -144,6 +144,7 @@ impl Cache {
                 store.clone(),
                 ticket_seal.clone(),
                 tickets::plan::Timing::new(cfg.common.ticket_rotate, cfg.common.ttl),
+                !matches!(cfg.backend, Backend::Redis(_)),
             )
         });
         Ok(Cache {

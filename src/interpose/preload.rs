@@ -9,7 +9,8 @@
 //! when it becomes a server ([`on_accept`]), so client connections are untouched.
 //! - A context whose program turned its server session cache off is left exactly as without
 //!   the library (said once in the log), unless the URL says `force=1`: then the cache
-//!   serves it too.
+//!   serves it too. With `tickets=shared` its stateless tickets still use the shared keys
+//!   (turning the session cache off does not turn tickets off; `SSL_OP_NO_TICKET` does).
 //! - Stateless tickets are turned off (`SSL_OP_NO_TICKET`, so that sessions go through the
 //!   cache) only where that cannot lose a resumption: `tickets=auto` does it where the
 //!   cache is shared by every process that could see the client again (`shm:`, or
@@ -191,10 +192,17 @@ pub unsafe fn on_accept(ssl: *mut ssl_st, ctx: *mut ssl_ctx_st, rec: &CtxRecord)
     if !unsafe { record::server_caching_on(ctx) } {
         if !rec.cache.settings().force {
             if rec.say_once(SAID_OFF) {
-                crate::log!(
-                    Level::Info,
-                    "SSL_CTX {ctx:p}: the program turned its session cache off; sesscache leaves its connections alone (force=1 in SESSCACHE_URL makes the cache serve them)"
-                );
+                if rec.cache.tickets().is_some() {
+                    crate::log!(
+                        Level::Info,
+                        "SSL_CTX {ctx:p}: the program turned its session cache off; sesscache stores no session for it (force=1 in SESSCACHE_URL makes the cache serve it), its tickets use the shared ticket keys"
+                    );
+                } else {
+                    crate::log!(
+                        Level::Info,
+                        "SSL_CTX {ctx:p}: the program turned its session cache off; sesscache leaves its connections alone (force=1 in SESSCACHE_URL makes the cache serve them)"
+                    );
+                }
             }
             return;
         }

@@ -143,7 +143,7 @@ fn say_program_wins(ctx: *mut ssl_ctx_st, rec: &CtxRecord) {
     if rec.say_once(SAID_PROGRAM_WINS) {
         crate::log!(
             Level::Info,
-            "SSL_CTX {ctx:p}: the program set its own ticket keys: its tickets use them, not the shared keys (force=1 in the URL makes the shared keys win)"
+            "SSL_CTX {ctx:p}: the program set its own ticket keys or ticket callback: its tickets use them, not the shared keys (force=1 in the URL makes the shared keys win)"
         );
     }
 }

@@ -85,6 +85,8 @@ struct Inner {
     store: Arc<dyn Store>,
     seal: Arc<RecordSeal>,
     timing: Timing,
+    /// The backend is read without a network round trip (`memory:`, `shm:`).
+    local_backend: bool,
     ring: RwLock<Ring>,
     /// The process whose refresher thread runs (0: none yet).
     refresher_pid: AtomicU32,
@@ -151,7 +153,11 @@ fn read_records(
 impl Inner {
     /// Counts and logs a refused record, once per record and process.
     fn refused(&self, seq: u64, why: Refused) {
-        let mut seen = self.refused_seen.lock().unwrap_or_else(|p| p.into_inner());
+        // Only refreshers take it; a forked child's first may find its parent's held.
+        let Ok(mut seen) = self.refused_seen.try_lock() else {
+            Counters::bump(&self.counters.refused_records);
+            return;
+        };
         if seen.contains(&seq) {
             return;
         }
@@ -172,23 +178,81 @@ impl Inner {
     }
 }
 
+/// How many times a ticket operation tries the ring's lock before it gives up. The writer
+/// holds it only to swap a vector (nanoseconds); a lock that stays held is one a forked
+/// child inherited from a thread of its parent that was swapping at the fork (that thread
+/// is not in the child): then the ticket operation goes without a key (no ticket, or a full
+/// handshake) instead of hanging the process.
+const LOCK_TRIES: u32 = 10_000;
+
+fn read_ring(ring: &RwLock<Ring>) -> Option<std::sync::RwLockReadGuard<'_, Ring>> {
+    for i in 0..LOCK_TRIES {
+        match ring.try_read() {
+            Ok(g) => return Some(g),
+            Err(std::sync::TryLockError::Poisoned(p)) => return Some(p.into_inner()),
+            Err(std::sync::TryLockError::WouldBlock) => {
+                if i % 64 == 63 {
+                    std::thread::yield_now();
+                } else {
+                    std::hint::spin_loop();
+                }
+            }
+        }
+    }
+    stuck_lock();
+    None
+}
+
+fn write_ring(ring: &RwLock<Ring>) -> Option<std::sync::RwLockWriteGuard<'_, Ring>> {
+    for _ in 0..LOCK_TRIES {
+        match ring.try_write() {
+            Ok(g) => return Some(g),
+            Err(std::sync::TryLockError::Poisoned(p)) => return Some(p.into_inner()),
+            Err(std::sync::TryLockError::WouldBlock) => std::thread::yield_now(),
+        }
+    }
+    stuck_lock();
+    None
+}
+
+#[cold]
+fn stuck_lock() {
+    crate::log_limited!(
+        Level::Error,
+        "tickets: the ticket keys stay locked (this process was forked while they were being swapped?): tickets go without them here"
+    );
+}
+
 impl Tickets {
     /// Starts shared ticket keys on `store`: reads (or makes) the keys once now, bounded by
     /// the backend's own timeouts, and starts the refresher.
-    pub fn start(store: Arc<dyn Store>, seal: Arc<RecordSeal>, timing: Timing) -> Tickets {
-        let tickets = Tickets::new(store, seal, timing);
+    /// `local_backend`: the backend is read without a network round trip (`memory:`,
+    /// `shm:`).
+    pub fn start(
+        store: Arc<dyn Store>,
+        seal: Arc<RecordSeal>,
+        timing: Timing,
+        local_backend: bool,
+    ) -> Tickets {
+        let tickets = Tickets::new(store, seal, timing, local_backend);
         tickets.refresh_at(now());
         tickets.ensure_refresher();
         tickets
     }
 
     /// Without a first refresh or a refresher (tests drive time themselves).
-    pub(crate) fn new(store: Arc<dyn Store>, seal: Arc<RecordSeal>, timing: Timing) -> Tickets {
+    pub(crate) fn new(
+        store: Arc<dyn Store>,
+        seal: Arc<RecordSeal>,
+        timing: Timing,
+        local_backend: bool,
+    ) -> Tickets {
         Tickets {
             inner: Arc::new(Inner {
                 store,
                 seal,
                 timing,
+                local_backend,
                 ring: RwLock::new(Ring {
                     shared: Vec::new(),
                     local: TicketKey::local(now()),
@@ -216,7 +280,7 @@ impl Tickets {
     #[inline]
     pub fn with_encryptor<R>(&self, now: u64, f: impl FnOnce(&TicketKey) -> R) -> Option<R> {
         self.ensure_refresher();
-        let ring = self.inner.ring.read().unwrap_or_else(|p| p.into_inner());
+        let ring = read_ring(&self.inner.ring)?;
         let key = ring.encryptor(now)?;
         let c = &self.inner.counters;
         Counters::bump(if key.is_local() {
@@ -237,8 +301,11 @@ impl Tickets {
         f: impl FnOnce(&TicketKey, bool) -> R,
     ) -> Option<R> {
         self.ensure_refresher();
-        let ring = self.inner.ring.read().unwrap_or_else(|p| p.into_inner());
         let c = &self.inner.counters;
+        let Some(ring) = read_ring(&self.inner.ring) else {
+            Counters::bump(&c.unknown);
+            return None;
+        };
         match ring.decryptor(name, now) {
             Some((key, renew)) => {
                 Counters::bump(&c.decrypted);
@@ -255,8 +322,8 @@ impl Tickets {
     }
 
     /// Runs `f` on the keys held (tests, the tool).
-    pub fn with_ring<R>(&self, f: impl FnOnce(&Ring) -> R) -> R {
-        f(&self.inner.ring.read().unwrap_or_else(|p| p.into_inner()))
+    pub fn with_ring<R>(&self, f: impl FnOnce(&Ring) -> R) -> Option<R> {
+        read_ring(&self.inner.ring).map(|r| f(&r))
     }
 
     /// Starts this process's refresher if it has none (the first call, and the first in a
@@ -280,27 +347,43 @@ impl Tickets {
         {
             return;
         }
+        // A forked child holds the keys its parent held when it forked, which may be long
+        // out of date (a parent that itself made no ticket since, like a daemonized master
+        // forking workers at a reload): they are read again before they are used, here
+        // when that is cheap (a segment, this process's memory), first thing on the new
+        // thread otherwise (a server elsewhere: no network on a handshake's path).
+        let forked = had != 0;
+        let read_first = forked && !self.inner.local_backend;
+        if forked && self.inner.local_backend {
+            self.refresh_at(now());
+        }
         let weak: Weak<Inner> = Arc::downgrade(&self.inner);
         let pause = std::time::Duration::from_millis(self.inner.timing.refresh_ms);
         let (stop, stopped) = mpsc::channel::<()>();
         // A parent's sender (we are its forked child) is replaced: its thread is not here.
-        *self
-            .inner
-            .stop_refresher
-            .lock()
-            .unwrap_or_else(|p| p.into_inner()) = Some(stop);
-        let spawned = crate::threads::spawn_quiet("sesscache-tickets", move || loop {
-            // Ends as soon as the keys are dropped (the sender with them).
-            if stopped.recv_timeout(pause) != Err(mpsc::RecvTimeoutError::Timeout) {
-                return;
+        // (A lock its parent held at the fork stays held here: the sender is then kept
+        // forever, and the thread ends when the keys are gone, at its next wake-up.)
+        match self.inner.stop_refresher.try_lock() {
+            Ok(mut slot) => *slot = Some(stop),
+            Err(std::sync::TryLockError::Poisoned(p)) => *p.into_inner() = Some(stop),
+            Err(std::sync::TryLockError::WouldBlock) => std::mem::forget(stop),
+        }
+        let spawned = crate::threads::spawn_quiet("sesscache-tickets", move || {
+            let mut wait = !read_first;
+            loop {
+                // Ends as soon as the keys are dropped (the sender with them).
+                if wait && stopped.recv_timeout(pause) != Err(mpsc::RecvTimeoutError::Timeout) {
+                    return;
+                }
+                wait = true;
+                let Some(inner) = weak.upgrade() else {
+                    return;
+                };
+                if inner.refresher_pid.load(Ordering::Relaxed) != crate::pid::current() {
+                    return;
+                }
+                Tickets { inner }.refresh_at(now());
             }
-            let Some(inner) = weak.upgrade() else {
-                return;
-            };
-            if inner.refresher_pid.load(Ordering::Relaxed) != crate::pid::current() {
-                return;
-            }
-            Tickets { inner }.refresh_at(now());
         });
         if let Err(e) = spawned {
             crate::log!(
@@ -330,13 +413,14 @@ impl Tickets {
                         "tickets: the backend answers again: shared ticket keys in use"
                     );
                 }
-                let mut ring = inner.ring.write().unwrap_or_else(|p| p.into_inner());
-                ring.shared = fresh;
+                // The old keys are wiped after the lock is released: it is held for a swap.
+                let _old =
+                    write_ring(&inner.ring).map(|mut r| std::mem::replace(&mut r.shared, fresh));
             }
             Err(e) => {
                 Counters::bump(&inner.counters.refresh_errors);
                 if inner.said.swap(SAID_UNREACHABLE, Ordering::Relaxed) != SAID_UNREACHABLE {
-                    let held = self.with_ring(|r| r.shared.len());
+                    let held = self.with_ring(|r| r.shared.len()).unwrap_or(0);
                     crate::log!(
                         Level::Warn,
                         "tickets: cannot read the shared ticket keys ({e}); {}",
@@ -347,8 +431,9 @@ impl Tickets {
                         }
                     );
                 }
-                let mut ring = inner.ring.write().unwrap_or_else(|p| p.into_inner());
-                ring.shared.retain(|k| now < k.decrypt_until);
+                if let Some(mut ring) = write_ring(&inner.ring) {
+                    ring.shared.retain(|k| now < k.decrypt_until);
+                }
             }
         }
     }

@@ -91,7 +91,12 @@ const T: Timing = Timing {
 const START: u64 = 4_000_000_000;
 
 fn process(backend: &Arc<Backend>) -> Tickets {
-    Tickets::new(backend.clone(), Arc::new(RecordSeal::new(None, b"test")), T)
+    Tickets::new(
+        backend.clone(),
+        Arc::new(RecordSeal::new(None, b"test")),
+        T,
+        true,
+    )
 }
 
 /// The name of the key a process encrypts with at `now`, and whether it is its own.
@@ -238,9 +243,13 @@ fn an_altered_record_is_refused_counted_and_never_used() {
     fresh.refresh_at(START + 1);
     assert_eq!(fresh.counters().refused_records.load(Ordering::Relaxed), 1);
     assert!(b.counters().errors.load(Ordering::Relaxed) >= 1);
-    assert!(fresh.with_ring(|r| r.shared().iter().all(|k| k.seq != 1)));
+    assert!(fresh
+        .with_ring(|r| r.shared().iter().all(|k| k.seq != 1))
+        .unwrap());
     // Its number is not reused: the key made instead is generation 3.
-    assert!(fresh.with_ring(|r| r.shared().iter().any(|k| k.seq == 3)));
+    assert!(fresh
+        .with_ring(|r| r.shared().iter().any(|k| k.seq == 3))
+        .unwrap());
 }
 
 #[test]
@@ -260,7 +269,8 @@ fn rotate_and_revoke_from_the_tool() {
     a.refresh_at(START + 21);
     // Only the revoking key and the successor made for it are held.
     assert_eq!(
-        a.with_ring(|r| r.shared().iter().map(|k| k.seq).collect::<Vec<_>>()),
+        a.with_ring(|r| r.shared().iter().map(|k| k.seq).collect::<Vec<_>>())
+            .unwrap(),
         vec![revoking, revoking + 1]
     );
     assert_eq!(open(&a, &old, START + 21), None);
@@ -290,4 +300,51 @@ fn a_memory_cache_with_shared_tickets_rotates_its_own_keys() {
         .unwrap()
         .tickets()
         .is_none());
+}
+
+/// A forked child (a prefork server's worker, made by a master that made no ticket since it
+/// started) reads the keys again before its first ticket: it never encrypts under, nor
+/// refuses tickets because of, the keys its parent held when it forked.
+#[test]
+fn a_forked_child_reads_the_keys_again_before_its_first_ticket() {
+    let name = format!("tickets-fork-{}", std::process::id());
+    let store: Arc<dyn Store> =
+        Arc::new(crate::store::shm::ShmStore::open(&name, Some(1 << 20), 0o600, 4096).unwrap());
+    let seal = Arc::new(RecordSeal::new(None, b"shm:fork"));
+    let t = Timing::new(3600, None);
+    let parent = Tickets::start(store.clone(), seal.clone(), t, true);
+    let now = crate::clock::now();
+    let (old, _) = issue(&parent, now);
+    // Another process revokes every key: the parent's refresher would see it in a minute.
+    let fresh = rotate(&*store, &seal, &t, now, true).unwrap();
+    let fresh_name = generations(&*store, &seal)
+        .unwrap()
+        .into_iter()
+        .find(|g| g.seq == fresh)
+        .unwrap()
+        .key
+        .unwrap()
+        .name;
+    assert_eq!(
+        issue(&parent, now).0,
+        old,
+        "the parent has not refreshed yet"
+    );
+    // SAFETY: fork in a test; the child only uses the tickets and _exits.
+    let child = unsafe { libc::fork() };
+    assert!(child >= 0);
+    if child == 0 {
+        let (name, local) = issue(&parent, now);
+        let ok = name == fresh_name && !local && open(&parent, &old, now).is_none();
+        // SAFETY: ends the child at once.
+        unsafe { libc::_exit(if ok { 0 } else { 1 }) };
+    }
+    let mut status = 0;
+    // SAFETY: waiting for our own child.
+    unsafe { libc::waitpid(child, &mut status, 0) };
+    crate::store::shm::segment::unlink(&name);
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "{status}"
+    );
 }

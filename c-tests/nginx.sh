@@ -21,7 +21,9 @@
 #
 # NGX_SSL_SESSION_CACHE, when set, is the `ssl_session_cache` that ngx_conf writes (default
 # `none`, what the tests use; c-tests/bench_servers.sh sets `shared:SSL:10m` for its
-# baseline). Tickets are always off (`ssl_session_tickets off`): the cache resumes.
+# baseline). NGX_SSL_SESSION_TICKETS, when set, is its `ssl_session_tickets` (default `off`:
+# the cache resumes; c-tests/tickets_servers.sh sets `on`), and NGX_SSL_SESSION_TICKET_KEY,
+# when set, a file for `ssl_session_ticket_key` (none by default: nginx's own random keys).
 #
 # DIR must be readable by the workers' user (nginx started as root switches its workers to
 # `nobody`): ngx_start makes it 0755 and the stats file 0666. The workers inherit the cache
@@ -65,7 +67,8 @@ http {
         ssl_certificate_key $1/key.pem;
         ssl_protocols TLSv1.2 TLSv1.3;
         ssl_session_cache ${NGX_SSL_SESSION_CACHE:-none};
-        ssl_session_tickets off;
+        ssl_session_tickets ${NGX_SSL_SESSION_TICKETS:-off};${NGX_SSL_SESSION_TICKET_KEY:+
+        ssl_session_ticket_key $NGX_SSL_SESSION_TICKET_KEY;}
         location / {
             return 200 "worker \$pid\n";
         }

@@ -222,6 +222,9 @@ suite shm_servers shm-servers sh c-tests/shm_servers.sh
 section "shared ticket keys (tickets=shared): s_server processes on shm:, hosts on a Redis the test starts"
 suite tickets tickets sh c-tests/tickets.sh
 
+section "tickets=shared: nginx (reload, restart, rotation), Apache and HAProxy with their own ticket keys (force=1)"
+suite tickets_servers tickets-servers sh c-tests/tickets_servers.sh
+
 section "redis://: s_server hosts and nginx workers sharing sessions through a Redis the test starts"
 suite redis_servers redis-servers sh c-tests/redis_servers.sh
 

@@ -15,6 +15,8 @@
 # APACHE_SESSION_TICKETS, when set (`on` or `off`), adds `SSLSessionTickets VALUE` to the
 # configuration; unset, httpd's default (tickets on) stays, as the tests want it.
 # c-tests/bench_servers.sh sets `off`, so that its session caches are what resumes.
+# APACHE_TICKET_KEY_FILE, when set, adds `SSLSessionTicketKeyFile FILE` to the virtual host
+# (48 bytes: key name, HMAC secret, AES key); c-tests/tickets_servers.sh sets it.
 #
 # Everything lives in DIR: ServerRoot, PidFile, ErrorLog (DIR/error.log, LogLevel warn),
 # httpd's own stdout and stderr (DIR/stderr), the runtime dir, the document root with
@@ -49,6 +51,9 @@ MaxRequestWorkers 8"
     # (A line of its own when set; nothing at all otherwise.)
     [ -n "${APACHE_SESSION_TICKETS:-}" ] && _tickets_conf="
 SSLSessionTickets $APACHE_SESSION_TICKETS"
+    _keyfile_conf=
+    [ -n "${APACHE_TICKET_KEY_FILE:-}" ] && _keyfile_conf="
+    SSLSessionTicketKeyFile \"$APACHE_TICKET_KEY_FILE\""
     cat >"$1/httpd.conf" <<CONF
 ServerRoot "$1"
 DefaultRuntimeDir "$1/run"
@@ -77,7 +82,7 @@ SSLSessionCache $_cache_conf$_tickets_conf
     SSLEngine on
     SSLProtocol -all +TLSv1.2 +TLSv1.3
     SSLCertificateFile "$1/cert.pem"
-    SSLCertificateKeyFile "$1/key.pem"
+    SSLCertificateKeyFile "$1/key.pem"$_keyfile_conf
 </VirtualHost>
 CONF
 }

@@ -12,12 +12,16 @@
 #                                         key.pem. Sets HAPROXY_PORT and HAPROXY_PID
 #   haproxy_stop                          SIGUSR1 (soft stop), killed after 10 s
 #
+# HAPROXY_TICKET_KEYS, when set, adds `tls-ticket-keys FILE` to the bind line (base64 keys,
+# one a line); c-tests/tickets_servers.sh sets it.
+#
 # haproxy writes its warnings and alerts to its stderr (DIR/stderr): there is no `log` line.
 
 HAPROXY_BIN=${HAPROXY_BIN:-/usr/sbin/haproxy}
 
 haproxy_conf() { # DIR CACHESIZE PORT
     if [ "$2" = default ]; then _cs_conf=; else _cs_conf="tune.ssl.cachesize $2"; fi
+    _keys_conf=${HAPROXY_TICKET_KEYS:+ tls-ticket-keys $HAPROXY_TICKET_KEYS}
     cat >"$1/haproxy.cfg" <<CONF
 global
     nbthread 2
@@ -31,7 +35,7 @@ defaults
     timeout server 10s
 
 frontend tls
-    bind 127.0.0.1:$3 ssl crt $1/crt.pem
+    bind 127.0.0.1:$3 ssl crt $1/crt.pem$_keys_conf
     http-request return status 200 content-type text/plain string "ok"
 CONF
 }

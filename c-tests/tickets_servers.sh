@@ -260,7 +260,7 @@ keys_checks() {
         "$1: the TLS 1.2 and 1.3 tickets' names are the $2 keys'"
     check "$R12 | $R13" "Reused TLSv1.2 | Reused TLSv1.3" "$1: both tickets resume"
 }
-said() { cat "$@" 2>/dev/null | grep -c 'the program set its own ticket keys: its tickets use them'; }
+said() { cat "$@" 2>/dev/null | grep -c 'the program set its own ticket keys or ticket callback: its tickets use them'; }
 said_forced() { cat "$@" 2>/dev/null | grep -c 'force=1: the shared keys serve instead'; }
 
 # Runs server $1 (apache, haproxy, nginx) with each of $3: `control` (no program keys),

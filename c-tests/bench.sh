@@ -14,7 +14,8 @@
 #      offering only the tickets the others issued;
 #   2. instructions per lookup and per store, counted by callgrind (memory:, shm:), which do
 #      not vary with machine noise; instructions per ticket encryption and decryption, ours
-#      (shm:) against OpenSSL's own (c-tests/callgrind_tickets.py);
+#      (shm:) against OpenSSL's own, and the new tickets a resumed handshake sends with
+#      each (c-tests/callgrind_tickets.py);
 #   3. real servers (c-tests/bench_servers.sh: nginx and Apache httpd, the library preloaded
 #      against their own caches), when that script is present;
 #   4. the cache core alone (criterion: `make bench-core`), when that target exists;

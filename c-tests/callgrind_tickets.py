@@ -24,6 +24,10 @@ Prints, per protocol and configuration (summed over its loops, resumed and full)
 (KEY_*: instructions per ticket of the key setup: our callback, or OpenSSL's own), and
 per protocol, kind and configuration (summed over the rounds):
     tkhsinstr PROTO KIND CONFIG IR_PER_HANDSHAKE HANDSHAKES
+and per protocol and configuration, the new tickets a resumed handshake sends (the calls of
+the encryption function in the resumed loops, per handshake of those loops: 1.00 where a
+resumption renews its ticket, as OpenSSL's own keys do in TLS 1.3, 0.00 where it does not):
+    tkrenew PROTO CONFIG NEW_TICKETS_PER_RESUMPTION RESUMED_HANDSHAKES
 Exit status 1 when no loop had both an encryption and a decryption function.
 """
 
@@ -127,6 +131,8 @@ def main():
     # (proto, config) -> [enc_ir, encs, dec_ir, decs, cb_enc_ir, cb_encs, cb_dec_ir, cb_decs]
     sums = defaultdict(lambda: [0] * 8)
     loops = defaultdict(lambda: [0, 0])
+    # (proto, config) -> [encryptions in the resumed loops, resumed handshakes]
+    renews = defaultdict(lambda: [0, 0])
     for path in sys.argv[1:]:
         prof = parse(path)
         m = re.match(r"handshakes (TLS1\.[23]) (\S+) (\S+) (\d+)$", prof.desc)
@@ -137,12 +143,17 @@ def main():
         loops[(proto, kind, config)][0] += prof.summary
         loops[(proto, kind, config)][1] += n
         s = sums[(proto, config)]
+        if kind == "resumed":
+            renews[(proto, config)][1] += n
         for fns, at in ((find(prof, ENC_NAMES, "EVP_EncryptUpdate"), 0),
                         (find(prof, DEC_NAMES, "EVP_DecryptUpdate"), 2)):
             for f in fns:
                 incl = prof.self_ir[f] + sum(ir for (a, _), ir in prof.call_ir.items() if a == f)
                 s[at] += incl
-                s[at + 1] += sum(c for (_, b), c in prof.call_n.items() if b == f)
+                calls = sum(c for (_, b), c in prof.call_n.items() if b == f)
+                s[at + 1] += calls
+                if at == 0 and kind == "resumed":
+                    renews[(proto, config)][0] += calls
                 hmac_init = {a for (a, b) in prof.call_n if b[1] == "EVP_MAC_init"}
                 for (a, b), ir in prof.call_ir.items():
                     if a == f and b[1] is not None and (
@@ -158,6 +169,9 @@ def main():
     for (proto, kind, config), (ir, n) in sorted(loops.items()):
         if n > 0:
             print(f"tkhsinstr {proto} {kind} {config} {ir // n} {n}")
+    for (proto, config), (encs, n) in sorted(renews.items()):
+        if n > 0:
+            print(f"tkrenew {proto} {config} {encs / n:.2f} {n}")
     if not found:
         sys.stderr.write("callgrind_tickets: no ticket encryption and decryption found\n")
         return 1

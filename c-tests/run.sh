@@ -312,6 +312,8 @@ if BENCH_DIR=$B/bench-quick sh c-tests/bench.sh $B/bench_resume --quick >$B/benc
    grep -q '^hsinstr tls13 resumed shm [0-9]' $B/bench-quick/results.txt &&
    grep -q '^result p4+tickets tls13 resumed shm .* 1.0000 1$' $B/bench-quick/results.txt &&
    grep -q '^tkinstr tls12 shm [0-9]' $B/bench-quick/results.txt &&
+   grep -q '^tkrenew tls13 baseline 1.00 ' $B/bench-quick/results.txt &&
+   grep -q '^tkrenew tls13 shm 1.00 ' $B/bench-quick/results.txt &&
    grep -q '^## Shared ticket keys' $B/bench-quick/bench.md &&
    grep -q '^cpu t2 tls12 full redis [0-9]' $B/bench-quick/results.txt &&
    grep -q '^server nginx tls12 none+shm ' $B/bench-quick/results.txt &&

@@ -15,6 +15,8 @@
 #   make fuzz       the fuzz targets (cargo-fuzz, nightly), 20 s each: scripts/fuzz.sh
 #   make compat     the OpenSSL matrix: 1.1.1, 3.0, 3.5, 3.6, 4.0 built from source (cached),
 #                   the library and the C tests against each: c-tests/compat.sh
+#   make openssl-suite  OpenSSL's own SSL tests, without and with the library preloaded and
+#                   unconfigured: scripts/openssl_suite.sh (OPENSSL_TARBALL=...)
 
 CARGO     ?= cargo
 CC        ?= cc
@@ -305,3 +307,15 @@ fuzz:
 .PHONY: compat
 compat: cli
 	sh c-tests/compat.sh
+
+# ---- openssl-suite: OpenSSL's own tests, preloaded -------------------------------------
+# make openssl-suite: OpenSSL's test suite (its TLS, DTLS and session tests;
+# OPENSSL_SUITE_TESTS=all for every one) run without and with target/release/libsesscache.so
+# preloaded and unconfigured (no SESSCACHE_URL): every test must pass as it does without.
+# OpenSSL is built from OPENSSL_TARBALL, or from the upstream tarball `apt-get source
+# --download-only openssl` fetches (needs a deb-src entry), in
+# ~/.cache/sesscache/openssl-suite/VERSION (SESSCACHE_OPENSSL_SUITE_CACHE), reused.
+# Not part of `make check`: scripts/openssl_suite.sh.
+.PHONY: openssl-suite
+openssl-suite: lib
+	sh scripts/openssl_suite.sh $(OPENSSL_TARBALL)

@@ -228,6 +228,9 @@ suite tickets_servers tickets-servers sh c-tests/tickets_servers.sh
 section "redis://: s_server hosts and nginx workers sharing sessions through a Redis the test starts"
 suite redis_servers redis-servers sh c-tests/redis_servers.sh
 
+section "rediss:// (TLS to Redis): verification and its refusals, mutual TLS, preloaded hosts, a stalled server, a TLS cluster"
+suite redis_tls redis-tls sh c-tests/redis_tls.sh
+
 section "preload into real servers: Apache, HAProxy, nginx, Python, s_server (never worse; force=1)"
 suite servers servers sh c-tests/servers.sh
 

@@ -180,7 +180,7 @@ extern "C" {
  *
  * URL = SCHEME [ "?" KEY "=" VALUE *( "&" KEY "=" VALUE ) ], where SCHEME is `memory:`,
  * `shm:NAME`, `redis://[USER[:PASSWORD]@]HOST[:PORT][/DB]`,
- * `redis+unix://[USER[:PASSWORD]@]PATH` or
+ * `rediss://[USER[:PASSWORD]@]HOST[:PORT][/DB]`, `redis+unix://[USER[:PASSWORD]@]PATH` or
  * `redis+cluster://[USER[:PASSWORD]@]HOST:PORT[,HOST:PORT...]`; every parameter is optional
  * and may be given once.
  *
@@ -196,7 +196,7 @@ extern "C" {
  * - `mode=0600|0660` (default 0600): who may use the segment: `0600` only the server's own
  *   user, `0660` the members of its group too
  *
- * Parameters of `memory:`, `shm:`, `redis:`, `redis+unix:` and `redis+cluster:`:
+ * Parameters of `memory:`, `shm:`, `redis:`, `rediss:`, `redis+unix:` and `redis+cluster:`:
  * - `ttl=NUMBER` (default: the session's own timeout): the longest lifetime of an entry, in
  *   seconds
  * - `single_use=0|1` (default 1): TLS 1.3 tickets resume once
@@ -214,13 +214,13 @@ extern "C" {
  *   session cache off; with shared tickets, also those whose program set its own ticket keys
  *   or ticket callback (the shared keys then win)
  *
- * Parameters of `shm:`, `redis:`, `redis+unix:` and `redis+cluster:`:
+ * Parameters of `shm:`, `redis:`, `rediss:`, `redis+unix:` and `redis+cluster:`:
  * - `key_file=PATH` (default: none: sessions are stored as they are): seal every stored
  *   session with AES-256-GCM under the keys in this file (one key a line, 64 hex digits; the
  *   first seals, every one opens), the session ID as associated data; the file must be private
  *   to its owner
  *
- * Parameters of `redis:`, `redis+unix:` and `redis+cluster:`:
+ * Parameters of `redis:`, `rediss:`, `redis+unix:` and `redis+cluster:`:
  * - `insecure_plaintext=0|1` (default 0): `1` lets a `redis` cache store sessions, master
  *   secrets included, in clear (without it, `key_file` is required)
  * - `prefix=TEXT` (default sesscache:): put before every key (and sealed into every value, so
@@ -240,12 +240,28 @@ extern "C" {
  * - `password_env=NAME` (default: none): read the password from this environment variable
  *   (refused in setuid, setgid and file-capability programs)
  *
+ * Parameters of `redis:` and `redis+cluster:`:
+ * - `tls=0|1` (default 0): connect over TLS, the server's certificate verified as with
+ *   `rediss:` (for `redis+cluster:`, every node's)
+ *
+ * Parameters of `redis:`, `rediss:` and `redis+cluster:`:
+ * - `tls_ca_file=PATH` (default: the system's CA store): trust only the CA certificates in
+ *   this PEM file to sign the server's certificate
+ * - `tls_cert_file=PATH` (default: none): present this PEM certificate (chain) to the server
+ *   (mutual TLS; needs tls_key_file)
+ * - `tls_key_file=PATH` (default: none): the private key of tls_cert_file, in PEM (private to
+ *   its owner)
+ * - `tls_name=TEXT` (default: the host the URL names): the name (or IP address) the server's
+ *   certificate must be for, also sent as SNI; for a cluster, every node's
+ *
  * NAME: the first character must be an ASCII letter or digit, the rest letters, digits, '.',
  * '_' or '-', at most 200 bytes. //[USER[:PASSWORD]@]HOST[:PORT][/DB]: HOST is a host name, an
  * IPv4 address or an IPv6 address in brackets; PORT defaults to 6379; DB is a database number
  * (default 0); USER and PASSWORD are percent-encoded where they hold ':', '@', '/', '?', '&'
  * or '%' (a password is better given with password_file or password_env, since a URL may show
- * in `ps`). //[USER[:PASSWORD]@]PATH: PATH is the absolute path of the server's Unix socket.
+ * in `ps`). //[USER[:PASSWORD]@]HOST[:PORT][/DB]: as redis:, over TLS: the server's
+ * certificate is verified against the system's CAs (or tls_ca_file) and HOST (or tls_name).
+ * //[USER[:PASSWORD]@]PATH: PATH is the absolute path of the server's Unix socket.
  * //[USER[:PASSWORD]@]HOST:PORT[,HOST:PORT...]: one or more seed nodes of a Redis Cluster,
  * each HOST:PORT; the cluster's other nodes are found from them. NUMBER: ASCII digits only, at
  * least 1. SIZE: a NUMBER of bytes with an optional K, M or G suffix (powers of 1024). 0|1
@@ -534,6 +550,23 @@ long SSL_CTX_callback_ctrl(struct ssl_ctx_st *ctx, int cmd, void (*fp)(void));
  * `ctx` is NULL or a live `SSL_CTX`; `fp` NULL or a callback of OpenSSL's type.
  */
 int SSL_CTX_set_tlsext_ticket_key_evp_cb(struct ssl_ctx_st *ctx, int (*fp)(struct ssl_st *ssl, unsigned char *key_name, unsigned char *iv, struct evp_cipher_ctx_st *cipher_ctx, struct evp_mac_ctx_st *mac_ctx, int enc));
+
+extern int SSL_set_fd(SSL *s, int fd);
+
+/**
+ * Marks the thread's error queue, so that `ERR_pop_to_mark` drops only what came after.
+ */
+extern int ERR_set_mark(void);
+
+extern int ERR_pop_to_mark(void);
+
+/**
+ * Frees this thread's OpenSSL state now (1.1.0+), rather than in OpenSSL's thread-exit
+ * destructor.
+ */
+extern void OPENSSL_thread_stop(void);
+
+extern int X509_VERIFY_PARAM_set1_ip_asc(X509_VERIFY_PARAM *param, const char *ipasc);
 
 #ifdef __cplusplus
 }  // extern "C"

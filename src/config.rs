@@ -15,6 +15,7 @@
 //! URL   = "memory:" [ "?" QUERY ]
 //!       | "shm:" NAME [ "?" QUERY ]
 //!       | "redis:" //[USER[:PASSWORD]@]HOST[:PORT][/DB] [ "?" QUERY ]
+//!       | "rediss:" //[USER[:PASSWORD]@]HOST[:PORT][/DB] [ "?" QUERY ]
 //!       | "redis+unix:" //[USER[:PASSWORD]@]PATH [ "?" QUERY ]
 //!       | "redis+cluster:" //[USER[:PASSWORD]@]HOST:PORT[,HOST:PORT...] [ "?" QUERY ]
 //! QUERY = PARAM *( "&" PARAM )          empty PARAMs ("a=1&&b=2", a trailing '&') are skipped
@@ -44,6 +45,11 @@
 //! | `batch_ms` | NUMBER from 0 to 100 | `2` | `redis:`, `redis+unix:`, `redis+cluster:` | under load, a store waits until this long after the previous batch was sent, so that one round trip carries the stores of the meantime (less CPU for this process and Redis); other hosts see a session up to this much later; 0: send each at once |
 //! | `password_file` | PATH | none | `redis:`, `redis+unix:`, `redis+cluster:` | read the password from this file's first line (private to its owner) |
 //! | `password_env` | NAME | none | `redis:`, `redis+unix:`, `redis+cluster:` | read the password from this environment variable (refused in setuid, setgid and file-capability programs) |
+//! | `tls` | `0` or `1` | `0` |  | connect over TLS, the server's certificate verified as with `rediss:` (for `redis+cluster:`, every node's) |
+//! | `tls_ca_file` | PATH | the system's CA store |  | trust only the CA certificates in this PEM file to sign the server's certificate |
+//! | `tls_cert_file` | PATH | none |  | present this PEM certificate (chain) to the server (mutual TLS; needs tls_key_file) |
+//! | `tls_key_file` | PATH | none |  | the private key of tls_cert_file, in PEM (private to its owner) |
+//! | `tls_name` | TEXT | the host the URL names |  | the name (or IP address) the server's certificate must be for, also sent as SNI; for a cluster, every node's |
 //!
 //! - NAME (of a `shm:` URL): the first character must be an ASCII letter or digit, the rest
 //!   letters, digits, '.', '_' or '-', at most 200 bytes.
@@ -52,6 +58,9 @@
 //!   (default 0); USER and PASSWORD are percent-encoded where they hold ':', '@', '/', '?', '&'
 //!   or '%' (a password is better given with password_file or password_env, since a URL may
 //!   show in `ps`).
+//! - //[USER[:PASSWORD]@]HOST[:PORT][/DB] (of a `rediss:` URL): as redis:, over TLS: the
+//!   server's certificate is verified against the system's CAs (or tls_ca_file) and HOST (or
+//!   tls_name).
 //! - //[USER[:PASSWORD]@]PATH (of a `redis+unix:` URL): PATH is the absolute path of the
 //!   server's Unix socket.
 //! - //[USER[:PASSWORD]@]HOST:PORT[,HOST:PORT...] (of a `redis+cluster:` URL): one or more seed
@@ -133,7 +142,7 @@ pub fn parse(url: &str) -> Result<Config, ConfigError> {
         ));
     };
     match scheme {
-        Scheme::Redis | Scheme::RedisUnix | Scheme::RedisCluster => {
+        Scheme::Redis | Scheme::Rediss | Scheme::RedisUnix | Scheme::RedisCluster => {
             let s = params::walk(query, scheme)?;
             redis_url::parse(scheme, path, s)
         }

@@ -119,6 +119,17 @@ extern "C" {
     pub fn SSL_CTX_get_ssl_method(
         ctx: *const openssl_sys::SSL_CTX,
     ) -> *const openssl_sys::SSL_METHOD;
+    pub fn SSL_set_fd(s: *mut openssl_sys::SSL, fd: c_int) -> c_int;
+    /// Marks the thread's error queue, so that `ERR_pop_to_mark` drops only what came after.
+    pub fn ERR_set_mark() -> c_int;
+    pub fn ERR_pop_to_mark() -> c_int;
+    /// Frees this thread's OpenSSL state now (1.1.0+), rather than in OpenSSL's thread-exit
+    /// destructor.
+    pub fn OPENSSL_thread_stop();
+    pub fn X509_VERIFY_PARAM_set1_ip_asc(
+        param: *mut openssl_sys::X509_VERIFY_PARAM,
+        ipasc: *const std::os::raw::c_char,
+    ) -> c_int;
 }
 
 /// `SSL_OP_NO_ANTI_REPLAY` (OpenSSL 1.1.1+).

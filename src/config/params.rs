@@ -21,16 +21,18 @@ pub(crate) enum Scheme {
     Memory,
     Shm,
     Redis,
+    Rediss,
     RedisUnix,
     RedisCluster,
 }
 
 impl Scheme {
     /// Every scheme, in the order the documentation and the messages give them.
-    pub(crate) const ALL: [Scheme; 5] = [
+    pub(crate) const ALL: [Scheme; 6] = [
         Scheme::Memory,
         Scheme::Shm,
         Scheme::Redis,
+        Scheme::Rediss,
         Scheme::RedisUnix,
         Scheme::RedisCluster,
     ];
@@ -41,6 +43,7 @@ impl Scheme {
             Scheme::Memory => "memory",
             Scheme::Shm => "shm",
             Scheme::Redis => "redis",
+            Scheme::Rediss => "rediss",
             Scheme::RedisUnix => "redis+unix",
             Scheme::RedisCluster => "redis+cluster",
         }
@@ -52,7 +55,7 @@ impl Scheme {
         match self {
             Scheme::Memory => None,
             Scheme::Shm => Some("NAME"),
-            Scheme::Redis => Some("//[USER[:PASSWORD]@]HOST[:PORT][/DB]"),
+            Scheme::Redis | Scheme::Rediss => Some("//[USER[:PASSWORD]@]HOST[:PORT][/DB]"),
             Scheme::RedisUnix => Some("//[USER[:PASSWORD]@]PATH"),
             Scheme::RedisCluster => Some("//[USER[:PASSWORD]@]HOST:PORT[,HOST:PORT...]"),
         }
@@ -70,6 +73,11 @@ impl Scheme {
                  '%' (a password is better given with password_file or password_env, since a \
                  URL may show in `ps`)"
             )),
+            Scheme::Rediss => Some(
+                "as redis:, over TLS: the server's certificate is verified against the \
+                 system's CAs (or tls_ca_file) and HOST (or tls_name)"
+                    .to_string(),
+            ),
             Scheme::RedisUnix => {
                 Some("PATH is the absolute path of the server's Unix socket".to_string())
             }
@@ -106,12 +114,23 @@ impl Schemes {
     pub(crate) const ALL: Schemes = Schemes::of(&Scheme::ALL);
     pub(crate) const MEMORY: Schemes = Schemes::of(&[Scheme::Memory]);
     pub(crate) const SHM: Schemes = Schemes::of(&[Scheme::Shm]);
-    pub(crate) const REDIS: Schemes =
-        Schemes::of(&[Scheme::Redis, Scheme::RedisUnix, Scheme::RedisCluster]);
+    pub(crate) const REDIS: Schemes = Schemes::of(&[
+        Scheme::Redis,
+        Scheme::Rediss,
+        Scheme::RedisUnix,
+        Scheme::RedisCluster,
+    ]);
+    /// The `redis` schemes whose connections may be TLS.
+    pub(crate) const REDIS_TLS: Schemes =
+        Schemes::of(&[Scheme::Redis, Scheme::Rediss, Scheme::RedisCluster]);
+    /// The `redis` schemes that choose TLS with `tls=` (`rediss:` always uses it).
+    pub(crate) const REDIS_TLS_CHOICE: Schemes =
+        Schemes::of(&[Scheme::Redis, Scheme::RedisCluster]);
     /// The backends off this process, whose sessions may be sealed.
     pub(crate) const SEALABLE: Schemes = Schemes::of(&[
         Scheme::Shm,
         Scheme::Redis,
+        Scheme::Rediss,
         Scheme::RedisUnix,
         Scheme::RedisCluster,
     ]);
@@ -301,6 +320,18 @@ pub(crate) struct Settings {
     pub(crate) batch_ms: u32,
     pub(crate) password_file: Option<String>,
     pub(crate) password_env: Option<String>,
+    pub(crate) tls: TlsSettings,
+}
+
+/// The `tls` parameters as a URL gives them (checked against each other and the scheme by
+/// `redis_url::parse`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub(crate) struct TlsSettings {
+    pub(crate) on: bool,
+    pub(crate) ca_file: Option<String>,
+    pub(crate) cert_file: Option<String>,
+    pub(crate) key_file: Option<String>,
+    pub(crate) name: Option<String>,
 }
 
 impl Default for Settings {
@@ -319,6 +350,7 @@ impl Default for Settings {
             batch_ms: REDIS_DEFAULT_BATCH_MS,
             password_file: None,
             password_env: None,
+            tls: TlsSettings::default(),
         }
     }
 }
@@ -552,6 +584,50 @@ pub(crate) const PARAMS: &[ParamSpec] = &[
         default: DefaultText::Otherwise("none"),
         about: "read the password from this environment variable (refused in setuid, setgid and file-capability programs)",
         set: Set::Text(|s, v| s.password_env = Some(v)),
+    },
+    ParamSpec {
+        name: "tls",
+        schemes: Schemes::REDIS_TLS_CHOICE,
+        kind: Kind::Flag,
+        default: DefaultText::Value("0"),
+        about: "connect over TLS, the server's certificate verified as with `rediss:` \
+                (for `redis+cluster:`, every node's)",
+        set: Set::Num(|s, v| s.tls.on = v != 0),
+    },
+    ParamSpec {
+        name: "tls_ca_file",
+        schemes: Schemes::REDIS_TLS,
+        kind: Kind::Path,
+        default: DefaultText::Otherwise("the system's CA store"),
+        about: "trust only the CA certificates in this PEM file to sign the server's \
+                certificate",
+        set: Set::Text(|s, v| s.tls.ca_file = Some(v)),
+    },
+    ParamSpec {
+        name: "tls_cert_file",
+        schemes: Schemes::REDIS_TLS,
+        kind: Kind::Path,
+        default: DefaultText::Otherwise("none"),
+        about: "present this PEM certificate (chain) to the server (mutual TLS; needs \
+                tls_key_file)",
+        set: Set::Text(|s, v| s.tls.cert_file = Some(v)),
+    },
+    ParamSpec {
+        name: "tls_key_file",
+        schemes: Schemes::REDIS_TLS,
+        kind: Kind::Path,
+        default: DefaultText::Otherwise("none"),
+        about: "the private key of tls_cert_file, in PEM (private to its owner)",
+        set: Set::Text(|s, v| s.tls.key_file = Some(v)),
+    },
+    ParamSpec {
+        name: "tls_name",
+        schemes: Schemes::REDIS_TLS,
+        kind: Kind::Prefix,
+        default: DefaultText::Otherwise("the host the URL names"),
+        about: "the name (or IP address) the server's certificate must be for, also sent \
+                as SNI; for a cluster, every node's",
+        set: Set::Text(|s, v| s.tls.name = Some(v)),
     },
 ];
 

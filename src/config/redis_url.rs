@@ -4,8 +4,8 @@
 
 use super::params::{percent_decode, Scheme, Settings};
 use super::types::{
-    err, Backend, Common, Config, ConfigError, Password, RedisConfig, RedisTarget, Tickets,
-    REDIS_DEFAULT_PORT,
+    err, Backend, Common, Config, ConfigError, Password, RedisConfig, RedisTarget, RedisTls,
+    Tickets, REDIS_DEFAULT_PORT,
 };
 
 /// Builds the configuration of a `redis`, `redis+unix` or `redis+cluster` URL from the text
@@ -47,7 +47,7 @@ pub(crate) fn parse(scheme: Scheme, path: &str, s: Settings) -> Result<Config, C
     };
     let password = password(name, inline, &s)?;
     let (target, db) = match scheme {
-        Scheme::Redis => {
+        Scheme::Redis | Scheme::Rediss => {
             let (hostport, db) = match place.split_once('/') {
                 Some((h, "")) => (h, 0),
                 Some((h, d)) => (h, database(name, d)?),
@@ -105,6 +105,7 @@ pub(crate) fn parse(scheme: Scheme, path: &str, s: Settings) -> Result<Config, C
              not cover ticket keys)"
         ));
     }
+    let tls = tls(scheme, &s)?;
     let common: Common = s.common;
     Ok(Config {
         backend: Backend::Redis(RedisConfig {
@@ -117,14 +118,86 @@ pub(crate) fn parse(scheme: Scheme, path: &str, s: Settings) -> Result<Config, C
             l1: s.l1,
             queue: s.queue,
             batch_ms: s.batch_ms,
+            tls,
         }),
         common,
         sealing: s.sealing,
     })
 }
 
+/// The TLS settings of a URL, checked against each other: None for plain TCP.
+fn tls(scheme: Scheme, s: &Settings) -> Result<Option<RedisTls>, ConfigError> {
+    let name = scheme.name();
+    let t = &s.tls;
+    let on = scheme == Scheme::Rediss || t.on;
+    if !on {
+        let given = [
+            ("tls_ca_file", t.ca_file.is_some()),
+            ("tls_cert_file", t.cert_file.is_some()),
+            ("tls_key_file", t.key_file.is_some()),
+            ("tls_name", t.name.is_some()),
+        ];
+        if let Some((param, _)) = given.iter().find(|(_, g)| *g) {
+            return err(format!(
+                "{param} is a TLS setting, but this {name} URL connects without TLS: use \
+                 rediss:// (or tls=1 with {name}://)"
+            ));
+        }
+        return Ok(None);
+    }
+    let client_cert = match (&t.cert_file, &t.key_file) {
+        (Some(c), Some(k)) => Some((c.clone(), k.clone())),
+        (None, None) => None,
+        (Some(_), None) => {
+            return err("tls_cert_file needs tls_key_file (the certificate's private key)".into())
+        }
+        (None, Some(_)) => {
+            return err(
+                "tls_key_file needs tls_cert_file (the certificate it is the key of)".into(),
+            )
+        }
+    };
+    if let Some(n) = &t.name {
+        if !valid_tls_name(n) {
+            return err(format!(
+                "bad value '{}' for tls_name: expected a host name (letters, digits, '-', '.') \
+                 or an IP address",
+                n.escape_debug()
+            ));
+        }
+    }
+    Ok(Some(RedisTls {
+        ca_file: t.ca_file.clone(),
+        client_cert,
+        name: t.name.clone(),
+    }))
+}
+
+/// A name a certificate can be for: a DNS name (a leading `*.` is not: that is a
+/// certificate's pattern, not a name), an IPv4 address, or an IPv6 address (with or without
+/// brackets).
+fn valid_tls_name(n: &str) -> bool {
+    let bare = n
+        .strip_prefix('[')
+        .and_then(|v| v.strip_suffix(']'))
+        .unwrap_or(n);
+    if bare.parse::<std::net::IpAddr>().is_ok() {
+        return true;
+    }
+    !n.is_empty()
+        && n.len() <= 253
+        && n.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
+}
+
 fn example(scheme: Scheme) -> &'static str {
     match scheme {
+        Scheme::Rediss => "rediss://redis.example.net:6380/0",
         Scheme::RedisUnix => "redis+unix:///run/redis/redis.sock",
         Scheme::RedisCluster => "redis+cluster://10.0.0.1:7000,10.0.0.2:7000",
         _ => "redis://127.0.0.1:6379/0",

@@ -251,6 +251,7 @@ fn url_with(scheme: Scheme, extra: &str) -> String {
         Scheme::Memory => "memory:",
         Scheme::Shm => "shm:x",
         Scheme::Redis => "redis://h",
+        Scheme::Rediss => "rediss://h",
         Scheme::RedisUnix => "redis+unix:///s",
         Scheme::RedisCluster => "redis+cluster://h:7000",
     };
@@ -373,12 +374,12 @@ fn scheme_errors_list_the_schemes() {
     assert_eq!(
         msg("nonsense"),
         "cache URL 'nonsense' has no scheme: expected 'memory:', 'shm:', 'redis:', \
-         'redis+unix:' or 'redis+cluster:' (e.g. 'memory:?capacity=10000')"
+         'rediss:', 'redis+unix:' or 'redis+cluster:' (e.g. 'memory:?capacity=10000')"
     );
     assert_eq!(
         msg("redis2://x"),
         "unknown scheme 'redis2' in cache URL: the supported schemes are 'memory', 'shm', \
-         'redis', 'redis+unix' and 'redis+cluster'"
+         'redis', 'rediss', 'redis+unix' and 'redis+cluster'"
     );
 }
 
@@ -584,4 +585,65 @@ fn shared_tickets_and_their_rotation() {
     );
     assert!(parse("redis://h?insecure_plaintext=1").is_ok());
     assert!(parse("redis://h?key_file=/k&tickets=shared").is_ok());
+}
+
+#[test]
+fn tls_settings() {
+    let t = |url: &str| redis(url).tls;
+    assert_eq!(t("redis://h?key_file=/k"), None);
+    let on = t("rediss://h?key_file=/k").expect("rediss is TLS");
+    assert_eq!(on, crate::config::RedisTls::default());
+    assert_eq!(
+        t("redis+cluster://h:1?key_file=/k&tls=1"),
+        Some(crate::config::RedisTls::default())
+    );
+    let full = t(
+        "rediss://h?key_file=/k&tls_ca_file=/ca.pem&tls_cert_file=/c.pem\
+                  &tls_key_file=/c.key&tls_name=redis.example.net",
+    )
+    .expect("TLS");
+    assert_eq!(full.ca_file.as_deref(), Some("/ca.pem"));
+    assert_eq!(
+        full.client_cert,
+        Some(("/c.pem".to_string(), "/c.key".to_string()))
+    );
+    assert_eq!(full.name.as_deref(), Some("redis.example.net"));
+    assert!(t("rediss://h?key_file=/k&tls_name=10.0.0.1").is_some());
+    assert!(t("rediss://h?key_file=/k&tls_name=%5B::1%5D").is_some());
+    // Each mistake is named.
+    for (url, says) in [
+        (
+            "redis://h?key_file=/k&tls_ca_file=/ca",
+            "tls_ca_file is a TLS setting",
+        ),
+        (
+            "redis://h?key_file=/k&tls_name=x",
+            "tls_name is a TLS setting",
+        ),
+        (
+            "rediss://h?key_file=/k&tls_cert_file=/c",
+            "tls_cert_file needs tls_key_file",
+        ),
+        (
+            "rediss://h?key_file=/k&tls_key_file=/c",
+            "tls_key_file needs tls_cert_file",
+        ),
+        (
+            "rediss://h?key_file=/k&tls_name=*.example.net",
+            "bad value '*.example.net' for tls_name",
+        ),
+        (
+            "rediss://h?key_file=/k&tls_name=a..b",
+            "bad value 'a..b' for tls_name",
+        ),
+        ("rediss://h?key_file=/k&tls=1", "unknown parameter"),
+        ("redis+unix:///s?key_file=/k&tls=1", "unknown parameter"),
+        (
+            "rediss://h?key_file=/k&tls_ca_file=ca.pem",
+            "bad value 'ca.pem' for tls_ca_file",
+        ),
+    ] {
+        let m = msg(url);
+        assert!(m.contains(says), "{url}: {m}");
+    }
 }

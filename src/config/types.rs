@@ -45,6 +45,20 @@ pub struct RedisConfig {
     /// Under load, how long after the previous pipeline a write waits so that the writes of
     /// the meantime go with it (`batch_ms=`; 0: each at once).
     pub batch_ms: u32,
+    /// TLS on every connection (`rediss:`, `tls=1`); None: plain TCP.
+    pub tls: Option<RedisTls>,
+}
+
+/// How connections to Redis use TLS. The server's certificate is always verified: against
+/// `ca_file`'s CAs (else the system's CA store) and for `name` (else the host connected to).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RedisTls {
+    /// A PEM file of the only CAs trusted to sign the server's certificate.
+    pub ca_file: Option<String>,
+    /// A PEM certificate (chain) presented to the server, with its key (mutual TLS).
+    pub client_cert: Option<(String, String)>,
+    /// The name (or IP address) the certificate must be for, and the SNI sent.
+    pub name: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

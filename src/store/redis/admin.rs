@@ -9,7 +9,7 @@
 //! lengths (STRLEN), a flush deletes them one key per command (pipelined), so that a
 //! cluster node never sees keys of several slots in one command.
 
-use super::conn::{classify, describe, Connector};
+use super::conn::{classify, describe, Connector, NodeConn};
 use super::process::Shared;
 use super::tally;
 use crate::log::Level;
@@ -114,10 +114,10 @@ pub(crate) fn is_entry_key(prefix: &[u8], key: &[u8]) -> bool {
 /// SCAN MATCH prefix* over one node, handing each page's entry keys to `each`, at most
 /// `max_calls` SCAN calls: true if the scan went through every key.
 fn scan_entries(
-    c: &mut redis::Connection,
+    c: &mut NodeConn,
     shared: &Shared,
     max_calls: usize,
-    mut each: impl FnMut(&mut redis::Connection, &[Vec<u8>]) -> RedisResult<()>,
+    mut each: impl FnMut(&mut NodeConn, &[Vec<u8>]) -> RedisResult<()>,
 ) -> RedisResult<bool> {
     let mut pattern = Vec::with_capacity(shared.prefix.len() + 1);
     for &b in &shared.prefix {
@@ -154,19 +154,17 @@ fn scan_entries(
 /// A connection to each server that holds entries: the one server, or each primary of the
 /// cluster (found with CLUSTER NODES from the first seed that answers), each with the
 /// URL's credentials and its socket operations bounded by the background budget.
-fn primaries(shared: &Shared) -> RedisResult<Vec<redis::Connection>> {
+fn primaries(shared: &Shared) -> RedisResult<Vec<NodeConn>> {
     let budget = shared.background_timeout;
-    let connect = |info: ConnectionInfo| -> RedisResult<redis::Connection> {
-        let c = redis::Client::open(info)?.get_connection_with_timeout(budget)?;
-        c.set_read_timeout(Some(budget))?;
-        c.set_write_timeout(Some(budget))?;
-        Ok(c)
-    };
+    let connect = |info: ConnectionInfo| shared.connector.connect_node(info, budget);
     let seeds = match &shared.connector {
-        Connector::Single(client) => {
-            return Ok(vec![connect(client.get_connection_info().clone())?])
-        }
         Connector::Cluster { seeds, .. } => seeds,
+        single => {
+            let info = single.single_info().cloned().ok_or_else(|| {
+                RedisError::from((redis::ErrorKind::ClientError, "no server address"))
+            })?;
+            return Ok(vec![connect(info)?]);
+        }
     };
     let mut last = None;
     for seed in seeds {
@@ -230,7 +228,7 @@ fn cluster_primaries(text: &str, seed_host: &str) -> Vec<(String, u16)> {
 
 /// What the servers say of their memory: summed over a cluster's primaries, the policy of
 /// the first. Nothing for what a server will not tell (INFO refused by an ACL).
-fn server_facts(nodes: &mut [redis::Connection]) -> Vec<(&'static str, String)> {
+fn server_facts(nodes: &mut [NodeConn]) -> Vec<(&'static str, String)> {
     let mut sums = [0u64; 4];
     let names = [
         "redis_used_memory",

@@ -2,20 +2,31 @@
 //! (so that the buffers that held session bytes are wiped), the lookup script, replies read
 //! and errors sorted into [`StoreError`]s.
 
+use super::tls::{with_cluster_tls, Tls, TlsConnection};
 use crate::secret::SecretBytes;
 use crate::store::StoreError;
-use redis::{ConnectionLike, ErrorKind as RedisErrorKind, RedisError, RedisResult, Value};
+use redis::{
+    ConnectionInfo, ConnectionLike, ErrorKind as RedisErrorKind, RedisError, RedisResult, Value,
+};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Makes connections. Plain data (a copy of the settings): nothing in it is tied to a
-/// process, a thread or a socket, so it may be shared across `fork()`.
+/// Makes connections. Shareable across `fork()`: nothing in it is tied to a process, a
+/// thread or a socket (a TLS context is immutable and may be used by forked children).
 pub(crate) enum Connector {
     Single(redis::Client),
+    /// One server over TLS (`rediss://`, `tls=1`).
+    SingleTls {
+        info: ConnectionInfo,
+        tls: Arc<Tls>,
+    },
     Cluster {
         client: redis::cluster::ClusterClient,
         /// The nodes the URL names, with the credentials: where the operator's commands
         /// (`admin`) find the cluster's primaries.
         seeds: Vec<redis::ConnectionInfo>,
+        /// Every node over TLS, when set.
+        tls: Option<Arc<Tls>>,
     },
 }
 
@@ -24,7 +35,61 @@ pub(crate) enum Connector {
 pub(crate) enum Conn {
     /// With the socket timeout last set on it (read and write alike).
     Single(redis::Connection, Option<Duration>),
+    Tls(TlsConnection, Option<Duration>),
     Cluster(Box<redis::cluster::ClusterConnection>),
+    ClusterTls(
+        Box<redis::cluster::ClusterConnection<TlsConnection>>,
+        Arc<Tls>,
+    ),
+}
+
+/// A connection to one node, for the operator's commands (`admin`): plain or TLS as the
+/// URL says.
+pub(crate) enum NodeConn {
+    Plain(redis::Connection),
+    Tls(TlsConnection),
+}
+
+impl ConnectionLike for NodeConn {
+    fn req_packed_command(&mut self, cmd: &[u8]) -> RedisResult<Value> {
+        match self {
+            NodeConn::Plain(c) => c.req_packed_command(cmd),
+            NodeConn::Tls(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands(
+        &mut self,
+        cmd: &[u8],
+        offset: usize,
+        count: usize,
+    ) -> RedisResult<Vec<Value>> {
+        match self {
+            NodeConn::Plain(c) => c.req_packed_commands(cmd, offset, count),
+            NodeConn::Tls(c) => c.req_packed_commands(cmd, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            NodeConn::Plain(c) => c.get_db(),
+            NodeConn::Tls(c) => c.get_db(),
+        }
+    }
+
+    fn check_connection(&mut self) -> bool {
+        match self {
+            NodeConn::Plain(c) => c.check_connection(),
+            NodeConn::Tls(c) => c.check_connection(),
+        }
+    }
+
+    fn is_open(&self) -> bool {
+        match self {
+            NodeConn::Plain(c) => c.is_open(),
+            NodeConn::Tls(c) => c.is_open(),
+        }
+    }
 }
 
 /// How far a socket timeout may be from a command's budget before it is set again: each
@@ -41,7 +106,12 @@ impl Connector {
             Connector::Single(c) => c
                 .get_connection_with_timeout(timeout)
                 .map(|c| Conn::Single(c, None)),
-            Connector::Cluster { client, .. } => {
+            Connector::SingleTls { info, tls } => {
+                TlsConnection::connect(tls, info, timeout).map(|c| Conn::Tls(c, None))
+            }
+            Connector::Cluster {
+                client, tls: None, ..
+            } => {
                 let conn = client.get_connection()?;
                 // A reconnection inside a call would wait for a connection timeout in the
                 // middle of a lookup: a connection that fails is dropped and made again,
@@ -49,7 +119,79 @@ impl Connector {
                 conn.set_auto_reconnect(false);
                 Ok(Conn::Cluster(Box::new(conn)))
             }
+            Connector::Cluster {
+                client,
+                tls: Some(tls),
+                ..
+            } => {
+                let conn =
+                    with_cluster_tls(tls, || client.get_generic_connection::<TlsConnection>())?;
+                conn.set_auto_reconnect(false);
+                Ok(Conn::ClusterTls(Box::new(conn), tls.clone()))
+            }
         }
+    }
+
+    /// Whether commands go to one server (so they may be pipelined).
+    pub fn is_single(&self) -> bool {
+        matches!(self, Connector::Single(_) | Connector::SingleTls { .. })
+    }
+
+    /// A connection to one node, `info` (the server's, or a cluster node's), with the
+    /// URL's transport, each socket operation bounded by `budget`.
+    pub fn connect_node(&self, info: ConnectionInfo, budget: Duration) -> RedisResult<NodeConn> {
+        let tls = match self {
+            Connector::Single(_) | Connector::Cluster { tls: None, .. } => None,
+            Connector::SingleTls { tls, .. } | Connector::Cluster { tls: Some(tls), .. } => {
+                Some(tls)
+            }
+        };
+        let conn = match tls {
+            None => {
+                let c = redis::Client::open(info)?.get_connection_with_timeout(budget)?;
+                NodeConn::Plain(c)
+            }
+            Some(tls) => NodeConn::Tls(TlsConnection::connect(tls, &info, budget)?),
+        };
+        match &conn {
+            NodeConn::Plain(c) => {
+                c.set_read_timeout(Some(budget))?;
+                c.set_write_timeout(Some(budget))?;
+            }
+            NodeConn::Tls(c) => {
+                c.set_read_timeout(Some(budget))?;
+                c.set_write_timeout(Some(budget))?;
+            }
+        }
+        Ok(conn)
+    }
+
+    /// The single server's address and credentials (None for a cluster).
+    pub fn single_info(&self) -> Option<&ConnectionInfo> {
+        match self {
+            Connector::Single(c) => Some(c.get_connection_info()),
+            Connector::SingleTls { info, .. } => Some(info),
+            Connector::Cluster { .. } => None,
+        }
+    }
+}
+
+/// A connection whose socket timeouts can be set (read and write alike).
+trait Timeouts: ConnectionLike {
+    fn set_timeouts(&self, d: Duration) -> RedisResult<()>;
+}
+
+impl Timeouts for redis::Connection {
+    fn set_timeouts(&self, d: Duration) -> RedisResult<()> {
+        self.set_read_timeout(Some(d))?;
+        self.set_write_timeout(Some(d))
+    }
+}
+
+impl Timeouts for TlsConnection {
+    fn set_timeouts(&self, d: Duration) -> RedisResult<()> {
+        self.set_read_timeout(Some(d))?;
+        self.set_write_timeout(Some(d))
     }
 }
 
@@ -62,11 +204,20 @@ impl Conn {
                 set_budget(c, set, budget)?;
                 c.req_packed_command(packed)?
             }
+            Conn::Tls(c, set) => {
+                set_budget(c, set, budget)?;
+                c.req_packed_command(packed)?
+            }
             Conn::Cluster(c) => {
                 c.set_read_timeout(Some(budget))?;
                 c.set_write_timeout(Some(budget))?;
                 c.req_packed_command(packed)?
             }
+            Conn::ClusterTls(c, tls) => with_cluster_tls(tls, || {
+                c.set_read_timeout(Some(budget))?;
+                c.set_write_timeout(Some(budget))?;
+                c.req_packed_command(packed)
+            })?,
         };
         value.extract_error()
     }
@@ -85,7 +236,10 @@ impl Conn {
             Conn::Single(c, set) => Some(
                 set_budget(c, set, budget).and_then(|()| c.req_packed_commands(packed, 0, count)),
             ),
-            Conn::Cluster(_) => None,
+            Conn::Tls(c, set) => Some(
+                set_budget(c, set, budget).and_then(|()| c.req_packed_commands(packed, 0, count)),
+            ),
+            Conn::Cluster(_) | Conn::ClusterTls(..) => None,
         }
     }
 
@@ -93,7 +247,9 @@ impl Conn {
     pub fn is_open(&self) -> bool {
         match self {
             Conn::Single(c, _) => c.is_open(),
+            Conn::Tls(c, _) => c.is_open(),
             Conn::Cluster(c) => c.is_open(),
+            Conn::ClusterTls(c, _) => c.is_open(),
         }
     }
 }
@@ -101,7 +257,7 @@ impl Conn {
 /// Sets a connection's socket timeouts to `budget` unless they are within
 /// [`TIMEOUT_SLACK`] of it already (`set`: what they were last set to).
 fn set_budget(
-    c: &mut redis::Connection,
+    c: &mut impl Timeouts,
     set: &mut Option<Duration>,
     budget: Duration,
 ) -> RedisResult<()> {
@@ -112,8 +268,7 @@ fn set_budget(
     if stale {
         // Forgotten first: a failure half-way leaves it unknown.
         *set = None;
-        c.set_read_timeout(Some(budget))?;
-        c.set_write_timeout(Some(budget))?;
+        c.set_timeouts(budget)?;
         *set = Some(budget);
     }
     Ok(())
@@ -267,7 +422,9 @@ pub(crate) fn is_server_reply(e: &RedisError) -> bool {
 pub(crate) fn describe(e: &RedisError, secret: Option<&str>) -> String {
     let auth = e.kind() == RedisErrorKind::AuthenticationFailed
         || matches!(e.code(), Some("WRONGPASS" | "NOAUTH" | "NOPERM"));
-    let text = redact(e.to_string(), secret);
+    // The TLS layer's errors carry their whole message as the detail (also inside the
+    // cluster client's messages, which quote each node's).
+    let text = redact(e.to_string(), secret).replace("TLS - ClientError: ", "");
     if auth {
         format!(
             "authentication failed: check the user and password (password_file, \

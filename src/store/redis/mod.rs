@@ -117,6 +117,7 @@ mod tally;
 #[cfg(test)]
 mod tests;
 mod tickets;
+mod tls;
 
 use super::{Counters, Entry, Found, NetStats, SessionKey, Stamp, Store, StoreError, Survey};
 use crate::config::RedisConfig;

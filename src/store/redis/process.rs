@@ -880,7 +880,7 @@ impl Writer {
                 },
             })
             .collect();
-        let single = matches!(self.core.shared.connector, Connector::Single(_));
+        let single = self.core.shared.connector.is_single();
         if batch.len() == 1 || !single {
             for (packed, remove, _) in &batch {
                 self.write(packed.as_slice(), *remove);

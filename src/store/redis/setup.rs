@@ -2,10 +2,12 @@
 //! Nothing here connects.
 
 use super::conn::Connector;
+use super::tls::Tls;
 use crate::config::{Password, RedisConfig, RedisTarget};
 use crate::error::{Error, ErrorKind};
 use crate::secret::wipe;
 use redis::{ConnectionAddr, ConnectionInfo, ProtocolVersion, RedisConnectionInfo};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// A password, wiped when dropped and never printed.
@@ -135,6 +137,11 @@ pub(crate) fn connector(cfg: &RedisConfig, password: Option<&Secret>) -> Result<
     };
     let bad =
         |e: redis::RedisError| url_error(super::conn::describe(&e, password.map(Secret::as_str)));
+    // The TLS context is made now, its files read now: a bad one is an error at open.
+    let tls = match &cfg.tls {
+        Some(t) => Some(Arc::new(Tls::new(t)?)),
+        None => None,
+    };
     match &cfg.target {
         RedisTarget::Tcp { host, port } => {
             if *port == 0 {
@@ -144,9 +151,15 @@ pub(crate) fn connector(cfg: &RedisConfig, password: Option<&Secret>) -> Result<
                 addr: ConnectionAddr::Tcp(host_of(host)?, *port),
                 redis: redis_info(cfg.db),
             };
-            Ok(Connector::Single(redis::Client::open(info).map_err(bad)?))
+            match tls {
+                Some(tls) => Ok(Connector::SingleTls { info, tls }),
+                None => Ok(Connector::Single(redis::Client::open(info).map_err(bad)?)),
+            }
         }
         RedisTarget::Unix { path } => {
+            if tls.is_some() {
+                return Err(url_error("redis+unix: TLS is for TCP connections"));
+            }
             if path.is_empty() {
                 return Err(url_error("redis+unix: the socket path is empty"));
             }
@@ -190,6 +203,7 @@ pub(crate) fn connector(cfg: &RedisConfig, password: Option<&Secret>) -> Result<
             Ok(Connector::Cluster {
                 client,
                 seeds: infos,
+                tls,
             })
         }
     }
@@ -211,6 +225,7 @@ mod tests {
             l1: 0,
             queue: 16,
             batch_ms: 2,
+            tls: None,
         }
     }
 

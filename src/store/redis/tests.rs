@@ -208,6 +208,7 @@ impl Server {
             l1: 0,
             queue: 1024,
             batch_ms: 2,
+            tls: None,
         }
     }
 
@@ -357,6 +358,7 @@ impl Server {
             l1: 0,
             queue: 1024,
             batch_ms: 2,
+            tls: None,
         }
     }
 }

@@ -3,7 +3,9 @@
 //!
 //! ```text
 //! sesscache --version                       the library's version
-//! sesscache stats URL [--json] [--watch S]  counters, entries, bytes and hit ratio
+//! sesscache stats URL [--format F] [--watch S]  counters, entries, bytes and hit ratio
+//!                                           (F: text, json, prometheus)
+//! sesscache exporter --listen ADDR URL...   serves /metrics (Prometheus) for these caches
 //! sesscache ls [--json]                     the shm segments of this machine
 //! sesscache rm NAME                         removes the shm segment NAME
 //! sesscache check URL                       opens the cache (creating nothing), says what is wrong
@@ -19,7 +21,8 @@
 //! `stats`, `check` and `flush` refuse it (exit status 7). `stats` of a `redis` cache
 //! shows the fleet: the counters every process reported to Redis (each at most about a
 //! second late), the entries under the prefix and their bytes (SCAN, on each primary of a
-//! cluster), and what Redis says of its memory.
+//! cluster), and what Redis says of its memory. `--format prometheus` and `exporter` give
+//! the same counters in Prometheus's text format (`metrics.rs`).
 //!
 //! Exit status (the categories of `sesscache_last_error_code`, one status each):
 //!
@@ -36,15 +39,17 @@
 //! | 8 | `rm`: no such segment |
 //! | 9 | `Internal`: a bug or an OpenSSL failure |
 
+mod metrics;
 mod tickets;
 
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
 use sesscache::cache::Cache;
 use sesscache::error::{Error, ErrorKind};
 use sesscache::store::shm::ShmStore;
 use sesscache::store::{Stats, Store, Survey};
 use std::ffi::CStr;
 use std::io::{self, Write};
+use std::net::SocketAddr;
 use std::os::unix::fs::MetadataExt;
 use std::process::ExitCode;
 
@@ -93,15 +98,37 @@ enum Command {
     Stats {
         /// The cache URL, e.g. 'shm:web' (the segment must exist)
         url: String,
-        /// One JSON object (a line of its own per snapshot with --watch)
-        #[arg(long)]
+        /// One JSON object (a line of its own per snapshot with --watch): --format json
+        #[arg(long, conflicts_with = "format")]
         json: bool,
-        /// Print again every SECONDS seconds, until interrupted
+        /// text: one "name value" a line; json: one JSON object; prometheus: Prometheus's
+        /// text exposition format, counters as sesscache_NAME_total, entries and bytes as
+        /// gauges, sesscache_up, each with the label cache="URL" (a failed read prints
+        /// sesscache_up 0, then exits 5)
+        #[arg(long, value_enum, value_name = "FORMAT", default_value_t = Format::Text)]
+        format: Format,
+        /// Print again every SECONDS seconds, until interrupted (not with prometheus: use
+        /// the exporter)
         #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u32).range(1..))]
         watch: Option<u32>,
         /// With --watch: stop after N snapshots
         #[arg(long, value_name = "N", requires = "watch", value_parser = clap::value_parser!(u64).range(1..))]
         count: Option<u64>,
+    },
+    /// Serves the counters of these caches to Prometheus: GET /metrics answers the text
+    /// exposition format (as stats --format prometheus, every cache read afresh at each
+    /// scrape; a cache that cannot be read has sesscache_up 0 and no other figure); other
+    /// paths 404, other methods 405. Every cache must open at start (else it exits with the
+    /// status of the error, naming the cache); memory: is refused (exit 7). Runs until
+    /// SIGTERM or SIGINT, then exits 0.
+    #[command(after_help = EXIT_CODES)]
+    Exporter {
+        /// The address and port to listen on, e.g. 127.0.0.1:9877 (only this one is bound)
+        #[arg(long, value_name = "ADDR", required = true)]
+        listen: SocketAddr,
+        /// The caches' URLs, e.g. 'shm:web' 'redis://cache.internal?password_env=REDIS_PASSWORD'
+        #[arg(value_name = "URL", required = true, num_args = 1..)]
+        urls: Vec<String>,
     },
     /// The shm segments of this machine (/dev/shm/sesscache-*): name, owner, mode, size and
     /// fill (entries, bytes), or why the fill cannot be read (another user's, damaged)
@@ -151,6 +178,14 @@ enum Command {
     },
 }
 
+/// How `stats` prints.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Format {
+    Text,
+    Json,
+    Prometheus,
+}
+
 #[derive(Subcommand)]
 enum TicketsAction {
     /// Makes a new generation that starts encrypting after a lead of two refresh intervals
@@ -180,9 +215,11 @@ fn main() -> ExitCode {
         Command::Stats {
             url,
             json,
+            format,
             watch,
             count,
-        } => stats(&url, json, watch, count),
+        } => stats(&url, if json { Format::Json } else { format }, watch, count),
+        Command::Exporter { listen, urls } => metrics::exporter(listen, &urls),
         Command::Ls { json } => ls(json),
         Command::Rm { name } => rm(&name),
         Command::Check { url } => check(&url),
@@ -276,9 +313,19 @@ fn snapshot(cache: &Cache) -> Result<(Stats, Option<Survey>), Failure> {
     })
 }
 
-fn stats(url: &str, json: bool, watch: Option<u32>, count: Option<u64>) -> Result<(), Failure> {
+fn stats(url: &str, format: Format, watch: Option<u32>, count: Option<u64>) -> Result<(), Failure> {
+    if format == Format::Prometheus && watch.is_some() {
+        return Err(fail(
+            EXIT_USAGE,
+            "--watch does not go with --format prometheus: Prometheus scrapes `sesscache exporter`",
+        ));
+    }
+    let json = format == Format::Json;
     let cache = Cache::open_existing(url)?;
     let shown = sesscache::config::redacted(url);
+    if format == Format::Prometheus {
+        return metrics::stats(&cache, &shown);
+    }
     let mut n = 0u64;
     loop {
         let (s, survey) = snapshot(&cache)?;
@@ -371,6 +418,94 @@ fn counters(s: &Stats) -> Vec<(&'static str, u64)> {
     out.push(("bytes", s.bytes));
     out.extend_from_slice(&named[at_errors..]);
     out
+}
+
+/// Whether a figure of [`counters`] counts events (a Prometheus counter, `_total`) or is a
+/// level (a gauge).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Counter,
+    Gauge,
+}
+
+/// What each figure of [`counters`] means, for the `# HELP` lines of the Prometheus
+/// metrics (from the docs of the fields of `struct sesscache_stats`), and its kind. Every
+/// name of [`counters`] must be here: a missing one is exported as a counter with a
+/// placeholder text, which c-tests/metrics.sh refuses.
+const HELP: &[(&str, Kind, &str)] = &[
+    (
+        "lookups",
+        Kind::Counter,
+        "Session lookups answered by the cache (get-session callbacks)",
+    ),
+    ("hits", Kind::Counter, "Lookups that returned a session"),
+    ("misses", Kind::Counter, "Lookups that returned nothing"),
+    ("stores", Kind::Counter, "Sessions stored"),
+    (
+        "removes",
+        Kind::Counter,
+        "Sessions removed on OpenSSL's request",
+    ),
+    (
+        "evictions",
+        Kind::Counter,
+        "Live sessions evicted to make room",
+    ),
+    ("expirations", Kind::Counter, "Expired sessions dropped"),
+    (
+        "rejected",
+        Kind::Counter,
+        "Sessions refused: session IDs of invalid length, sessions larger than max_session_bytes",
+    ),
+    (
+        "errors",
+        Kind::Counter,
+        "Stored data that did not decode or open (corrupt, tampered with, sealed under an \
+         unknown key), backend failures and internal errors",
+    ),
+    (
+        "entries",
+        Kind::Gauge,
+        "Sessions held now (redis: the entries under the prefix, on every primary)",
+    ),
+    (
+        "bytes",
+        Kind::Gauge,
+        "Bytes of the sessions held now (shm: the encoded sessions in the segment; redis: \
+         the values under the prefix)",
+    ),
+    (
+        "net_errors",
+        Kind::Counter,
+        "redis: operations that failed on the network or with a server error",
+    ),
+    (
+        "timeouts",
+        Kind::Counter,
+        "redis: lookups and connection attempts that gave up after timeout_ms",
+    ),
+    (
+        "breaker_opens",
+        Kind::Counter,
+        "redis: times a circuit breaker opened, skipping Redis after repeated failures",
+    ),
+    (
+        "queue_drops",
+        Kind::Counter,
+        "redis: stores and removals dropped because the write queue was full or the breaker \
+         was open",
+    ),
+];
+
+/// The kind and HELP text of a figure of [`counters`].
+fn help_of(name: &str) -> (Kind, &'static str) {
+    HELP.iter().find(|(n, _, _)| *n == name).map_or(
+        (
+            Kind::Counter,
+            "NO HELP TEXT: add this counter to HELP in cli/src/main.rs",
+        ),
+        |(_, k, h)| (*k, *h),
+    )
 }
 
 /// A JSON string literal.

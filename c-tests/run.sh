@@ -270,6 +270,9 @@ suite privileged privileged sh c-tests/privileged_check.sh
 section "the command-line tool: the core without the interposed OpenSSL functions"
 suite cli cli sh c-tests/cli_check.sh
 
+section "Prometheus metrics: stats --format prometheus and the exporter, checked by promtool and real scrapes"
+suite metrics metrics sh c-tests/metrics.sh
+
 section "manual pages: one per exported function, no formatting warnings, installed by make install"
 suite man man sh c-tests/man_check.sh
 

@@ -14,13 +14,15 @@
 # c-tests/shm_servers.sh and c-tests/servers.sh (python3 also drives its Python client);
 # redis-server and redis-tools (redis-cli) are the Redis the redis:// tests start themselves;
 # groff-base and man-db (groff, man) render the manual pages in c-tests/man_check.sh;
-# gnuplot-nox draws the chart of `make bench` (and of its smoke run in `make check`).
+# gnuplot-nox draws the chart of `make bench` (and of its smoke run in `make check`);
+# prometheus brings promtool, which checks the tool's Prometheus metrics in c-tests/metrics.sh
+# (its server is not started: see policy-rc.d below).
 # Beside the Debian packages, `install` also gets cargo-fuzz (crates.io, pinned) for the fuzz
 # smoke run of `make check` (scripts/fuzz.sh), which builds with the machine's nightly
 # toolchain; `check` reports it. Not for `demo`.
 set -euo pipefail
 
-PACKAGES=(libssl-dev pkg-config valgrind make gcc g++ binutils openssl nginx apache2 haproxy python3 redis-server redis-tools groff-base man-db gnuplot-nox)
+PACKAGES=(libssl-dev pkg-config valgrind make gcc g++ binutils openssl nginx apache2 haproxy python3 redis-server redis-tools groff-base man-db gnuplot-nox prometheus)
 DEMO_PACKAGES=(libssl-dev pkg-config make gcc openssl python3 redis-server redis-tools)
 
 usage() {

@@ -255,6 +255,14 @@ run memory exporter --listen 127.0.0.1:0 'memory:'
 expect memory 7 "(d) memory:"
 run twice exporter --listen 127.0.0.1:0 "shm:$name" "shm:$name"
 expect twice 2 "(d) a URL given twice"
+run help exporter --help
+if [ "$rc" -eq 0 ] && grep -q '^Usage: sesscache exporter --listen <ADDR> <URL>...' "$dir/help.out" &&
+   grep -q '^Exit status:' "$dir/help.out"; then
+    pass "(d) exporter --help: usage and the exit statuses"
+else
+    fail "(d) exporter --help: usage and the exit statuses (exit $rc)"
+    note <"$dir/help.out"
+fi
 if start_exporter exp3 --listen 127.0.0.1:0 "shm:$name"; then
     run inuse exporter --listen "127.0.0.1:$PORT" "shm:$name"
     expect inuse 1 "(d) an address in use"

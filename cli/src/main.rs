@@ -422,7 +422,7 @@ fn counters(s: &Stats) -> Vec<(&'static str, u64)> {
 
 /// Whether a figure of [`counters`] counts events (a Prometheus counter, `_total`) or is a
 /// level (a gauge).
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Kind {
     Counter,
     Gauge,

@@ -512,3 +512,53 @@ fn respond(
     let _ = stream.shutdown(std::net::Shutdown::Write);
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{exposition, head_end, Reading};
+    use sesscache::store::Stats;
+
+    #[test]
+    fn every_counter_has_its_own_help_text() {
+        for (name, _) in crate::counters(&Stats::default()) {
+            let (_, help) = crate::help_of(name);
+            assert!(!help.starts_with("NO HELP"), "{name} has no HELP text");
+        }
+        assert_eq!(crate::help_of("entries").0, crate::Kind::Gauge);
+        assert_eq!(crate::help_of("bytes").0, crate::Kind::Gauge);
+        assert_eq!(crate::help_of("hits").0, crate::Kind::Counter);
+    }
+
+    #[test]
+    fn samples_are_labelled_escaped_and_absent_when_down() {
+        let s = Stats {
+            lookups: 7,
+            entries: 3,
+            ..Stats::default()
+        };
+        let text = exposition(&[
+            Reading {
+                shown: "shm:a\"b\\c",
+                figures: Ok((s, None)),
+            },
+            Reading {
+                shown: "redis://u:***@h",
+                figures: Err("down".into()),
+            },
+        ]);
+        assert!(text.contains("# TYPE sesscache_lookups_total counter\n"));
+        assert!(text.contains("sesscache_lookups_total{cache=\"shm:a\\\"b\\\\c\"} 7\n"));
+        assert!(text.contains("# TYPE sesscache_entries gauge\n"));
+        assert!(text.contains("sesscache_entries{cache=\"shm:a\\\"b\\\\c\"} 3\n"));
+        assert!(text.contains("sesscache_up{cache=\"redis://u:***@h\"} 0\n"));
+        assert_eq!(text.matches("redis://").count(), 1, "{text}");
+        assert!(!text.contains("entries_complete"));
+    }
+
+    #[test]
+    fn request_heads_end_at_the_blank_line() {
+        assert_eq!(head_end(b"GET / HTTP/1.1\r\nHost: x\r\n\r\nbody"), Some(23));
+        assert_eq!(head_end(b"GET / HTTP/1.0\n\n"), Some(14));
+        assert_eq!(head_end(b"GET / HTTP/1.1\r\nHost: x\r\n"), None);
+    }
+}

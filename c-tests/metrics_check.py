@@ -247,15 +247,17 @@ def http(port, out):
         fail("a scrape while one client sends nothing and another megabytes: 200 within 2 s", f"{code} in {took:.2f} s")
     flooder.join(30)
     answer = flood_result.get("answer", b"")
+    # Cut off: its writes fail (the server closed the connection after 8 KiB) well before
+    # the 16 MiB it would send; what it managed is what the kernel's socket buffers took.
     if (
-        flood_result.get("sent", 1 << 30) < (4 << 20)
+        flood_result.get("sent", 1 << 30) < (16 << 20)
         and flood_result.get("seconds", 99) < 10
         and (answer.startswith(b"HTTP/1.1 431") or "error" in flood_result)
     ):
         how = flood_result.get("error") or answer.split(b"\r\n")[0].decode()
         ok(f"the client sending megabytes is cut off after {flood_result['sent']} bytes ({how})")
     else:
-        fail("the client sending megabytes is cut off (431 or closed) before 4 MiB", str(flood_result))
+        fail("the client sending megabytes is cut off (431 or closed) before 16 MiB", str(flood_result))
     # The silent one is told 408 and closed once its 5 s are up.
     silent.settimeout(10)
     t0 = time.monotonic()
@@ -277,8 +279,12 @@ def http(port, out):
     for s in held:
         s.close()
     check_code("a scrape while 16 clients hold every connection slot", code, 503)
-    time.sleep(0.3)
-    code, _, _ = request(port, b"GET /metrics HTTP/1.1\r\n\r\n")
+    # Their threads see the close and end; a slot is free again.
+    for _ in range(30):
+        time.sleep(0.1)
+        code, _, _ = request(port, b"GET /metrics HTTP/1.1\r\n\r\n")
+        if code == 200:
+            break
     check_code("a scrape once they have gone", code, 200)
 
 

@@ -18,6 +18,11 @@
 #            SESSCACHE_URL=shm:NAME?tickets=shared, open each other's TLS 1.2 and 1.3
 #            tickets, and a restarted one those issued before (c-tests/tickets.sh's part a;
 #            on 1.1.1 through the older ticket callback);
+#   rediss   TLS to Redis: the version's own s_server, two processes preloaded with a
+#            rediss:// URL (a redis-server with a TLS port and a CA made by the test),
+#            resume each other's sessions; the library's own TLS connections, made with the
+#            version's libssl, are left alone by its interposition; a stalled TLS Redis
+#            costs handshakes nothing (c-tests/redis_tls.sh's parts c and d);
 #   hang-up  the version's `s_server -rev` and a Python client that hangs up without
 #            close_notify: as many resumptions with the library as without, and a forged
 #            record still ends its session (see hangup() below);
@@ -56,8 +61,8 @@ for want in ${COMPAT_VERSIONS:-$ALL}; do
     versions="$versions ${found:-$want}"
 done
 
-table="# | OpenSSL | build (s) | library | harness | ABI | transparency | preload shm: | unconfigured preload | shared tickets | client hangs up | QUIC | time (s) |
-# |---|---|---|---|---|---|---|---|---|---|---|---|---|"
+table="# | OpenSSL | build (s) | library | harness | ABI | transparency | preload shm: | unconfigured preload | shared tickets | rediss | client hangs up | QUIC | time (s) |
+# |---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
 f0=0
 # Records one cell: "ok" (or TEXT) when no check failed since the last mark, else FAIL.
 mark() { if [ "$failed" -eq "$f0" ]; then cell=${1:-ok}; else cell=FAIL; fi; f0=$failed; }
@@ -85,7 +90,7 @@ one_version() { # CRATE-VERSION
     out=$ROOT/build/compat/$ov
     rm -rf "$out"; mkdir -p "$out"
     echo "== OpenSSL $ov (openssl-src $v)"
-    c_build=FAIL; c_lib=-; c_harness=-; c_abi=-; c_transp=-; c_shm=-; c_plain=-; c_tickets=-; c_hangup=-; c_quic=-
+    c_build=FAIL; c_lib=-; c_harness=-; c_abi=-; c_transp=-; c_shm=-; c_plain=-; c_tickets=-; c_rediss=-; c_hangup=-; c_quic=-
 
     # ---- OpenSSL, then the library against it ---------------------------------------------
     if sh scripts/openssl_build.sh "$v" >"$out/openssl-build.log" 2>&1; then
@@ -96,7 +101,7 @@ one_version() { # CRATE-VERSION
         tail -n 30 "$out/openssl-build.log" | note
         fail "$ov OpenSSL: the build failed ($out/openssl-build.log)"
         table="$table
-# | $ov | FAIL | - | - | - | - | - | - | - | - | $(($(date +%s) - t0)) |"
+# | $ov | FAIL | - | - | - | - | - | - | - | - | - | $(($(date +%s) - t0)) |"
         f0=$failed
         return
     fi
@@ -119,7 +124,7 @@ one_version() { # CRATE-VERSION
     mark; c_lib=$cell
     if [ "$c_lib" = FAIL ]; then
         table="$table
-# | $ov | $c_build | FAIL | - | - | - | - | - | - | - | $(($(date +%s) - t0)) |"
+# | $ov | $c_build | FAIL | - | - | - | - | - | - | - | - | - | $(($(date +%s) - t0)) |"
         return
     fi
 
@@ -250,6 +255,16 @@ one_version() { # CRATE-VERSION
     if [ "$n_ok" -eq 0 ]; then fail "$ov tickets: c-tests/tickets.sh ran no check"; show "$out/tickets.log"; fi
     mark; c_tickets=$cell
 
+    # ---- TLS to Redis -----------------------------------------------------------------------
+    REDIS_TLS_ONLY=hosts SSERVER_OPENSSL="$prefix/bin/openssl" SSERVER_LIB="$sc/libsesscache.so" \
+        sh c-tests/redis_tls.sh >"$out/rediss.log" 2>&1
+    grep -E '^(ok|FAIL) - ' "$out/rediss.log" | sed "s/^\(ok\|FAIL\) - /\1 - $ov rediss: /" >"$out/rediss.lines"
+    n_ok=$(grep -c '^ok' "$out/rediss.lines"); n_fail=$(grep -c '^FAIL' "$out/rediss.lines")
+    cat "$out/rediss.lines"
+    passed=$((passed + n_ok)); failed=$((failed + n_fail))
+    if [ "$n_ok" -eq 0 ]; then fail "$ov rediss: c-tests/redis_tls.sh ran no check"; show "$out/rediss.log"; fi
+    mark; c_rediss=$cell
+
     # ---- clients that hang up without close_notify ----------------------------------------
     hangup; mark; c_hangup=$cell
 
@@ -260,7 +275,7 @@ one_version() { # CRATE-VERSION
     esac
 
     table="$table
-# | $ov | $c_build | $c_lib | $c_harness | $c_abi | $c_transp | $c_shm | $c_plain | $c_tickets | $c_hangup | $c_quic | $(($(date +%s) - t0)) |"
+# | $ov | $c_build | $c_lib | $c_harness | $c_abi | $c_transp | $c_shm | $c_plain | $c_tickets | $c_rediss | $c_hangup | $c_quic | $(($(date +%s) - t0)) |"
 }
 
 # The version's own `s_server -rev` (it answers a line, then reads the next) and a Python

@@ -185,7 +185,7 @@ stats=$(grep '^sesscache stats ' $B/preload.b.err)
 nstats=$(grep -c '^sesscache stats ' $B/preload.b.err)
 hits=$(echo "$stats" | sed -n 's/.* hits=\([0-9][0-9]*\) .*/\1/p' | head -n 1)
 if [ "$nstats" -eq 1 ] && echo "$stats" |
-   grep -Eq '^sesscache stats pid=[0-9]+ lookups=[0-9]+ hits=[0-9]+ misses=[0-9]+ stores=[0-9]+ removes=[0-9]+ evictions=[0-9]+ expirations=[0-9]+ rejected=[0-9]+ errors=[0-9]+ entries=[0-9]+ bytes=[0-9]+ net_errors=[0-9]+ timeouts=[0-9]+ breaker_opens=[0-9]+ queue_drops=[0-9]+$'; then
+   grep -Eq '^sesscache stats pid=[0-9]+ lookups=[0-9]+ hits=[0-9]+ misses=[0-9]+ stores=[0-9]+ removes=[0-9]+ evictions=[0-9]+ expirations=[0-9]+ rejected=[0-9]+ errors=[0-9]+ entries=[0-9]+ bytes=[0-9]+ net_errors=[0-9]+ timeouts=[0-9]+ breaker_opens=[0-9]+ queue_drops=[0-9]+ sni_refused=[0-9]+$'; then
     pass "(b) one stats line on stderr at exit"
 else
     fail "(b) one stats line on stderr at exit (found $nstats)"

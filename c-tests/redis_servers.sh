@@ -38,7 +38,7 @@ now_ms() { date +%s%3N; }
 # too), none counting an error, network error, timeout, breaker opening or dropped write.
 quiet() {
     _n=$(grep -c '^sesscache stats ' "$1")
-    _loud=$(grep -v ' errors=0 .* net_errors=0 timeouts=0 breaker_opens=0 queue_drops=0$' "$1" | wc -l)
+    _loud=$(grep -v ' errors=0 .* net_errors=0 timeouts=0 breaker_opens=0 queue_drops=0 sni_refused=0$' "$1" | wc -l)
     if [ "$_n" -ge 2 ] && [ "$_loud" -eq 0 ]; then ok "$2"; else fail "$2"; show "$1"; fi
 }
 

@@ -163,6 +163,13 @@ typedef struct sesscache_stats {
    * the breaker was open (since 0.2).
    */
   uint64_t queue_drops;
+  /**
+   * Lookups that found a session but did not resume it because it was made for another
+   * server name (SNI) than the connection asks for, or for a name when the connection
+   * asks for none (`sni_check`, on by default); each is also counted in `misses` (since
+   * 0.3).
+   */
+  uint64_t sni_refused;
 } sesscache_stats;
 
 #ifdef __cplusplus
@@ -200,6 +207,9 @@ extern "C" {
  * - `ttl=NUMBER` (default: the session's own timeout): the longest lifetime of an entry, in
  *   seconds
  * - `single_use=0|1` (default 1): TLS 1.3 tickets resume once
+ * - `sni_check=0|1` (default 1): a session made for one server name (SNI) is not resumed on a
+ *   connection that asks for another name or for none (a miss, counted as `sni_refused`; see
+ *   SECURITY.md)
  * - `max_session_bytes=SIZE` (at most 1M; default 16K): larger encoded sessions are not stored
  *   (counted as `rejected`)
  * - `tickets=auto|keep|stateful|shared` (default auto): stateful tickets on preloaded server

@@ -32,6 +32,7 @@
 //! | `mode` | `0600` or `0660` | `0600` | `shm:` | who may use the segment: `0600` only the server's own user, `0660` the members of its group too |
 //! | `ttl` | NUMBER | the session's own timeout | all | the longest lifetime of an entry, in seconds |
 //! | `single_use` | `0` or `1` | `1` | all | TLS 1.3 tickets resume once |
+//! | `sni_check` | `0` or `1` | `1` | all | a session made for one server name (SNI) is not resumed on a connection that asks for another name or for none (a miss, counted as `sni_refused`; see SECURITY.md) |
 //! | `max_session_bytes` | SIZE at most 1M | `16K` | all | larger encoded sessions are not stored (counted as `rejected`) |
 //! | `tickets` | `auto`, `keep`, `stateful` or `shared` | `auto` | all | stateful tickets on preloaded server connections where the cache is shared by every process that may resume (`auto`), always (`stateful`) or never (`keep`); or stateless tickets under keys kept in the cache and rotated through it, shared by every process and host using it (`shared`, preloaded and attached contexts; `redis` needs `key_file`) |
 //! | `ticket_rotate` | NUMBER from 2 to 604800 | `3600` | all | with shared tickets (`tickets` `shared`): seconds each ticket key encrypts; it then still decrypts for `ttl` seconds (default 7200); every server of a cache must give the same |

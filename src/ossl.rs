@@ -115,6 +115,11 @@ extern "C" {
     pub fn SSL_get_options(s: *const openssl_sys::SSL) -> u64;
     pub fn SSL_set_options(s: *mut openssl_sys::SSL, op: u64) -> u64;
     pub fn SSL_in_init(s: *const openssl_sys::SSL) -> c_int;
+    /// The server name a session was made for (a server's: the name its full handshake
+    /// accepted), or NULL; owned by the session (OpenSSL 1.1.1+).
+    pub fn SSL_SESSION_get0_hostname(
+        s: *const openssl_sys::SSL_SESSION,
+    ) -> *const std::os::raw::c_char;
     pub fn SSL_in_before(s: *const openssl_sys::SSL) -> c_int;
     pub fn SSL_CTX_get_ssl_method(
         ctx: *const openssl_sys::SSL_CTX,

@@ -335,6 +335,18 @@ impl Cache {
     /// reference to, or None. TLS 1.3 tickets stored single-use are consumed. A backend
     /// that fails (down, timed out, corrupt) is a miss; it counts the error.
     pub fn lookup(&self, id: &[u8]) -> Option<SessionObject> {
+        self.lookup_unless(id, |_| false)
+    }
+
+    /// [`Cache::lookup`], with a session found refused when `wrong_name` says it was made
+    /// for another server name than the connection asks for: then a miss, also counted in
+    /// `sni_refused`, and the reference dropped. What the lookup did to the store stands (a
+    /// single-use TLS 1.3 ticket is consumed: a client never presents a ticket twice).
+    pub fn lookup_unless(
+        &self,
+        id: &[u8],
+        wrong_name: impl FnOnce(&SessionObject) -> bool,
+    ) -> Option<SessionObject> {
         let c = self.counters();
         Counters::bump(&c.lookups);
         let found = match SessionKey::new(id) {
@@ -343,6 +355,13 @@ impl Cache {
                 Counters::bump(&c.rejected);
                 None
             }
+        };
+        let found = match found {
+            Some(obj) if wrong_name(&obj) => {
+                Counters::bump(&c.sni_refused);
+                None
+            }
+            other => other,
         };
         Counters::bump(if found.is_some() { &c.hits } else { &c.misses });
         found
@@ -557,6 +576,40 @@ mod tests {
     /// OpenSSL marks the object of a session it removes not resumable; a session the cache
     /// keeps all the same (a peer that hung up) resumes from its stored bytes once the front
     /// lets the marked object go.
+    /// A session refused for its name is a miss counted in `sni_refused`; a TLS 1.2 entry
+    /// stays for the connections that ask for its name.
+    #[test]
+    fn a_session_refused_for_its_name_is_a_miss() {
+        let cache = Cache::open("memory:").unwrap();
+        let id = [0x46u8; 32];
+        let live = session::decode(&real_der(&id, 3)).unwrap();
+        // SAFETY: live holds a reference.
+        assert!(unsafe { cache.store_session(live.as_ptr(), None) });
+        let mut seen = None;
+        let refused = cache.lookup_unless(&id, |obj| {
+            seen = Some(obj.as_ptr());
+            true
+        });
+        assert!(refused.is_none());
+        assert_eq!(
+            seen,
+            Some(live.as_ptr()),
+            "the check sees the session found"
+        );
+        let s = cache.stats();
+        assert_eq!((s.lookups, s.hits, s.misses, s.sni_refused), (1, 0, 1, 1));
+        let hit = cache.lookup_unless(&id, |_| false).expect("kept");
+        assert_eq!(hit.as_ptr(), live.as_ptr());
+        // Nothing found: the check is not asked.
+        assert!(cache
+            .lookup_unless(&[0x47; 32], |_| panic!("asked"))
+            .is_none());
+        let s = cache.stats();
+        assert_eq!((s.lookups, s.hits, s.misses, s.sni_refused), (3, 1, 2, 1));
+        assert_eq!(s.events()[13], 1, "sni_refused is the last event");
+        assert_eq!(Stats::EVENT_NAMES[13], "sni_refused");
+    }
+
     #[test]
     fn a_released_object_resumes_from_the_stored_bytes() {
         let cache = Cache::open("memory:").unwrap();

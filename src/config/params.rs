@@ -452,6 +452,16 @@ pub(crate) const PARAMS: &[ParamSpec] = &[
         set: Set::Num(|s, v| s.common.single_use = v != 0),
     },
     ParamSpec {
+        name: "sni_check",
+        schemes: Schemes::ALL,
+        kind: Kind::Flag,
+        default: DefaultText::Value("1"),
+        about: "a session made for one server name (SNI) is not resumed on a connection that \
+                asks for another name or for none (a miss, counted as `sni_refused`; see \
+                SECURITY.md)",
+        set: Set::Num(|s, v| s.common.sni_check = v != 0),
+    },
+    ParamSpec {
         name: "max_session_bytes",
         schemes: Schemes::ALL,
         kind: Kind::Size {

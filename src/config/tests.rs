@@ -37,6 +37,7 @@ fn every_parameter() {
         Common {
             ttl: Some(60),
             single_use: false,
+            sni_check: true,
             max_session_bytes: 4096,
             tickets: Tickets::Auto,
             force: false,
@@ -169,12 +170,12 @@ fn unknown_parameters_list_the_known_ones() {
     assert_eq!(
         msg("memory:?colour=red"),
         "unknown parameter 'colour' for memory: (known: capacity, max_bytes, ttl, \
-         single_use, max_session_bytes, tickets, ticket_rotate, force)"
+         single_use, sni_check, max_session_bytes, tickets, ticket_rotate, force)"
     );
     assert_eq!(
         msg("shm:x?capacity=5"),
         "unknown parameter 'capacity' for shm: (known: size, mode, ttl, \
-         single_use, max_session_bytes, tickets, ticket_rotate, force, key_file)"
+         single_use, sni_check, max_session_bytes, tickets, ticket_rotate, force, key_file)"
     );
     // A parameter of the other scheme is unknown, not silently taken.
     assert!(msg("memory:?mode=0600").contains("unknown parameter 'mode'"));

@@ -120,6 +120,9 @@ pub struct Common {
     pub ttl: Option<u64>,
     /// TLS 1.3 tickets resume once.
     pub single_use: bool,
+    /// A session that names a server (SNI) resumes only on a connection asking for that
+    /// name (see `interpose::sni`).
+    pub sni_check: bool,
     /// Larger encoded sessions are refused.
     pub max_session_bytes: usize,
     /// Preload mode: whether server connections get stateful tickets.
@@ -173,6 +176,7 @@ impl Default for Common {
         Common {
             ttl: None,
             single_use: true,
+            sni_check: true,
             max_session_bytes: DEFAULT_MAX_SESSION_BYTES,
             tickets: Tickets::Auto,
             force: false,

@@ -67,6 +67,11 @@ pub struct sesscache_stats {
     /// `redis`: stores and removals this process dropped because its write queue was full or
     /// the breaker was open (since 0.2).
     pub queue_drops: u64,
+    /// Lookups that found a session but did not resume it because it was made for another
+    /// server name (SNI) than the connection asks for, or for a name when the connection
+    /// asks for none (`sni_check`, on by default); each is also counted in `misses` (since
+    /// 0.3).
+    pub sni_refused: u64,
 }
 
 impl From<Stats> for sesscache_stats {
@@ -85,6 +90,7 @@ impl From<Stats> for sesscache_stats {
             timeouts: s.net.timeouts,
             breaker_opens: s.net.breaker_opens,
             queue_drops: s.net.queue_drops,
+            sni_refused: s.sni_refused,
             entries: s.entries,
             bytes: s.bytes,
         }
@@ -130,6 +136,9 @@ pub(crate) unsafe fn borrow<'a>(cache: *const sesscache) -> Option<&'a Cache> {
 /// - `ttl=NUMBER` (default: the session's own timeout): the longest lifetime of an entry, in
 ///   seconds
 /// - `single_use=0|1` (default 1): TLS 1.3 tickets resume once
+/// - `sni_check=0|1` (default 1): a session made for one server name (SNI) is not resumed on a
+///   connection that asks for another name or for none (a miss, counted as `sni_refused`; see
+///   SECURITY.md)
 /// - `max_session_bytes=SIZE` (at most 1M; default 16K): larger encoded sessions are not stored
 ///   (counted as `rejected`)
 /// - `tickets=auto|keep|stateful|shared` (default auto): stateful tickets on preloaded server

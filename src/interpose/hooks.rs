@@ -3,6 +3,7 @@
 
 use crate::cache::Cache;
 use crate::interpose::quic;
+use crate::interpose::sni::{self, Hello, Verdict};
 use crate::log::{self, Level};
 use crate::ossl::{
     ssl_session_st, ssl_st, sys_sess, sys_ssl, SSL_get_options, SSL_OP_NO_ANTI_REPLAY,
@@ -87,7 +88,37 @@ pub unsafe fn on_get(
         // Empty or negative: the cache counts it as rejected.
         _ => &[],
     };
-    let found = cache.lookup(id);
+    let found = if cache.settings().sni_check {
+        // SAFETY: ssl is live (caller); the ClientHello it holds outlives this call.
+        let asked = unsafe { sni::hello(sys_ssl(ssl)) };
+        cache.lookup_unless(id, |obj| {
+            // SAFETY: obj holds a reference to the session for the whole closure.
+            let made_for = unsafe { sni::session_name(obj.as_ptr()) };
+            let refused = sni::verdict(made_for, asked) == Verdict::Refuse;
+            if refused && log::enabled(Level::Debug) {
+                let name = |n: Option<&[u8]>| match n {
+                    Some(n) => format!("name#{:08x}", sni::name_fingerprint(n)),
+                    None => "no name".to_string(),
+                };
+                let asked = match asked {
+                    Hello::Name(n) => name(Some(n)),
+                    Hello::Malformed => "a malformed server_name".to_string(),
+                    Hello::NoName | Hello::Unreadable => name(None),
+                };
+                log::write(
+                    Level::Debug,
+                    format_args!(
+                        "sni refused: session id#{:08x} was made for {}, the connection asks for {asked}",
+                        log::fingerprint(id),
+                        name(made_for)
+                    ),
+                );
+            }
+            refused
+        })
+    } else {
+        cache.lookup(id)
+    };
     crate::log!(
         Level::Debug,
         "{}: session id#{:08x} ({} bytes)",

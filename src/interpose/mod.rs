@@ -12,6 +12,7 @@ pub mod preload;
 pub mod quic;
 pub mod real;
 pub mod record;
+pub mod sni;
 pub mod stats_report;
 pub mod tickets;
 pub mod trampolines;

@@ -156,10 +156,10 @@ fn write_line(kind: &str) {
         return;
     };
     let line = format!(
-        "sesscache {kind} pid={} lookups={} hits={} misses={} stores={} removes={} evictions={} expirations={} rejected={} errors={} entries={} bytes={} net_errors={} timeouts={} breaker_opens={} queue_drops={}\n",
+        "sesscache {kind} pid={} lookups={} hits={} misses={} stores={} removes={} evictions={} expirations={} rejected={} errors={} entries={} bytes={} net_errors={} timeouts={} breaker_opens={} queue_drops={} sni_refused={}\n",
         std::process::id(), s.lookups, s.hits, s.misses, s.stores, s.removes, s.evictions,
         s.expirations, s.rejected, s.errors, s.entries, s.bytes, s.net.net_errors,
-        s.net.timeouts, s.net.breaker_opens, s.net.queue_drops
+        s.net.timeouts, s.net.breaker_opens, s.net.queue_drops, s.sni_refused
     );
     if report.dest == "stderr" {
         // SAFETY: writing an initialised buffer to file descriptor 2.

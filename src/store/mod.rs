@@ -252,6 +252,10 @@ pub struct Counters {
     pub expirations: AtomicU64,
     pub rejected: AtomicU64,
     pub errors: AtomicU64,
+    /// Sessions found but not resumed: made for another server name (SNI). Last, so that
+    /// a `shm:` segment keeps its layout: the field takes header bytes that were zero and
+    /// unused before it, and a process of an older version simply never bumps it.
+    pub sni_refused: AtomicU64,
 }
 
 impl Counters {
@@ -276,12 +280,14 @@ pub struct Stats {
     pub entries: u64,
     pub bytes: u64,
     pub net: NetStats,
+    /// Lookups that found a session made for another server name (counted in `misses`).
+    pub sni_refused: u64,
 }
 
 impl Stats {
     /// The names of the event counters (every field but `entries` and `bytes`), as the
     /// fields of `struct sesscache_stats` are named, in [`Stats::events`]' order.
-    pub const EVENT_NAMES: [&'static str; 13] = [
+    pub const EVENT_NAMES: [&'static str; 14] = [
         "lookups",
         "hits",
         "misses",
@@ -295,11 +301,12 @@ impl Stats {
         "timeouts",
         "breaker_opens",
         "queue_drops",
+        "sni_refused",
     ];
 
     /// The event counters, in [`Stats::EVENT_NAMES`]' order. No `..`: a counter added to
     /// `Stats` does not compile until it is listed here.
-    pub fn events(&self) -> [u64; 13] {
+    pub fn events(&self) -> [u64; 14] {
         let Stats {
             lookups,
             hits,
@@ -319,6 +326,7 @@ impl Stats {
                     breaker_opens,
                     queue_drops,
                 },
+            sni_refused,
         } = *self;
         [
             lookups,
@@ -334,12 +342,13 @@ impl Stats {
             timeouts,
             breaker_opens,
             queue_drops,
+            sni_refused,
         ]
     }
 
     /// Stats with these event counters ([`Stats::events`]' order), no entries or bytes.
-    pub fn from_events(e: [u64; 13]) -> Stats {
-        let [lookups, hits, misses, stores, removes, evictions, expirations, rejected, errors, net_errors, timeouts, breaker_opens, queue_drops] =
+    pub fn from_events(e: [u64; 14]) -> Stats {
+        let [lookups, hits, misses, stores, removes, evictions, expirations, rejected, errors, net_errors, timeouts, breaker_opens, queue_drops, sni_refused] =
             e;
         Stats {
             lookups,
@@ -359,6 +368,7 @@ impl Stats {
                 breaker_opens,
                 queue_drops,
             },
+            sni_refused,
         }
     }
 
@@ -379,6 +389,7 @@ impl Stats {
             entries,
             bytes,
             net: store.net_stats(),
+            sni_refused: get(&c.sni_refused),
         }
     }
 }

@@ -702,7 +702,7 @@ fn writer_main(core: Arc<Core>, rx: Receiver<Job>) {
     let mut w = Writer {
         core,
         conn: None,
-        sent: [0; 13],
+        sent: [0; 14],
         report_due_ms: 0,
     };
     // When the last pipeline was sent, unless it was full: then more are waiting already,

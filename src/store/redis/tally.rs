@@ -32,10 +32,10 @@ const REPORTED_AT: &str = "reported_at";
 
 /// The counters' names in the hash: the fields of `struct sesscache_stats` (without
 /// `entries` and `bytes`, which are not events).
-pub(crate) const FIELDS: [&str; 13] = Stats::EVENT_NAMES;
+pub(crate) const FIELDS: [&str; 14] = Stats::EVENT_NAMES;
 
 /// A process's counters, in the order of [`FIELDS`].
-pub(crate) type Figures = [u64; 13];
+pub(crate) type Figures = [u64; 14];
 
 /// Adds the (field, increment) pairs it is given, and stamps the hash with the server's
 /// time. One key: it runs in a cluster.
@@ -84,6 +84,7 @@ pub(crate) fn figures(c: &Counters, n: &Net) -> Figures {
         get(&n.timeouts),
         get(&n.breaker_opens),
         get(&n.queue_drops),
+        get(&c.sni_refused),
     ]
 }
 
@@ -115,7 +116,7 @@ pub(crate) fn advance(now: &Figures, sent: &mut Figures) {
 /// are not counts, are skipped: whoever can write the hash can make the figures lie, not
 /// make the reader fail.
 pub(crate) fn parse(reply: &Value) -> (Stats, Option<u64>) {
-    let mut f: Figures = [0; 13];
+    let mut f: Figures = [0; 14];
     let mut at = None;
     let pairs: Vec<&Value> = match reply {
         Value::Array(items) => items.iter().collect(),
@@ -151,8 +152,8 @@ mod tests {
 
     #[test]
     fn increments_name_what_changed_only() {
-        let mut sent: Figures = [0; 13];
-        let mut now: Figures = [0; 13];
+        let mut sent: Figures = [0; 14];
+        let mut now: Figures = [0; 14];
         assert!(increments(&now, &sent).is_empty());
         now[0] = 5;
         now[12] = 2;

@@ -225,6 +225,9 @@ suite tickets tickets sh c-tests/tickets.sh
 section "tickets=shared: nginx (reload, restart, rotation), Apache and HAProxy with their own ticket keys (force=1)"
 suite tickets_servers tickets-servers sh c-tests/tickets_servers.sh
 
+section "a resumed session belongs to its server name (sni_check): s_server and nginx with two names"
+suite sni sni sh c-tests/sni.sh
+
 section "redis://: s_server hosts and nginx workers sharing sessions through a Redis the test starts"
 suite redis_servers redis-servers sh c-tests/redis_servers.sh
 

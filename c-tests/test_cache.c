@@ -511,6 +511,91 @@ static void sni_switch(int version) {
 static void test_sni_switch_tls12(void) { sni_switch(TLS1_2_VERSION); }
 static void test_sni_switch_tls13(void) { sni_switch(TLS1_3_VERSION); }
 
+/* ---- SNI: a session resumes only for the name it was made for ------------------------- */
+
+/* Accepts every name, so that OpenSSL records it in the session. */
+static int accept_name(SSL *ssl, int *alert, void *arg) {
+    (void)ssl, (void)alert, (void)arg;
+    return SSL_TLSEXT_ERR_OK;
+}
+
+/* One connection asking for `name` (NULL: none), offering `resume`; returns 1 if resumed.
+ * The client's session goes to *out as in conn(). */
+static int conn_named(SSL_CTX *server, SSL_CTX *client, const char *name, SSL_SESSION *resume,
+                      SSL_SESSION **out) {
+    tu_conn_opts o = {.resume = resume, .servername = name};
+    tu_conn_result r;
+    CHECK(tu_connect(server, client, &o, &r));
+    if (out != NULL) {
+        SSL_SESSION_free(*out);
+        *out = r.session;
+    } else {
+        SSL_SESSION_free(r.session);
+    }
+    return r.resumed;
+}
+
+/* A session made for `made` (NULL: no name), offered for `asked`: whether it resumed. */
+static int offered(SSL_CTX *server, SSL_CTX *client, const char *made, const char *asked) {
+    SSL_SESSION *s = NULL;
+    CHECK(!conn_named(server, client, made, NULL, &s));
+    CHECK(s != NULL);
+    if (s == NULL)
+        return -1;
+    int resumed = conn_named(server, client, asked, s, NULL);
+    SSL_SESSION_free(s);
+    return resumed;
+}
+
+/* Through the trampolines of an attached context (`ready_made` 0) or the ready-made
+ * callbacks installed on it (1): cross-name resumption refused and counted, the same name
+ * (any case, one trailing dot) resumed, a session without a name resumed; with
+ * sni_check=0 every one resumes. Runs under valgrind and ASan too: a refused session's
+ * reference is dropped exactly once. */
+static void sni_names(int version, int ready_made) {
+    for (int check_on = 1; check_on >= 0; check_on--) {
+        sesscache *cache = sesscache_open(check_on ? "memory:" : "memory:?sni_check=0");
+        SSL_CTX *a = attached_server(cache, version), *client = tu_client_ctx(version);
+        REQUIRE(cache && a && client);
+        SSL_CTX_set_tlsext_servername_callback(a, accept_name);
+        if (ready_made) {
+            SSL_CTX_sess_set_new_cb(a, sesscache_new_session_cb);
+            SSL_CTX_sess_set_get_cb(a, sesscache_get_session_cb);
+            SSL_CTX_sess_set_remove_cb(a, sesscache_remove_session_cb);
+        }
+        CHECK(offered(a, client, "a.test", "a.test"));
+        CHECK(offered(a, client, "a.test", "A.TEST."));
+        CHECK(offered(a, client, "a.test.", "a.test"));
+        CHECK(offered(a, client, NULL, NULL));
+        CHECK(offered(a, client, NULL, "a.test"));
+        CHECK_EQ(stats_of(cache).sni_refused, 0);
+        CHECK_EQ(offered(a, client, "a.test", "b.test"), !check_on);
+        CHECK_EQ(offered(a, client, "a.test", NULL), !check_on);
+        CHECK_EQ(offered(a, client, "a.test", "a.test.."), !check_on);
+        sesscache_stats st = stats_of(cache);
+        CHECK_EQ(st.sni_refused, check_on ? 3 : 0);
+        CHECK_EQ(st.lookups, st.hits + st.misses);
+        CHECK_EQ(st.hits, check_on ? 5 : 8);
+        if (version == TLS1_3_VERSION) {
+            /* A ticket issued on a resumed connection carries the original name. */
+            SSL_SESSION *s = NULL;
+            CHECK(!conn_named(a, client, "a.test", NULL, &s));
+            CHECK(conn_named(a, client, "a.test", s, &s));
+            CHECK(conn_named(a, client, "a.test", s, &s));
+            CHECK_EQ(conn_named(a, client, "b.test", s, NULL), !check_on);
+            SSL_SESSION_free(s);
+        }
+        SSL_CTX_free(client);
+        SSL_CTX_free(a);
+        sesscache_free(cache);
+    }
+}
+
+static void test_sni_names_tls12(void) { sni_names(TLS1_2_VERSION, 0); }
+static void test_sni_names_tls13(void) { sni_names(TLS1_3_VERSION, 0); }
+static void test_sni_names_ready_made_tls12(void) { sni_names(TLS1_2_VERSION, 1); }
+static void test_sni_names_ready_made_tls13(void) { sni_names(TLS1_3_VERSION, 1); }
+
 /* ---- threads --------------------------------------------------------------------------- */
 
 #define THREADS 8
@@ -692,6 +777,10 @@ int main(void) {
     RUN(test_bad_session_id_lengths);
     RUN(test_sni_switch_tls12);
     RUN(test_sni_switch_tls13);
+    RUN(test_sni_names_tls12);
+    RUN(test_sni_names_tls13);
+    RUN(test_sni_names_ready_made_tls12);
+    RUN(test_sni_names_ready_made_tls13);
     RUN(test_threads_tls12);
     RUN(test_threads_tls13);
     RUN(test_connection_ends_tls12);

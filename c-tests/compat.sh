@@ -23,6 +23,9 @@
 #            resume each other's sessions; the library's own TLS connections, made with the
 #            version's libssl, are left alone by its interposition; a stalled TLS Redis
 #            costs handshakes nothing (c-tests/redis_tls.sh's parts c and d);
+#   server names  a session made for one SNI is not resumed for another (c-tests/sni.sh's
+#            s_server part, the version's own s_server and s_client; 4.0: with ECH too, the
+#            inner name compared);
 #   hang-up  the version's `s_server -rev` and a Python client that hangs up without
 #            close_notify: as many resumptions with the library as without, and a forged
 #            record still ends its session (see hangup() below);
@@ -61,7 +64,7 @@ for want in ${COMPAT_VERSIONS:-$ALL}; do
     versions="$versions ${found:-$want}"
 done
 
-table="# | OpenSSL | build (s) | library | harness | ABI | transparency | preload shm: | unconfigured preload | shared tickets | rediss | client hangs up | QUIC | time (s) |
+table="# | OpenSSL | build (s) | library | harness | ABI | transparency | preload shm: | unconfigured preload | shared tickets | rediss | server names | client hangs up | QUIC | time (s) |
 # |---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
 f0=0
 # Records one cell: "ok" (or TEXT) when no check failed since the last mark, else FAIL.
@@ -90,7 +93,7 @@ one_version() { # CRATE-VERSION
     out=$ROOT/build/compat/$ov
     rm -rf "$out"; mkdir -p "$out"
     echo "== OpenSSL $ov (openssl-src $v)"
-    c_build=FAIL; c_lib=-; c_harness=-; c_abi=-; c_transp=-; c_shm=-; c_plain=-; c_tickets=-; c_rediss=-; c_hangup=-; c_quic=-
+    c_build=FAIL; c_lib=-; c_harness=-; c_abi=-; c_transp=-; c_shm=-; c_plain=-; c_tickets=-; c_rediss=-; c_sni=-; c_hangup=-; c_quic=-
 
     # ---- OpenSSL, then the library against it ---------------------------------------------
     if sh scripts/openssl_build.sh "$v" >"$out/openssl-build.log" 2>&1; then
@@ -124,7 +127,7 @@ one_version() { # CRATE-VERSION
     mark; c_lib=$cell
     if [ "$c_lib" = FAIL ]; then
         table="$table
-# | $ov | $c_build | FAIL | - | - | - | - | - | - | - | - | - | $(($(date +%s) - t0)) |"
+# | $ov | $c_build | FAIL | - | - | - | - | - | - | - | - | - | - | $(($(date +%s) - t0)) |"
         return
     fi
 
@@ -265,6 +268,17 @@ one_version() { # CRATE-VERSION
     if [ "$n_ok" -eq 0 ]; then fail "$ov rediss: c-tests/redis_tls.sh ran no check"; show "$out/rediss.log"; fi
     mark; c_rediss=$cell
 
+    # ---- server names (sni_check): c-tests/sni.sh's s_server part; 4.0: ECH too ----------
+    case $ov in 4.*) parts="sserver ech" ;; *) parts=sserver ;; esac
+    SNI_PARTS=$parts SSERVER_OPENSSL="$prefix/bin/openssl" SSERVER_LIB="$sc/libsesscache.so" \
+        sh c-tests/sni.sh >"$out/sni.log" 2>&1
+    grep -E '^(ok|FAIL) - ' "$out/sni.log" | sed "s/^\(ok\|FAIL\) - /\1 - $ov sni: /" >"$out/sni.lines"
+    n_ok=$(grep -c '^ok' "$out/sni.lines"); n_fail=$(grep -c '^FAIL' "$out/sni.lines")
+    cat "$out/sni.lines"
+    passed=$((passed + n_ok)); failed=$((failed + n_fail))
+    if [ "$n_ok" -eq 0 ]; then fail "$ov sni: c-tests/sni.sh ran no check"; show "$out/sni.log"; fi
+    mark; c_sni=$cell
+
     # ---- clients that hang up without close_notify ----------------------------------------
     hangup; mark; c_hangup=$cell
 
@@ -275,7 +289,7 @@ one_version() { # CRATE-VERSION
     esac
 
     table="$table
-# | $ov | $c_build | $c_lib | $c_harness | $c_abi | $c_transp | $c_shm | $c_plain | $c_tickets | $c_rediss | $c_hangup | $c_quic | $(($(date +%s) - t0)) |"
+# | $ov | $c_build | $c_lib | $c_harness | $c_abi | $c_transp | $c_shm | $c_plain | $c_tickets | $c_rediss | $c_sni | $c_hangup | $c_quic | $(($(date +%s) - t0)) |"
 }
 
 # The version's own `s_server -rev` (it answers a line, then reads the next) and a Python

@@ -16,6 +16,11 @@
 #    (session IDs), SESSCACHE_URL=shm:…: a.test then b.test is not resumed, a.test then
 #    a.test is; without the library nginx's own cache (builtin) resumes across names (the
 #    weakness this closes, measured).
+# c. ECH (only with SNI_PARTS=ech and OpenSSL 4.0's openssl as SSERVER_OPENSSL, the library
+#    built against it as SSERVER_LIB: c-tests/compat.sh runs it so): the inner name is the
+#    one compared, whatever the outer name says.
+# SNI_PARTS: the parts to run (default "sserver nginx"; compat.sh: "sserver" with each
+# OpenSSL version's own s_server and s_client, "sserver ech" with 4.0's).
 # Prints ok/FAIL lines and "sni: N passed, M failed"; exits non-zero on failure. Run from
 # the top of the tree after `make lib cli`. Needs openssl and nginx (scripts/deps.sh).
 set -u
@@ -102,9 +107,16 @@ pair() {
     check "$_c1 $_c2" "New TLSv$_V $_want TLSv$_V" "$_text"
 }
 
-sserver_cert "$dir" || fail "openssl could not make a certificate"
+# One certificate for every name (the ECH part has the client verify it: -CAfile).
+"$SSERVER_OPENSSL" req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=a.test \
+    -addext "subjectAltName=DNS:a.test,DNS:b.test,DNS:public.test" -days 2 \
+    -keyout "$dir/key.pem" -out "$dir/cert.pem" >/dev/null 2>&1 ||
+    fail "openssl could not make a certificate"
+# part NAME: whether SNI_PARTS (default "sserver nginx") asks for that part.
+part() { case " ${SNI_PARTS:-sserver nginx} " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 
 # ---- a. s_server ----------------------------------------------------------------------
+part sserver &&
 for v in 1_2 1_3; do
     V=$(echo $v | tr _ .)
     url="shm:$seg-$v?size=1M"
@@ -239,7 +251,9 @@ cross() {
     _d=$(get b.test -tls$1 -sess_in "$dir/n.pem")
     echo "$_a;$_b;$_c;$_d"
 }
-if [ -x "$NGX_BIN" ]; then
+if ! part nginx; then
+    :
+elif [ -x "$NGX_BIN" ]; then
     for v in 1_2 1_3; do
         V=$(echo $v | tr _ .)
         same="New TLSv$V a.test;Reused TLSv$V a.test"
@@ -265,6 +279,41 @@ if [ -x "$NGX_BIN" ]; then
     done
 else
     fail "nginx is not installed (apt-get install nginx; scripts/deps.sh)"
+fi
+
+# ---- c. ECH (OpenSSL 4.0's s_server and s_client; SNI_PARTS=ech) ----------------------
+# The name compared is the inner ClientHello's: a session made for a.test (inner) resumes
+# for a.test whatever the outer name says, and is refused for b.test even when the outer
+# name is a.test.
+if part ech; then
+    if "$SSERVER_OPENSSL" ech -public_name public.test -out "$dir/ech.pem" >/dev/null 2>&1; then
+        ecl=$(sed -n '/BEGIN ECHCONFIG/,/END ECHCONFIG/p' "$dir/ech.pem" | grep -v -- ----- | tr -d '\n')
+        url="shm:$seg-ech?size=1M"
+        if start ech SESSCACHE_URL="$url" -- -no_ticket -tls1_3 -ech_key "$dir/ech.pem"; then
+            P=$PORT
+            # ech ARGS…: one ECH connection; prints "New|Reused TLSv1.3 STATUS" (s_client's
+            # "ECH: success: 1 inner: NAME outer: NAME" line: the client verified the server).
+            ech() {
+                (_w=0; while [ ! -s "$dir/e-out.pem" ] && [ $_w -lt 50 ]; do sleep 0.1; _w=$((_w + 1)); done) |
+                    timeout 10 "$SSERVER_OPENSSL" s_client -connect "127.0.0.1:$P" -tls1_3 \
+                        -CAfile "$dir/cert.pem" -ech_config_list "$ecl" "$@" -sess_out "$dir/e-out.pem" 2>/dev/null |
+                    sed -n -e 's/^\(New\|Reused\), \(TLSv[0-9.]*\),.*/\1 \2/p' -e 's/^ECH: \(.*\)$/\1/p' |
+                    tr '\n' ' ' | sed 's/ $//'
+                mv "$dir/e-out.pem" "$dir/e.pem" 2>/dev/null
+            }
+            check "$(ech -servername a.test)" "New TLSv1.3 success: 1 inner: a.test outer: public.test" "c: ECH: a first connection to a.test (inner), public.test (outer)"
+            check "$(ech -servername a.test -sess_in "$dir/e.pem")" "Reused TLSv1.3 success: 1 inner: a.test outer: public.test" \
+                "c: ECH: a.test's session resumes for a.test (inner), public.test (outer)"
+            check "$(ech -servername a.test -ech_outer_sni b.test -sess_in "$dir/e.pem")" "Reused TLSv1.3 success: 1 inner: a.test outer: b.test" \
+                "c: ECH: and for a.test (inner), b.test (outer)"
+            check "$(ech -servername b.test -ech_outer_sni a.test -sess_in "$dir/e.pem")" "New TLSv1.3 success: 1 inner: b.test outer: a.test" \
+                "c: ECH: not for b.test (inner), a.test (outer)"
+            check "$(counter "$url" sni_refused)" 1 "c: ECH: one sni_refused"
+            stop ech
+        else fail "c: ECH: s_server -ech_key did not start"; fi
+    else
+        fail "c: ECH: $SSERVER_OPENSSL has no ECH ('openssl ech' failed): run this part with OpenSSL 4.0's"
+    fi
 fi
 
 finish

@@ -66,7 +66,10 @@ pub unsafe fn on_new(cache: &Cache, ssl: *mut ssl_st, sess: *mut ssl_session_st)
     }
 }
 
-/// Get-session callback: a session for OpenSSL to own (`*copy = 0`), or NULL.
+/// Get-session callback: a session for OpenSSL to own (`*copy = 0`), or NULL. With
+/// `sni_check` (the default), a session made for another server name than the ClientHello
+/// being processed asks for is refused ([`sni`]): NULL, its reference dropped, counted in
+/// `sni_refused`.
 ///
 /// # Safety
 /// `ssl` is live; `data` points at `len` bytes when `len > 0`; `copy` is NULL or writable.

@@ -33,10 +33,10 @@ lib=$SSERVER_LIB
 
 dir=$(mktemp -d "${TMPDIR:-/tmp}/sni.XXXXXX") || { fail "mktemp"; finish; }
 seg=sni-$$
-PIDS=
+PIDS=; NGX_PID=
 cleanup() {
     for _p in $PIDS; do kill "$_p" 2>/dev/null; wait "$_p" 2>/dev/null; done
-    ngx_down
+    [ -n "${NGX_PID:-}" ] && ngx_down
     rm -rf "$dir"
     rm -f /dev/shm/sesscache-$seg*
 }
@@ -167,7 +167,6 @@ done
 
 # ---- b. nginx -------------------------------------------------------------------------
 NGX_BIN=${NGX_BIN:-/usr/sbin/nginx}
-NGX_PID=
 # ngx_up CACHE [VAR=VAL…]: nginx (one worker) with servers a.test and b.test on one port,
 # one certificate for both, `ssl_session_cache CACHE`, no tickets; sets NGX_PORT.
 ngx_up() {

@@ -92,9 +92,9 @@ pub unsafe fn on_get(
         _ => &[],
     };
     let found = if cache.settings().sni_check {
-        // SAFETY: ssl is live (caller); the ClientHello it holds outlives this call.
-        let asked = unsafe { sni::hello(sys_ssl(ssl)) };
         cache.lookup_unless(id, |obj| {
+            // SAFETY: ssl is live (caller); the ClientHello it holds outlives this call.
+            let asked = unsafe { sni::hello(sys_ssl(ssl)) };
             // SAFETY: obj holds a reference to the session for the whole closure.
             let made_for = unsafe { sni::session_name(obj.as_ptr()) };
             let refused = sni::verdict(made_for, asked) == Verdict::Refuse;

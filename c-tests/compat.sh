@@ -104,7 +104,7 @@ one_version() { # CRATE-VERSION
         tail -n 30 "$out/openssl-build.log" | note
         fail "$ov OpenSSL: the build failed ($out/openssl-build.log)"
         table="$table
-# | $ov | FAIL | - | - | - | - | - | - | - | - | - | $(($(date +%s) - t0)) |"
+# | $ov | FAIL | - | - | - | - | - | - | - | - | - | - | - | $(($(date +%s) - t0)) |"
         f0=$failed
         return
     fi

@@ -25,7 +25,7 @@ struct evp_mac_ctx_st;
 /**
  * The minor version of this header: additions that keep programs built before working.
  */
-#define SESSCACHE_VERSION_MINOR 2
+#define SESSCACHE_VERSION_MINOR 3
 
 /**
  * The patch version of this header.
@@ -36,7 +36,7 @@ struct evp_mac_ctx_st;
  * The version as one number to compare, `MAJOR * 1000000 + MINOR * 1000 + PATCH`, e.g.
  * `#if SESSCACHE_VERSION_NUMBER >= 1002000` for 1.2.0 and later.
  */
-#define SESSCACHE_VERSION_NUMBER 2000
+#define SESSCACHE_VERSION_NUMBER 3000
 
 /**
  * Categories of failure, as `sesscache_last_error_code()` reports them. The numbers are part
@@ -560,23 +560,6 @@ long SSL_CTX_callback_ctrl(struct ssl_ctx_st *ctx, int cmd, void (*fp)(void));
  * `ctx` is NULL or a live `SSL_CTX`; `fp` NULL or a callback of OpenSSL's type.
  */
 int SSL_CTX_set_tlsext_ticket_key_evp_cb(struct ssl_ctx_st *ctx, int (*fp)(struct ssl_st *ssl, unsigned char *key_name, unsigned char *iv, struct evp_cipher_ctx_st *cipher_ctx, struct evp_mac_ctx_st *mac_ctx, int enc));
-
-extern int SSL_set_fd(SSL *s, int fd);
-
-/**
- * Marks the thread's error queue, so that `ERR_pop_to_mark` drops only what came after.
- */
-extern int ERR_set_mark(void);
-
-extern int ERR_pop_to_mark(void);
-
-/**
- * Frees this thread's OpenSSL state now (1.1.0+), rather than in OpenSSL's thread-exit
- * destructor.
- */
-extern void OPENSSL_thread_stop(void);
-
-extern int X509_VERIFY_PARAM_set1_ip_asc(X509_VERIFY_PARAM *param, const char *ipasc);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -495,6 +495,12 @@ const HELP: &[(&str, Kind, &str)] = &[
         "redis: stores and removals dropped because the write queue was full or the breaker \
          was open",
     ),
+    (
+        "sni_refused",
+        Kind::Counter,
+        "Sessions found but refused because they were made for another server name (SNI) \
+         than the one asked for (sni_check)",
+    ),
 ];
 
 /// The kind and HELP text of a figure of [`counters`].

@@ -234,6 +234,9 @@ suite redis_servers redis-servers sh c-tests/redis_servers.sh
 section "rediss:// (TLS to Redis): verification and its refusals, mutual TLS, preloaded hosts, a stalled server, a TLS cluster"
 suite redis_tls redis-tls sh c-tests/redis_tls.sh
 
+section "failover: redis+sentinel:// and redis+cluster://, a primary killed while two s_server hosts handshake"
+suite redis_failover redis-failover sh c-tests/redis_failover.sh
+
 section "preload into real servers: Apache, HAProxy, nginx, Python, s_server (never worse; force=1)"
 suite servers servers sh c-tests/servers.sh
 

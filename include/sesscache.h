@@ -187,8 +187,9 @@ extern "C" {
  *
  * URL = SCHEME [ "?" KEY "=" VALUE *( "&" KEY "=" VALUE ) ], where SCHEME is `memory:`,
  * `shm:NAME`, `redis://[USER[:PASSWORD]@]HOST[:PORT][/DB]`,
- * `rediss://[USER[:PASSWORD]@]HOST[:PORT][/DB]`, `redis+unix://[USER[:PASSWORD]@]PATH` or
- * `redis+cluster://[USER[:PASSWORD]@]HOST:PORT[,HOST:PORT...]`; every parameter is optional
+ * `rediss://[USER[:PASSWORD]@]HOST[:PORT][/DB]`, `redis+unix://[USER[:PASSWORD]@]PATH`,
+ * `redis+cluster://[USER[:PASSWORD]@]HOST:PORT[,HOST:PORT...]` or
+ * `redis+sentinel://[USER[:PASSWORD]@]SENTINELS/MASTERNAME[/DB]`; every parameter is optional
  * and may be given once.
  *
  * Parameters of `memory:`:
@@ -203,7 +204,7 @@ extern "C" {
  * - `mode=0600|0660` (default 0600): who may use the segment: `0600` only the server's own
  *   user, `0660` the members of its group too
  *
- * Parameters of `memory:`, `shm:`, `redis:`, `rediss:`, `redis+unix:` and `redis+cluster:`:
+ * Parameters of every scheme:
  * - `ttl=NUMBER` (default: the session's own timeout): the longest lifetime of an entry, in
  *   seconds
  * - `single_use=0|1` (default 1): TLS 1.3 tickets resume once
@@ -224,13 +225,13 @@ extern "C" {
  *   session cache off; with shared tickets, also those whose program set its own ticket keys
  *   or ticket callback (the shared keys then win)
  *
- * Parameters of `shm:`, `redis:`, `rediss:`, `redis+unix:` and `redis+cluster:`:
+ * Parameters of `shm:` and every `redis` scheme:
  * - `key_file=PATH` (default: none: sessions are stored as they are): seal every stored
  *   session with AES-256-GCM under the keys in this file (one key a line, 64 hex digits; the
  *   first seals, every one opens), the session ID as associated data; the file must be private
  *   to its owner
  *
- * Parameters of `redis:`, `rediss:`, `redis+unix:` and `redis+cluster:`:
+ * Parameters of every `redis` scheme:
  * - `insecure_plaintext=0|1` (default 0): `1` lets a `redis` cache store sessions, master
  *   secrets included, in clear (without it, `key_file` is required)
  * - `prefix=TEXT` (default sesscache:): put before every key (and sealed into every value, so
@@ -250,11 +251,11 @@ extern "C" {
  * - `password_env=NAME` (default: none): read the password from this environment variable
  *   (refused in setuid, setgid and file-capability programs)
  *
- * Parameters of `redis:` and `redis+cluster:`:
+ * Parameters of `redis:`, `redis+cluster:` and `redis+sentinel:`:
  * - `tls=0|1` (default 0): connect over TLS, the server's certificate verified as with
  *   `rediss:` (for `redis+cluster:`, every node's)
  *
- * Parameters of `redis:`, `rediss:` and `redis+cluster:`:
+ * Parameters of `redis:`, `rediss:`, `redis+cluster:` and `redis+sentinel:`:
  * - `tls_ca_file=PATH` (default: the system's CA store): trust only the CA certificates in
  *   this PEM file to sign the server's certificate
  * - `tls_cert_file=PATH` (default: none): present this PEM certificate (chain) to the server
@@ -263,6 +264,13 @@ extern "C" {
  *   its owner)
  * - `tls_name=TEXT` (default: the host the URL names): the name (or IP address) the server's
  *   certificate must be for, also sent as SNI; for a cluster, every node's
+ *
+ * Parameters of `redis+sentinel:`:
+ * - `sentinel_password_file=PATH` (default: none: the Sentinels are asked without a password):
+ *   the Sentinels' own password (their requirepass), from this file's first line (private to
+ *   its owner)
+ * - `sentinel_password_env=NAME` (default: none): the Sentinels' own password, from this
+ *   environment variable (refused in setuid, setgid and file-capability programs)
  *
  * NAME: the first character must be an ASCII letter or digit, the rest letters, digits, '.',
  * '_' or '-', at most 200 bytes. //[USER[:PASSWORD]@]HOST[:PORT][/DB]: HOST is a host name, an
@@ -273,10 +281,16 @@ extern "C" {
  * certificate is verified against the system's CAs (or tls_ca_file) and HOST (or tls_name).
  * //[USER[:PASSWORD]@]PATH: PATH is the absolute path of the server's Unix socket.
  * //[USER[:PASSWORD]@]HOST:PORT[,HOST:PORT...]: one or more seed nodes of a Redis Cluster,
- * each HOST:PORT; the cluster's other nodes are found from them. NUMBER: ASCII digits only, at
- * least 1. SIZE: a NUMBER of bytes with an optional K, M or G suffix (powers of 1024). 0|1
- * also takes false or no for 0, true or yes for 1. PATH, TEXT and NAME are percent-decoded. A
- * URL is at most 4096 bytes with at most 32 parameters.
+ * each HOST:PORT; the cluster's other nodes are found from them.
+ * //[USER[:PASSWORD]@]SENTINELS/MASTERNAME[/DB]: SENTINELS is one or more Redis Sentinels,
+ * HOST:PORT[,HOST:PORT...], asked in turn for the address of the primary they watch under
+ * MASTERNAME (letters, digits, '.', '_', '-'; at most 128), again for every new connection, so
+ * that the cache follows a failover; DB is a database number (default 0); USER and PASSWORD
+ * are the Redis servers' (the Sentinels' own password is sentinel_password_file or
+ * sentinel_password_env). NUMBER: ASCII digits only, at least 1. SIZE: a NUMBER of bytes with
+ * an optional K, M or G suffix (powers of 1024). 0|1 also takes false or no for 0, true or yes
+ * for 1. PATH, TEXT and NAME are percent-decoded. A URL is at most 4096 bytes with at most 32
+ * parameters.
  *
  * <!-- END generated: url-params -->
  *

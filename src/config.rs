@@ -18,6 +18,7 @@
 //!       | "rediss:" //[USER[:PASSWORD]@]HOST[:PORT][/DB] [ "?" QUERY ]
 //!       | "redis+unix:" //[USER[:PASSWORD]@]PATH [ "?" QUERY ]
 //!       | "redis+cluster:" //[USER[:PASSWORD]@]HOST:PORT[,HOST:PORT...] [ "?" QUERY ]
+//!       | "redis+sentinel:" //[USER[:PASSWORD]@]SENTINELS/MASTERNAME[/DB] [ "?" QUERY ]
 //! QUERY = PARAM *( "&" PARAM )          empty PARAMs ("a=1&&b=2", a trailing '&') are skipped
 //! PARAM = KEY "=" VALUE
 //! ```
@@ -51,6 +52,8 @@
 //! | `tls_cert_file` | PATH | none |  | present this PEM certificate (chain) to the server (mutual TLS; needs tls_key_file) |
 //! | `tls_key_file` | PATH | none |  | the private key of tls_cert_file, in PEM (private to its owner) |
 //! | `tls_name` | TEXT | the host the URL names |  | the name (or IP address) the server's certificate must be for, also sent as SNI; for a cluster, every node's |
+//! | `sentinel_password_file` | PATH | none: the Sentinels are asked without a password |  | the Sentinels' own password (their requirepass), from this file's first line (private to its owner) |
+//! | `sentinel_password_env` | NAME | none |  | the Sentinels' own password, from this environment variable (refused in setuid, setgid and file-capability programs) |
 //!
 //! - NAME (of a `shm:` URL): the first character must be an ASCII letter or digit, the rest
 //!   letters, digits, '.', '_' or '-', at most 200 bytes.
@@ -66,6 +69,12 @@
 //!   server's Unix socket.
 //! - //[USER[:PASSWORD]@]HOST:PORT[,HOST:PORT...] (of a `redis+cluster:` URL): one or more seed
 //!   nodes of a Redis Cluster, each HOST:PORT; the cluster's other nodes are found from them.
+//! - //[USER[:PASSWORD]@]SENTINELS/MASTERNAME[/DB] (of a `redis+sentinel:` URL): SENTINELS is
+//!   one or more Redis Sentinels, HOST:PORT[,HOST:PORT...], asked in turn for the address of
+//!   the primary they watch under MASTERNAME (letters, digits, '.', '_', '-'; at most 128),
+//!   again for every new connection, so that the cache follows a failover; DB is a database
+//!   number (default 0); USER and PASSWORD are the Redis servers' (the Sentinels' own password
+//!   is sentinel_password_file or sentinel_password_env).
 //! - NUMBER: ASCII digits only (no sign, spaces, underscores or other characters), at least 1.
 //! - SIZE: a NUMBER of bytes, optionally followed by `K`, `M` or `G` (either case; powers of
 //!   1024), e.g. `4096`, `64K`, `16M`, `1G`.
@@ -143,7 +152,11 @@ pub fn parse(url: &str) -> Result<Config, ConfigError> {
         ));
     };
     match scheme {
-        Scheme::Redis | Scheme::Rediss | Scheme::RedisUnix | Scheme::RedisCluster => {
+        Scheme::Redis
+        | Scheme::Rediss
+        | Scheme::RedisUnix
+        | Scheme::RedisCluster
+        | Scheme::RedisSentinel => {
             let s = params::walk(query, scheme)?;
             redis_url::parse(scheme, path, s)
         }

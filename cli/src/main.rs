@@ -9,7 +9,7 @@
 //! sesscache ls [--json]                     the shm segments of this machine
 //! sesscache rm NAME                         removes the shm segment NAME
 //! sesscache check URL                       opens the cache (creating nothing), says what is wrong
-//! sesscache flush URL                       removes every entry (shm:, redis, redis+cluster)
+//! sesscache flush URL                       removes every entry (shm:, redis, redis+cluster, redis+sentinel)
 //! sesscache keygen                          a new sealing key, one line for a key_file
 //! sesscache tickets URL [--json]            the ticket-key generations (tickets=shared)
 //! sesscache tickets rotate URL              a new ticket-key generation, after a lead

@@ -91,7 +91,7 @@ fn plain() -> Vec<String> {
         out.push(String::new());
         out.push(format!(
             "Parameters of {}:",
-            join_and(group.iter().map(|s| format!("`{}:`", s.name())))
+            group_names(group, |s| format!("`{s}:`"), "`redis`")
         ));
         for p in PARAMS.iter().filter(|p| p.schemes == group) {
             out.extend(wrap(&plain_item(p), "- ", "  "));
@@ -101,6 +101,25 @@ fn plain() -> Vec<String> {
     out.extend(wrap(&plain_notes().join(" "), "", ""));
     out.push(String::new());
     out
+}
+
+/// The schemes of a group of parameters, for a heading: "every scheme", or the schemes
+/// each as `name` writes it, with the `redis` schemes together as "every {redis} scheme"
+/// when the group has them all.
+fn group_names(group: Schemes, name: impl Fn(&str) -> String, redis: &str) -> String {
+    if group == Schemes::ALL {
+        return "every scheme".to_string();
+    }
+    let all_redis = Schemes::REDIS.iter().all(|s| group.contains(s));
+    let mut items: Vec<String> = group
+        .iter()
+        .filter(|s| !(all_redis && Schemes::REDIS.contains(*s)))
+        .map(|s| name(s.name()))
+        .collect();
+    if all_redis {
+        items.push(format!("every {redis} scheme"));
+    }
+    join_and(items)
 }
 
 /// The notes of the plain text: what NAME, NUMBER, SIZE and flags are, the limits.
@@ -303,7 +322,7 @@ fn roff() -> Vec<String> {
     for group in groups {
         out.push(format!(
             ".SS \"Parameters of {}\"",
-            join_and(group.iter().map(|s| format!("{}:", s.name())))
+            group_names(group, |s| format!("{s}:"), "redis")
         ));
         for p in PARAMS.iter().filter(|p| p.schemes == group) {
             out.push(".TP".to_string());

@@ -24,17 +24,19 @@ pub(crate) enum Scheme {
     Rediss,
     RedisUnix,
     RedisCluster,
+    RedisSentinel,
 }
 
 impl Scheme {
     /// Every scheme, in the order the documentation and the messages give them.
-    pub(crate) const ALL: [Scheme; 6] = [
+    pub(crate) const ALL: [Scheme; 7] = [
         Scheme::Memory,
         Scheme::Shm,
         Scheme::Redis,
         Scheme::Rediss,
         Scheme::RedisUnix,
         Scheme::RedisCluster,
+        Scheme::RedisSentinel,
     ];
 
     /// The name before the ':'.
@@ -46,6 +48,7 @@ impl Scheme {
             Scheme::Rediss => "rediss",
             Scheme::RedisUnix => "redis+unix",
             Scheme::RedisCluster => "redis+cluster",
+            Scheme::RedisSentinel => "redis+sentinel",
         }
     }
 
@@ -58,6 +61,7 @@ impl Scheme {
             Scheme::Redis | Scheme::Rediss => Some("//[USER[:PASSWORD]@]HOST[:PORT][/DB]"),
             Scheme::RedisUnix => Some("//[USER[:PASSWORD]@]PATH"),
             Scheme::RedisCluster => Some("//[USER[:PASSWORD]@]HOST:PORT[,HOST:PORT...]"),
+            Scheme::RedisSentinel => Some("//[USER[:PASSWORD]@]SENTINELS/MASTERNAME[/DB]"),
         }
     }
 
@@ -84,6 +88,15 @@ impl Scheme {
             Scheme::RedisCluster => Some(
                 "one or more seed nodes of a Redis Cluster, each HOST:PORT; the cluster's \
                  other nodes are found from them"
+                    .to_string(),
+            ),
+            Scheme::RedisSentinel => Some(
+                "SENTINELS is one or more Redis Sentinels, HOST:PORT[,HOST:PORT...], asked in turn for the address \
+                 of the primary they watch under MASTERNAME (letters, digits, '.', '_', '-'; \
+                 at most 128), again for every new connection, so that the cache follows a \
+                 failover; DB is a database number (default 0); USER and PASSWORD are the \
+                 Redis servers' (the Sentinels' own password is sentinel_password_file or \
+                 sentinel_password_env)"
                     .to_string(),
             ),
         }
@@ -119,13 +132,19 @@ impl Schemes {
         Scheme::Rediss,
         Scheme::RedisUnix,
         Scheme::RedisCluster,
+        Scheme::RedisSentinel,
     ]);
+    pub(crate) const SENTINEL: Schemes = Schemes::of(&[Scheme::RedisSentinel]);
     /// The `redis` schemes whose connections may be TLS.
-    pub(crate) const REDIS_TLS: Schemes =
-        Schemes::of(&[Scheme::Redis, Scheme::Rediss, Scheme::RedisCluster]);
+    pub(crate) const REDIS_TLS: Schemes = Schemes::of(&[
+        Scheme::Redis,
+        Scheme::Rediss,
+        Scheme::RedisCluster,
+        Scheme::RedisSentinel,
+    ]);
     /// The `redis` schemes that choose TLS with `tls=` (`rediss:` always uses it).
     pub(crate) const REDIS_TLS_CHOICE: Schemes =
-        Schemes::of(&[Scheme::Redis, Scheme::RedisCluster]);
+        Schemes::of(&[Scheme::Redis, Scheme::RedisCluster, Scheme::RedisSentinel]);
     /// The backends off this process, whose sessions may be sealed.
     pub(crate) const SEALABLE: Schemes = Schemes::of(&[
         Scheme::Shm,
@@ -133,6 +152,7 @@ impl Schemes {
         Scheme::Rediss,
         Scheme::RedisUnix,
         Scheme::RedisCluster,
+        Scheme::RedisSentinel,
     ]);
 
     pub(crate) const fn of(schemes: &[Scheme]) -> Schemes {
@@ -320,6 +340,8 @@ pub(crate) struct Settings {
     pub(crate) batch_ms: u32,
     pub(crate) password_file: Option<String>,
     pub(crate) password_env: Option<String>,
+    pub(crate) sentinel_password_file: Option<String>,
+    pub(crate) sentinel_password_env: Option<String>,
     pub(crate) tls: TlsSettings,
 }
 
@@ -351,6 +373,8 @@ impl Default for Settings {
             password_file: None,
             password_env: None,
             tls: TlsSettings::default(),
+            sentinel_password_file: None,
+            sentinel_password_env: None,
         }
     }
 }
@@ -638,6 +662,24 @@ pub(crate) const PARAMS: &[ParamSpec] = &[
         about: "the name (or IP address) the server's certificate must be for, also sent \
                 as SNI; for a cluster, every node's",
         set: Set::Text(|s, v| s.tls.name = Some(v)),
+    },
+    ParamSpec {
+        name: "sentinel_password_file",
+        schemes: Schemes::SENTINEL,
+        kind: Kind::Path,
+        default: DefaultText::Otherwise("none: the Sentinels are asked without a password"),
+        about: "the Sentinels' own password (their requirepass), from this file's first line \
+                (private to its owner)",
+        set: Set::Text(|s, v| s.sentinel_password_file = Some(v)),
+    },
+    ParamSpec {
+        name: "sentinel_password_env",
+        schemes: Schemes::SENTINEL,
+        kind: Kind::EnvName,
+        default: DefaultText::Otherwise("none"),
+        about: "the Sentinels' own password, from this environment variable (refused in \
+                setuid, setgid and file-capability programs)",
+        set: Set::Text(|s, v| s.sentinel_password_env = Some(v)),
     },
 ];
 

@@ -1,5 +1,5 @@
 //! The part of a `redis` URL between the scheme and the query: who to log in as and where the
-//! server (or the cluster) is. Nothing here quotes a password: errors name the part that is
+//! server (or the cluster, or the Sentinels) is. Nothing here quotes a password: errors name the part that is
 //! wrong and, at most, the host.
 
 use super::params::{percent_decode, Scheme, Settings};
@@ -80,6 +80,53 @@ pub(crate) fn parse(scheme: Scheme, path: &str, s: Settings) -> Result<Config, C
                 return err(format!("a {name} URL may name at most 64 seed nodes"));
             }
             (RedisTarget::Cluster { nodes }, 0)
+        }
+        Scheme::RedisSentinel => {
+            let Some((list, rest)) = place.split_once('/') else {
+                return err(format!(
+                    "a {name} URL needs the master's name after the Sentinels: '{}'",
+                    example(scheme)
+                ));
+            };
+            let (master, db) = match rest.split_once('/') {
+                Some((m, "")) => (m, 0),
+                Some((m, d)) => (m, database(name, d)?),
+                None => (rest, 0),
+            };
+            if master.is_empty() {
+                return err(format!(
+                    "a {name} URL needs the master's name after the Sentinels: '{}'",
+                    example(scheme)
+                ));
+            }
+            if master.len() > MAX_MASTER_NAME
+                || !master
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
+            {
+                return err(format!(
+                    "bad master name '{}' in the {name} URL: expected letters, digits, '.', \
+                     '_' and '-', at most {MAX_MASTER_NAME}",
+                    master.escape_debug()
+                ));
+            }
+            let mut sentinels = Vec::new();
+            for node in list.split(',') {
+                sentinels.push(host_port(name, node, None)?);
+            }
+            if sentinels.len() > 64 {
+                return err(format!("a {name} URL may name at most 64 Sentinels"));
+            }
+            let password = sentinel_password(&s)?;
+            let master = master.to_string();
+            (
+                RedisTarget::Sentinel {
+                    sentinels,
+                    master,
+                    password,
+                },
+                db,
+            )
         }
         _ => unreachable!("only redis schemes come here"),
     };
@@ -195,9 +242,31 @@ fn valid_tls_name(n: &str) -> bool {
         })
 }
 
+/// The longest master name a `redis+sentinel` URL takes.
+const MAX_MASTER_NAME: usize = 128;
+
+/// The Sentinels' password: `sentinel_password_file` or `sentinel_password_env`, not both.
+fn sentinel_password(s: &Settings) -> Result<Password, ConfigError> {
+    Ok(
+        match (&s.sentinel_password_file, &s.sentinel_password_env) {
+            (Some(_), Some(_)) => {
+                return err(
+                    "sentinel_password_file and sentinel_password_env both give the Sentinels' \
+                     password: give one"
+                        .to_string(),
+                )
+            }
+            (Some(f), None) => Password::File(f.clone()),
+            (None, Some(e)) => Password::Env(e.clone()),
+            (None, None) => Password::None,
+        },
+    )
+}
+
 fn example(scheme: Scheme) -> &'static str {
     match scheme {
         Scheme::Rediss => "rediss://redis.example.net:6380/0",
+        Scheme::RedisSentinel => "redis+sentinel://10.0.0.1:26379,10.0.0.2:26379/mymaster",
         Scheme::RedisUnix => "redis+unix:///run/redis/redis.sock",
         Scheme::RedisCluster => "redis+cluster://10.0.0.1:7000,10.0.0.2:7000",
         _ => "redis://127.0.0.1:6379/0",

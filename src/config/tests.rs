@@ -255,6 +255,7 @@ fn url_with(scheme: Scheme, extra: &str) -> String {
         Scheme::Rediss => "rediss://h",
         Scheme::RedisUnix => "redis+unix:///s",
         Scheme::RedisCluster => "redis+cluster://h:7000",
+        Scheme::RedisSentinel => "redis+sentinel://h:26379/m",
     };
     let needs = match scheme {
         Scheme::Memory | Scheme::Shm => "",
@@ -375,12 +376,12 @@ fn scheme_errors_list_the_schemes() {
     assert_eq!(
         msg("nonsense"),
         "cache URL 'nonsense' has no scheme: expected 'memory:', 'shm:', 'redis:', \
-         'rediss:', 'redis+unix:' or 'redis+cluster:' (e.g. 'memory:?capacity=10000')"
+         'rediss:', 'redis+unix:', 'redis+cluster:' or 'redis+sentinel:' (e.g. 'memory:?capacity=10000')"
     );
     assert_eq!(
         msg("redis2://x"),
         "unknown scheme 'redis2' in cache URL: the supported schemes are 'memory', 'shm', \
-         'redis', 'rediss', 'redis+unix' and 'redis+cluster'"
+         'redis', 'rediss', 'redis+unix', 'redis+cluster' and 'redis+sentinel'"
     );
 }
 
@@ -465,6 +466,44 @@ fn redis_urls() {
             nodes: vec![("a".into(), 7000), ("b".into(), 7001)]
         }
     );
+    let r = redis(
+        "redis+sentinel://app:pw@s1:26379,[::1]:26380,s3.example:26381/cache-1.a_b/2?insecure_plaintext=1&timeout_ms=20",
+    );
+    assert_eq!(
+        r.target,
+        RedisTarget::Sentinel {
+            sentinels: vec![
+                ("s1".into(), 26379),
+                ("::1".into(), 26380),
+                ("s3.example".into(), 26381)
+            ],
+            master: "cache-1.a_b".into(),
+            password: Password::None,
+        }
+    );
+    assert_eq!(
+        (r.db, r.user.as_deref(), r.timeout_ms),
+        (2, Some("app"), 20)
+    );
+    assert_eq!(r.password, Password::Inline("pw".into()));
+    let r = redis("redis+sentinel://s:1/m/?key_file=/k&sentinel_password_file=/etc/sp");
+    assert_eq!(
+        (r.target.clone(), r.db),
+        (
+            RedisTarget::Sentinel {
+                sentinels: vec![("s".into(), 1)],
+                master: "m".into(),
+                password: Password::File("/etc/sp".into()),
+            },
+            0
+        )
+    );
+    let r = redis("redis+sentinel://s:1/m?key_file=/k&sentinel_password_env=SP&password_env=RP");
+    assert!(matches!(
+        &r.target,
+        RedisTarget::Sentinel { password: Password::Env(e), .. } if e == "SP"
+    ));
+    assert_eq!(r.password, Password::Env("RP".into()));
     // Users and passwords, percent-decoded.
     let r = redis("redis://app:p%40ss%3Aw0rd@h?insecure_plaintext=1");
     assert_eq!(r.user.as_deref(), Some("app"));
@@ -500,6 +539,50 @@ fn bad_redis_urls_name_the_part_and_never_the_password() {
         ("redis://h o?insecure_plaintext=1", "bad host"),
         ("redis://[::1?insecure_plaintext=1", "ends with ']'"),
         ("redis+cluster://a?insecure_plaintext=1", "needs a port"),
+        (
+            "redis+sentinel://a:26379?insecure_plaintext=1",
+            "needs the master's name",
+        ),
+        (
+            "redis+sentinel://a:26379/?insecure_plaintext=1",
+            "needs the master's name",
+        ),
+        (
+            "redis+sentinel://a:26379//1?insecure_plaintext=1",
+            "needs the master's name",
+        ),
+        (
+            "redis+sentinel://a/m?insecure_plaintext=1",
+            "host 'a' in the redis+sentinel URL needs a port",
+        ),
+        (
+            "redis+sentinel://a:1,b:x/m?insecure_plaintext=1",
+            "bad port 'x' for host 'b'",
+        ),
+        (
+            "redis+sentinel://a:1,,b:2/m?insecure_plaintext=1",
+            "bad host ''",
+        ),
+        (
+            "redis+sentinel://a:1/m%20x?insecure_plaintext=1",
+            "bad master name 'm%20x'",
+        ),
+        (
+            "redis+sentinel://a:1/m/x?insecure_plaintext=1",
+            "bad database 'x'",
+        ),
+        (
+            "redis+sentinel://a:1/m?insecure_plaintext=1&sentinel_password_env=A&sentinel_password_file=/f",
+            "both give the Sentinels' password",
+        ),
+        (
+            "redis+sentinel://a:1/m?insecure_plaintext=1&sentinel_password_env=1A",
+            "sentinel_password_env",
+        ),
+        (
+            "redis://h?insecure_plaintext=1&sentinel_password_env=A",
+            "unknown parameter 'sentinel_password_env'",
+        ),
         (
             "redis+cluster://a:1/2?insecure_plaintext=1",
             "takes no database",

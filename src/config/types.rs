@@ -19,7 +19,7 @@ pub enum Backend {
         /// plant sessions).
         mode: u32,
     },
-    /// `redis://…`, `redis+unix://…`, `redis+cluster://…`.
+    /// `redis://…`, `redis+unix://…`, `redis+cluster://…`, `redis+sentinel://…`.
     Redis(RedisConfig),
 }
 
@@ -69,6 +69,14 @@ pub enum RedisTarget {
     Unix { path: String },
     /// `redis+cluster://host:port[,host:port…]`: the seed nodes of a Redis Cluster.
     Cluster { nodes: Vec<(String, u16)> },
+    /// `redis+sentinel://host:port[,host:port…]/master`: Sentinels, asked for the address
+    /// of the primary they know as `master`.
+    Sentinel {
+        sentinels: Vec<(String, u16)>,
+        master: String,
+        /// The Sentinels' own password (`sentinel_password_file=`, `sentinel_password_env=`).
+        password: Password,
+    },
 }
 
 /// Where a Redis password comes from. Never printed: `Debug` says only which source.

@@ -159,6 +159,12 @@ fn primaries(shared: &Shared) -> RedisResult<Vec<NodeConn>> {
     let connect = |info: ConnectionInfo| shared.connector.connect_node(info, budget);
     let seeds = match &shared.connector {
         Connector::Cluster { seeds, .. } => seeds,
+        Connector::Sentinel(s) => {
+            let c = s.connect(budget)?;
+            c.set_read_timeout(Some(budget))?;
+            c.set_write_timeout(Some(budget))?;
+            return Ok(vec![NodeConn::Plain(c)]);
+        }
         single => {
             let info = single.single_info().cloned().ok_or_else(|| {
                 RedisError::from((redis::ErrorKind::ClientError, "no server address"))

@@ -28,6 +28,8 @@ pub(crate) enum Connector {
         /// Every node over TLS, when set.
         tls: Option<Arc<Tls>>,
     },
+    /// A primary found through its Sentinels, again for every connection (`sentinel`).
+    Sentinel(super::sentinel::Sentinels),
 }
 
 /// One connection: to a server, or the crate's cluster connection (one socket per node,
@@ -100,7 +102,8 @@ const TIMEOUT_SLACK: Duration = Duration::from_millis(1);
 
 impl Connector {
     /// Connects, authenticates and selects the database, giving up after `timeout` (for
-    /// a cluster: per connection it opens, as the crate applies it).
+    /// a cluster: per connection it opens, as the crate applies it; through Sentinels: the
+    /// Sentinels asked and the primary's connection, all of it).
     pub fn connect(&self, timeout: Duration) -> RedisResult<Conn> {
         match self {
             Connector::Single(c) => c
@@ -129,19 +132,25 @@ impl Connector {
                 conn.set_auto_reconnect(false);
                 Ok(Conn::ClusterTls(Box::new(conn), tls.clone()))
             }
+            Connector::Sentinel(s) => s.connect(timeout).map(|c| Conn::Single(c, None)),
         }
     }
 
     /// Whether commands go to one server (so they may be pipelined).
     pub fn is_single(&self) -> bool {
-        matches!(self, Connector::Single(_) | Connector::SingleTls { .. })
+        matches!(
+            self,
+            Connector::Single(_) | Connector::SingleTls { .. } | Connector::Sentinel(_)
+        )
     }
 
     /// A connection to one node, `info` (the server's, or a cluster node's), with the
     /// URL's transport, each socket operation bounded by `budget`.
     pub fn connect_node(&self, info: ConnectionInfo, budget: Duration) -> RedisResult<NodeConn> {
         let tls = match self {
-            Connector::Single(_) | Connector::Cluster { tls: None, .. } => None,
+            Connector::Single(_)
+            | Connector::Sentinel(_)
+            | Connector::Cluster { tls: None, .. } => None,
             Connector::SingleTls { tls, .. } | Connector::Cluster { tls: Some(tls), .. } => {
                 Some(tls)
             }
@@ -171,7 +180,7 @@ impl Connector {
         match self {
             Connector::Single(c) => Some(c.get_connection_info()),
             Connector::SingleTls { info, .. } => Some(info),
-            Connector::Cluster { .. } => None,
+            Connector::Cluster { .. } | Connector::Sentinel(_) => None,
         }
     }
 }
@@ -404,17 +413,28 @@ pub(crate) fn classify(e: &RedisError) -> StoreError {
 }
 
 /// Whether a call failed because the connection it used had died since it was last used
-/// (the server restarted, an idle connection was closed): worth one more try on a new one.
+/// (the server restarted, an idle connection was closed), or leads to a node that is no
+/// longer the primary ([`is_demoted`]): worth one more try on a new one.
 pub(crate) fn is_stale(e: &RedisError) -> bool {
-    e.is_io_error() && !e.is_timeout()
+    (e.is_io_error() && !e.is_timeout()) || is_demoted(e)
+}
+
+/// Whether the server answered that it is not a primary that takes writes now: `READONLY`
+/// (a replica, such as a primary demoted by a failover), `MASTERDOWN` (a replica that lost
+/// its primary), `LOADING` (a restarted node reading its data). A connection to it is of
+/// no use until a new one finds the primary (through the Sentinels, again), so it is
+/// dropped like a failed one.
+pub(crate) fn is_demoted(e: &RedisError) -> bool {
+    matches!(e.code(), Some("READONLY" | "MASTERDOWN" | "LOADING"))
 }
 
 /// Whether the server answered with an error (out of memory, no permission, a wrong
 /// type, …) or with a reply we did not expect: the connection is still in step with the
 /// server, and the server is there: no reason to skip it. Anything else (a timeout, a
-/// socket error, a reply that could not be parsed) leaves the connection unusable.
+/// socket error, a reply that could not be parsed, an answer that the node is not a
+/// primary, [`is_demoted`]) leaves the connection unusable.
 pub(crate) fn is_server_reply(e: &RedisError) -> bool {
-    e.code().is_some() || e.kind() == RedisErrorKind::TypeError
+    (e.code().is_some() && !is_demoted(e)) || e.kind() == RedisErrorKind::TypeError
 }
 
 /// An error for a log line. Never the password: the crate's messages do not carry it, and
@@ -496,6 +516,20 @@ mod tests {
             .unwrap_err();
         assert!(is_server_reply(&oom) && !is_stale(&oom), "{oom:?}");
         assert_eq!(classify(&oom), StoreError::Unavailable);
+        for reply in [
+            &b"-READONLY You can't write against a read only replica.\r\n"[..],
+            b"-MASTERDOWN Link with MASTER is down and replica-serve-stale-data is set to 'no'.\r\n",
+            b"-LOADING Redis is loading the dataset in memory\r\n",
+        ] {
+            let e = redis::parse_redis_value(reply)
+                .unwrap()
+                .extract_error()
+                .unwrap_err();
+            assert!(is_demoted(&e), "{e:?}");
+            assert!(is_stale(&e) && !is_server_reply(&e), "{e:?}");
+            assert_eq!(classify(&e), StoreError::Unavailable);
+        }
+        assert!(!is_demoted(&oom) && !is_demoted(&reset));
         let e = RedisError::from((
             RedisErrorKind::AuthenticationFailed,
             "auth",

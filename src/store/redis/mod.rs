@@ -112,6 +112,7 @@
 mod admin;
 mod conn;
 mod process;
+mod sentinel;
 mod setup;
 mod tally;
 #[cfg(test)]

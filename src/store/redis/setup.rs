@@ -206,6 +206,40 @@ pub(crate) fn connector(cfg: &RedisConfig, password: Option<&Secret>) -> Result<
                 tls,
             })
         }
+        RedisTarget::Sentinel {
+            sentinels,
+            master,
+            password: sentinel_password,
+        } => {
+            if sentinels.is_empty() {
+                return Err(url_error("redis+sentinel: no Sentinels given"));
+            }
+            if master.is_empty() {
+                return Err(url_error("redis+sentinel: no master name given"));
+            }
+            let mut nodes = Vec::with_capacity(sentinels.len());
+            for (host, port) in sentinels {
+                if *port == 0 {
+                    return Err(url_error("redis+sentinel: port 0 is not a port"));
+                }
+                nodes.push((host_of(host)?, *port));
+            }
+            let sentinel_secret = read_password(sentinel_password).map_err(|e| {
+                Error::new(e.kind, format!("the Sentinels' password: {}", e.message))
+            })?;
+            let sentinel_login = RedisConnectionInfo {
+                db: 0,
+                username: None,
+                password: sentinel_secret.as_ref().map(|p| p.as_str().to_string()),
+                protocol: ProtocolVersion::RESP2,
+            };
+            Ok(Connector::Sentinel(super::sentinel::Sentinels::new(
+                nodes,
+                master.clone(),
+                sentinel_login,
+                redis_info(cfg.db),
+            )))
+        }
     }
 }
 
@@ -265,6 +299,24 @@ mod tests {
             port: 6379,
         });
         assert!(connector(&c, None).is_ok());
+        let sentinel = |password: Password| {
+            cfg(RedisTarget::Sentinel {
+                sentinels: vec![("127.0.0.1".into(), 26379), ("[::1]".into(), 26380)],
+                master: "m".into(),
+                password,
+            })
+        };
+        assert!(connector(&sentinel(Password::None), None).is_ok());
+        let name = format!("SESSCACHE_TEST_SENTINEL_PW_UNSET_{}", std::process::id());
+        let e = connector(&sentinel(Password::Env(name.clone())), None)
+            .err()
+            .unwrap();
+        assert_eq!(e.kind, ErrorKind::Url);
+        assert!(
+            e.message.contains("the Sentinels' password") && e.message.contains(&name),
+            "{}",
+            e.message
+        );
     }
 
     /// A file in a directory of this test's own, removed at the end.

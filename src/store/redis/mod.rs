@@ -1,5 +1,7 @@
-//! `redis://`, `redis+unix://`, `redis+cluster://`: one session cache for a fleet of
-//! machines, in Redis (7.0 or later), a single server or a cluster.
+//! `redis://`, `redis+unix://`, `redis+cluster://`, `redis+sentinel://`: one session cache
+//! for a fleet of machines, in Redis (7.0 or later), a single server, a cluster, or a
+//! primary found through its Sentinels (`sentinel.rs`: found again for every connection,
+//! and watched by the writer about once a second).
 //!
 //! # What is stored
 //! A session ID `id` is stored under the key `prefix` + lowercase hex of `id`, as one byte
@@ -42,7 +44,10 @@
 //!   timeouts are set to what is left of the budget before each command, so no call can
 //!   hang; a connection whose call timed out or failed on the network is dropped, never
 //!   reused (a late reply would be read as the answer to the next command). One that got
-//!   an error reply from the server is in step with it and stays in use.
+//!   an error reply from the server is in step with it and stays in use, unless the reply
+//!   says the node is not a primary that takes writes (`READONLY`, `MASTERDOWN`,
+//!   `LOADING`: a primary demoted by a failover): then it is dropped like a failed one,
+//!   and the next connection finds the primary (through the Sentinels, again).
 //! - Connections: a small pool per process, so that many threads can look up at once. A
 //!   lookup takes an idle connection or, when none is idle, waits (within its budget) for
 //!   one that a connecting thread opens; at most 8 connects are in flight. A connect that

@@ -704,6 +704,7 @@ fn writer_main(core: Arc<Core>, rx: Receiver<Job>) {
         conn: None,
         sent: [0; 14],
         report_due_ms: 0,
+        watch: super::sentinel::Watch::default(),
     };
     // When the last pipeline was sent, unless it was full: then more are waiting already,
     // and waiting for the batch would only cap the writes at MAX_BATCH per batch_ms.
@@ -762,6 +763,7 @@ fn writer_main(core: Arc<Core>, rx: Receiver<Job>) {
             if monotonic_ms() >= w.report_due_ms {
                 w.report();
             }
+            w.watch_primary();
         }));
         if step.is_err() {
             w.conn = None;
@@ -780,6 +782,8 @@ struct Writer {
     sent: tally::Figures,
     /// When the next report may be made.
     report_due_ms: u64,
+    /// Through Sentinels: where the primary is, asked about once a second.
+    watch: super::sentinel::Watch,
 }
 
 impl Writer {
@@ -1017,6 +1021,30 @@ impl Writer {
                 "redis: reporting the counters: {}",
                 describe(&e, shared.secret())
             ),
+        }
+    }
+
+    /// Through Sentinels, while the breaker is closed: when a Sentinel names a new
+    /// primary (`sentinel::Watch`), the connections to the old one (the writer's and the
+    /// idle ones of the pool) are closed, so that the next ones ask the Sentinels again.
+    fn watch_primary(&mut self) {
+        let core = &self.core;
+        let Connector::Sentinel(s) = &core.shared.connector else {
+            return;
+        };
+        if core.breaker.is_open() {
+            return;
+        }
+        if self
+            .watch
+            .primary_moved(s, monotonic_ms(), core.shared.background_timeout)
+        {
+            self.conn = None;
+            core.pool.clear();
+            crate::log_limited!(
+                Level::Warn,
+                "redis+sentinel: the Sentinels name a new primary; connections to the old one closed"
+            );
         }
     }
 

@@ -72,6 +72,39 @@ impl Sentinels {
         }
     }
 
+    /// Sentinel `i`'s connection, logged in, within `budget`.
+    fn open_sentinel(&self, i: usize, budget: Duration) -> RedisResult<redis::Connection> {
+        let (host, port) = &self.nodes[i];
+        open(host, *port, &self.sentinel_login, budget).map_err(|e| {
+            if e.kind() == ErrorKind::AuthenticationFailed
+                || matches!(e.code(), Some("WRONGPASS" | "NOAUTH" | "NOPERM"))
+            {
+                client_error(format!(
+                    "Sentinel {host}:{port} refused the login: check sentinel_password_file or \
+                     sentinel_password_env ({e})"
+                ))
+            } else {
+                e
+            }
+        })
+    }
+
+    /// `SENTINEL get-master-addr-by-name` on a Sentinel's connection (`i`: which, for the
+    /// message).
+    fn query_addr(&self, i: usize, c: &mut redis::Connection) -> RedisResult<(String, u16)> {
+        let reply: Value = redis::cmd("SENTINEL")
+            .arg("get-master-addr-by-name")
+            .arg(&self.master)
+            .query(c)?;
+        parse_addr(reply).ok_or_else(|| {
+            let (host, port) = &self.nodes[i];
+            client_error(format!(
+                "Sentinel {host}:{port} knows no primary named '{}'",
+                self.master
+            ))
+        })
+    }
+
     /// A connection to the primary the Sentinels name, confirmed with `ROLE`, logged in,
     /// all within `timeout`. The error is the last Sentinel's (or the primary's) failure.
     pub fn connect(&self, timeout: Duration) -> RedisResult<redis::Connection> {
@@ -104,29 +137,8 @@ impl Sentinels {
 
     /// The primary's address as Sentinel `i` sees it, within `budget`.
     fn ask(&self, i: usize, budget: Duration) -> RedisResult<(String, u16)> {
-        let (host, port) = &self.nodes[i];
-        let mut c = open(host, *port, &self.sentinel_login, budget).map_err(|e| {
-            if e.kind() == ErrorKind::AuthenticationFailed
-                || matches!(e.code(), Some("WRONGPASS" | "NOAUTH" | "NOPERM"))
-            {
-                client_error(format!(
-                    "Sentinel {host}:{port} refused the login: check sentinel_password_file or \
-                     sentinel_password_env ({e})"
-                ))
-            } else {
-                e
-            }
-        })?;
-        let reply: Value = redis::cmd("SENTINEL")
-            .arg("get-master-addr-by-name")
-            .arg(&self.master)
-            .query(&mut c)?;
-        parse_addr(reply).ok_or_else(|| {
-            client_error(format!(
-                "Sentinel {host}:{port} knows no primary named '{}'",
-                self.master
-            ))
-        })
+        let mut c = self.open_sentinel(i, budget)?;
+        self.query_addr(i, &mut c)
     }
 
     /// Connects to `host:port` with the URL's login, before `deadline`, and checks that it
@@ -147,6 +159,69 @@ impl Sentinels {
                     |r| String::from_utf8_lossy(r).into_owned()
                 )
             ))),
+        }
+    }
+}
+
+/// How often a process's writer asks a Sentinel where the primary is ([`Watch`]).
+const WATCH_INTERVAL_MS: u64 = 1000;
+/// The most a writer waits for a Sentinel's answer: writes wait meanwhile.
+const WATCH_BUDGET: Duration = Duration::from_millis(250);
+
+/// A process's watch on the primary's address, kept by its writer thread: about once a
+/// second it asks a Sentinel (on a connection it keeps) where the primary is, and says
+/// when the answer changed. Pooled connections outlive a failover in which the old primary
+/// stays up (a forced or coordinated failover, a partition): until Sentinel demotes it and
+/// closes its clients (about 10 s later), it takes writes that its resynchronisation then
+/// discards. The watch cuts that to about a second.
+#[derive(Default)]
+pub(crate) struct Watch {
+    /// The Sentinel asked, and its connection.
+    conn: Option<(usize, redis::Connection)>,
+    /// The address last seen.
+    seen: Option<(String, u16)>,
+    due_ms: u64,
+}
+
+impl Watch {
+    /// True when, asked now (at most every [`WATCH_INTERVAL_MS`], `now_ms` on a monotonic
+    /// clock), a Sentinel names another primary than at the previous check. A failure to
+    /// ask is no change (the connection to the Sentinel is dropped; the next check asks the
+    /// next Sentinel).
+    pub fn primary_moved(&mut self, s: &Sentinels, now_ms: u64, budget: Duration) -> bool {
+        if now_ms < self.due_ms {
+            return false;
+        }
+        self.due_ms = now_ms + WATCH_INTERVAL_MS;
+        let budget = budget.min(WATCH_BUDGET);
+        let asked = match self.conn.take() {
+            Some((i, c)) => Ok((i, c)),
+            None => {
+                let i = s.first.load(Ordering::Relaxed) % s.nodes.len();
+                s.open_sentinel(i, budget).map(|c| (i, c))
+            }
+        }
+        .and_then(|(i, mut c)| {
+            c.set_read_timeout(Some(budget))?;
+            c.set_write_timeout(Some(budget))?;
+            let addr = s.query_addr(i, &mut c)?;
+            self.conn = Some((i, c));
+            Ok((i, addr))
+        });
+        match asked {
+            Ok((_, addr)) => {
+                let moved = self.seen.as_ref().is_some_and(|old| *old != addr);
+                self.seen = Some(addr);
+                moved
+            }
+            Err(_) => {
+                // The next check tries the next Sentinel.
+                let n = s.nodes.len();
+                let _ = s
+                    .first
+                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |f| Some((f + 1) % n));
+                false
+            }
         }
     }
 }

@@ -38,22 +38,22 @@
 //! | `tickets` | `auto`, `keep`, `stateful` or `shared` | `auto` | all | stateful tickets on preloaded server connections where the cache is shared by every process that may resume (`auto`), always (`stateful`) or never (`keep`); or stateless tickets under keys kept in the cache and rotated through it, shared by every process and host using it (`shared`, preloaded and attached contexts; `redis` needs `key_file`) |
 //! | `ticket_rotate` | NUMBER from 2 to 604800 | `3600` | all | with shared tickets (`tickets` `shared`): seconds each ticket key encrypts; it then still decrypts for `ttl` seconds (default 7200); every server of a cache must give the same |
 //! | `force` | `0` or `1` | `0` | all | preload mode: serve also the contexts whose program turned its session cache off; with shared tickets, also those whose program set its own ticket keys or ticket callback (the shared keys then win) |
-//! | `key_file` | PATH | none: sessions are stored as they are | `shm:`, `redis:`, `redis+unix:`, `redis+cluster:` | seal every stored session with AES-256-GCM under the keys in this file (one key a line, 64 hex digits; the first seals, every one opens), the session ID as associated data; the file must be private to its owner |
-//! | `insecure_plaintext` | `0` or `1` | `0` | `redis:`, `redis+unix:`, `redis+cluster:` | `1` lets a `redis` cache store sessions, master secrets included, in clear (without it, `key_file` is required) |
-//! | `prefix` | TEXT | `sesscache:` | `redis:`, `redis+unix:`, `redis+cluster:` | put before every key (and sealed into every value, so that values do not move between caches) |
-//! | `timeout_ms` | NUMBER from 1 to 60000 | `10` | `redis:`, `redis+unix:`, `redis+cluster:` | the most a lookup waits for Redis, connecting included, before it is a miss |
-//! | `l1` | NUMBER from 1 to 10000000 | none | `redis:`, `redis+unix:`, `redis+cluster:` | keep up to this many reusable sessions in this process too, tried before Redis |
-//! | `queue` | NUMBER from 1 to 1000000 | `4096` | `redis:`, `redis+unix:`, `redis+cluster:` | the most stores and removals waiting to be sent; more are dropped and counted |
-//! | `batch_ms` | NUMBER from 0 to 100 | `2` | `redis:`, `redis+unix:`, `redis+cluster:` | under load, a store waits until this long after the previous batch was sent, so that one round trip carries the stores of the meantime (less CPU for this process and Redis); other hosts see a session up to this much later; 0: send each at once |
-//! | `password_file` | PATH | none | `redis:`, `redis+unix:`, `redis+cluster:` | read the password from this file's first line (private to its owner) |
-//! | `password_env` | NAME | none | `redis:`, `redis+unix:`, `redis+cluster:` | read the password from this environment variable (refused in setuid, setgid and file-capability programs) |
-//! | `tls` | `0` or `1` | `0` |  | connect over TLS, the server's certificate verified as with `rediss:` (for `redis+cluster:`, every node's) |
-//! | `tls_ca_file` | PATH | the system's CA store |  | trust only the CA certificates in this PEM file to sign the server's certificate |
-//! | `tls_cert_file` | PATH | none |  | present this PEM certificate (chain) to the server (mutual TLS; needs tls_key_file) |
-//! | `tls_key_file` | PATH | none |  | the private key of tls_cert_file, in PEM (private to its owner) |
-//! | `tls_name` | TEXT | the host the URL names |  | the name (or IP address) the server's certificate must be for, also sent as SNI; for a cluster, every node's |
-//! | `sentinel_password_file` | PATH | none: the Sentinels are asked without a password |  | the Sentinels' own password (their requirepass), from this file's first line (private to its owner) |
-//! | `sentinel_password_env` | NAME | none |  | the Sentinels' own password, from this environment variable (refused in setuid, setgid and file-capability programs) |
+//! | `key_file` | PATH | none: sessions are stored as they are | `shm:`, `redis:`, `rediss:`, `redis+unix:`, `redis+cluster:`, `redis+sentinel:` | seal every stored session with AES-256-GCM under the keys in this file (one key a line, 64 hex digits; the first seals, every one opens), the session ID as associated data; the file must be private to its owner |
+//! | `insecure_plaintext` | `0` or `1` | `0` | `redis:`, `rediss:`, `redis+unix:`, `redis+cluster:`, `redis+sentinel:` | `1` lets a `redis` cache store sessions, master secrets included, in clear (without it, `key_file` is required) |
+//! | `prefix` | TEXT | `sesscache:` | `redis:`, `rediss:`, `redis+unix:`, `redis+cluster:`, `redis+sentinel:` | put before every key (and sealed into every value, so that values do not move between caches) |
+//! | `timeout_ms` | NUMBER from 1 to 60000 | `10` | `redis:`, `rediss:`, `redis+unix:`, `redis+cluster:`, `redis+sentinel:` | the most a lookup waits for Redis, connecting included, before it is a miss |
+//! | `l1` | NUMBER from 1 to 10000000 | none | `redis:`, `rediss:`, `redis+unix:`, `redis+cluster:`, `redis+sentinel:` | keep up to this many reusable sessions in this process too, tried before Redis |
+//! | `queue` | NUMBER from 1 to 1000000 | `4096` | `redis:`, `rediss:`, `redis+unix:`, `redis+cluster:`, `redis+sentinel:` | the most stores and removals waiting to be sent; more are dropped and counted |
+//! | `batch_ms` | NUMBER from 0 to 100 | `2` | `redis:`, `rediss:`, `redis+unix:`, `redis+cluster:`, `redis+sentinel:` | under load, a store waits until this long after the previous batch was sent, so that one round trip carries the stores of the meantime (less CPU for this process and Redis); other hosts see a session up to this much later; 0: send each at once |
+//! | `password_file` | PATH | none | `redis:`, `rediss:`, `redis+unix:`, `redis+cluster:`, `redis+sentinel:` | read the password from this file's first line (private to its owner) |
+//! | `password_env` | NAME | none | `redis:`, `rediss:`, `redis+unix:`, `redis+cluster:`, `redis+sentinel:` | read the password from this environment variable (refused in setuid, setgid and file-capability programs) |
+//! | `tls` | `0` or `1` | `0` | `redis:`, `redis+cluster:`, `redis+sentinel:` | connect over TLS, the server's certificate verified as with `rediss:` (for `redis+cluster:`, every node's) |
+//! | `tls_ca_file` | PATH | the system's CA store | `redis:`, `rediss:`, `redis+cluster:`, `redis+sentinel:` | trust only the CA certificates in this PEM file to sign the server's certificate |
+//! | `tls_cert_file` | PATH | none | `redis:`, `rediss:`, `redis+cluster:`, `redis+sentinel:` | present this PEM certificate (chain) to the server (mutual TLS; needs tls_key_file) |
+//! | `tls_key_file` | PATH | none | `redis:`, `rediss:`, `redis+cluster:`, `redis+sentinel:` | the private key of tls_cert_file, in PEM (private to its owner) |
+//! | `tls_name` | TEXT | the host the URL names | `redis:`, `rediss:`, `redis+cluster:`, `redis+sentinel:` | the name (or IP address) the server's certificate must be for, also sent as SNI; for a cluster, every node's |
+//! | `sentinel_password_file` | PATH | none: the Sentinels are asked without a password | `redis+sentinel:` | the Sentinels' own password (their requirepass), from this file's first line (private to its owner) |
+//! | `sentinel_password_env` | NAME | none | `redis+sentinel:` | the Sentinels' own password, from this environment variable (refused in setuid, setgid and file-capability programs) |
 //!
 //! - NAME (of a `shm:` URL): the first character must be an ASCII letter or digit, the rest
 //!   letters, digits, '.', '_' or '-', at most 200 bytes.

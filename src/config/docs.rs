@@ -166,18 +166,20 @@ fn plain_item(p: &ParamSpec) -> String {
     )
 }
 
-/// The schemes column: "all", or the schemes, the three `redis` ones as one.
+/// The schemes column: "all", or the schemes, the `redis` ones last when all of them are.
 fn schemes_markdown(schemes: Schemes) -> String {
     if schemes == Schemes::ALL {
         return "all".to_string();
     }
+    let all_redis = Schemes::REDIS.iter().all(|s| schemes.contains(s));
+    let name = |s: Scheme| format!("`{}:`", s.name());
     let mut names: Vec<String> = schemes
         .iter()
-        .filter(|s| !Schemes::REDIS.contains(*s))
-        .map(|s| format!("`{}:`", s.name()))
+        .filter(|s| !(all_redis && Schemes::REDIS.contains(*s)))
+        .map(name)
         .collect();
-    if Schemes::REDIS.iter().all(|s| schemes.contains(s)) {
-        names.push("`redis:`, `redis+unix:`, `redis+cluster:`".to_string());
+    if all_redis {
+        names.extend(Schemes::REDIS.iter().map(name));
     }
     names.join(", ")
 }

@@ -290,7 +290,11 @@ pub(crate) const SINGLE_USE: u8 = 1;
 /// The lookup, one atomic round trip: GET, and DEL when the value is single-use (bit 0 of
 /// its first byte) or the caller takes it (`ARGV[1] == "1"`). Returns nil, or
 /// `{value, consumed (0/1), PTTL in ms}`. One key per call, so it runs in a cluster.
-pub(crate) const LOOKUP_SCRIPT: &str = r"local v = redis.call('GET', KEYS[1])
+/// Declared (the shebang, Redis 7) as a script that may write, run even when Redis is out
+/// of memory (it only reads and deletes): a replica refuses it with `READONLY`, so a lookup
+/// never reads from a primary demoted under its connection (`is_demoted`).
+pub(crate) const LOOKUP_SCRIPT: &str = r"#!lua flags=allow-oom
+local v = redis.call('GET', KEYS[1])
 if not v then return false end
 local ttl = redis.call('PTTL', KEYS[1])
 local consumed = 0

@@ -36,7 +36,8 @@
 //!   fetches, so the cache core's front recognises a value it already decoded. Two
 //!   different values under one key get the same stamp with probability 2^-63.
 //! - `get` and `take` are one round trip (a Lua script run by EVALSHA, or EVAL when the
-//!   server does not have it cached yet): GET, and DEL when the value is single-use (or
+//!   server does not have it cached yet; declared as one that may write, so a replica
+//!   refuses it and a lookup never reads from a demoted primary): GET, and DEL when the value is single-use (or
 //!   taken), atomically, so a TLS 1.3 ticket resumes once across the whole fleet however
 //!   many lookups race. They wait at most `timeout=` ms in all, the connection included:
 //!   then `Err(Timeout)` (counted in `NetStats::timeouts` and `counters().errors`); network

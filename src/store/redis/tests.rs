@@ -13,6 +13,7 @@ use std::sync::atomic::AtomicUsize;
 use std::sync::Barrier;
 use std::time::Instant;
 
+mod failover;
 mod ticket_records;
 
 const SERVER: &str = "redis-server";

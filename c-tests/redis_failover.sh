@@ -1,7 +1,8 @@
 #!/bin/sh
 # Failover, for real: Redis servers and Sentinels this script starts itself, two hosts
 # (unmodified `openssl s_server`s with libsesscache preloaded) and a loop of handshakes in
-# which a session made on host A is offered to host B (TLS 1.2 session IDs, -no_ticket).
+# which a session made on host A is offered to host B (TLS 1.2 session IDs with -no_ticket
+# and TLS 1.3 stateful tickets, in turn).
 # a. redis+sentinel://: a primary, a replica and three Sentinels (quorum 2,
 #    down-after-milliseconds 1000, their own requirepass, given to the hosts by
 #    sentinel_password_env); `sesscache check` and `stats` through the Sentinels; a wrong
@@ -92,20 +93,26 @@ sserver_cert "$dir/cert" || fail "openssl could not make a certificate"
 # timed PORT ARGS…: "RESULT MS" for one connection.
 timed() { _t0=$(now_ms); _r=$(sserver_connect "$@"); echo "${_r:-none none} $(( $(now_ms) - _t0 ))"; }
 # one_round LOG: a session made on host A (P1), offered to host B (P2); appends
-# "START_MS A_RESULT A_MS B_RESULT B_MS" to LOG.
+# "START_MS A_RESULT A_PROTOCOL A_MS B_RESULT B_PROTOCOL B_MS" to LOG. Rounds alternate:
+# TLS 1.2 session IDs (-no_ticket; the session is kept in $dir/sess for reoffer), then a
+# TLS 1.3 stateful ticket (single use: B's lookup takes it).
+ROUND=0
 one_round() {
-    _log=$1; _s=$(now_ms)
-    set -- $(timed "$P1" -tls1_2 -no_ticket -sess_out "$dir/loop.pem")
+    _log=$1; _s=$(now_ms); ROUND=$((ROUND + 1))
+    if [ $((ROUND % 2)) -eq 1 ]; then _p="-tls1_2 -no_ticket"; else _p=-tls1_3; fi
+    set -- $(timed "$P1" $_p -sess_out "$dir/loop.pem")
     _a="$1 $2 $3"
     # Stores are sent in the background (batch_ms after the previous batch): a short pause
     # so that host B asks after host A's write, as a client returning later would.
     sleep 0.05
-    set -- $(timed "$P2" -tls1_2 -no_ticket -sess_in "$dir/loop.pem")
+    set -- $(timed "$P2" $_p -sess_in "$dir/loop.pem")
     echo "$_s $_a $1 $2 $3" >>"$_log"
-    mkdir -p "$dir/sess"; cp "$dir/loop.pem" "$dir/sess/$_s.pem" 2>/dev/null
+    if [ $((ROUND % 2)) -eq 1 ]; then
+        mkdir -p "$dir/sess"; cp "$dir/loop.pem" "$dir/sess/$_s.pem" 2>/dev/null
+    fi
 }
-# reoffer FROM_MS TO_MS: offers host B again the sessions made from FROM_MS to TO_MS;
-# prints "RESUMED OFFERED".
+# reoffer FROM_MS TO_MS: offers host B again the TLS 1.2 sessions made from FROM_MS to
+# TO_MS (a TLS 1.3 ticket was taken by its first resumption); prints "RESUMED OFFERED".
 reoffer() {
     _r=0; _o=0
     for _f in "$dir"/sess/*.pem; do
@@ -140,7 +147,7 @@ judge() {
     _n=$(wc -l <"$_log")
     _incomplete=$(awk '$2 != "New" || ($5 != "New" && $5 != "Reused")' "$_log" | wc -l)
     if [ "$_n" -ge 10 ] && [ "$_incomplete" -eq 0 ]; then
-        ok "$_l: all $((2 * _n)) handshakes of $_n rounds completed"
+        ok "$_l: all $((2 * _n)) handshakes of $_n rounds completed ($(awk '$3 == "TLSv1.3"' "$_log" | wc -l) rounds TLS 1.3, $(awk '$3 == "TLSv1.2"' "$_log" | wc -l) TLS 1.2)"
     else
         fail "$_l: $_incomplete of $_n rounds had a handshake that did not complete"
         awk '$2 != "New" || ($5 != "New" && $5 != "Reused")' "$_log" | head -n 5 | note

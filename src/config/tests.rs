@@ -618,6 +618,10 @@ fn bad_redis_urls_name_the_part_and_never_the_password() {
         format!("redis://u:{secret}@h?insecure_plaintext=1&password_env=X"),
         format!("redis+cluster://u:{secret}@a,b?insecure_plaintext=1"),
         format!("redis+unix://u:{secret}@rel?insecure_plaintext=1"),
+        format!("redis+sentinel://u:{secret}@a:1?insecure_plaintext=1"),
+        format!("redis+sentinel://u:{secret}@a:1/m%20x?insecure_plaintext=1"),
+        format!("redis+sentinel://u:{secret}@a:1,b/m?insecure_plaintext=1"),
+        format!("redis+sentinel://u:{secret}@a:1/m?insecure_plaintext=1&sentinel_password_env=1"),
     ] {
         let m = msg(&url);
         assert!(

@@ -137,7 +137,12 @@ impl Sentinels {
 
     /// The primary's address as Sentinel `i` sees it, within `budget`.
     fn ask(&self, i: usize, budget: Duration) -> RedisResult<(String, u16)> {
+        let until = Instant::now() + budget;
         let mut c = self.open_sentinel(i, budget)?;
+        // The question gets what the connection left of the share, not a share of its own.
+        let left = remaining(until)?;
+        c.set_read_timeout(Some(left))?;
+        c.set_write_timeout(Some(left))?;
         self.query_addr(i, &mut c)
     }
 

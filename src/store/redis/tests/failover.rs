@@ -179,3 +179,49 @@ fn sentinels_that_do_not_help_cost_a_bounded_miss() {
         t0.elapsed()
     );
 }
+
+/// A Sentinel that accepts connections and never answers gets its share of the budget,
+/// not all of it: the next one still names the primary in time, and is asked first from
+/// then on.
+#[test]
+fn a_silent_sentinel_costs_only_its_share() {
+    let x = Server::tcp(&[]);
+    // Accepted by the kernel (the backlog), never read.
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let fresh = FakeSentinel::new(x.port);
+    let mut cfg = x.cfg();
+    cfg.timeout_ms = 400;
+    cfg.target = RedisTarget::Sentinel {
+        sentinels: vec![
+            ("127.0.0.1".into(), silent.local_addr().unwrap().port()),
+            ("127.0.0.1".into(), fresh.port),
+        ],
+        master: "m".into(),
+        password: Password::None,
+    };
+    let s = open(&cfg);
+    let budget = Duration::from_millis(400);
+    let t0 = Instant::now();
+    let first = s.shared.connector.connect(budget);
+    let took = t0.elapsed();
+    assert!(
+        first.is_ok(),
+        "the second Sentinel named the primary: {:?}",
+        first.err()
+    );
+    assert!(
+        took >= Duration::from_millis(150) && took < budget,
+        "{took:?}: the silent Sentinel's share (half of 400 ms), then the answer"
+    );
+    // The one that answered is asked first from then on: no wait.
+    let t0 = Instant::now();
+    assert!(s.shared.connector.connect(budget).is_ok());
+    assert!(
+        t0.elapsed() < Duration::from_millis(150),
+        "{:?}",
+        t0.elapsed()
+    );
+    assert!(get(&s, &key(1)).is_none(), "a miss, from the primary");
+    assert_eq!(count(&s.counters().errors), 0);
+    drop(silent);
+}

@@ -15,7 +15,10 @@
 # d. a TLS port that accepts and never answers: a host's handshakes still complete, each
 #    within the lookup budget plus a margin (the handshake to Redis is bounded);
 # e. a Redis Cluster of three nodes over TLS (tls-cluster yes): redis+cluster://…&tls=1,
-#    cross-host resumption.
+#    cross-host resumption;
+# f. a Sentinel over TLS (tls-replication yes) watching the TLS primary:
+#    redis+sentinel://…&tls=1 verifies the Sentinel's certificate and the primary's,
+#    refuses another CA, and two hosts resume each other's sessions through it.
 # REDIS_TLS_ONLY=hosts: c and d only (c-tests/compat.sh runs them with each OpenSSL's own
 # s_server, SSERVER_OPENSSL, and library, SSERVER_LIB).
 # Prints ok/FAIL lines and "redis-tls: N passed, M failed". Run from the top of the tree
@@ -323,5 +326,52 @@ else
     fail "redis-cli --cluster create over TLS failed"; show "$dir/cluster.log"
 fi
 
-fi  # e
+
+# ---- f. a Sentinel over TLS --------------------------------------------------------------
+echo "# f. a Sentinel over TLS, watching the TLS primary"
+SP=$(free_port)
+mkdir -p "$dir/sentinel"
+cat >"$dir/sentinel/sentinel.conf" <<EOF
+port 0
+tls-port $SP
+bind 127.0.0.1
+daemonize no
+dir $dir/sentinel
+tls-cert-file $c/srv.crt
+tls-key-file $c/srv.key
+tls-ca-cert-file $c/ca.crt
+tls-auth-clients no
+tls-replication yes
+sentinel monitor tlsm 127.0.0.1 $PORT_main 1
+EOF
+"$REDIS_SERVER" "$dir/sentinel/sentinel.conf" --sentinel >"$dir/sentinel/log" 2>&1 &
+PIDS="$PIDS $!"
+_w=0
+until tcli "$SP" SENTINEL get-master-addr-by-name tlsm 2>/dev/null | grep -q "$PORT_main" || [ $_w -gt 50 ]; do
+    sleep 0.1; _w=$((_w + 1))
+done
+surl="redis+sentinel://127.0.0.1:$SP/tlsm?tls=1&$CA"
+check_url f1 "$surl&$seal"
+if [ "$RC" -eq 0 ]; then ok "redis+sentinel:// with tls=1: the Sentinel and the primary it names, both over TLS, verified"
+else fail "redis+sentinel:// over TLS: status $RC"; show "$dir/f1.out" "$dir/sentinel/log"; fi
+refused f2 "redis+sentinel://127.0.0.1:$SP/tlsm?tls=1&tls_ca_file=$c/other.crt&$seal" \
+    "the server's certificate was refused" "a Sentinel's certificate from another CA"
+check_url f3 "redis+sentinel://127.0.0.1:$SP/tlsm?$seal"
+if [ "$RC" -ne 0 ]; then ok "redis+sentinel:// without tls=1 to a TLS Sentinel fails (no plain fallback)"
+else fail "a plain connection to a TLS Sentinel answered"; fi
+if sserver_two "$dir" "$dir/cert" 2 1 SESSCACHE_URL="$surl&key_file=$dir/k&prefix=f$$:&timeout_ms=500" \
+        SESSCACHE_STATS="$dir/f.stats"; then
+    r1=$(sserver_connect "$P1" -tls1_2 -sess_out "$dir/f12.pem")
+    sleep 0.5
+    r2=$(sserver_connect "$P2" -tls1_2 -sess_in "$dir/f12.pem")
+    r3=$(sserver_connect "$P1" -tls1_2 -sess_in "$dir/f12.pem")
+    sserver_two_wait
+    check "$r1 / $r2 / $r3" "New TLSv1.2 / Reused TLSv1.2 / Reused TLSv1.2" \
+        "cross-host resumption through a Sentinel and a primary over TLS"
+    errs=$(grep '^sesscache stats ' "$dir/f.stats" | grep -vc ' errors=0 .* net_errors=0 timeouts=0 ')
+    check "$errs" 0 "the hosts counted no error through the TLS Sentinel"
+else
+    fail "the preloaded hosts did not start (Sentinel)"
+fi
+fi  # e and f
 finish

@@ -253,7 +253,8 @@ extern "C" {
  *
  * Parameters of `redis:`, `redis+cluster:` and `redis+sentinel:`:
  * - `tls=0|1` (default 0): connect over TLS, the server's certificate verified as with
- *   `rediss:` (for `redis+cluster:`, every node's)
+ *   `rediss:` (for `redis+cluster:`, every node's; for `redis+sentinel:`, the Sentinels' and
+ *   the primary's)
  *
  * Parameters of `redis:`, `rediss:`, `redis+cluster:` and `redis+sentinel:`:
  * - `tls_ca_file=PATH` (default: the system's CA store): trust only the CA certificates in

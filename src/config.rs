@@ -47,7 +47,7 @@
 //! | `batch_ms` | NUMBER from 0 to 100 | `2` | `redis:`, `rediss:`, `redis+unix:`, `redis+cluster:`, `redis+sentinel:` | under load, a store waits until this long after the previous batch was sent, so that one round trip carries the stores of the meantime (less CPU for this process and Redis); other hosts see a session up to this much later; 0: send each at once |
 //! | `password_file` | PATH | none | `redis:`, `rediss:`, `redis+unix:`, `redis+cluster:`, `redis+sentinel:` | read the password from this file's first line (private to its owner) |
 //! | `password_env` | NAME | none | `redis:`, `rediss:`, `redis+unix:`, `redis+cluster:`, `redis+sentinel:` | read the password from this environment variable (refused in setuid, setgid and file-capability programs) |
-//! | `tls` | `0` or `1` | `0` | `redis:`, `redis+cluster:`, `redis+sentinel:` | connect over TLS, the server's certificate verified as with `rediss:` (for `redis+cluster:`, every node's) |
+//! | `tls` | `0` or `1` | `0` | `redis:`, `redis+cluster:`, `redis+sentinel:` | connect over TLS, the server's certificate verified as with `rediss:` (for `redis+cluster:`, every node's; for `redis+sentinel:`, the Sentinels' and the primary's) |
 //! | `tls_ca_file` | PATH | the system's CA store | `redis:`, `rediss:`, `redis+cluster:`, `redis+sentinel:` | trust only the CA certificates in this PEM file to sign the server's certificate |
 //! | `tls_cert_file` | PATH | none | `redis:`, `rediss:`, `redis+cluster:`, `redis+sentinel:` | present this PEM certificate (chain) to the server (mutual TLS; needs tls_key_file) |
 //! | `tls_key_file` | PATH | none | `redis:`, `rediss:`, `redis+cluster:`, `redis+sentinel:` | the private key of tls_cert_file, in PEM (private to its owner) |

@@ -625,7 +625,8 @@ pub(crate) const PARAMS: &[ParamSpec] = &[
         kind: Kind::Flag,
         default: DefaultText::Value("0"),
         about: "connect over TLS, the server's certificate verified as with `rediss:` \
-                (for `redis+cluster:`, every node's)",
+                (for `redis+cluster:`, every node's; for `redis+sentinel:`, the Sentinels' \
+                and the primary's)",
         set: Set::Num(|s, v| s.tls.on = v != 0),
     },
     ParamSpec {

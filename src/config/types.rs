@@ -2,8 +2,10 @@
 
 use std::fmt;
 
-/// Which backend a URL selects, with its own settings.
+/// Which backend a URL selects, with its own settings. (Made once per cache: the size of
+/// the `redis` variant does not matter.)
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[allow(clippy::large_enum_variant)]
 pub enum Backend {
     Memory {
         capacity: usize,

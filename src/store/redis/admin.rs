@@ -161,9 +161,8 @@ fn primaries(shared: &Shared) -> RedisResult<Vec<NodeConn>> {
         Connector::Cluster { seeds, .. } => seeds,
         Connector::Sentinel(s) => {
             let c = s.connect(budget)?;
-            c.set_read_timeout(Some(budget))?;
-            c.set_write_timeout(Some(budget))?;
-            return Ok(vec![NodeConn::Plain(c)]);
+            c.set_timeouts(budget)?;
+            return Ok(vec![c]);
         }
         single => {
             let info = single.single_info().cloned().ok_or_else(|| {

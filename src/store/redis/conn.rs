@@ -2,6 +2,7 @@
 //! (so that the buffers that held session bytes are wiped), the lookup script, replies read
 //! and errors sorted into [`StoreError`]s.
 
+pub(crate) use super::node::NodeConn;
 use super::tls::{with_cluster_tls, Tls, TlsConnection};
 use crate::secret::SecretBytes;
 use crate::store::StoreError;
@@ -45,55 +46,6 @@ pub(crate) enum Conn {
     ),
 }
 
-/// A connection to one node, for the operator's commands (`admin`): plain or TLS as the
-/// URL says.
-pub(crate) enum NodeConn {
-    Plain(redis::Connection),
-    Tls(TlsConnection),
-}
-
-impl ConnectionLike for NodeConn {
-    fn req_packed_command(&mut self, cmd: &[u8]) -> RedisResult<Value> {
-        match self {
-            NodeConn::Plain(c) => c.req_packed_command(cmd),
-            NodeConn::Tls(c) => c.req_packed_command(cmd),
-        }
-    }
-
-    fn req_packed_commands(
-        &mut self,
-        cmd: &[u8],
-        offset: usize,
-        count: usize,
-    ) -> RedisResult<Vec<Value>> {
-        match self {
-            NodeConn::Plain(c) => c.req_packed_commands(cmd, offset, count),
-            NodeConn::Tls(c) => c.req_packed_commands(cmd, offset, count),
-        }
-    }
-
-    fn get_db(&self) -> i64 {
-        match self {
-            NodeConn::Plain(c) => c.get_db(),
-            NodeConn::Tls(c) => c.get_db(),
-        }
-    }
-
-    fn check_connection(&mut self) -> bool {
-        match self {
-            NodeConn::Plain(c) => c.check_connection(),
-            NodeConn::Tls(c) => c.check_connection(),
-        }
-    }
-
-    fn is_open(&self) -> bool {
-        match self {
-            NodeConn::Plain(c) => c.is_open(),
-            NodeConn::Tls(c) => c.is_open(),
-        }
-    }
-}
-
 /// How far a socket timeout may be from a command's budget before it is set again: each
 /// setting is two system calls, on a lookup's path, while the budgets of consecutive
 /// commands differ by the microseconds between them. A call may so wait up to this much
@@ -132,7 +84,10 @@ impl Connector {
                 conn.set_auto_reconnect(false);
                 Ok(Conn::ClusterTls(Box::new(conn), tls.clone()))
             }
-            Connector::Sentinel(s) => s.connect(timeout).map(|c| Conn::Single(c, None)),
+            Connector::Sentinel(s) => s.connect(timeout).map(|c| match c {
+                NodeConn::Plain(c) => Conn::Single(c, None),
+                NodeConn::Tls(c) => Conn::Tls(c, None),
+            }),
         }
     }
 
@@ -147,32 +102,18 @@ impl Connector {
     /// A connection to one node, `info` (the server's, or a cluster node's), with the
     /// URL's transport, each socket operation bounded by `budget`.
     pub fn connect_node(&self, info: ConnectionInfo, budget: Duration) -> RedisResult<NodeConn> {
-        let tls = match self {
-            Connector::Single(_)
-            | Connector::Sentinel(_)
-            | Connector::Cluster { tls: None, .. } => None,
+        super::node::connect(&info, self.tls(), budget)
+    }
+
+    /// The TLS settings every connection uses; None for plain TCP.
+    fn tls(&self) -> Option<&Tls> {
+        match self {
+            Connector::Single(_) | Connector::Cluster { tls: None, .. } => None,
             Connector::SingleTls { tls, .. } | Connector::Cluster { tls: Some(tls), .. } => {
                 Some(tls)
             }
-        };
-        let conn = match tls {
-            None => {
-                let c = redis::Client::open(info)?.get_connection_with_timeout(budget)?;
-                NodeConn::Plain(c)
-            }
-            Some(tls) => NodeConn::Tls(TlsConnection::connect(tls, &info, budget)?),
-        };
-        match &conn {
-            NodeConn::Plain(c) => {
-                c.set_read_timeout(Some(budget))?;
-                c.set_write_timeout(Some(budget))?;
-            }
-            NodeConn::Tls(c) => {
-                c.set_read_timeout(Some(budget))?;
-                c.set_write_timeout(Some(budget))?;
-            }
+            Connector::Sentinel(s) => s.tls(),
         }
-        Ok(conn)
     }
 
     /// The single server's address and credentials (None for a cluster).

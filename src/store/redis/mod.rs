@@ -117,6 +117,7 @@
 
 mod admin;
 mod conn;
+mod node;
 mod process;
 mod sentinel;
 mod setup;

@@ -28,12 +28,15 @@
 //! at a server of theirs, so they need a password and a network that only the operator's
 //! hosts reach; sealing (`key_file=`) keeps the sessions unreadable and unforgeable there.
 //!
-//! Every TCP connection this module opens goes through [`open`].
+//! Every connection this module opens goes through `node::open`: over TLS when the URL
+//! says (`tls=1`), to the Sentinels and to the primary alike, each certificate verified
+//! for `tls_name` or the address connected to.
 
-use redis::{
-    ConnectionAddr, ConnectionInfo, ErrorKind, RedisConnectionInfo, RedisError, RedisResult, Value,
-};
+use super::node::{open, NodeConn};
+use super::tls::Tls;
+use redis::{ErrorKind, RedisConnectionInfo, RedisError, RedisResult, Value};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// The least time a Sentinel is given, when that much of the budget is left.
@@ -52,6 +55,8 @@ pub(crate) struct Sentinels {
     login: RedisConnectionInfo,
     /// The index of the Sentinel that answered last: asked first next time.
     first: AtomicUsize,
+    /// TLS to the Sentinels and to the primary, when set.
+    tls: Option<Arc<Tls>>,
 }
 
 impl Sentinels {
@@ -61,6 +66,7 @@ impl Sentinels {
         master: String,
         sentinel_login: RedisConnectionInfo,
         login: RedisConnectionInfo,
+        tls: Option<Arc<Tls>>,
     ) -> Sentinels {
         debug_assert!(!nodes.is_empty());
         Sentinels {
@@ -69,13 +75,19 @@ impl Sentinels {
             sentinel_login,
             login,
             first: AtomicUsize::new(0),
+            tls,
         }
     }
 
+    /// The TLS settings of every connection (to a Sentinel, to the primary); None: plain.
+    pub fn tls(&self) -> Option<&Tls> {
+        self.tls.as_deref()
+    }
+
     /// Sentinel `i`'s connection, logged in, within `budget`.
-    fn open_sentinel(&self, i: usize, budget: Duration) -> RedisResult<redis::Connection> {
+    fn open_sentinel(&self, i: usize, budget: Duration) -> RedisResult<NodeConn> {
         let (host, port) = &self.nodes[i];
-        open(host, *port, &self.sentinel_login, budget).map_err(|e| {
+        open(host, *port, &self.sentinel_login, self.tls(), budget).map_err(|e| {
             if e.kind() == ErrorKind::AuthenticationFailed
                 || matches!(e.code(), Some("WRONGPASS" | "NOAUTH" | "NOPERM"))
             {
@@ -91,7 +103,7 @@ impl Sentinels {
 
     /// `SENTINEL get-master-addr-by-name` on a Sentinel's connection (`i`: which, for the
     /// message).
-    fn query_addr(&self, i: usize, c: &mut redis::Connection) -> RedisResult<(String, u16)> {
+    fn query_addr(&self, i: usize, c: &mut NodeConn) -> RedisResult<(String, u16)> {
         let reply: Value = redis::cmd("SENTINEL")
             .arg("get-master-addr-by-name")
             .arg(&self.master)
@@ -107,7 +119,7 @@ impl Sentinels {
 
     /// A connection to the primary the Sentinels name, confirmed with `ROLE`, logged in,
     /// all within `timeout`. The error is the last Sentinel's (or the primary's) failure.
-    pub fn connect(&self, timeout: Duration) -> RedisResult<redis::Connection> {
+    pub fn connect(&self, timeout: Duration) -> RedisResult<NodeConn> {
         let deadline = Instant::now() + timeout;
         let n = self.nodes.len();
         let start = self.first.load(Ordering::Relaxed) % n;
@@ -140,18 +152,15 @@ impl Sentinels {
         let until = Instant::now() + budget;
         let mut c = self.open_sentinel(i, budget)?;
         // The question gets what the connection left of the share, not a share of its own.
-        let left = remaining(until)?;
-        c.set_read_timeout(Some(left))?;
-        c.set_write_timeout(Some(left))?;
+        c.set_timeouts(remaining(until)?)?;
         self.query_addr(i, &mut c)
     }
 
     /// Connects to `host:port` with the URL's login, before `deadline`, and checks that it
     /// is a primary.
-    fn confirm(&self, host: &str, port: u16, deadline: Instant) -> RedisResult<redis::Connection> {
-        let mut c = open(host, port, &self.login, remaining(deadline)?)?;
-        c.set_read_timeout(Some(remaining(deadline)?))?;
-        c.set_write_timeout(Some(remaining(deadline)?))?;
+    fn confirm(&self, host: &str, port: u16, deadline: Instant) -> RedisResult<NodeConn> {
+        let mut c = open(host, port, &self.login, self.tls(), remaining(deadline)?)?;
+        c.set_timeouts(remaining(deadline)?)?;
         let role: Value = redis::cmd("ROLE").query(&mut c)?;
         match role_name(&role) {
             Some(r) if r.eq_ignore_ascii_case(b"master") => Ok(c),
@@ -182,7 +191,7 @@ const WATCH_BUDGET: Duration = Duration::from_millis(250);
 #[derive(Default)]
 pub(crate) struct Watch {
     /// The Sentinel asked, and its connection.
-    conn: Option<(usize, redis::Connection)>,
+    conn: Option<(usize, NodeConn)>,
     /// The address last seen.
     seen: Option<(String, u16)>,
     due_ms: u64,
@@ -207,8 +216,7 @@ impl Watch {
             }
         }
         .and_then(|(i, mut c)| {
-            c.set_read_timeout(Some(budget))?;
-            c.set_write_timeout(Some(budget))?;
+            c.set_timeouts(budget)?;
             let addr = s.query_addr(i, &mut c)?;
             self.conn = Some((i, c));
             Ok((i, addr))
@@ -229,25 +237,6 @@ impl Watch {
             }
         }
     }
-}
-
-/// Opens a TCP connection to `host:port` and logs in with `login` (password, database),
-/// giving up after `timeout`, whose socket operations then wait at most `timeout`. The one
-/// place this module opens a connection: TLS plugs in here.
-pub(crate) fn open(
-    host: &str,
-    port: u16,
-    login: &RedisConnectionInfo,
-    timeout: Duration,
-) -> RedisResult<redis::Connection> {
-    let info = ConnectionInfo {
-        addr: ConnectionAddr::Tcp(host.to_string(), port),
-        redis: login.clone(),
-    };
-    let c = redis::Client::open(info)?.get_connection_with_timeout(timeout)?;
-    c.set_read_timeout(Some(timeout))?;
-    c.set_write_timeout(Some(timeout))?;
-    Ok(c)
 }
 
 /// Time left before `deadline`, or a timeout error. (Like `conn::remaining`: `conn` uses
@@ -336,6 +325,7 @@ mod tests {
             "m".into(),
             login.clone(),
             login,
+            None,
         );
         let t = Instant::now();
         let Err(e) = s.connect(Duration::from_millis(500)) else {
@@ -353,6 +343,7 @@ mod tests {
             "m".into(),
             RedisConnectionInfo::default(),
             RedisConnectionInfo::default(),
+            None,
         );
         let t = Instant::now();
         assert!(s.connect(Duration::from_millis(200)).is_err());

@@ -238,6 +238,7 @@ pub(crate) fn connector(cfg: &RedisConfig, password: Option<&Secret>) -> Result<
                 master.clone(),
                 sentinel_login,
                 redis_info(cfg.db),
+                tls,
             )))
         }
     }

@@ -387,9 +387,11 @@ pub(crate) fn is_server_reply(e: &RedisError) -> bool {
 pub(crate) fn describe(e: &RedisError, secret: Option<&str>) -> String {
     let auth = e.kind() == RedisErrorKind::AuthenticationFailed
         || matches!(e.code(), Some("WRONGPASS" | "NOAUTH" | "NOPERM"));
-    // The TLS layer's errors carry their whole message as the detail (also inside the
-    // cluster client's messages, which quote each node's).
-    let text = redact(e.to_string(), secret).replace("TLS - ClientError: ", "");
+    // The TLS layer's and the Sentinel discovery's errors carry their whole message as the
+    // detail (also inside the cluster client's messages, which quote each node's).
+    let text = redact(e.to_string(), secret)
+        .replace("TLS - ClientError: ", "")
+        .replace("redis+sentinel - ClientError: ", "");
     if auth {
         format!(
             "authentication failed: check the user and password (password_file, \

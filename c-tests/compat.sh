@@ -87,6 +87,21 @@ harness() { # NAME
     esac
 }
 
+# suite_part NAME SCRIPT VAR=VALUE...: a shell suite's part (chosen by the variables), with
+# this version's own openssl program and library; its checks counted as this version's,
+# each line prefixed "VERSION NAME:"; one cell (in $cell). A part that ran no check fails.
+suite_part() {
+    _name=$1; _script=$2; shift 2
+    env "$@" SSERVER_OPENSSL="$prefix/bin/openssl" SSERVER_LIB="$sc/libsesscache.so" \
+        sh "$_script" >"$out/$_name.log" 2>&1
+    grep -E '^(ok|FAIL) - ' "$out/$_name.log" | sed "s/^\(ok\|FAIL\) - /\1 - $ov $_name: /" >"$out/$_name.lines"
+    n_ok=$(grep -c '^ok' "$out/$_name.lines"); n_fail=$(grep -c '^FAIL' "$out/$_name.lines")
+    cat "$out/$_name.lines"
+    passed=$((passed + n_ok)); failed=$((failed + n_fail))
+    if [ "$n_ok" -eq 0 ]; then fail "$ov $_name: $_script ran no check"; show "$out/$_name.log"; fi
+    mark
+}
+
 one_version() { # CRATE-VERSION
     v=$1; ov=${v#*+}
     t0=$(date +%s)
@@ -249,35 +264,14 @@ one_version() { # CRATE-VERSION
     mark; c_plain=$cell
 
     # ---- shared ticket keys -----------------------------------------------------------------
-    TICKETS_ONLY=shm SSERVER_OPENSSL="$prefix/bin/openssl" SSERVER_LIB="$sc/libsesscache.so" \
-        sh c-tests/tickets.sh >"$out/tickets.log" 2>&1
-    grep -E '^(ok|FAIL) - ' "$out/tickets.log" | sed "s/^\(ok\|FAIL\) - /\1 - $ov tickets: /" >"$out/tickets.lines"
-    n_ok=$(grep -c '^ok' "$out/tickets.lines"); n_fail=$(grep -c '^FAIL' "$out/tickets.lines")
-    cat "$out/tickets.lines"
-    passed=$((passed + n_ok)); failed=$((failed + n_fail))
-    if [ "$n_ok" -eq 0 ]; then fail "$ov tickets: c-tests/tickets.sh ran no check"; show "$out/tickets.log"; fi
-    mark; c_tickets=$cell
+    suite_part tickets c-tests/tickets.sh TICKETS_ONLY=shm; c_tickets=$cell
 
     # ---- TLS to Redis -----------------------------------------------------------------------
-    REDIS_TLS_ONLY=hosts SSERVER_OPENSSL="$prefix/bin/openssl" SSERVER_LIB="$sc/libsesscache.so" \
-        sh c-tests/redis_tls.sh >"$out/rediss.log" 2>&1
-    grep -E '^(ok|FAIL) - ' "$out/rediss.log" | sed "s/^\(ok\|FAIL\) - /\1 - $ov rediss: /" >"$out/rediss.lines"
-    n_ok=$(grep -c '^ok' "$out/rediss.lines"); n_fail=$(grep -c '^FAIL' "$out/rediss.lines")
-    cat "$out/rediss.lines"
-    passed=$((passed + n_ok)); failed=$((failed + n_fail))
-    if [ "$n_ok" -eq 0 ]; then fail "$ov rediss: c-tests/redis_tls.sh ran no check"; show "$out/rediss.log"; fi
-    mark; c_rediss=$cell
+    suite_part rediss c-tests/redis_tls.sh REDIS_TLS_ONLY=hosts; c_rediss=$cell
 
     # ---- server names (sni_check): c-tests/sni.sh's s_server part; 4.0: ECH too ----------
     case $ov in 4.*) parts="sserver ech" ;; *) parts=sserver ;; esac
-    SNI_PARTS=$parts SSERVER_OPENSSL="$prefix/bin/openssl" SSERVER_LIB="$sc/libsesscache.so" \
-        sh c-tests/sni.sh >"$out/sni.log" 2>&1
-    grep -E '^(ok|FAIL) - ' "$out/sni.log" | sed "s/^\(ok\|FAIL\) - /\1 - $ov sni: /" >"$out/sni.lines"
-    n_ok=$(grep -c '^ok' "$out/sni.lines"); n_fail=$(grep -c '^FAIL' "$out/sni.lines")
-    cat "$out/sni.lines"
-    passed=$((passed + n_ok)); failed=$((failed + n_fail))
-    if [ "$n_ok" -eq 0 ]; then fail "$ov sni: c-tests/sni.sh ran no check"; show "$out/sni.log"; fi
-    mark; c_sni=$cell
+    suite_part sni c-tests/sni.sh SNI_PARTS="$parts"; c_sni=$cell
 
     # ---- clients that hang up without close_notify ----------------------------------------
     hangup; mark; c_hangup=$cell

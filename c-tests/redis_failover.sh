@@ -28,6 +28,7 @@
 set -u
 unset SESSCACHE_URL SESSCACHE_LOG SESSCACHE_STATS
 . c-tests/sserver.sh
+. c-tests/ports.sh
 SUITE=redis-failover
 . c-tests/checks.sh
 CLI=${CLI:-target/cli/release/sesscache}
@@ -56,19 +57,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 1' INT TERM HUP
 
-# A free port whose cluster bus port (the port + 10000) is free too.
-free_port() {
-    python3 -c '
-import random, socket
-while True:
-    p = random.randint(20000, 45000)
-    try:
-        for q in (p, p + 10000):
-            s = socket.socket(); s.bind(("127.0.0.1", q)); s.close()
-    except OSError:
-        continue
-    print(p); break'
-}
 # wait_for SECONDS COMMAND…: until COMMAND succeeds, at most SECONDS; 1 if it never did.
 wait_for() {
     _end=$(( $(now_ms) + $1 * 1000 )); shift
@@ -196,13 +184,13 @@ BOUND=$((200 + T + MARGIN))
 # ---- a. Sentinels ------------------------------------------------------------------------
 M=mymaster
 PW=spw-$(openssl rand -hex 8)
-PP=$(free_port); RP=$(free_port)
+PP=$(free_cluster_port); RP=$(free_cluster_port)
 echo "# a. a primary (127.0.0.1:$PP), a replica (127.0.0.1:$RP), three Sentinels"
 redis_node primary "$PP" || fail "a: the primary did not start"
 redis_node replica "$RP" --replicaof 127.0.0.1 "$PP" || fail "a: the replica did not start"
 SPORTS=
 for n in 1 2 3; do
-    sp=$(free_port)
+    sp=$(free_cluster_port)
     mkdir -p "$dir/sentinel$n"
     cat >"$dir/sentinel$n/sentinel.conf" <<EOF
 port $sp
@@ -340,7 +328,7 @@ PIDS=
 echo "# d. redis+cluster://, 3 primaries and 3 replicas made by the test; kill -9 a primary mid-loop"
 nodes=; seeds=; CPORTS=
 for n in 1 2 3 4 5 6; do
-    cp_=$(free_port)
+    cp_=$(free_cluster_port)
     redis_node "node$n" "$cp_" --cluster-enabled yes --cluster-config-file "$dir/node$n/nodes.conf" \
         --cluster-node-timeout 1000 || fail "d: cluster node $n did not start"
     eval "PORT_PID_$cp_=\$PID_node$n"

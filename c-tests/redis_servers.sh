@@ -23,6 +23,7 @@
 set -u
 unset SESSCACHE_URL SESSCACHE_LOG SESSCACHE_STATS
 . c-tests/sserver.sh
+. c-tests/ports.sh
 . c-tests/nginx.sh
 SUITE=redis-servers
 . c-tests/checks.sh
@@ -65,22 +66,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 1' INT TERM HUP
 
-free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-# A free port whose cluster bus port (the port + 10000) is free too.
-free_cluster_port() {
-    python3 -c '
-import random, socket
-while True:
-    p = random.randint(20000, 45000)
-    try:
-        for q in (p, p + 10000):
-            s = socket.socket(); s.bind(("127.0.0.1", q)); s.close()
-    except OSError:
-        continue
-    print(p); break'
-}
 rcli() { "$REDIS_CLI" -p "$RPORT" ${RAUTH:+--no-auth-warning -a "$RAUTH"} "$@"; }
 # redis_start PORT [redis-server options…]: a fresh, empty Redis on 127.0.0.1:PORT; sets RPID.
 redis_start() {

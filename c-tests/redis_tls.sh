@@ -26,6 +26,7 @@
 set -u
 unset SESSCACHE_URL SESSCACHE_LOG SESSCACHE_STATS
 . c-tests/sserver.sh
+. c-tests/ports.sh
 SUITE=redis-tls
 . c-tests/checks.sh
 CLI=${CLI:-target/cli/release/sesscache}
@@ -51,21 +52,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 1' INT TERM HUP
 
-free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-free_cluster_port() {
-    python3 -c '
-import random, socket
-while True:
-    p = random.randint(20000, 45000)
-    try:
-        for q in (p, p + 10000):
-            s = socket.socket(); s.bind(("127.0.0.1", q)); s.close()
-    except OSError:
-        continue
-    print(p); break'
-}
 
 # ---- certificates -----------------------------------------------------------------------
 c=$dir/pki
@@ -150,6 +136,23 @@ refused() {
 }
 # A generous lookup budget: `check` waits for the connection (TLS handshakes included) within it.
 seal="insecure_plaintext=1&timeout_ms=2000"
+# cross_hosts NAME URL WHAT: two preloaded s_server hosts on URL; a TLS 1.2 session made on
+# host 1 resumes on host 2 and again on host 1, and the hosts count no error.
+cross_hosts() {
+    if sserver_two "$dir" "$dir/cert" 2 1 SESSCACHE_URL="$2" SESSCACHE_STATS="$dir/$1.stats"; then
+        _r1=$(sserver_connect "$P1" -tls1_2 -sess_out "$dir/$1-12.pem")
+        sleep 0.5
+        _r2=$(sserver_connect "$P2" -tls1_2 -sess_in "$dir/$1-12.pem")
+        _r3=$(sserver_connect "$P1" -tls1_2 -sess_in "$dir/$1-12.pem")
+        sserver_two_wait
+        check "$_r1 / $_r2 / $_r3" "New TLSv1.2 / Reused TLSv1.2 / Reused TLSv1.2" \
+            "cross-host resumption through $3"
+        _errs=$(grep '^sesscache stats ' "$dir/$1.stats" | grep -vc ' errors=0 .* net_errors=0 timeouts=0 ')
+        check "$_errs" 0 "the hosts counted no error through $3"
+    else
+        fail "the preloaded hosts did not start ($3)"
+    fi
+}
 CA="tls_ca_file=$c/ca.crt"
 
 if [ "${REDIS_TLS_ONLY:-}" != hosts ]; then
@@ -309,19 +312,7 @@ if "$REDIS_CLI" --tls --cacert "$c/ca.crt" --cluster create $nodes --cluster-yes
     refused e2 "redis+cluster://$seeds?tls=1&tls_ca_file=$c/other.crt&$seal" \
         "the server's certificate was refused: self-signed certificate in certificate chain" \
         "a cluster node's certificate from another CA"
-    if sserver_two "$dir" "$dir/cert" 2 1 SESSCACHE_URL="$url" SESSCACHE_STATS="$dir/e.stats"; then
-        r1=$(sserver_connect "$P1" -tls1_2 -sess_out "$dir/e12.pem")
-        sleep 0.5
-        r2=$(sserver_connect "$P2" -tls1_2 -sess_in "$dir/e12.pem")
-        r3=$(sserver_connect "$P1" -tls1_2 -sess_in "$dir/e12.pem")
-        sserver_two_wait
-        check "$r1 / $r2 / $r3" "New TLSv1.2 / Reused TLSv1.2 / Reused TLSv1.2" \
-            "cross-host resumption through a TLS cluster"
-        errs=$(grep '^sesscache stats ' "$dir/e.stats" | grep -vc ' errors=0 .* net_errors=0 timeouts=0 ')
-        check "$errs" 0 "the hosts counted no error on the TLS cluster"
-    else
-        fail "the preloaded hosts did not start (cluster)"
-    fi
+    cross_hosts e "$url" "a TLS cluster"
 else
     fail "redis-cli --cluster create over TLS failed"; show "$dir/cluster.log"
 fi
@@ -359,19 +350,6 @@ refused f2 "redis+sentinel://127.0.0.1:$SP/tlsm?tls=1&tls_ca_file=$c/other.crt&$
 check_url f3 "redis+sentinel://127.0.0.1:$SP/tlsm?$seal"
 if [ "$RC" -ne 0 ]; then ok "redis+sentinel:// without tls=1 to a TLS Sentinel fails (no plain fallback)"
 else fail "a plain connection to a TLS Sentinel answered"; fi
-if sserver_two "$dir" "$dir/cert" 2 1 SESSCACHE_URL="$surl&key_file=$dir/k&prefix=f$$:&timeout_ms=500" \
-        SESSCACHE_STATS="$dir/f.stats"; then
-    r1=$(sserver_connect "$P1" -tls1_2 -sess_out "$dir/f12.pem")
-    sleep 0.5
-    r2=$(sserver_connect "$P2" -tls1_2 -sess_in "$dir/f12.pem")
-    r3=$(sserver_connect "$P1" -tls1_2 -sess_in "$dir/f12.pem")
-    sserver_two_wait
-    check "$r1 / $r2 / $r3" "New TLSv1.2 / Reused TLSv1.2 / Reused TLSv1.2" \
-        "cross-host resumption through a Sentinel and a primary over TLS"
-    errs=$(grep '^sesscache stats ' "$dir/f.stats" | grep -vc ' errors=0 .* net_errors=0 timeouts=0 ')
-    check "$errs" 0 "the hosts counted no error through the TLS Sentinel"
-else
-    fail "the preloaded hosts did not start (Sentinel)"
-fi
+cross_hosts f "$surl&key_file=$dir/k&prefix=f$$:&timeout_ms=500" "a Sentinel and a primary over TLS"
 fi  # e and f
 finish

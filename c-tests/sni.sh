@@ -26,6 +26,7 @@
 set -u
 unset SESSCACHE_URL SESSCACHE_LOG SESSCACHE_STATS
 . c-tests/sserver.sh
+. c-tests/ports.sh
 SUITE=sni
 . c-tests/checks.sh
 CLI=${CLI:-target/cli/release/sesscache}
@@ -48,9 +49,6 @@ for f in "$lib" "$CLI"; do
 done
 command -v "$SSERVER_OPENSSL" >/dev/null || { fail "openssl is not installed (apt-get install openssl)"; finish; }
 
-free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
 
 # start NAME [VAR=VAL…] -- [s_server options…]: an `openssl s_server -www` with the library
 # preloaded, accepting a.test through a servername callback, on a free port; sets PORT.

@@ -25,6 +25,7 @@
 set -u
 unset SESSCACHE_URL SESSCACHE_LOG SESSCACHE_STATS
 . c-tests/sserver.sh
+. c-tests/ports.sh
 SUITE=tickets
 . c-tests/checks.sh
 CLI=${CLI:-target/cli/release/sesscache}
@@ -49,9 +50,6 @@ for f in "$lib" "$CLI"; do
     [ -f "$f" ] || { fail "$f is missing: run 'make lib cli' first"; finish; }
 done
 
-free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
 
 # start NAME [VAR=VAL…]: an `openssl s_server -www` (which never reads its stdin) with the
 # library preloaded (LD_PRELOAD= in the arguments: without it), on a free port; sets

@@ -397,8 +397,7 @@ fn serve(ex: &Exporter, stream: &TcpStream) {
             );
             return;
         }
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() || stream.set_read_timeout(Some(left)).is_err() {
+        let too_slow = || {
             let _ = respond(
                 stream,
                 408,
@@ -407,6 +406,10 @@ fn serve(ex: &Exporter, stream: &TcpStream) {
                 "request not received in time\n",
                 false,
             );
+        };
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() || stream.set_read_timeout(Some(left)).is_err() {
+            too_slow();
             return;
         }
         match reader.read(&mut buf[len..]) {
@@ -419,14 +422,7 @@ fn serve(ex: &Exporter, stream: &TcpStream) {
                     io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
                 ) =>
             {
-                let _ = respond(
-                    stream,
-                    408,
-                    "Request Timeout",
-                    text,
-                    "request not received in time\n",
-                    false,
-                );
+                too_slow();
                 return;
             }
             Err(_) => return,

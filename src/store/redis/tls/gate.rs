@@ -17,41 +17,44 @@
 //! (it waits for the exit to end it).
 
 use std::os::fd::RawFd;
-use std::sync::{Condvar, Mutex, MutexGuard, Once};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard, Once};
 use std::time::{Duration, Instant};
 
 /// The most an exiting process waits for TLS calls in flight, after shutting down their
 /// sockets (which makes the calls blocked on them return at once).
 const EXIT_WAIT: Duration = Duration::from_millis(200);
 
-struct State {
-    /// The process the counts are of: a forked child starts afresh (the threads counted
-    /// are its parent's).
-    pid: u32,
-    closed: bool,
-    in_flight: usize,
-    /// The sockets of this process's open TLS connections.
-    fds: Vec<RawFd>,
-}
-
-static STATE: Mutex<State> = Mutex::new(State {
-    pid: 0,
-    closed: false,
-    in_flight: 0,
-    fds: Vec::new(),
-});
-static LEFT: Condvar = Condvar::new();
+/// The calls in flight (low 32 bits) and the process that counts them (high 32 bits): a
+/// forked child starts afresh, the calls counted being its parent's threads'. Atomic, so
+/// that a read or write on a lookup's path takes no lock.
+static FLIGHT: AtomicU64 = AtomicU64::new(0);
+/// Set by the exit handler: no call into OpenSSL from then on.
+static CLOSED: AtomicBool = AtomicBool::new(false);
+/// The sockets of this process's open TLS connections (the process that added them, and
+/// them), shut down if it exits. Locked only to make and to drop a connection.
+static SOCKETS: Mutex<(u32, Vec<RawFd>)> = Mutex::new((0, Vec::new()));
 static REGISTER: Once = Once::new();
 
-fn state() -> MutexGuard<'static, State> {
-    let mut s = STATE.lock().unwrap_or_else(|p| p.into_inner());
+const COUNT: u64 = 0xffff_ffff;
+
+fn sockets() -> MutexGuard<'static, (u32, Vec<RawFd>)> {
+    let mut s = SOCKETS.lock().unwrap_or_else(|p| p.into_inner());
     let pid = crate::pid::current();
-    if s.pid != pid {
-        s.pid = pid;
-        s.in_flight = 0;
-        s.fds.clear();
+    if s.0 != pid {
+        *s = (pid, Vec::new());
     }
     s
+}
+
+/// This process's calls in flight.
+fn in_flight() -> u64 {
+    let v = FLIGHT.load(Ordering::SeqCst);
+    if v >> 32 == u64::from(crate::pid::current()) {
+        v & COUNT
+    } else {
+        0
+    }
 }
 
 /// A call into OpenSSL in progress; leaving is dropping it.
@@ -59,11 +62,10 @@ pub(super) struct Pass(());
 
 impl Drop for Pass {
     fn drop(&mut self) {
-        let mut s = state();
-        s.in_flight = s.in_flight.saturating_sub(1);
-        if s.closed && s.in_flight == 0 {
-            LEFT.notify_all();
-        }
+        let pid = u64::from(crate::pid::current());
+        let _ = FLIGHT.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |v| {
+            (v >> 32 == pid && v & COUNT > 0).then(|| v - 1)
+        });
     }
 }
 
@@ -93,12 +95,17 @@ thread_local! {
 pub(super) fn enter() -> Option<Pass> {
     // Registers this thread's ThreadEnd (nothing once the thread is ending).
     let _ = THREAD_END.try_with(|_| ());
-    let mut s = state();
-    if s.closed {
+    let pid = u64::from(crate::pid::current());
+    let _ = FLIGHT.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |v| {
+        Some(if v >> 32 == pid { v + 1 } else { pid << 32 | 1 })
+    });
+    // Counted first, then checked: the exit handler sets CLOSED first, then reads the
+    // count, so either this call sees it closed or the handler sees this call.
+    let pass = Pass(());
+    if CLOSED.load(Ordering::SeqCst) {
         return None;
     }
-    s.in_flight += 1;
-    Some(Pass(()))
+    Some(pass)
 }
 
 /// Registers the exit handler; call right after OpenSSL is initialised (after the first
@@ -113,45 +120,37 @@ pub(super) fn register_exit_handler() {
 
 /// A socket of an open connection, shut down if the process exits.
 pub(super) fn add_socket(fd: RawFd) {
-    state().fds.push(fd);
+    sockets().1.push(fd);
 }
 
 pub(super) fn remove_socket(fd: RawFd) {
-    state().fds.retain(|&f| f != fd);
+    sockets().1.retain(|&f| f != fd);
 }
 
 extern "C" fn close_at_exit() {
     let _ = std::panic::catch_unwind(|| {
-        // try_lock: a thread may have held it when the process began to exit (it only
-        // holds it for a few instructions: retry briefly).
+        CLOSED.store(true, Ordering::SeqCst);
         let deadline = Instant::now() + EXIT_WAIT;
-        let mut s = loop {
-            match STATE.try_lock() {
-                Ok(s) => break s,
-                Err(std::sync::TryLockError::Poisoned(p)) => break p.into_inner(),
-                Err(_) if Instant::now() < deadline => std::thread::yield_now(),
-                Err(_) => return,
-            }
-        };
-        if s.pid != crate::pid::current() {
-            // Nothing of this process's is in flight.
-            s.closed = true;
+        if in_flight() == 0 {
             return;
         }
-        s.closed = true;
-        for &fd in &s.fds {
-            // SAFETY: shutting down a socket of ours: the calls blocked on it return.
-            unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
-        }
-        while s.in_flight > 0 {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                break;
+        // try_lock: a thread may have held it when the process began to exit (it only
+        // holds it for a few instructions).
+        let held = match SOCKETS.try_lock() {
+            Ok(s) => Some(s),
+            Err(std::sync::TryLockError::Poisoned(p)) => Some(p.into_inner()),
+            Err(_) => None,
+        };
+        if let Some(s) = held {
+            if s.0 == crate::pid::current() {
+                for &fd in &s.1 {
+                    // SAFETY: shutting down a socket of ours: the calls blocked on it return.
+                    unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
+                }
             }
-            s = match LEFT.wait_timeout(s, left) {
-                Ok((g, _)) => g,
-                Err(p) => p.into_inner().0,
-            };
+        }
+        while in_flight() > 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
         }
     });
 }
@@ -162,13 +161,12 @@ mod tests {
 
     #[test]
     fn passes_are_counted_and_the_closed_gate_refuses() {
-        // The gate is process-wide: this test only checks counting while it is open.
-        let before = state().in_flight;
+        // The gate is process-wide (other tests' connections count too): this test only
+        // checks counting while it is open.
         let a = enter().expect("open");
         let b = enter().expect("open");
-        assert_eq!(state().in_flight, before + 2);
+        assert!(in_flight() >= 2);
         drop(a);
         drop(b);
-        assert_eq!(state().in_flight, before);
     }
 }

@@ -47,6 +47,10 @@ haproxy_start() {
     _tries=0
     while [ $_tries -lt 3 ]; do
         _tries=$((_tries + 1))
+        # Where this attempt's log starts: an attempt that found its port taken is cut off
+        # again below, so that its alert is not read as the server's (the logs are compared
+        # with and without the library).
+        _at=$(wc -c 2>/dev/null <"$_dir/stderr" || echo 0); _at=$((_at + 0))
         haproxy_conf "$_dir" "$_cs" "$_port"
         env "$@" "$HAPROXY_BIN" -db -f "$_dir/haproxy.cfg" </dev/null >>"$_dir/stderr" 2>&1 &
         HAPROXY_PID=$!
@@ -61,7 +65,8 @@ haproxy_start() {
         fi
         wait "$HAPROXY_PID" 2>/dev/null
         HAPROXY_PID=
-        grep -q 'cannot bind\|Address already in use' "$_dir/stderr" 2>/dev/null || break
+        tail -c +$((_at + 1)) "$_dir/stderr" 2>/dev/null | grep -q 'cannot bind\|Address already in use' || break
+        head -c "$_at" "$_dir/stderr" >"$_dir/stderr.kept" && mv "$_dir/stderr.kept" "$_dir/stderr"
         _port=$(free_port)
     done
     echo "could not start haproxy:" >&2

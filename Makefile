@@ -52,7 +52,7 @@ CLI_SRC   := $(shell find cli/src -name '*.rs') cli/Cargo.toml Cargo.lock
 CLI_DIR   := target/cli
 CLI       := $(CLI_DIR)/release/sesscache
 
-.PHONY: all lib fault-lib sanitize cli header check-header check check-all lint rust-test c-tests demo demo-run bench bench-run install uninstall clean \
+.PHONY: all lib fault-lib sanitize cli header check-header check check-all lint rust-test model c-tests demo demo-run bench bench-run install uninstall clean \
         install-man uninstall-man man-check
 
 all: lib
@@ -108,6 +108,10 @@ lint:
 
 rust-test:
 	$(CARGO) test --release --locked
+
+# The shm lock's protocol, checked by spin (model/shm_lock.pml; also part of `make check`).
+model:
+	sh scripts/model_check.sh
 
 # ---- C programs -------------------------------------------------------------------------
 $(B)/abi_check.o: c-tests/abi_check.c include/sesscache.h

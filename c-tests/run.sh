@@ -267,6 +267,9 @@ for t in $(sh scripts/fuzz.sh list 2>/dev/null); do
 done
 [ $fz_ok = 1 ] || { tail -n 40 $B/fuzz.log; fail "fuzz: scripts/fuzz.sh smoke failed (build or a finding; $B/fuzz.log)"; }
 
+section "the shm lock's model: spin checks model/shm_lock.pml exhaustively, and catches each mutant"
+suite model model sh scripts/model_check.sh
+
 section "panic safety: panics injected in every callback path and API call (fault-injection build)"
 suite panic panic sh c-tests/panic_check.sh
 

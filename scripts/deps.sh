@@ -16,13 +16,14 @@
 # groff-base and man-db (groff, man) render the manual pages in c-tests/man_check.sh;
 # gnuplot-nox draws the chart of `make bench` (and of its smoke run in `make check`);
 # prometheus brings promtool, which checks the tool's Prometheus metrics in c-tests/metrics.sh
-# (its server is not started: see policy-rc.d below).
+# (its server is not started: see policy-rc.d below); spin checks the model of the shm lock
+# (model/shm_lock.pml, `make model`).
 # Beside the Debian packages, `install` also gets cargo-fuzz (crates.io, pinned) for the fuzz
 # smoke run of `make check` (scripts/fuzz.sh), which builds with the machine's nightly
 # toolchain; `check` reports it. Not for `demo`.
 set -euo pipefail
 
-PACKAGES=(libssl-dev pkg-config valgrind make gcc g++ binutils openssl nginx apache2 haproxy python3 redis-server redis-tools groff-base man-db gnuplot-nox prometheus)
+PACKAGES=(libssl-dev pkg-config valgrind make gcc g++ binutils openssl nginx apache2 haproxy python3 redis-server redis-tools groff-base man-db gnuplot-nox prometheus spin)
 DEMO_PACKAGES=(libssl-dev pkg-config make gcc openssl python3 redis-server redis-tools)
 
 usage() {

@@ -214,8 +214,15 @@ fn a_garbage_lock_word_costs_a_bounded_wait() {
     s.set_timing(quick_timing());
     s.put(&key(1), value(b"kept", now() + 1000, false), now())
         .unwrap();
-    let me = super::lock::pid();
-    for garbage in [u32::MAX, 1 << 30, 999_999, me, me | 1 << 31] {
+    let me = super::lock::owner_id();
+    for garbage in [
+        u64::from(u32::MAX),
+        1 << 30,
+        999_999,
+        me,
+        me | 1 << 31,
+        7 << 32 | me,
+    ] {
         // SAFETY: test-only write of the shard's lock word in our own mapping.
         unsafe { (*s.shards[0].hdr).lock.store(garbage, Ordering::Relaxed) };
         within(Duration::from_secs(10), || {
@@ -368,9 +375,11 @@ fn a_removal_that_could_not_get_its_lock_is_carried_out_later() {
     s.put(&key(1), value(b"removed", t + 100, false), t)
         .unwrap();
     s.put(&key(2), value(b"old", t + 100, false), t).unwrap();
-    // SAFETY: test-only writes of the shard's lock word: held by a live process (this one).
+    // SAFETY: test-only writes of the shard's lock word: held by a live thread (another
+    // thread of this process, which never lets go).
     let word = unsafe { &(*s.shards[0].hdr).lock };
-    word.store(super::lock::pid(), Ordering::Relaxed);
+    let (holder, _stop) = super::lock::live_thread();
+    word.store(holder, Ordering::Relaxed);
     assert_eq!(
         s.remove(&key(1)),
         Err(StoreError::Timeout),
@@ -420,7 +429,11 @@ fn a_removal_reaches_copies_the_index_lost() {
     assert!(s.remove(&key(1)).unwrap(), "found in the ring");
     // A repair rebuilds the index from the ring: the removed session must not come back.
     // SAFETY: test-only write of the lock word: a process that no longer exists.
-    unsafe { (*sh.hdr).lock.store(u32::MAX >> 2, Ordering::Relaxed) };
+    unsafe {
+        (*sh.hdr)
+            .lock
+            .store(u64::from(u32::MAX >> 2), Ordering::Relaxed)
+    };
     assert!(get(&s, &key(1), t).is_none(), "a removed session came back");
 }
 
@@ -438,9 +451,10 @@ fn head_and_tail_near_the_top_of_their_range_are_damage() {
         s.put(&key(k), value(&[k as u8; 100], now() + 1000, false), now())
             .unwrap();
     }
-    // The fuzz input's write: 20 bytes of 0xff after the lock word (the lock's count, the
-    // head and the tail).
-    // SAFETY: test-only write inside shard 0's header, past its lock word, in our mapping.
+    // The fuzz input's write: 20 bytes of 0xff after the lock's owner (the lock's generation,
+    // the head and the tail).
+    // SAFETY: test-only write inside shard 0's header, past its lock word's owner half, in
+    // our mapping.
     unsafe { std::ptr::write_bytes(s.shards[0].hdr.cast::<u8>().add(4), 0xff, 20) };
     for k in 2..60 {
         s.put(&key(k), value(&[k as u8; 100], now() + 1000, false), now())
@@ -455,4 +469,196 @@ fn head_and_tail_near_the_top_of_their_range_are_damage() {
             .load(std::sync::atomic::Ordering::Relaxed)
             > 0
     );
+}
+
+/// A test hook inside the critical section of every store operation
+/// (`ShmStore::with_shard`, between taking the lock and the first write): a thread can park
+/// there, or stop its whole process, holding the lock.
+pub(super) mod hook {
+    use std::cell::RefCell;
+
+    thread_local! {
+        static PARK: RefCell<Option<Box<dyn FnOnce()>>> = const { RefCell::new(None) };
+    }
+
+    /// Runs `f` inside the next operation of this thread, once.
+    pub fn park_once(f: impl FnOnce() + 'static) {
+        PARK.with(|p| *p.borrow_mut() = Some(Box::new(f)));
+    }
+
+    pub fn in_critical_section() {
+        if let Some(f) = PARK.with(|p| p.borrow_mut().take()) {
+            f();
+        }
+    }
+}
+
+/// Shard 0's bytes after its lock word: what a holder could write.
+fn shard_bytes(s: &ShmStore) -> Vec<u8> {
+    let sh = &s.shards[0];
+    let len = segment::SHARD_HEADER_BYTES + sh.index_cap * 8 + sh.ring_cap;
+    let mut out = vec![0u8; len - 8];
+    // SAFETY: the shard's header, index and ring are `len` contiguous bytes of our mapping.
+    unsafe { std::ptr::copy_nonoverlapping(sh.hdr.cast::<u8>().add(8), out.as_mut_ptr(), len - 8) };
+    out
+}
+
+/// Takes shard 0's lock over from a stalled holder: the first store operation that gets it.
+fn take_over_from_stalled(s: &ShmStore) {
+    within(Duration::from_secs(10), || {
+        while Store::get(s, &key(99), now(), &mut |_| false).is_err() {}
+    });
+}
+
+/// Issue 22: a holder that stalls past `steal_after` (here a thread parked by the test hook
+/// inside a store) loses the lock; when it wakes it writes nothing into the shard, its store
+/// fails, and it releases nothing of the thread that holds the lock then.
+#[test]
+fn a_thread_stalled_inside_a_store_writes_nothing_after_it_wakes() {
+    crate::log::silence();
+    let n = Name::new();
+    let mut s = ShmStore::open(&n.0, Some(64 << 10), 0o600, 1024).unwrap();
+    assert_eq!(s.shard_count(), 1);
+    s.set_timing(quick_timing());
+    let s = Arc::new(s);
+    let t = now();
+    s.put(&key(1), value(b"old", t + 100, false), t).unwrap();
+    let (held_tx, held_rx) = std::sync::mpsc::channel();
+    let (wake_tx, wake_rx) = std::sync::mpsc::channel::<()>();
+    let s2 = s.clone();
+    let stalled = std::thread::spawn(move || {
+        hook::park_once(move || {
+            held_tx.send(()).unwrap();
+            wake_rx.recv().unwrap();
+        });
+        s2.put(&key(1), value(b"stale", t + 100, false), t)
+    });
+    held_rx.recv().unwrap();
+    take_over_from_stalled(&s);
+    s.put(&key(1), value(b"new", t + 100, false), t).unwrap();
+    s.put(&key(2), value(b"other", t + 100, false), t).unwrap();
+    // Hold the lock while the stalled thread wakes and finishes.
+    let mut ev = super::shard::Events::default();
+    let mut held = s.shards[0]
+        .lock(s.rel(t), &s.timing, &mut ev)
+        .expect("the lock is free");
+    let before = shard_bytes(&s);
+    wake_tx.send(()).unwrap();
+    assert_eq!(
+        stalled.join().unwrap(),
+        Err(StoreError::Timeout),
+        "the stalled store fails"
+    );
+    assert!(
+        before == shard_bytes(&s),
+        "the stalled thread wrote into the shard"
+    );
+    assert!(
+        !held.lost(),
+        "and did not release the lock of its successor"
+    );
+    drop(held);
+    assert_eq!(get(&*s, &key(2), t), Some(b"other".to_vec()));
+    assert_ne!(get(&*s, &key(1), t), Some(b"stale".to_vec()));
+}
+
+/// The other half of the stall test: the child process (this test binary, run by
+/// `a_process_stopped_holding_the_lock_writes_nothing_after_it_continues`) stops itself with
+/// SIGSTOP inside a store, holding the lock, then tries to finish that store.
+#[test]
+#[ignore = "run as a child process by the SIGSTOP test"]
+fn child_stops_holding_the_lock() {
+    let Ok(name) = std::env::var("SESSCACHE_TEST_SEGMENT") else {
+        return;
+    };
+    crate::log::silence();
+    let mut s = ShmStore::open_existing(&name, None, 0o600, 1024).unwrap();
+    s.set_timing(quick_timing());
+    // Straight to file descriptor 1: the test harness captures what `print!` writes.
+    let say = |what: &str| {
+        // SAFETY: writes the bytes of `what` to standard output.
+        unsafe { libc::write(1, what.as_ptr().cast(), what.len()) };
+    };
+    hook::park_once(move || {
+        say("<<lock held>>\n");
+        // SAFETY: stops this process until the parent continues it.
+        unsafe { libc::raise(libc::SIGSTOP) };
+    });
+    let t = now();
+    let r = s.put(&key(1), value(b"stale", t + 100, false), t);
+    say(&format!("stalled store: {r:?}\n"));
+}
+
+/// Issue 22: a process stopped (SIGSTOP) while it holds a shard lock is taken over after
+/// `steal_after`; continued, it writes nothing into the shard and releases nothing.
+#[test]
+fn a_process_stopped_holding_the_lock_writes_nothing_after_it_continues() {
+    use std::io::BufRead;
+    crate::log::silence();
+    let n = Name::new();
+    let mut s = ShmStore::open(&n.0, Some(64 << 10), 0o600, 1024).unwrap();
+    assert_eq!(s.shard_count(), 1);
+    s.set_timing(quick_timing());
+    let t = now();
+    s.put(&key(1), value(b"old", t + 100, false), t).unwrap();
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "store::shm::hostile::child_stops_holding_the_lock",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("SESSCACHE_TEST_SEGMENT", &n.0)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id() as libc::pid_t;
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    // (The harness writes "test NAME ... " before the test's own output, on the same line.)
+    within(Duration::from_secs(30), || {
+        let mut line = String::new();
+        while !line.contains("<<lock held>>") {
+            line.clear();
+            assert!(
+                out.read_line(&mut line).unwrap() > 0,
+                "the child ended early"
+            );
+        }
+        let mut st = 0;
+        // SAFETY: waiting for our own child to stop.
+        let r = unsafe { libc::waitpid(pid, &mut st, libc::WUNTRACED) };
+        assert!(
+            r == pid && libc::WIFSTOPPED(st),
+            "the child stopped holding the lock"
+        );
+    });
+    take_over_from_stalled(&s);
+    s.put(&key(1), value(b"new", t + 100, false), t).unwrap();
+    let mut ev = super::shard::Events::default();
+    let mut held = s.shards[0]
+        .lock(s.rel(t), &s.timing, &mut ev)
+        .expect("the lock is free");
+    let before = shard_bytes(&s);
+    // SAFETY: continues our own stopped child.
+    unsafe { libc::kill(pid, libc::SIGCONT) };
+    let mut rest = String::new();
+    within(Duration::from_secs(30), || {
+        std::io::Read::read_to_string(&mut out, &mut rest).unwrap();
+    });
+    assert!(child.wait().unwrap().success(), "child: {rest}");
+    assert!(
+        rest.contains("stalled store: Err(Timeout)"),
+        "the stalled store fails: {rest}"
+    );
+    assert!(
+        before == shard_bytes(&s),
+        "the stopped process wrote into the shard"
+    );
+    assert!(
+        !held.lost(),
+        "and did not release the lock of its successor"
+    );
+    drop(held);
+    assert_eq!(get(&s, &key(1), t), Some(b"new".to_vec()));
 }

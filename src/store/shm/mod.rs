@@ -155,7 +155,7 @@ impl ShmStore {
         if !(1..=MAX_SHARDS).contains(&layout.n_shards)
             || layout.index_cap < 8
             || layout.ring_cap < 4 * (ENTRY_HEADER + super::MAX_KEY_LEN + 64)
-            || layout.ring_cap % 4 != 0
+            || layout.ring_cap % segment::ENTRY_ALIGN != 0
             || layout.shard_bytes % 8 != 0
             || HEADER_BYTES + layout.n_shards * layout.shard_bytes > segment.size
             || SHARD_HEADER_BYTES + layout.index_cap * 8 + layout.ring_cap > layout.shard_bytes
@@ -196,7 +196,15 @@ impl ShmStore {
         for s in &self.shards {
             let mut ev = Events::default();
             match s.lock(now, &self.timing, &mut ev) {
-                Some(mut l) => removed += l.clear(),
+                Some(mut l) => {
+                    let n = l.clear();
+                    if l.release() {
+                        removed += n;
+                    } else {
+                        ev.errors += 1;
+                        stuck = true;
+                    }
+                }
                 None => {
                     ev.errors += 1;
                     stuck = true;
@@ -257,9 +265,11 @@ impl ShmStore {
         t.saturating_sub(self.epoch).min(u64::from(u32::MAX)) as u32
     }
 
-    /// Runs `f` on the key's shard, locked. `Timeout` if the lock could not be had in time:
-    /// then a `Change` is remembered as a pending removal of the key (see [`Pending`]), so that an
-    /// older entry under it cannot outlive a removal or a replacement that was asked for.
+    /// Runs `f` on the key's shard, locked. `Timeout` if the lock could not be had in time, or
+    /// was taken over from this thread while `f` ran (then `f` wrote nothing after that, and
+    /// its outcome is not used): then a `Change` is remembered as a pending removal of the key
+    /// (see [`Pending`]), so that an older entry under it cannot outlive a removal or a
+    /// replacement that was asked for.
     fn with_shard<T>(
         &self,
         key: &SessionKey,
@@ -272,12 +282,15 @@ impl ShmStore {
         let mut ev = Events::default();
         let out = self.shards[index]
             .lock(now, &self.timing, &mut ev)
-            .map(|mut l| {
+            .and_then(|mut l| {
+                #[cfg(test)]
+                hostile::hook::in_critical_section();
                 self.pending.apply(index, |k| {
                     let (_, t) = self.place(k);
                     l.remove(t, k.as_bytes());
                 });
-                f(&mut l, tag, now, &mut ev)
+                let out = f(&mut l, tag, now, &mut ev);
+                l.release().then_some(out)
             });
         if out.is_none() {
             ev.errors += 1;
@@ -343,7 +356,7 @@ impl ShmStore {
         }
     }
 
-    /// Copies `bytes` over part of shard 0: `region` 0 is its header (after the 4-byte
+    /// Copies `bytes` over part of shard 0: `region` 0 is its header (after the 8-byte
     /// lock word, which this leaves alone), 1 its index, 2 its ring (and any other value
     /// the whole shard after the lock word), from `offset` (taken modulo the region's
     /// length), cut at the region's end. Only while no other process or thread uses the
@@ -351,7 +364,7 @@ impl ShmStore {
     #[doc(hidden)]
     pub fn fuzz_overwrite(&self, region: u8, offset: usize, bytes: &[u8]) {
         let s = &self.shards[0];
-        let lock = std::mem::size_of::<std::sync::atomic::AtomicU32>();
+        let lock = std::mem::size_of::<std::sync::atomic::AtomicU64>();
         let (start, len) = match region {
             0 => (lock, SHARD_HEADER_BYTES - lock),
             1 => (SHARD_HEADER_BYTES, s.index_cap * 8),
@@ -452,16 +465,21 @@ impl Store for ShmStore {
 
     fn occupancy(&self) -> (u64, u64) {
         let now = self.rel(crate::clock::now());
-        self.shards.iter().fold((0, 0), |(e, b), s| {
+        let mut total = (0, 0);
+        for s in &self.shards {
+            // The lock's own repairs and the expired entries it wipes count as in any
+            // operation; a lock it cannot have is an error, and that shard is left out.
             let mut ev = Events::default();
             match s.lock(now, &self.timing, &mut ev) {
                 Some(mut l) => {
-                    let (le, lb) = l.occupancy();
-                    (e + le, b + lb)
+                    let (e, b) = l.occupancy();
+                    total = (total.0 + e, total.1 + b);
                 }
-                None => (e, b),
+                None => ev.errors += 1,
             }
-        })
+            ev.add_to(self.counters());
+        }
+        total
     }
 
     fn ticket_records(&self) -> Result<Vec<crate::store::TicketRecord>, StoreError> {

@@ -30,12 +30,15 @@ pub(crate) const SHM_DIR: &str = "/dev/shm";
 pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"SESSCACH");
 /// Bump on any change of the layout: processes of different versions must not share.
 /// 3: the ticket-key table in the header page ([`super::tickets`]).
-pub(crate) const LAYOUT_VERSION: u32 = 3;
+/// 4: fenced 64-bit lock words: owner thread and generation ([`super::lock`]).
+pub(crate) const LAYOUT_VERSION: u32 = 4;
 pub(crate) const HEADER_BYTES: usize = 4096;
 pub(crate) const SHARD_HEADER_BYTES: usize = 128;
+/// Entries in a ring start at multiples of this (so the ring's size is one too).
+pub(crate) const ENTRY_ALIGN: usize = 4;
 pub(crate) const MAX_SHARDS: usize = 64;
 /// Sizing assumption for the index: a typical entry (24-byte header, 32-byte ID, ~140-byte
-/// DER) takes 192 bytes of ring; the index gets one slot per 150 bytes of ring, so that it
+/// DER) takes 196 bytes of ring; the index gets one slot per 150 bytes of ring, so that it
 /// stays under 80 % full for typical sessions and never limits them.
 pub(crate) const RING_BYTES_PER_INDEX_SLOT: usize = 150;
 
@@ -84,7 +87,7 @@ impl Layout {
         let space = shard_bytes - SHARD_HEADER_BYTES;
         // ring + 8 * ring / RING_BYTES_PER_INDEX_SLOT = space
         let index_cap = (space / (RING_BYTES_PER_INDEX_SLOT + 8)).max(8);
-        let ring_cap = (space - index_cap * 8) & !3;
+        let ring_cap = (space - index_cap * 8) & !(ENTRY_ALIGN - 1);
         Layout {
             n_shards: n,
             shard_bytes,
@@ -351,8 +354,9 @@ impl Segment {
     ) -> Result<Segment, Error> {
         let path = Segment::path(name);
         let cpath = cstring(&path)?;
-        // Two rounds: if another process names its new segment between our failed open and
-        // our link, we open theirs.
+        // Up to three rounds: if another process names its new segment between our failed
+        // open and our link, the next round opens theirs (a third covers that segment being
+        // removed again in between).
         for _ in 0..3 {
             // SAFETY: open with a NUL-terminated path; O_NOFOLLOW refuses a symlink.
             let fd = unsafe {
@@ -520,7 +524,7 @@ mod tests {
     #[test]
     fn one_mib_holds_five_thousand_typical_entries() {
         let l = Layout::for_size(1 << 20, 20 + 32 + 16 * 1024);
-        let per_entry = 192; // 20 + 32 + 140, 4-aligned
+        let per_entry = 196; // 24 + 32 + 140, 4-aligned
         let entries = l.n_shards * (l.ring_cap / per_entry).min(l.index_cap * 4 / 5);
         assert!(entries >= 5000, "{l:?} holds {entries}");
         assert!(l.n_shards * l.shard_bytes + HEADER_BYTES <= 1 << 20);

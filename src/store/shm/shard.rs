@@ -35,13 +35,25 @@
 //!
 //! Expired entries are wiped when met, and a sweep (every [`SWEEP_PERIOD`] seconds per shard,
 //! a bounded number of entries per operation) wipes those nobody meets.
+//!
+//! Fencing (see [`super::lock`]): every write goes through [`Locked`]'s write helpers, which
+//! check the lock's token first; once the check fails (the lock was taken over while this
+//! holder stalled) they write nothing more. An operation's outcome is used only if its
+//! release succeeds ([`Locked::release`]): the release is a compare-and-swap that fails if
+//! the lock was taken over at any point, so what a holder found or consumed (the single use
+//! of a TLS 1.3 ticket) counts only if it held the lock from start to end, and the swap
+//! makes all its writes visible to the next holder first. A holder that lost the lock can
+//! still land the one store it had checked for when it stalled; entries are checksummed,
+//! published only by several stores and found only below the head, so such a store costs
+//! at most a miss, never a session delivered twice or to the wrong key.
 
-use super::lock::{Acquired, ShardLock, Stuck, Timing};
+use super::lock::{Acquired, ShardLock, Stuck, Timing, Token};
+use super::segment::ENTRY_ALIGN;
 use crate::log::Level;
 use crate::secret::SecretBytes;
 use crate::store::{Counters, Found, Stamp, StoreError, MAX_KEY_LEN};
 use std::ptr::{addr_of, addr_of_mut};
-use std::sync::atomic::AtomicU32;
+use std::sync::atomic::AtomicU64;
 
 pub(crate) const ENTRY_HEADER: usize = 24;
 const LIVE: u8 = 0xA5;
@@ -65,9 +77,8 @@ const MAX_COUNTER: u64 = 1 << 62;
 
 #[repr(C)]
 pub struct ShardHeader {
-    /// The lock word and its acquisition count (see [`super::lock`]).
-    pub lock: AtomicU32,
-    pub lock_count: AtomicU32,
+    /// The lock word: owner and generation (see [`super::lock`]).
+    pub lock: AtomicU64,
     pub head: u64,
     pub tail: u64,
     pub live: u32,
@@ -83,7 +94,7 @@ const _: () = assert!(std::mem::size_of::<ShardHeader>() <= super::segment::SHAR
 
 /// The size of an entry in the ring.
 pub fn entry_len(key_len: usize, der_len: usize) -> usize {
-    (ENTRY_HEADER + key_len + der_len + 3) & !3
+    (ENTRY_HEADER + key_len + der_len + ENTRY_ALIGN - 1) & !(ENTRY_ALIGN - 1)
 }
 
 /// Pointers into one shard of the mapping.
@@ -224,13 +235,12 @@ enum Step {
 struct Damage(&'static str);
 
 impl Shard {
-    fn lock_word(&self) -> ShardLock<'_> {
-        // SAFETY: hdr points at this shard's header in the live mapping; the atomics there
-        // are valid for the mapping's lifetime.
+    pub(crate) fn lock_word(&self) -> ShardLock<'_> {
+        // SAFETY: hdr points at this shard's header (64-aligned) in the live mapping; the
+        // atomic there is valid for the mapping's lifetime.
         unsafe {
             ShardLock {
                 word: &*addr_of!((*self.hdr).lock),
-                count: &*addr_of!((*self.hdr).lock_count),
             }
         }
     }
@@ -239,7 +249,7 @@ impl Shard {
     /// its header is inconsistent. None if the lock could not be had within the budget
     /// (counted by the caller as an error; the operation is a miss).
     pub fn lock(&self, now: u32, timing: &Timing, ev: &mut Events) -> Option<Locked<'_>> {
-        let acquired = match self.lock_word().lock(timing, &self.stuck) {
+        let (token, acquired) = match self.lock_word().lock(timing, &self.stuck) {
             Ok(a) => a,
             Err(_) => {
                 crate::log_limited!(
@@ -250,7 +260,12 @@ impl Shard {
                 return None;
             }
         };
-        let mut locked = Locked { s: self };
+        let mut locked = Locked {
+            s: self,
+            token,
+            lost: false,
+            released: false,
+        };
         let why = match acquired {
             Acquired::Recovered => Some("a process died or stalled holding its lock"),
             Acquired::Clean => locked.check_header().err().map(|d| d.0),
@@ -268,19 +283,23 @@ impl Shard {
     }
 }
 
-/// A locked shard; unlocks when dropped.
+/// A locked shard; unlocks when dropped, or by [`Locked::release`].
 pub struct Locked<'a> {
     s: &'a Shard,
+    token: Token,
+    /// The lock was taken over from this holder: it writes nothing more.
+    lost: bool,
+    released: bool,
 }
 
 impl Drop for Locked<'_> {
     fn drop(&mut self) {
-        self.s.lock_word().unlock();
+        self.unlock();
     }
 }
 
 /// Reads and writes one field of the shard header (exactly once: another process may be
-/// scribbling on it, so a value is read into a local and checked there).
+/// scribbling on it, so a value is read into a local and checked there). A write is fenced.
 macro_rules! hdr {
     ($self:ident . $field:ident) => {
         // SAFETY: the header lies inside our mapping; a volatile read of a plain field.
@@ -288,12 +307,65 @@ macro_rules! hdr {
     };
     ($self:ident . $field:ident = $v:expr) => {{
         let v = $v;
-        // SAFETY: as above; we hold the lock, so we are the shard's only writer.
-        unsafe { addr_of_mut!((*$self.s.hdr).$field).write_volatile(v) }
+        if $self.fenced() {
+            // SAFETY: as above; we hold the lock (just checked), so we are the shard's only
+            // writer.
+            unsafe { addr_of_mut!((*$self.s.hdr).$field).write_volatile(v) }
+        }
     }};
 }
 
 impl Locked<'_> {
+    // ---- the fence ------------------------------------------------------------------------
+    /// Whether this holder still holds the lock. Checked before every write; once false,
+    /// false for good.
+    #[inline]
+    fn fenced(&mut self) -> bool {
+        if self.lost {
+            return false;
+        }
+        if self.s.lock_word().holds(self.token) {
+            return true;
+        }
+        self.note_lost();
+        false
+    }
+
+    fn note_lost(&mut self) {
+        if !self.lost {
+            self.lost = true;
+            crate::log_limited!(
+                Level::Warn,
+                "shm: this thread stalled holding a shard lock and another took it over; \
+                 it wrote nothing more and its operation is a miss"
+            );
+        }
+    }
+
+    /// Whether the lock was taken over from this holder so far (then part of the operation
+    /// was not written). Tests use it; operations decide by [`Locked::release`].
+    pub fn lost(&mut self) -> bool {
+        !self.fenced()
+    }
+
+    fn unlock(&mut self) -> bool {
+        if self.released {
+            return !self.lost;
+        }
+        self.released = true;
+        if !self.s.lock_word().unlock(self.token) {
+            self.note_lost();
+        }
+        !self.lost
+    }
+
+    /// Releases the lock: true if this holder held it from the start to now, so the
+    /// operation's outcome may be used (what it found was not changed by another holder,
+    /// and everything it wrote was written); false if it was taken over meanwhile.
+    pub fn release(mut self) -> bool {
+        self.unlock()
+    }
+
     // ---- raw access: every position is checked, every read copies -------------------------
     fn cap(&self) -> usize {
         self.s.ring_cap
@@ -307,8 +379,10 @@ impl Locked<'_> {
 
     fn set_slot(&mut self, i: usize, v: u64) {
         assert!(i < self.s.index_cap);
-        // SAFETY: as above; we hold the lock.
-        unsafe { self.s.index.add(i).write_volatile(v) }
+        if self.fenced() {
+            // SAFETY: as above; we hold the lock (just checked).
+            unsafe { self.s.index.add(i).write_volatile(v) }
+        }
     }
 
     /// Copies ring bytes [pos, pos + out.len()) into `out`; false if that is outside.
@@ -323,13 +397,20 @@ impl Locked<'_> {
 
     fn write(&mut self, pos: usize, bytes: &[u8]) {
         assert!(pos <= self.cap() && bytes.len() <= self.cap() - pos);
-        // SAFETY: the range is inside the ring (checked); we hold the lock.
-        unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), self.s.ring.add(pos), bytes.len()) };
+        if self.fenced() {
+            // SAFETY: the range is inside the ring (checked); we hold the lock (just checked).
+            unsafe {
+                std::ptr::copy_nonoverlapping(bytes.as_ptr(), self.s.ring.add(pos), bytes.len())
+            };
+        }
     }
 
     /// The header of the entry at `pos`, if it fits the ring there.
     /// A PAD (which may stand in the last bytes of the ring) has only its state.
     fn head_at(&self, pos: usize) -> Option<Head> {
+        if pos % ENTRY_ALIGN != 0 {
+            return None;
+        }
         let mut b = [0u8; ENTRY_HEADER];
         let n = ENTRY_HEADER.min(self.cap().saturating_sub(pos));
         if n == 0 || !self.read(pos, &mut b[..n]) {
@@ -378,7 +459,8 @@ impl Locked<'_> {
     // ---- the header's invariants ----------------------------------------------------------
     fn check_header(&mut self) -> Result<(), Damage> {
         let (head, tail) = (hdr!(self.head), hdr!(self.tail));
-        if tail > head || head - tail > self.cap() as u64 {
+        if tail > head || head - tail > self.cap() as u64 || (head | tail) % ENTRY_ALIGN as u64 != 0
+        {
             return Err(Damage("its head and tail are inconsistent"));
         }
         if head > MAX_COUNTER {
@@ -875,7 +957,7 @@ impl Locked<'_> {
         let cap = self.cap() as u64;
         let (mut head, mut tail) = (hdr!(self.head), hdr!(self.tail));
         let mut dropped = 0u64;
-        if tail > head || head - tail > cap {
+        if tail > head || head - tail > cap || (head | tail) % ENTRY_ALIGN as u64 != 0 {
             let mut ev = Events::default();
             self.reset("bad head and tail", &mut ev);
             return (0, ev.errors);

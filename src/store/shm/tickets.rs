@@ -5,7 +5,7 @@
 //! `HEADER_BYTES` as before):
 //!
 //! ```text
-//! TABLE_OFFSET (512): lock u32 | lock_count u32 | reserved to 64 bytes
+//! TABLE_OFFSET (512): lock u64 (owner and generation) | reserved to 64 bytes
 //! TABLE_OFFSET + 64:  16 slots of 208 bytes:
 //!     0 seq u64  8 keep_until u64 (Unix seconds)  16 len u32  20 state u32  24 bytes [u8; 184]
 //! ```
@@ -16,7 +16,9 @@
 //! one, which is what a new segment holds: nothing has to be written at creation.
 //!
 //! The table has a lock of its own ([`ShardLock`], with the shards' [`Timing`]), so a
-//! process that dies or stalls holding it costs others a bounded wait, never a hang. As in
+//! process that dies or stalls holding it costs others a bounded wait, never a hang; a
+//! holder whose lock was taken over writes nothing more (each slot's wipe and write checks
+//! the lock's token first) and its operation fails with `Timeout`. As in
 //! the shards, nothing read from the table is trusted: after every acquisition each slot is
 //! checked (a used slot whose length is over [`MAX_TICKET_RECORD_BYTES`], or whose `seq` a
 //! slot before it already holds, is wiped and counted as an error), every length is checked
@@ -28,13 +30,13 @@
 //! leave the table alone: records go when the caller drops them, or when a full table needs
 //! room (the records past their `keep_until` first, then the lowest sequence numbers).
 
-use super::lock::{Acquired, ShardLock, Stuck, Timing};
+use super::lock::{Acquired, ShardLock, Stuck, Timing, Token};
 use super::segment::{Header, Segment, HEADER_BYTES};
 use crate::log::Level;
 use crate::secret::SecretBytes;
 use crate::store::{Counters, StoreError, TicketRecord, MAX_TICKET_RECORD_BYTES};
 use std::ptr::{addr_of, addr_of_mut};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Where the table starts in the header page.
 pub(crate) const TABLE_OFFSET: usize = 512;
@@ -48,8 +50,7 @@ const USED: u32 = u32::from_le_bytes(*b"TKEY");
 /// The lock at the start of the table.
 #[repr(C)]
 struct TableLock {
-    lock: AtomicU32,
-    lock_count: AtomicU32,
+    lock: AtomicU64,
 }
 
 /// One record's place.
@@ -94,11 +95,14 @@ pub struct Table<'a> {
 struct Locked<'a> {
     base: *mut u8,
     seg: &'a Segment,
+    token: Token,
+    /// The lock was taken over from this holder: it writes nothing more.
+    lost: bool,
 }
 
 impl Drop for Locked<'_> {
     fn drop(&mut self) {
-        lock_of(self.seg).unlock();
+        lock_of(self.seg).unlock(self.token);
     }
 }
 
@@ -115,12 +119,11 @@ struct Meta {
 fn lock_of(seg: &Segment) -> ShardLock<'_> {
     // SAFETY: every mapping is at least HEADER_BYTES long (checked when it is opened) and
     // TABLE_OFFSET + TABLE_BYTES <= HEADER_BYTES; the offset is 8-aligned in a page-aligned
-    // mapping, so both atomics are aligned, and they live as long as `seg`.
+    // mapping, so the atomic is aligned, and it lives as long as `seg`.
     unsafe {
         let t = seg.base.add(TABLE_OFFSET).cast::<TableLock>();
         ShardLock {
             word: &*addr_of!((*t).lock),
-            count: &*addr_of!((*t).lock_count),
         }
     }
 }
@@ -130,7 +133,7 @@ impl<'a> Table<'a> {
     /// it finds wrong, and a lock it could not have, in `errors`.
     fn lock(&self) -> Result<Locked<'a>, StoreError> {
         let (counters, timing, seg) = (self.counters, self.timing, self.seg);
-        let acquired = match lock_of(seg).lock(timing, &self.tickets.stuck) {
+        let (token, acquired) = match lock_of(seg).lock(timing, &self.tickets.stuck) {
             Ok(a) => a,
             Err(_) => {
                 Counters::bump(&counters.errors);
@@ -144,7 +147,12 @@ impl<'a> Table<'a> {
         };
         // SAFETY: inside the mapping, as in `lock_of`.
         let base = unsafe { seg.base.add(TABLE_OFFSET + LOCK_AREA) };
-        let mut locked = Locked { base, seg };
+        let mut locked = Locked {
+            base,
+            seg,
+            token,
+            lost: false,
+        };
         let dropped = locked.check();
         let errors = match acquired {
             Acquired::Recovered => {
@@ -211,7 +219,7 @@ impl<'a> Table<'a> {
         let slot = place_for(&metas, now);
         t.wipe(slot);
         t.write(slot, seq, bytes, keep_until);
-        Ok(true)
+        t.outcome(self.counters, true)
     }
 
     /// Drops (wipes) the records with these sequence numbers
@@ -224,7 +232,7 @@ impl<'a> Table<'a> {
                 t.wipe(i);
             }
         }
-        Ok(())
+        t.outcome(self.counters, ())
     }
 }
 
@@ -246,6 +254,31 @@ fn place_for(metas: &[Meta], now: u64) -> usize {
 }
 
 impl Locked<'_> {
+    /// Whether this holder still holds the lock (checked before every slot is written);
+    /// once false, false for good.
+    fn fenced(&mut self) -> bool {
+        if !self.lost && !lock_of(self.seg).holds(self.token) {
+            self.lost = true;
+            crate::log_limited!(
+                Level::Warn,
+                "shm: this thread stalled holding the ticket-key table's lock and another \
+                 took it over; it wrote nothing more"
+            );
+        }
+        !self.lost
+    }
+
+    /// `out`, unless the lock was taken over during the operation (then part of it was not
+    /// written: `Timeout`, counted as an error).
+    fn outcome<T>(&mut self, counters: &Counters, out: T) -> Result<T, StoreError> {
+        if self.fenced() {
+            Ok(out)
+        } else {
+            Counters::bump(&counters.errors);
+            Err(StoreError::Timeout)
+        }
+    }
+
     fn slot(&self, i: usize) -> *mut Slot {
         assert!(i < SLOTS);
         // SAFETY: slot i < SLOTS lies inside the table (TABLE_BYTES from TABLE_OFFSET, all
@@ -291,6 +324,9 @@ impl Locked<'_> {
     /// Empties slot `i`, overwriting all of it with zeros (the state first: a process that
     /// dies half-way leaves an empty slot).
     fn wipe(&mut self, i: usize) {
+        if !self.fenced() {
+            return;
+        }
         let s = self.slot(i);
         // SAFETY: we hold the lock; every write stays inside slot `i` (see `slot`); volatile,
         // so that the zeros over the old bytes are not elided.
@@ -310,6 +346,9 @@ impl Locked<'_> {
     /// Fills the empty (wiped) slot `i` with a record; the state last, so that a process
     /// that dies half-way leaves an empty slot.
     fn write(&mut self, i: usize, seq: u64, bytes: &[u8], keep_until: u64) {
+        if !self.fenced() {
+            return;
+        }
         let len = bytes.len().min(MAX_TICKET_RECORD_BYTES);
         let s = self.slot(i);
         // SAFETY: we hold the lock; `len` fits the slot's byte array; every write stays inside
@@ -324,7 +363,11 @@ impl Locked<'_> {
             addr_of_mut!((*s).keep_until).write_volatile(keep_until);
             addr_of_mut!((*s).len).write_volatile(len as u32);
             std::sync::atomic::compiler_fence(std::sync::atomic::Ordering::SeqCst);
-            addr_of_mut!((*s).state).write_volatile(USED);
+        }
+        // The write that publishes the record is fenced on its own.
+        if self.fenced() {
+            // SAFETY: as above.
+            unsafe { addr_of_mut!((*s).state).write_volatile(USED) };
         }
     }
 

@@ -46,14 +46,14 @@ fn segment_contains(n: &Name, needle: &[u8]) -> bool {
 }
 
 /// The table's lock word.
-fn lock_word(s: &ShmStore) -> &std::sync::atomic::AtomicU32 {
+fn lock_word(s: &ShmStore) -> &std::sync::atomic::AtomicU64 {
     // SAFETY: the lock word at TABLE_OFFSET of our own mapping, aligned, living as long as
     // `s`.
     unsafe {
         &*s.segment
             .base
             .add(TABLE_OFFSET)
-            .cast::<std::sync::atomic::AtomicU32>()
+            .cast::<std::sync::atomic::AtomicU64>()
     }
 }
 
@@ -343,12 +343,12 @@ fn a_lock_left_by_a_dead_process_is_recovered() {
     }
     // SAFETY: reaping our own child, so that its PID no longer exists.
     unsafe { libc::waitpid(child, std::ptr::null_mut(), 0) };
-    lock_word(&s).store(child as u32, Ordering::Relaxed);
+    lock_word(&s).store(child as u64, Ordering::Relaxed);
     let t0 = Instant::now();
     assert_eq!(s.add_ticket_record(2, b"new", now() + 3600), Ok(true));
     assert!(t0.elapsed() < Duration::from_secs(1));
     assert_eq!(errors(&s), 1);
-    assert_eq!(lock_word(&s).load(Ordering::Relaxed), 0, "released");
+    assert_eq!(lock_word(&s).load(Ordering::Relaxed) as u32, 0, "released");
     assert_eq!(records(&s), [(1, b"kept".to_vec()), (2, b"new".to_vec())]);
 }
 
@@ -361,8 +361,9 @@ fn a_stuck_owner_costs_timeouts_then_is_taken_over() {
     let mut s = open(&n);
     quick(&mut s);
     s.add_ticket_record(1, b"one", now() + 3600).unwrap();
-    // This process is alive and will never release it.
-    lock_word(&s).store(super::super::lock::pid(), Ordering::Relaxed);
+    // A live thread that will never release it.
+    let (holder, _stop) = super::super::lock::live_thread();
+    lock_word(&s).store(holder, Ordering::Relaxed);
     let t0 = Instant::now();
     assert_eq!(s.ticket_records().err(), Some(StoreError::Timeout));
     assert!(t0.elapsed() < Duration::from_secs(1));

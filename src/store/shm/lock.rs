@@ -41,35 +41,37 @@
 //! A take-over advances the generation, so a holder that stalled and lost the lock can tell:
 //! its token no longer matches the word. The holder checks its token ([`ShardLock::holds`])
 //! before every write that publishes anything (the callers' write helpers do it) and stops
-//! writing for good at the first failed check; [`ShardLock::unlock`] releases only the
-//! holder's own acquisition. So a holder that lost the lock releases nothing it does not own
-//! (two threads of one process have different owners, so neither can release the other's
-//! lock) and writes nothing after it noticed. What no lock in shared memory can stop is the
-//! one store a holder had already checked for when it stalled: at most one such write per
-//! lost acquisition lands. That is why the one decision that must never be taken twice, the
-//! single use of a TLS 1.3 ticket, is not a plain write but a compare-and-swap on the
-//! entry itself (see `shard.rs`, "claim"), and why everything else in a shard is
-//! checksummed and checked: a stray late write can cost a miss, never a wrong or
-//! repeated session.
+//! writing for good at the first failed check. [`ShardLock::unlock`] releases only the
+//! holder's own acquisition (two threads of one process have different owners, so neither
+//! can release the other's lock) and says whether the holder kept the lock to the end: the
+//! callers use an operation's outcome (a session found, a ticket's single use consumed) only
+//! then. The release is a compare-and-swap with Release ordering, so the next holder, whose
+//! acquisition reads the released word, sees every write of the operation.
+//!
+//! What no lock in shared memory can stop is the one store a holder had already checked for
+//! when it stalled: at most one such store per lost acquisition lands after the take-over.
+//! The shard is built for it (see `shard.rs`): entries are checksummed, published only by
+//! several stores and found only below the head, so such a store costs at most a miss or a
+//! repair, never a session delivered twice or under the wrong key.
 //!
 //! # The model
 //! `model/shm_lock.pml` is this protocol in Promela, checked exhaustively by spin
-//! (`make model`, part of `make check`): two processes of two threads and a third process
-//! of one, each running acquire (fast path, spin, WAITERS, sleep), take-over of a dead,
-//! stuck or garbage owner, fenced writes, a single-use claim, a "move" of the entry (a
-//! second chance), and release with wake-up, where any holder may stall at any step (and
-//! be taken over from) or die. It checks: (1) at most one holder whose fence check passes at
-//! any time, and at most one write by a holder after it lost the lock; (2) no lost wake-up:
-//! no thread sleeps forever while the lock is free (spin's invalid end states, with sleeps
-//! that only a wake-up or a dead/stuck owner's timeout ends); (3) the single-use entry is
-//! delivered at most once, whatever stalls; (4) a dead owner never keeps a waiter from the
-//! lock: a waiter gives up (`Busy`) only while the owner is alive. It abstracts away: time
-//! (the budget and `steal_after` are "a waiter may give up" and "a waiter may take over
-//! from a stalled holder"), the kernel's futex (an atomic compare-and-sleep and a wake of
-//! one sleeper), memory ordering (sequentially consistent steps; the code's Acquire/Release
-//! pairs give that for these accesses), the ring and index (one entry word and one copy
-//! slot), and the reuse of thread IDs and of generations (2^32 acquisitions while one
-//! holder is stalled).
+//! (`make model`, part of `make check`): threads of two processes (two in one, one in the
+//! other) run acquire (fast path, WAITERS and sleep, take-over of a dead, garbage or stuck
+//! owner, giving up), a critical section (fenced writes; taking or moving a single-use
+//! entry) and release with a wake-up; any holder may stall at any step and be taken over
+//! from, and any one process may die at any step. Properties: (1) a holder makes at most one
+//! write after it lost the lock, and a release never ends another acquisition; (2) no lost
+//! wake-up: a sleep ends by a wake-up, or by the nap only where a process died; (3) a
+//! single-use entry is delivered at most once; (4) a waiter gives up only while the owner
+//! is alive, and every thread ends. Five mutants (no fence checks, an outcome used without a
+//! successful release, a process as the owner as before, WAITERS forgotten after a sleep,
+//! no take-over of a dead owner) must each be caught, and are. Abstracted away: time (the
+//! budget and `steal_after` become "may give up" and "may take over a live owner" at any
+//! moment, harsher than the code), memory ordering (sequentially consistent steps; the
+//! code's Acquire/Release pairs on the word give that for what a holder writes), the ring
+//! and the index (two entry slots), reused thread IDs, and generations wrapping (2^32
+//! acquisitions while one holder is stalled).
 //!
 //! Thread IDs are read in the caller's PID namespace: processes sharing a segment must run
 //! in one PID namespace (they do whenever they can see each other in `ps`).

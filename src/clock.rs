@@ -21,3 +21,42 @@ pub fn monotonic_ms() -> u64 {
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut t) };
     t.tv_sec as u64 * 1000 + t.tv_nsec as u64 / 1_000_000
 }
+
+/// A monotonic clock in milliseconds, for what decides by time and is tested without
+/// waiting (the Redis store's circuit breaker and writer): [`Monotonic`] in production, a
+/// clock a test sets by hand ([`Manual`]) in tests.
+pub trait Clock: Send + Sync {
+    fn now_ms(&self) -> u64;
+}
+
+/// [`monotonic_ms`], as a [`Clock`].
+pub struct Monotonic;
+
+impl Clock for Monotonic {
+    fn now_ms(&self) -> u64 {
+        monotonic_ms()
+    }
+}
+
+/// A clock that moves only when told to.
+#[cfg(test)]
+#[derive(Default)]
+pub struct Manual(std::sync::atomic::AtomicU64);
+
+#[cfg(test)]
+impl Manual {
+    pub fn at(ms: u64) -> Manual {
+        Manual(std::sync::atomic::AtomicU64::new(ms))
+    }
+
+    pub fn advance(&self, ms: u64) {
+        self.0.fetch_add(ms, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+impl Clock for Manual {
+    fn now_ms(&self) -> u64 {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}

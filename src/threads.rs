@@ -40,3 +40,9 @@ pub fn spawn_quiet(name: &str, f: impl FnOnce() + Send + 'static) -> std::io::Re
         .spawn(f)
         .map(drop)
 }
+
+/// Locks a mutex whose critical sections leave its data consistent at each step, so that
+/// a panic in one (which poisons it) does not keep the others out.
+pub fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}

@@ -12,6 +12,7 @@
 use super::conn::{classify, describe, Connector, NodeConn};
 use super::process::Shared;
 use super::tally;
+use super::transport::{pack, Transport};
 use crate::log::Level;
 use crate::store::{StoreError, Survey};
 use redis::{ConnectionAddr, ConnectionInfo, RedisError, RedisResult};
@@ -29,10 +30,7 @@ pub(crate) fn survey(shared: &Shared) -> Result<Survey, StoreError> {
     let mut nodes = primaries(shared).map_err(failed)?;
     let mut tally_conn = shared.connector.connect(budget).map_err(failed)?;
     let reply = tally_conn
-        .request(
-            super::conn::pack(&[b"HGETALL", &shared.tally_key]).as_slice(),
-            budget,
-        )
+        .request(pack(&[b"HGETALL", &shared.tally_key]).as_slice(), budget)
         .map_err(failed)?;
     let (mut stats, reported_at) = tally::parse(&reply);
     let mut complete = true;

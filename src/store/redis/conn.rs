@@ -1,9 +1,9 @@
-//! Talking to Redis: connections to one server or to a cluster, commands packed by hand
-//! (so that the buffers that held session bytes are wiped), the lookup script, replies read
-//! and errors sorted into [`StoreError`]s.
+//! Talking to Redis: connections to one server or to a cluster (the [`Transport`] commands
+//! go over), the lookup script, replies read and errors sorted into [`StoreError`]s.
 
 pub(crate) use super::node::NodeConn;
 use super::tls::{with_cluster_tls, Tls, TlsConnection};
+use super::transport::{eval, Transport};
 use crate::secret::SecretBytes;
 use crate::store::StoreError;
 use redis::{
@@ -145,10 +145,8 @@ impl Timeouts for TlsConnection {
     }
 }
 
-impl Conn {
-    /// Sends one packed command and reads its reply; each socket operation gives up after
-    /// `budget`. A server's error reply is an `Err`.
-    pub fn request(&mut self, packed: &[u8], budget: Duration) -> RedisResult<Value> {
+impl Transport for Conn {
+    fn request(&mut self, packed: &[u8], budget: Duration) -> RedisResult<Value> {
         let value = match self {
             Conn::Single(c, set) => {
                 set_budget(c, set, budget)?;
@@ -172,11 +170,8 @@ impl Conn {
         value.extract_error()
     }
 
-    /// Sends `count` packed commands at once (a pipeline: one write, then the replies in
-    /// order) and reads their replies; a server's error reply is a `Value::ServerError`
-    /// among them, a network error fails them all. Each socket operation gives up after
-    /// `budget`. None for a cluster connection, which routes one command at a time.
-    pub fn request_many(
+    /// None for a cluster connection, which routes one command at a time.
+    fn request_many(
         &mut self,
         packed: &[u8],
         count: usize,
@@ -193,8 +188,7 @@ impl Conn {
         }
     }
 
-    /// False once the connection saw its socket close.
-    pub fn is_open(&self) -> bool {
+    fn is_open(&self) -> bool {
         match self {
             Conn::Single(c, _) => c.is_open(),
             Conn::Tls(c, _) => c.is_open(),
@@ -272,26 +266,19 @@ pub(crate) fn timed_out() -> RedisError {
     ))
 }
 
-/// Runs the lookup script for `key` (EVALSHA; on NOSCRIPT, EVAL, which also caches it),
+/// Runs the lookup script for `key` (`transport::eval`: EVALSHA, or EVAL on NOSCRIPT),
 /// all of it before `deadline`.
 pub(crate) fn lookup(
-    conn: &mut Conn,
+    conn: &mut impl Transport,
     sha: &str,
     key: &[u8],
     take: bool,
     deadline: Instant,
 ) -> RedisResult<Option<Fetched>> {
     let flag: &[u8] = if take { b"1" } else { b"0" };
-    let reply = match conn.request(
-        pack(&[b"EVALSHA", sha.as_bytes(), b"1", key, flag]).as_slice(),
-        remaining(deadline)?,
-    ) {
-        Err(e) if e.kind() == RedisErrorKind::NoScriptError => conn.request(
-            pack(&[b"EVAL", LOOKUP_SCRIPT.as_bytes(), b"1", key, flag]).as_slice(),
-            remaining(deadline)?,
-        )?,
-        other => other?,
-    };
+    let reply = eval(conn, sha, LOOKUP_SCRIPT, &[b"1", key, flag], || {
+        remaining(deadline)
+    })?;
     parse_lookup(reply)
 }
 
@@ -313,39 +300,6 @@ fn parse_lookup(reply: Value) -> RedisResult<Option<Fetched>> {
         consumed: consumed != 0,
         pttl_ms,
     }))
-}
-
-/// A command in RESP (an array of bulk strings), in a buffer that is wiped when dropped.
-pub(crate) fn pack(args: &[&[u8]]) -> SecretBytes {
-    fn digits(n: usize) -> usize {
-        n.checked_ilog10().map_or(1, |d| d as usize + 1)
-    }
-    let len = 1
-        + digits(args.len())
-        + 2
-        + args
-            .iter()
-            .map(|a| 1 + digits(a.len()) + 2 + a.len() + 2)
-            .sum::<usize>();
-    let mut out = SecretBytes::zeroed(len);
-    let buf = out.as_mut_slice();
-    let mut at = 0;
-    let mut put = |bytes: &[u8]| {
-        buf[at..at + bytes.len()].copy_from_slice(bytes);
-        at += bytes.len();
-    };
-    put(b"*");
-    put(args.len().to_string().as_bytes());
-    put(b"\r\n");
-    for a in args {
-        put(b"$");
-        put(a.len().to_string().as_bytes());
-        put(b"\r\n");
-        put(a);
-        put(b"\r\n");
-    }
-    debug_assert_eq!(at, len);
-    out
 }
 
 /// What a failed operation says to its caller.
@@ -412,23 +366,6 @@ pub(crate) fn redact(text: String, secret: Option<&str>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn packing() {
-        assert_eq!(
-            pack(&[b"SET", b"k", b""]).as_slice(),
-            b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$0\r\n\r\n"
-        );
-        let long = vec![7u8; 1234];
-        let p = pack(&[b"GET", &long, b"0123456789"]);
-        let head = b"*3\r\n$3\r\nGET\r\n$1234\r\n";
-        assert_eq!(&p.as_slice()[..head.len()], head);
-        assert!(p.as_slice().ends_with(b"\r\n$10\r\n0123456789\r\n"));
-        assert_eq!(
-            p.len(),
-            head.len() + 1234 + 2 + b"$10\r\n0123456789\r\n".len()
-        );
-    }
 
     #[test]
     fn lookup_replies() {

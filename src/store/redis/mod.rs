@@ -23,7 +23,7 @@
 //!   answer is not waited for. `counters().stores` and `removes` count what the writer
 //!   applied; a write that fails there is counted like a failed lookup, and lost. At
 //!   exit a process waits, at most 250 ms for all its caches, until its queued writes are
-//!   sent (`process::at_exit`), so that a server stopping gracefully keeps the sessions of
+//!   sent (`process::exit`), so that a server stopping gracefully keeps the sessions of
 //!   its last handshakes for the other hosts. Until the writer has sent a SET, the value
 //!   stays in the process's pending map, where its own `get` and `take` find it (read your
 //!   writes: a client that reconnects at once to the same host resumes). The writer
@@ -126,6 +126,7 @@ mod tally;
 mod tests;
 mod tickets;
 mod tls;
+mod transport;
 
 use super::{Counters, Entry, Found, NetStats, SessionKey, Stamp, Store, StoreError, Survey};
 use crate::config::RedisConfig;
@@ -262,7 +263,7 @@ impl RedisStore {
             "redis: the value stored for session id#{:08x} is not a session entry; removed",
             crate::log::fingerprint(key.as_bytes())
         );
-        p.submit(conn::pack(&[b"DEL", &self.redis_key(key)]), true);
+        p.submit(transport::pack(&[b"DEL", &self.redis_key(key)]), true);
         StoreError::Corrupt
     }
 
@@ -302,7 +303,7 @@ impl Store for RedisStore {
         let stamp = self.stamp(value.as_slice());
         let px = (entry.expires_at - now).saturating_mul(1000).max(MIN_PX_MS);
         let rkey = self.redis_key(key);
-        let packed = conn::pack(&[
+        let packed = transport::pack(&[
             b"SET",
             &rkey,
             value.as_slice(),
@@ -427,7 +428,7 @@ impl Store for RedisStore {
                 // Counted already; what this process held is still the caller's, and Redis
                 // is asked to forget it when it can.
                 Some(bytes) => {
-                    p.submit(conn::pack(&[b"DEL", &self.redis_key(key)]), true);
+                    p.submit(transport::pack(&[b"DEL", &self.redis_key(key)]), true);
                     Ok(Some(bytes))
                 }
                 None => Err(e),
@@ -443,7 +444,7 @@ impl Store for RedisStore {
                 .is_some_and(|l1| l1.remove(key).unwrap_or(false));
         let rkey = self.redis_key(key);
         p.drop_pending(&rkey);
-        if p.submit(conn::pack(&[b"DEL", &rkey]), true) {
+        if p.submit(transport::pack(&[b"DEL", &rkey]), true) {
             Ok(local)
         } else {
             Counters::bump(&p.core.counters.errors);

@@ -30,8 +30,9 @@
 //! The user needs, on the prefix, `EVALSHA`/`EVAL` with `HSETNX`, `TIME`, `EXPIRETIME`,
 //! `EXPIREAT` inside the script, and `HGETALL`, `HDEL`.
 
-use super::conn::{is_server_reply, is_stale, pack, Conn};
+use super::conn::{is_server_reply, is_stale, Conn};
 use super::process::Proc;
+use super::transport::{eval, pack, Transport};
 use crate::log::Level;
 use crate::secret::SecretBytes;
 use crate::store::{Counters, StoreError, TicketRecord, MAX_TICKET_RECORD_BYTES};
@@ -89,23 +90,16 @@ pub(crate) fn add(p: &Proc, seq: u64, bytes: &[u8], keep_until: u64) -> Result<b
     let field = seq.to_string();
     let until = keep_until.min(MAX_KEEP_UNTIL).to_string();
     let reply = run(p, "adding a ticket-key record", |c, budget| {
-        let mut args: [&[u8]; 7] = [
-            b"EVALSHA",
-            shared.tickets_sha.as_bytes(),
+        let keys_and_args: [&[u8]; 5] = [
             b"1",
             &shared.tickets_key,
             field.as_bytes(),
             bytes,
             until.as_bytes(),
         ];
-        match c.request(pack(&args).as_slice(), budget) {
-            Err(e) if e.kind() == redis::ErrorKind::NoScriptError => {
-                args[0] = b"EVAL";
-                args[1] = ADD_SCRIPT.as_bytes();
-                c.request(pack(&args).as_slice(), budget)
-            }
-            other => other,
-        }
+        eval(c, &shared.tickets_sha, ADD_SCRIPT, &keys_and_args, || {
+            Ok(budget)
+        })
     })?;
     match reply {
         Value::Int(1) => Ok(true),

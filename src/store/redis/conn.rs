@@ -385,6 +385,45 @@ mod tests {
         assert!(parse_lookup(Value::Array(vec![Value::Nil])).is_err());
     }
 
+    /// The lookup over a scripted transport: EVALSHA; on NOSCRIPT the script itself
+    /// (EVAL), within the deadline; the reply parsed.
+    #[test]
+    fn the_lookup_sends_the_script_when_the_server_lacks_it() {
+        use super::super::transport::fake::{error_reply, Answer, Script};
+        use super::super::transport::pack;
+        let script = Script::default();
+        script
+            .answer(Answer::One(Err(error_reply(
+                "NOSCRIPT No matching script.",
+            ))))
+            .answer(Answer::One(Ok(Value::Array(vec![
+                Value::BulkString(vec![1, 9]),
+                Value::Int(1),
+                Value::Int(700),
+            ]))));
+        let mut c = script.connect().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let f = lookup(&mut c, "sha", b"k", true, deadline)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (f.value.as_slice(), f.consumed, f.pttl_ms),
+            (&[1u8, 9][..], true, 700)
+        );
+        let sent: Vec<Vec<u8>> = script.sent().into_iter().map(|s| s.packed).collect();
+        assert_eq!(
+            sent,
+            [
+                pack(&[b"EVALSHA", b"sha", b"1", b"k", b"1"]).as_slice(),
+                pack(&[b"EVAL", LOOKUP_SCRIPT.as_bytes(), b"1", b"k", b"1"]).as_slice()
+            ]
+        );
+        // No time left: nothing is sent.
+        let spent = lookup(&mut c, "sha", b"k", false, Instant::now());
+        assert!(matches!(spent, Err(e) if e.is_timeout()));
+        assert_eq!(script.sent().len(), 2);
+    }
+
     #[test]
     fn errors_are_sorted_and_redacted() {
         let t = timed_out();

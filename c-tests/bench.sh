@@ -45,15 +45,11 @@ pid=
 cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null; rm -rf "$dir"; }
 trap cleanup EXIT
 trap 'exit 1' INT TERM HUP
-port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+. c-tests/ports.sh
+port=$(free_port)
 redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no --dir "$dir" >"$dir/redis.log" 2>&1 &
 pid=$!
-i=0
-until [ "$(redis-cli -p "$port" PING 2>/dev/null)" = PONG ]; do
-    i=$((i + 1))
-    if [ $i -gt 50 ]; then echo "bench: redis-server did not start:" >&2; cat "$dir/redis.log" >&2; exit 1; fi
-    sleep 0.1
-done
+if ! wait_redis "$port" 5; then echo "bench: redis-server did not start:" >&2; cat "$dir/redis.log" >&2; exit 1; fi
 (umask 077; openssl rand -hex 32 >"$dir/keys")
 redis_version=$(redis-server --version | sed 's/.*v=\([^ ]*\).*/\1/')
 echo "# redis-server $redis_version on 127.0.0.1:$port (loopback), values sealed"

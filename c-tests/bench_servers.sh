@@ -70,6 +70,7 @@ cd "$(dirname "$0")/.." || exit 1
 # The servers get their settings below; the caller's would change what is measured.
 unset SESSCACHE_URL SESSCACHE_LOG SESSCACHE_STATS SESSCACHE_STATS_INTERVAL
 . c-tests/sserver.sh
+. c-tests/ports.sh
 . c-tests/nginx.sh
 . c-tests/servers/common.sh
 . c-tests/servers/apache.sh
@@ -98,7 +99,6 @@ note() { echo "# $1"; }
 
 bs_root=$(mktemp -d "${TMPDIR:-/tmp}/sesscache-bench-servers.XXXXXX") || { fail "mktemp"; exit 1; }
 chmod 0755 "$bs_root"   # the servers' workers (nobody, www-data) read under it
-SERVERS_PORT_FILE=$bs_root/next-port
 
 # Both servers of a kind run at once: the helpers keep one server's pids in their globals,
 # so each configuration's are saved here (PID_a, WORKERS_a, PORT_a, …) and put back to stop it.

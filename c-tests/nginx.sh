@@ -1,7 +1,7 @@
 # Shell functions to run nginx (the system binary, Debian package `nginx`) on loopback with
-# two workers, for c-tests/shm_servers.sh. Source it; POSIX sh.
+# two workers, for c-tests/shm_servers.sh. Source it from the top of the tree; it sources
+# c-tests/ports.sh (free_port, port_busy); POSIX sh.
 #
-#   port_busy PORT                        true if something listens on TCP PORT
 #   ngx_start DIR [VAR=VAL…]              write DIR/nginx.conf and start nginx (master +
 #                                         2 workers, reuseport) with env VAR=VAL… (e.g.
 #                                         LD_PRELOAD=… SESSCACHE_URL=…) on a free
@@ -32,11 +32,7 @@
 
 NGX_BIN=${NGX_BIN:-/usr/sbin/nginx}
 
-port_busy() {
-    _h=$(printf ':%04X' "$1")
-    awk -v h="$_h" '$4 == "0A" && substr($2, length($2) - 4) == h { f = 1 } END { exit !f }' \
-        /proc/net/tcp /proc/net/tcp6 2>/dev/null
-}
+. c-tests/ports.sh
 
 ngx_conf() { # DIR PORT
     cat >"$1/nginx.conf" <<EOF
@@ -81,11 +77,11 @@ ngx_start() {
     _dir=$1; shift
     chmod 0755 "$_dir"
     : >"$_dir/stats"; chmod 0666 "$_dir/stats"
-    _port=$(( 20000 + ($$ * 11 + 7919) % 30000 ))
+    _port=$(free_port)
     _tries=0
     while [ $_tries -lt 20 ]; do
         _tries=$((_tries + 1))
-        if port_busy "$_port"; then _port=$((_port + 1)); continue; fi
+        if port_busy "$_port"; then _port=$(free_port); continue; fi
         ngx_conf "$_dir" "$_port"
         rm -f "$_dir/error.log" "$_dir/access.log" "$_dir/nginx.pid"
         env "$@" "$NGX_BIN" -e "$_dir/error.log" \
@@ -112,9 +108,9 @@ ngx_start() {
         fi
         wait "$NGX_PID" 2>/dev/null
         NGX_PID=
-        # nginx retries a busy port for 2.5 s, then exits: try the next one.
+        # nginx retries a busy port for 2.5 s, then exits: try another one.
         grep -q 'bind() to .* failed' "$_dir/error.log" 2>/dev/null || break
-        _port=$((_port + 1))
+        _port=$(free_port)
     done
     echo "could not start nginx:" >&2
     cat "$_dir/nginx.out" "$_dir/error.log" >&2 2>/dev/null

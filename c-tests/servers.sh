@@ -44,6 +44,7 @@ cd "$(dirname "$0")/.." || exit 1
 # Each server gets its settings below; the caller's would change what the tests observe.
 unset SESSCACHE_URL SESSCACHE_LOG SESSCACHE_STATS
 . c-tests/sserver.sh
+. c-tests/ports.sh
 SUITE=servers
 . c-tests/checks.sh   # no_fewer; ok, fail and note are this script's own, below
 . c-tests/nginx.sh
@@ -99,7 +100,6 @@ finish() {
 rm -rf "$root"
 mkdir -p "$root" || { fail "cannot make $root"; finish; }
 chmod 0755 "$root"
-SERVERS_PORT_FILE=$root/next-port
 
 if [ ! -f "$lib" ]; then
     fail "$lib is missing: run 'cargo build --release' (or 'make lib') first"
@@ -118,9 +118,7 @@ if command -v redis-server >/dev/null 2>&1 && command -v redis-cli >/dev/null 2>
     redis-server --port "$R_PORT" --bind 127.0.0.1 --save '' --appendonly no --dir "$root" \
         >"$root/redis.log" 2>&1 &
     R_PID=$!
-    _w=0
-    until [ "$(redis-cli -p "$R_PORT" PING 2>/dev/null)" = PONG ] || [ $_w -ge 50 ]; do sleep 0.1; _w=$((_w + 1)); done
-    [ $_w -lt 50 ] || fail "redis-server did not start (see $root/redis.log)"
+    wait_redis "$R_PORT" 5 || fail "redis-server did not start (see $root/redis.log)"
     (umask 077; openssl rand -hex 32 >"$root/redis.key")
 else
     fail "redis-server and redis-cli are missing: $DEPS"

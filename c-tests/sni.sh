@@ -57,31 +57,12 @@ start() {
     _env=
     while [ $# -gt 0 ] && [ "$1" != -- ]; do _env="$_env $1"; shift; done
     [ $# -gt 0 ] && shift
-    _tries=0
-    while [ $_tries -lt 5 ]; do
-        _tries=$((_tries + 1))
-        _port=$(free_port)
-        rm -f "$dir/$_n.out"
-        # shellcheck disable=SC2086
-        env LD_PRELOAD="$lib" SESSCACHE_STATS="$dir/$_n.stats" SESSCACHE_LOG=debug $_env \
-            "$SSERVER_OPENSSL" s_server -accept "127.0.0.1:$_port" \
-            -cert "$dir/cert.pem" -key "$dir/key.pem" -servername a.test \
-            -cert2 "$dir/cert.pem" -key2 "$dir/key.pem" -www "$@" \
-            </dev/null >"$dir/$_n.out" 2>>"$dir/$_n.err" &
-        _pid=$!
-        _w=0
-        while [ $_w -lt 50 ]; do
-            if grep -q '^ACCEPT' "$dir/$_n.out" 2>/dev/null; then
-                PORT=$_port; PIDS="$PIDS $_pid"; eval "PID_$_n=$_pid"
-                return 0
-            fi
-            kill -0 "$_pid" 2>/dev/null || break
-            sleep 0.1; _w=$((_w + 1))
-        done
-        kill "$_pid" 2>/dev/null; wait "$_pid" 2>/dev/null
-    done
-    echo "# could not start s_server $_n:"; show "$dir/$_n.err"
-    return 1
+    set -f   # (VAR=VAL words: a ? in a URL is no pattern)
+    # shellcheck disable=SC2086
+    set -- SESSCACHE_LOG=debug $_env -- -servername a.test -cert2 "$dir/cert.pem" -key2 "$dir/key.pem" "$@"
+    set +f
+    sserver_www "$dir" "$_n" "$@" || return 1
+    PORT=$SSERVER_PORT; PIDS="$PIDS $SSERVER_PID"; eval "PID_$_n=$SSERVER_PID"
 }
 stop() {
     eval "_pid=\${PID_$1:-}"

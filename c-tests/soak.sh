@@ -21,6 +21,7 @@
 set -u
 SUITE=soak
 . c-tests/checks.sh
+. c-tests/ports.sh
 prog=${1:-build/soak}
 secs=${SOAK_SECONDS:-60}
 only=${SOAK_ONLY:-}
@@ -79,18 +80,12 @@ if wanted redis; then
         echo "soak: redis-server and redis-cli are needed (apt-get install redis-server redis-tools)" >&2
         fail "redis: redis-server or redis-cli is not installed: the redis:// soak did not run"
     else
-        # A free port on loopback, as c-tests/bench.sh finds one.
-        redis_port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+        redis_port=$(free_port)
         redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no \
             --dir "$work" --maxmemory-policy allkeys-lru \
             >"$work/redis.log" 2>&1 &
         redis_pid=$!
-        redis_up=0
-        for _i in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30; do
-            if [ "$(redis-cli -p "$redis_port" PING 2>/dev/null)" = PONG ]; then redis_up=1; break; fi
-            sleep 0.2
-        done
-        if [ $redis_up = 0 ]; then
+        if ! wait_redis "$redis_port" 6; then
             show "$work/redis.log"
             fail "redis: redis-server did not start"
         else

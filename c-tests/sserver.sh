@@ -1,11 +1,21 @@
 # Shell functions to run an unmodified `openssl s_server` with libsesscache preloaded on
-# loopback, for the harness and `make demo`. Source it; POSIX sh.
+# loopback, for the harness and `make demo`. Source it from the top of the tree; it sources
+# c-tests/ports.sh (free_port); POSIX sh.
 #
 #   sserver_cert DIR                      ECDSA P-256 cert.pem + key.pem in DIR
 #   sserver_start DIR NACCEPT [VAR=VAL…]  start one server (env VAR=VAL…), on a free port;
 #                                         sets SSERVER_PORT and SSERVER_PID
+#   sserver_www DIR NAME [VAR=VAL…] -- [OPTION…]
+#                                         start an `openssl s_server -www OPTION…` (which never
+#                                         reads its stdin; DIR's cert.pem and key.pem) with
+#                                         the library preloaded (LD_PRELOAD= among VAR=VAL…:
+#                                         without it) and SESSCACHE_STATS=DIR/NAME.stats, its
+#                                         output in DIR/NAME.out and DIR/NAME.err, on a free
+#                                         port; sets SSERVER_PORT and SSERVER_PID
 #   sserver_wait PID                      wait (up to 20 s) for it to exit after NACCEPT
 #   sserver_stop PID                      stop it now
+#   sserver_cleanup                       (for an EXIT trap) stop the servers still running
+#                                         that SSERVER_PID, S1 and S2 name
 #   sserver_two DIR CERTDIR N1 N2 [VAR=VAL…]
 #                                         two servers (DIR/s1, DIR/s2, CERTDIR's cert) for N1
 #                                         and N2 accepts; sets S1 P1 S2 P2
@@ -28,6 +38,8 @@
 SSERVER_LIB=${SSERVER_LIB:-$(pwd)/target/release/libsesscache.so}
 SSERVER_OPENSSL=${SSERVER_OPENSSL:-openssl}
 
+. c-tests/ports.sh
+
 sserver_cert() {
     "$SSERVER_OPENSSL" req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
         -subj /CN=localhost -days 2 -keyout "$1/key.pem" -out "$1/cert.pem" >/dev/null 2>&1
@@ -37,8 +49,8 @@ sserver_start() {
     _dir=$1; _naccept=$2; shift 2
     [ -p "$_dir/stdin" ] || mkfifo "$_dir/stdin"
     exec 9<>"$_dir/stdin"
-    # A port from the process ID, then the next ones until one is free.
-    _port=$(( 20000 + ($$ * 7) % 30000 ))
+    # A free port; another one if the server finds it taken.
+    _port=$(free_port)
     _tries=0
     while [ $_tries -lt 30 ]; do
         # The previous server's output says ACCEPT too: remove it before the new server
@@ -48,19 +60,13 @@ sserver_start() {
             -cert "$_dir/cert.pem" -key "$_dir/key.pem" -naccept "$_naccept" \
             <"$_dir/stdin" >"$_dir/server.out" 2>"$_dir/server.err" &
         SSERVER_PID=$!
-        _waited=0
-        while [ $_waited -lt 50 ]; do
-            if grep -q '^ACCEPT' "$_dir/server.out" 2>/dev/null; then
-                SSERVER_PORT=$_port
-                return 0
-            fi
-            kill -0 "$SSERVER_PID" 2>/dev/null || break
-            sleep 0.1
-            _waited=$((_waited + 1))
-        done
+        if sserver_listens "$_dir/server.out" "$SSERVER_PID"; then
+            SSERVER_PORT=$_port
+            return 0
+        fi
         kill "$SSERVER_PID" 2>/dev/null
         wait "$SSERVER_PID" 2>/dev/null
-        _port=$((_port + 1))
+        _port=$(free_port)
         _tries=$((_tries + 1))
     done
     echo "could not start openssl s_server:" >&2
@@ -68,7 +74,43 @@ sserver_start() {
     return 1
 }
 
+# sserver_listens OUT PID: waits (up to 5 s) until s_server says ACCEPT in OUT; false at
+# once if PID exits (its port was taken, most likely).
+sserver_said() { grep -q '^ACCEPT' "$1" 2>/dev/null || ! kill -0 "$2" 2>/dev/null; }
+sserver_listens() { wait_for 5 sserver_said "$1" "$2" && grep -q '^ACCEPT' "$1" 2>/dev/null; }
+
+sserver_www() {
+    _dir=$1; _name=$2; shift 2
+    _env=
+    while [ $# -gt 0 ] && [ "$1" != -- ]; do _env="$_env $1"; shift; done
+    [ $# -gt 0 ] && shift
+    _tries=0
+    while [ $_tries -lt 5 ]; do
+        _tries=$((_tries + 1))
+        _port=$(free_port)
+        rm -f "$_dir/$_name.out"
+        # VAR=VAL words, split on spaces only (set -f: a ? in a URL is no pattern).
+        set -f
+        # shellcheck disable=SC2086
+        env LD_PRELOAD="$SSERVER_LIB" SESSCACHE_STATS="$_dir/$_name.stats" $_env \
+            "$SSERVER_OPENSSL" s_server -accept "127.0.0.1:$_port" \
+            -cert "$_dir/cert.pem" -key "$_dir/key.pem" -www "$@" \
+            </dev/null >"$_dir/$_name.out" 2>>"$_dir/$_name.err" &
+        SSERVER_PID=$!
+        set +f
+        if sserver_listens "$_dir/$_name.out" "$SSERVER_PID"; then
+            SSERVER_PORT=$_port
+            return 0
+        fi
+        kill "$SSERVER_PID" 2>/dev/null; wait "$SSERVER_PID" 2>/dev/null
+    done
+    echo "# could not start s_server $_name:"; sed 's/^/# /' "$_dir/$_name.err" 2>/dev/null
+    SSERVER_PID=
+    return 1
+}
+
 sserver_wait() {
+    [ "$1" = "${SSERVER_PID:-}" ] && SSERVER_PID=
     _waited=0
     while kill -0 "$1" 2>/dev/null && [ $_waited -lt 200 ]; do
         sleep 0.1
@@ -86,9 +128,16 @@ sserver_wait() {
 }
 
 sserver_stop() {
+    [ "$1" = "${SSERVER_PID:-}" ] && SSERVER_PID=
     kill "$1" 2>/dev/null
     wait "$1" 2>/dev/null
     exec 9>&-
+}
+
+sserver_cleanup() {
+    for _p in ${SSERVER_PID:-} ${S1:-} ${S2:-}; do kill "$_p" 2>/dev/null; wait "$_p" 2>/dev/null; done
+    SSERVER_PID=; S1=; S2=
+    exec 8>&- 9>&-
 }
 
 # TLS 1.3 tickets arrive after the handshake: to save one, s_client must not quit at once.

@@ -57,28 +57,8 @@ done
 # DIR/NAME.stats.
 start() {
     _n=$1; shift
-    _tries=0
-    while [ $_tries -lt 5 ]; do
-        _tries=$((_tries + 1))
-        _port=$(free_port)
-        rm -f "$dir/$_n.out"
-        env LD_PRELOAD="$lib" SESSCACHE_STATS="$dir/$_n.stats" "$@" "$SSERVER_OPENSSL" s_server \
-            -accept "127.0.0.1:$_port" -cert "$dir/cert.pem" -key "$dir/key.pem" -www \
-            </dev/null >"$dir/$_n.out" 2>>"$dir/$_n.err" &
-        _pid=$!
-        _w=0
-        while [ $_w -lt 50 ]; do
-            if grep -q '^ACCEPT' "$dir/$_n.out" 2>/dev/null; then
-                PORT=$_port; PIDS="$PIDS $_pid"; eval "PID_$_n=$_pid"
-                return 0
-            fi
-            kill -0 "$_pid" 2>/dev/null || break
-            sleep 0.1; _w=$((_w + 1))
-        done
-        kill "$_pid" 2>/dev/null; wait "$_pid" 2>/dev/null
-    done
-    echo "# could not start s_server $_n:"; show "$dir/$_n.err"
-    return 1
+    sserver_www "$dir" "$_n" "$@" -- || return 1
+    PORT=$SSERVER_PORT; PIDS="$PIDS $SSERVER_PID"; eval "PID_$_n=$SSERVER_PID"
 }
 # stop NAME: stops it (its SESSCACHE_STATS line is written at exit).
 stop() {
@@ -100,6 +80,7 @@ listed() { gens "$1" | grep -qx "$2"; }
 # ticket the server sends in that handshake (s_client -msg: handshake header 4 bytes,
 # lifetime 4, length 2, then the ticket), or nothing when it sends none.
 renewed() {
+    # (The client stays 0.5 s, for the ticket the server sends after the handshake.)
     (sleep 0.5; echo) | timeout 10 "$SSERVER_OPENSSL" s_client -connect "127.0.0.1:$1" -sess_in "$2" \
         -tls1_2 -msg 2>/dev/null | sed -n '/NewSessionTicket/,/^[<>]/p' | sed 1d | grep -v '^[<>]' |
         tr -d ' \n' | cut -c21-52
@@ -212,12 +193,7 @@ redis_start() {
     "$REDIS_SERVER" --port "$RPORT" --bind 127.0.0.1 --save '' --appendonly no --dir "$dir" \
         >>"$dir/redis.log" 2>&1 &
     RPID=$!
-    _w=0
-    while [ $_w -lt 50 ]; do
-        [ "$(rcli PING 2>/dev/null)" = PONG ] && return 0
-        sleep 0.1; _w=$((_w + 1))
-    done
-    return 1
+    wait_redis "$RPORT" 5
 }
 redis_start "$(free_port)" || { fail "redis-server did not start"; finish; }
 (umask 077; openssl rand -hex 32 >"$dir/keys")
@@ -248,6 +224,7 @@ u="$base&prefix=d$$:&ticket_rotate=3&ttl=6"
 start r1 SESSCACHE_URL="$u" && P1=$PORT && start r2 SESSCACHE_URL="$u" && P2=$PORT || fail "d: hosts did not start"
 d1=$(conn "$P1" -tls1_2 -sess_out "$dir/d.pem")
 n1=$(name "$dir/d.pem")
+# The time is what is tested: at 4 s the second generation (from 3 s) is the one in use.
 sleep 4
 d2=$(conn "$P2" -tls1_2 -sess_in "$dir/d.pem")
 n2=$(renewed "$P2" "$dir/d.pem")
@@ -278,8 +255,8 @@ g2=$(conn "$P1" -tls1_2 -sess_in "$dir/g.pem")
 check "$g1 $g2" "New TLSv1.2 Reused TLSv1.2" "e: Redis down at start: tickets work, under the process's own key"
 check "$(grep -c 'cannot read the shared ticket keys' "$dir/g1.err")" 1 "e: said once in the log"
 redis_start "$RPORT" || { fail "redis-server did not restart"; finish; }
-# ticket_rotate=10: the host refreshes every second.
-sleep 2.5
+# ticket_rotate=10: the host refreshes every second; it says so when it has the shared keys.
+wait_for 5 grep -q 'answers again' "$dir/g1.err"
 g3=$(conn "$P1" -tls1_2 -sess_out "$dir/g3.pem")
 if listed "$u" "$(name "$dir/g3.pem")"; then ok "e: Redis back: new tickets use the shared keys"
 else fail "e: Redis back: new tickets use the shared keys"; show "$dir/g1.err"; fi
@@ -309,12 +286,9 @@ f2=$(conn "$P1" -tls1_2 -sess_out "$dir/f.pem")
 # The host reports its counters to Redis about once a second, from the thread that sends
 # its stores: one session stored (a TLS 1.2 session ID: the client takes no ticket) starts it.
 conn "$P1" -tls1_2 -no_ticket >/dev/null
-_w=0; errors=
-while [ $_w -lt 30 ]; do
-    errors=$(counter "$u" errors)
-    [ "${errors:-0}" -ge 1 ] && break
-    sleep 0.1; _w=$((_w + 1))
-done
+errors=
+counted() { errors=$(counter "$u" errors); [ "${errors:-0}" -ge 1 ]; }
+wait_for 3 counted
 stop f2
 if [ "${errors:-0}" -ge 1 ] && [ "$f2" = "New TLSv1.2" ]; then ok "f: the host counted the refused record (errors=$errors) and still serves"
 else fail "f: the refused record was counted (errors='$errors', '$f2')"; show "$dir/f2.err" "$dir/cli.err"; fi

@@ -1,6 +1,6 @@
 # Shell functions to run Apache httpd 2.4 (the system binary, Debian package `apache2`) on
 # loopback with a generated configuration, for c-tests/servers.sh. Source it after
-# c-tests/servers/common.sh (free_port, wait_tls, wait_gone); POSIX sh.
+# c-tests/servers/common.sh (wait_tls, wait_gone; free_port from c-tests/ports.sh); POSIX sh.
 #
 #   apache_start DIR MPM CACHE [VAR=VAL…]  write DIR/httpd.conf and start httpd in the
 #                                         foreground with env VAR=VAL…: MPM `prefork` (4

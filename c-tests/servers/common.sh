@@ -1,24 +1,13 @@
-# Small shell functions shared by the server helpers of c-tests/servers.sh. Source it after
-# c-tests/nginx.sh (port_busy); POSIX sh.
+# Small shell functions shared by the server helpers of c-tests/servers.sh. Source it from
+# the top of the tree; it sources c-tests/ports.sh (free_port, the one way to pick a port,
+# and the waits); POSIX sh.
 #
-#   free_port                  prints a TCP port nothing listens on (a different one each
-#                              call, from a base derived from the shell's process ID)
 #   wait_tls PORT PID          waits (up to 10 s) until a TLS handshake on 127.0.0.1:PORT
 #                              succeeds; false at once if PID exits
 #   wait_gone PID TENTHS       waits up to TENTHS/10 s for PID (a child of this shell) to
 #                              exit; then SIGKILL and false
 
-SERVERS_PORT_NEXT=${SERVERS_PORT_NEXT:-$(( 20000 + ($$ * 13 + 4099) % 30000 ))}
-
-free_port() {
-    # Runs in $( ): the counter lives in a file so consecutive calls differ.
-    _f=${SERVERS_PORT_FILE:-}
-    if [ -n "$_f" ] && [ -s "$_f" ]; then _p=$(cat "$_f"); else _p=$SERVERS_PORT_NEXT; fi
-    _n=0
-    while port_busy "$_p" && [ $_n -lt 100 ]; do _p=$((_p + 1)); _n=$((_n + 1)); done
-    [ -n "$_f" ] && echo $((_p + 1)) >"$_f"
-    echo "$_p"
-}
+. c-tests/ports.sh
 
 wait_tls() {
     _w=0

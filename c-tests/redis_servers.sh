@@ -54,10 +54,10 @@ if [ ! -f "$lib" ]; then fail "$lib is missing: run 'make lib' first"; finish; f
 
 dir=$(mktemp -d "${TMPDIR:-/tmp}/redis-servers.XXXXXX") || { fail "mktemp"; finish; }
 chmod 0755 "$dir"
-S1=; S2=; RPID=; RPORT=; RAUTH=
+S1=; S2=; RPID=; RPORT=; RAUTH=; sleeper=
 cleanup() {
-    for _p in $S1 $S2; do kill "$_p" 2>/dev/null; wait "$_p" 2>/dev/null; done
-    exec 8>&- 9>&-
+    sserver_cleanup
+    [ -n "$sleeper" ] && kill "$sleeper" 2>/dev/null && wait "$sleeper" 2>/dev/null
     ngx_stop 2>/dev/null
     for _p in ${CPIDS:-}; do kill -9 "$_p" 2>/dev/null; done
     [ -n "$RPID" ] && kill "$RPID" 2>/dev/null && wait "$RPID" 2>/dev/null
@@ -73,11 +73,7 @@ redis_start() {
     "$REDIS_SERVER" --port "$_port" --bind 127.0.0.1 --save '' --appendonly no \
         --dir "$dir" "$@" >>"$dir/redis.log" 2>&1 &
     RPID=$!; RPORT=$_port
-    _w=0
-    while [ $_w -lt 50 ]; do
-        [ "$(rcli PING 2>/dev/null)" = PONG ] && return 0
-        sleep 0.1; _w=$((_w + 1))
-    done
+    wait_redis "$_port" 5 ${RAUTH:+--no-auth-warning -a "$RAUTH"} && return 0
     echo "# redis-server did not answer on port $_port:"; tail -n 5 "$dir/redis.log"
     return 1
 }
@@ -85,11 +81,10 @@ redis_stop() { [ -n "$RPID" ] && kill -9 "$RPID" 2>/dev/null && wait "$RPID" 2>/
 # keys PREFIX: the entries' keys under PREFIX, one a line (not PREFIXstats, the hash of
 # the fleet's counters).
 keys() { rcli --scan --pattern "$1*" 2>/dev/null | grep -vx "${1}stats"; }
-# wait_keys PREFIX N: until at least N keys are under PREFIX (writes are asynchronous), 5 s.
-wait_keys() {
-    _w=0
-    while [ "$(keys "$1" | wc -l)" -lt "$2" ] && [ $_w -lt 50 ]; do sleep 0.1; _w=$((_w + 1)); done
-}
+# wait_keys PREFIX N [SECONDS]: until at least N keys are under PREFIX (writes are
+# asynchronous), at most SECONDS (default 5).
+keys_ge() { [ "$(keys "$1" | wc -l)" -ge "$2" ]; }
+wait_keys() { wait_for "${3:-5}" keys_ge "$1" "$2"; }
 # value KEY FILE: the value's bytes into FILE (redis-cli --raw adds a newline).
 value() { rcli --raw GET "$1" | head -c -1 >"$2"; }
 # mk_keys FILE HEX…: a private key file.
@@ -307,28 +302,41 @@ if sserver_start "$dir/cert" $EN SESSCACHE_URL="$url" SESSCACHE_STATS="$dir/e.st
     else
         fail "e: Redis killed: a handshake took $worst ms, more than $bound ms"
     fi
-    redis_start "$RPORT" || fail "e: redis-server did not restart"
-    # Resumption comes back by itself: new sessions are stored and resume again.
+    # (DEBUG SLEEP, for the stall below, is refused unless enabled: Redis 7 and later.)
+    debug_opt=
+    [ "$("$REDIS_SERVER" --version | sed -n 's/.* v=\([0-9]*\)\..*/\1/p')" -ge 7 ] 2>/dev/null &&
+        debug_opt="--enable-debug-command local"
+    redis_start "$RPORT" $debug_opt || fail "e: redis-server did not restart"
+    # Resumption comes back by itself: new sessions are stored and resume again. (While the
+    # breaker is open nothing is stored: a try waits 0.5 s at most for its session's key.)
     back=; i=0
     while [ $i -lt 15 ] && [ -z "$back" ]; do
+        nk=$(keys "$pre" | wc -l)
         sserver_connect "$E" -tls1_2 -sess_out "$dir/e2.pem" >/dev/null
-        sleep 0.5
+        wait_keys "$pre" $((nk + 1)) 0.5 2>/dev/null
         [ "$(sserver_connect "$E" -tls1_2 -sess_in "$dir/e2.pem")" = "Reused TLSv1.2" ] && back=$i
         i=$((i + 1)); used=$((used + 2))
     done
     if [ -n "$back" ]; then ok "e: Redis restarted: resumption came back by itself (after $((back + 1)) tries)"; else fail "e: Redis restarted: no resumption in 15 tries"; fi
-    # Stalled: Redis sleeps 3 s; lookups give up after the timeout.
-    rcli DEBUG SLEEP 3 >/dev/null 2>&1 &
+    # Stalled: Redis sleeps 3 s; lookups give up after the timeout. The stall must be seen
+    # (PING unanswered) before the handshake and last past it, or this measures nothing.
+    rcli DEBUG SLEEP 3 >"$dir/sleep.out" 2>&1 &
     sleeper=$!
-    sleep 0.2
+    wait_for 2 redis_stalled "$RPORT"; stalled=$?
     set -- $(timed "$E" -tls1_2 -sess_in "$dir/e2.pem"); used=$((used + 1))
+    if [ $stalled -eq 0 ] && kill -0 "$sleeper" 2>/dev/null; then
+        ok "e: Redis stalled: PING went unanswered before the handshake, DEBUG SLEEP still ran after it"
+    else
+        fail "e: Redis stalled: the stall did not take effect around the handshake (PING unanswered: $([ $stalled -eq 0 ] && echo yes || echo no)): $(cat "$dir/sleep.out")"
+    fi
     if [ "$1" = New ] || [ "$1" = Reused ]; then
         if [ "$3" -le "$bound" ]; then ok "e: Redis stalled: the handshake took $3 ms (bound $bound ms)"; else fail "e: Redis stalled: the handshake took $3 ms, more than $bound ms"; fi
     else
         fail "e: Redis stalled: the handshake did not complete"
     fi
-    wait "$sleeper"
+    # (The last connections need no Redis: they run while it still sleeps.)
     pad "$E" $((EN - used))
+    wait "$sleeper"; sleeper=
     sserver_wait "$EP" || fail "e: the host did not exit after its $EN connections"
     st=$(cat "$dir/e.stats" 2>/dev/null)
     if [ -z "$st" ]; then
@@ -423,20 +431,26 @@ for n in 1 2 3; do
     first=${first:-$cp_}
 done
 for hp in $nodes; do
-    w=0; until [ "$("$REDIS_CLI" -p "${hp#*:}" PING 2>/dev/null)" = PONG ] || [ $w -gt 50 ]; do sleep 0.1; w=$((w + 1)); done
-    [ $w -gt 50 ] && { echo "# cluster node $hp did not start:"; tail -n 5 "$dir"/cluster-*/log; }
+    wait_redis "${hp#*:}" 5 || { echo "# cluster node $hp did not start:"; tail -n 5 "$dir"/cluster-*/log; }
 done
+cluster_ok() { "$REDIS_CLI" -p "$1" CLUSTER INFO 2>/dev/null | grep -q 'cluster_state:ok'; }
+# ckeys PREFIX: how many keys are under PREFIX on the nodes together; ckeys_ge PREFIX N.
+ckeys() {
+    for hp in $nodes; do "$REDIS_CLI" -p "${hp#*:}" --scan --pattern "$1*" 2>/dev/null; done |
+        grep -vxc "${1}stats"
+}
+ckeys_ge() { [ "$(ckeys "$1")" -ge "$2" ]; }
 if "$REDIS_CLI" --cluster create $nodes --cluster-replicas 0 --cluster-yes >"$dir/cluster.log" 2>&1; then
-    w=0
-    until "$REDIS_CLI" -p "$first" CLUSTER INFO 2>/dev/null | grep -q 'cluster_state:ok' || [ $w -gt 100 ]; do sleep 0.1; w=$((w + 1)); done
+    wait_for 10 cluster_ok "$first"
     pre=h$$:
     url="redis+cluster://$seeds?key_file=$dir/k1&prefix=$pre&timeout_ms=200"
     if two_servers 3 2 SESSCACHE_URL="$url" SESSCACHE_STATS="$dir/h.stats"; then
         c1=$(sserver_connect "$P1" -tls1_2 -sess_out "$dir/h12.pem")
-        sleep 0.3
+        wait_for 5 ckeys_ge "$pre" 1
         c2=$(sserver_connect "$P2" -tls1_2 -sess_in "$dir/h12.pem")
+        n=$(ckeys "$pre")
         c3=$(SSERVER_LINGER=1 sserver_connect "$P1" -tls1_3 -sess_out "$dir/h13.pem")
-        sleep 0.3
+        wait_for 5 ckeys_ge "$pre" $((n + 1))
         c4=$(sserver_connect "$P2" -tls1_3 -sess_in "$dir/h13.pem")
         c5=$(sserver_connect "$P1" -tls1_3 -sess_in "$dir/h13.pem")
         two_wait || fail "h: a host did not exit"

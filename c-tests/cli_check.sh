@@ -34,6 +34,7 @@ LIB=target/release/libsesscache.so
 SRC=src/ffi/interposed.rs
 SUITE=cli
 . c-tests/checks.sh
+. c-tests/ports.sh
 
 mkdir -p $B
 if [ ! -x "$CLI" ] || [ ! -f "$LIB" ]; then
@@ -138,9 +139,10 @@ missing=$name-missing
 foreign=$name-foreign
 corrupt=$name-corrupt
 dir=$(mktemp -d "${TMPDIR:-/tmp}/cli-check.XXXXXX")
-SSERVER_PID=
+SSERVER_PID=; redis_pid=
 cleanup() {
     [ -n "$SSERVER_PID" ] && kill "$SSERVER_PID" 2>/dev/null
+    [ -n "$redis_pid" ] && kill "$redis_pid" 2>/dev/null && wait "$redis_pid" 2>/dev/null
     rm -f "$seg" "/dev/shm/sesscache-$missing" "/dev/shm/sesscache-$foreign" \
         "/dev/shm/sesscache-$corrupt"
     rm -rf "$dir"
@@ -341,7 +343,7 @@ if command -v redis-server >/dev/null 2>&1 && command -v redis-cli >/dev/null 2>
     redis-server --port 0 --unixsocket "$sock" --save '' --appendonly no \
         --daemonize no >"$dir/redis.log" 2>&1 &
     redis_pid=$!
-    w=0; while [ ! -S "$sock" ] && [ $w -lt 50 ]; do sleep 0.1; w=$((w + 1)); done
+    wait_for 5 test -S "$sock"
     for k in sesscache:aa sesscache:bb sesscache:cc sesscache:not-hex other:keep; do
         redis-cli -s "$sock" SET "$k" xy >/dev/null
     done
@@ -361,7 +363,7 @@ if command -v redis-server >/dev/null 2>&1 && command -v redis-cli >/dev/null 2>
         fail "(f) flush of a redis cache deletes the keys under its prefix only (exit $rc, left: $left)"
         cat $B/cli.flush_redis_ok.out $B/cli.flush_redis_ok.err | note
     fi
-    kill "$redis_pid" 2>/dev/null; wait "$redis_pid" 2>/dev/null
+    kill "$redis_pid" 2>/dev/null; wait "$redis_pid" 2>/dev/null; redis_pid=
 else
     fail "(f) stats and flush of a redis cache need redis-server and redis-cli (apt install redis-server redis-tools)"
 fi

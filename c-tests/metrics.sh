@@ -31,6 +31,7 @@ CLI=${1:-target/cli/release/sesscache}
 LIB=target/release/libsesscache.so
 SUITE=metrics
 . c-tests/checks.sh
+. c-tests/ports.sh
 
 mkdir -p $B
 if [ ! -x "$CLI" ] || [ ! -f "$LIB" ]; then
@@ -151,7 +152,7 @@ sock=$dir/redis.sock
 redis-server --port 0 --unixsocket "$sock" --save '' --appendonly no --daemonize no \
     >"$dir/redis.log" 2>&1 &
 REDIS_PID=$!
-w=0; while [ ! -S "$sock" ] && [ $w -lt 50 ]; do sleep 0.1; w=$((w + 1)); done
+wait_for 5 test -S "$sock"
 for k in sesscache:aa sesscache:bb sesscache:cc other:keep; do
     redis-cli -s "$sock" SET "$k" xyz >/dev/null
 done

@@ -48,8 +48,7 @@ dir=$(mktemp -d "${TMPDIR:-/tmp}/redis-failover.XXXXXX") || { fail "mktemp"; fin
 chmod 0755 "$dir"
 S1=; S2=; PIDS=; POLLER=
 cleanup() {
-    for _p in $S1 $S2; do kill "$_p" 2>/dev/null; wait "$_p" 2>/dev/null; done
-    exec 8>&- 9>&-
+    sserver_cleanup
     [ -n "$POLLER" ] && kill "$POLLER" 2>/dev/null
     for _p in $PIDS; do kill -9 "$_p" 2>/dev/null; wait "$_p" 2>/dev/null; done
     rm -rf "$dir"
@@ -57,12 +56,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 1' INT TERM HUP
 
-# wait_for SECONDS COMMAND…: until COMMAND succeeds, at most SECONDS; 1 if it never did.
-wait_for() {
-    _end=$(( $(now_ms) + $1 * 1000 )); shift
-    until "$@"; do [ "$(now_ms)" -ge "$_end" ] && return 1; sleep 0.1; done
-}
-pong() { [ "$("$REDIS_CLI" -p "$1" PING 2>/dev/null)" = PONG ]; }
 # redis_node NAME PORT [options…]: a fresh Redis in $dir/NAME; its PID in PID_NAME.
 redis_node() {
     _n=$1; _port=$2; shift 2
@@ -70,7 +63,7 @@ redis_node() {
     "$REDIS_SERVER" --port "$_port" --bind 127.0.0.1 --save '' --appendonly no \
         --dir "$dir/$_n" "$@" >>"$dir/$_n/log" 2>&1 &
     eval "PID_$_n=$!"; PIDS="$PIDS $!"
-    wait_for 5 pong "$_port" || { echo "# redis-server $_n did not answer on port $_port:"; tail -n 5 "$dir/$_n/log"; return 1; }
+    wait_redis "$_port" 5 || { echo "# redis-server $_n did not answer on port $_port:"; tail -n 5 "$dir/$_n/log"; return 1; }
 }
 
 mkdir "$dir/cert"

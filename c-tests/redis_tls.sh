@@ -44,8 +44,7 @@ dir=$(mktemp -d "${TMPDIR:-/tmp}/redis-tls.XXXXXX") || { fail "mktemp"; finish; 
 chmod 0755 "$dir"
 PIDS=; S1=; S2=
 cleanup() {
-    for _p in $S1 $S2; do kill "$_p" 2>/dev/null; wait "$_p" 2>/dev/null; done
-    exec 8>&- 9>&-
+    sserver_cleanup
     for _p in $PIDS; do kill -9 "$_p" 2>/dev/null; wait "$_p" 2>/dev/null; done
     rm -rf "$dir"
 }
@@ -103,15 +102,16 @@ redis_tls() {
         --tls-key-file "$c/srv.key" --tls-auth-clients no "$@" >"$dir/$_name/log" 2>&1 &
     PIDS="$PIDS $!"
     eval "PORT_$_name=$_port"
-    _w=0
-    while [ $_w -lt 50 ]; do
-        grep -q 'Ready to accept' "$dir/$_name/log" 2>/dev/null && return 0
-        sleep 0.1; _w=$((_w + 1))
-    done
+    wait_for 5 grep -q 'Ready to accept' "$dir/$_name/log" 2>/dev/null && return 0
     echo "# redis-server $_name did not start:"; tail -n 5 "$dir/$_name/log"
     return 1
 }
 tcli() { _p=$1; shift; "$REDIS_CLI" --tls --cacert "$c/ca.crt" -h 127.0.0.1 -p "$_p" "$@"; }
+# tkeys_ge PREFIX N PORT…: at least N keys under PREFIX on the TLS Redis servers on PORT…
+tkeys_ge() {
+    _pre=$1; _n=$2; shift 2
+    [ "$(for _p in "$@"; do tcli "$_p" --scan --pattern "$_pre*" 2>/dev/null; done | grep -vc stats)" -ge "$_n" ]
+}
 
 redis_tls main || { fail "a redis-server with a TLS port did not start"; finish; }
 redis_tls expired --tls-cert-file "$c/old.crt" || fail "redis-server (expired certificate)"
@@ -121,7 +121,7 @@ PLAIN=$(free_port)
     >"$dir/plain.log" 2>&1 &
 PIDS="$PIDS $!"
 echo "# $("$REDIS_SERVER" --version | cut -d' ' -f1-3): TLS ports $PORT_main (CA ca.crt), $PORT_expired (expired certificate), $PORT_mutual (mutual TLS); plain port $PLAIN"
-sleep 0.3
+wait_redis "$PLAIN" 5 || { echo "# the plain redis-server did not start:"; tail -n 5 "$dir/plain.log"; }
 
 # check_url NAME URL: `sesscache check URL`; its status in RC, its output in $dir/NAME.out.
 check_url() {
@@ -136,21 +136,24 @@ refused() {
 }
 # A generous lookup budget: `check` waits for the connection (TLS handshakes included) within it.
 seal="insecure_plaintext=1&timeout_ms=2000"
-# cross_hosts NAME URL WHAT: two preloaded s_server hosts on URL; a TLS 1.2 session made on
-# host 1 resumes on host 2 and again on host 1, and the hosts count no error.
+# cross_hosts NAME URL WHAT PORT…: two preloaded s_server hosts on URL; a TLS 1.2 session
+# made on host 1 resumes on host 2 (once its key is on one of the TLS Redis servers on
+# PORT…) and again on host 1, and the hosts count no error.
 cross_hosts() {
-    if sserver_two "$dir" "$dir/cert" 2 1 SESSCACHE_URL="$2" SESSCACHE_STATS="$dir/$1.stats"; then
-        _r1=$(sserver_connect "$P1" -tls1_2 -sess_out "$dir/$1-12.pem")
-        sleep 0.5
-        _r2=$(sserver_connect "$P2" -tls1_2 -sess_in "$dir/$1-12.pem")
-        _r3=$(sserver_connect "$P1" -tls1_2 -sess_in "$dir/$1-12.pem")
+    _cn=$1; _cu=$2; _cw=$3; shift 3
+    _cpre=$(echo "$_cu" | sed -n 's/.*[?&]prefix=\([^&]*\).*/\1/p')
+    if sserver_two "$dir" "$dir/cert" 2 1 SESSCACHE_URL="$_cu" SESSCACHE_STATS="$dir/$_cn.stats"; then
+        _r1=$(sserver_connect "$P1" -tls1_2 -sess_out "$dir/$_cn-12.pem")
+        wait_for 5 tkeys_ge "$_cpre" 1 "$@"
+        _r2=$(sserver_connect "$P2" -tls1_2 -sess_in "$dir/$_cn-12.pem")
+        _r3=$(sserver_connect "$P1" -tls1_2 -sess_in "$dir/$_cn-12.pem")
         sserver_two_wait
         check "$_r1 / $_r2 / $_r3" "New TLSv1.2 / Reused TLSv1.2 / Reused TLSv1.2" \
-            "cross-host resumption through $3"
-        _errs=$(grep '^sesscache stats ' "$dir/$1.stats" | grep -vc ' errors=0 .* net_errors=0 timeouts=0 ')
-        check "$_errs" 0 "the hosts counted no error through $3"
+            "cross-host resumption through $_cw"
+        _errs=$(grep '^sesscache stats ' "$dir/$_cn.stats" | grep -vc ' errors=0 .* net_errors=0 timeouts=0 ')
+        check "$_errs" 0 "the hosts counted no error through $_cw"
     else
-        fail "the preloaded hosts did not start ($3)"
+        fail "the preloaded hosts did not start ($_cw)"
     fi
 }
 CA="tls_ca_file=$c/ca.crt"
@@ -224,10 +227,7 @@ pre=c$$:
 url="rediss://127.0.0.1:$PORT_main?$CA&tls_name=redis.test&key_file=$dir/k&prefix=$pre&timeout_ms=500"
 if sserver_two "$dir" "$dir/cert" 2 1 SESSCACHE_URL="$url" SESSCACHE_LOG=debug SESSCACHE_STATS="$dir/c.stats"; then
     r1=$(sserver_connect "$P1" -tls1_2 -sess_out "$dir/s12.pem")
-    _w=0
-    while [ "$(tcli "$PORT_main" --scan --pattern "$pre*" 2>/dev/null | grep -vc stats)" -lt 1 ] && [ $_w -lt 50 ]; do
-        sleep 0.1; _w=$((_w + 1))
-    done
+    wait_for 5 tkeys_ge "$pre" 1 "$PORT_main"
     r2=$(sserver_connect "$P2" -tls1_2 -sess_in "$dir/s12.pem")
     r3=$(sserver_connect "$P1" -tls1_2 -sess_in "$dir/s12.pem")
     sserver_two_wait
@@ -257,7 +257,7 @@ s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen(64); held = []
 while True:
     c, _ = s.accept(); held.append(c)' "$STALL" &
 PIDS="$PIDS $!"
-sleep 0.3
+wait_port "$STALL" 5 || fail "the stalled TLS server (python3) did not listen"
 url="rediss://127.0.0.1:$STALL?$CA&key_file=$dir/k&prefix=d$$:&timeout_ms=200"
 if sserver_start "$dir/cert" 3 SESSCACHE_URL="$url"; then
     S1=$SSERVER_PID
@@ -294,16 +294,14 @@ for n in 1 2 3; do
     PIDS="$PIDS $!"
     ports="$ports $p"
 done
-sleep 0.5
+for p in $ports; do
+    wait_redis "$p" 5 --tls --cacert "$c/ca.crt" || { echo "# cluster node $p did not start:"; tail -n 5 "$dir"/n*/log; }
+done
 nodes=; for p in $ports; do nodes="$nodes 127.0.0.1:$p"; done
 if "$REDIS_CLI" --tls --cacert "$c/ca.crt" --cluster create $nodes --cluster-yes >"$dir/cluster.log" 2>&1; then
     # Every node says the cluster is up (each learns it on its own).
-    for p in $ports; do
-        _w=0
-        while ! tcli "$p" CLUSTER INFO 2>/dev/null | grep -q 'cluster_state:ok' && [ $_w -lt 100 ]; do
-            sleep 0.1; _w=$((_w + 1))
-        done
-    done
+    tcluster_ok() { tcli "$1" CLUSTER INFO 2>/dev/null | grep -q 'cluster_state:ok'; }
+    for p in $ports; do wait_for 10 tcluster_ok "$p"; done
     seeds=; for p in $ports; do seeds="$seeds${seeds:+,}127.0.0.1:$p"; done
     url="redis+cluster://$seeds?tls=1&$CA&key_file=$dir/k&prefix=e$$:&timeout_ms=500"
     check_url e1 "$url"
@@ -312,7 +310,7 @@ if "$REDIS_CLI" --tls --cacert "$c/ca.crt" --cluster create $nodes --cluster-yes
     refused e2 "redis+cluster://$seeds?tls=1&tls_ca_file=$c/other.crt&$seal" \
         "the server's certificate was refused: self-signed certificate in certificate chain" \
         "a cluster node's certificate from another CA"
-    cross_hosts e "$url" "a TLS cluster"
+    cross_hosts e "$url" "a TLS cluster" $ports
 else
     fail "redis-cli --cluster create over TLS failed"; show "$dir/cluster.log"
 fi
@@ -337,10 +335,8 @@ sentinel monitor tlsm 127.0.0.1 $PORT_main 1
 EOF
 "$REDIS_SERVER" "$dir/sentinel/sentinel.conf" --sentinel >"$dir/sentinel/log" 2>&1 &
 PIDS="$PIDS $!"
-_w=0
-until tcli "$SP" SENTINEL get-master-addr-by-name tlsm 2>/dev/null | grep -q "$PORT_main" || [ $_w -gt 50 ]; do
-    sleep 0.1; _w=$((_w + 1))
-done
+sentinel_knows() { tcli "$SP" SENTINEL get-master-addr-by-name tlsm 2>/dev/null | grep -q "$PORT_main"; }
+wait_for 5 sentinel_knows
 surl="redis+sentinel://127.0.0.1:$SP/tlsm?tls=1&$CA"
 check_url f1 "$surl&$seal"
 if [ "$RC" -eq 0 ]; then ok "redis+sentinel:// with tls=1: the Sentinel and the primary it names, both over TLS, verified"
@@ -350,6 +346,6 @@ refused f2 "redis+sentinel://127.0.0.1:$SP/tlsm?tls=1&tls_ca_file=$c/other.crt&$
 check_url f3 "redis+sentinel://127.0.0.1:$SP/tlsm?$seal"
 if [ "$RC" -ne 0 ]; then ok "redis+sentinel:// without tls=1 to a TLS Sentinel fails (no plain fallback)"
 else fail "a plain connection to a TLS Sentinel answered"; fi
-cross_hosts f "$surl&key_file=$dir/k&prefix=f$$:&timeout_ms=500" "a Sentinel and a primary over TLS"
+cross_hosts f "$surl&key_file=$dir/k&prefix=f$$:&timeout_ms=500" "a Sentinel and a primary over TLS" "$PORT_main"
 fi  # e and f
 finish

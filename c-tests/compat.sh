@@ -48,6 +48,8 @@ MAJOR=$(sed -n 's/^version = "\([0-9]*\)\..*"/\1/p' Cargo.toml | head -n 1)
 . c-tests/sserver.sh
 SUITE=compat
 . c-tests/checks.sh
+trap sserver_cleanup EXIT
+trap 'exit 1' INT TERM HUP
 t_start=$(date +%s)
 
 # The crate versions COMPAT_VERSIONS names.

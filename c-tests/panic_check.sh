@@ -25,7 +25,7 @@ SSERVER_LIB=$FAULT_DIR/libsesscache.so
 if [ ! -f "$SSERVER_LIB" ]; then fail "$SSERVER_LIB is missing: run 'make fault-lib' first"; finish; fi
 if ! nm -D "$SSERVER_LIB" | grep -q ' T SSL_CTX_new$'; then fail "$SSERVER_LIB does not interpose SSL_CTX_new"; finish; fi
 dir=$(mktemp -d "${TMPDIR:-/tmp}/panic.XXXXXX") || { fail "mktemp"; finish; }
-trap 'rm -rf "$dir"' EXIT
+trap 'sserver_cleanup; rm -rf "$dir"' EXIT
 trap 'exit 1' INT TERM HUP
 
 # shellcheck disable=SC2086
@@ -68,12 +68,13 @@ for site in none new get ctx_new accept free; do
     if ! sserver_start "$d" 3 SESSCACHE_URL=memory: SESSCACHE_FAULT=$site; then
         fail "b: $site: s_server did not start"; show "$d/server.err"; continue
     fi
-    pid=$SSERVER_PID
+    pid=$SSERVER_PID   # (SSERVER_PID stays for the EXIT trap until the server is gone)
     c1=$(sserver_connect "$SSERVER_PORT" -tls1_2 -sess_out "$d/s.pem")
     c2=$(sserver_connect "$SSERVER_PORT" -tls1_2 -sess_in "$d/s.pem")
     c3=$(sserver_connect "$SSERVER_PORT" -tls1_3)
     w=0; while kill -0 "$pid" 2>/dev/null && [ $w -lt 100 ]; do sleep 0.1; w=$((w + 1)); done
     if kill -0 "$pid" 2>/dev/null; then sserver_stop "$pid"; rc=timeout; else wait "$pid"; rc=$?; exec 9>&-; fi
+    SSERVER_PID=
     if [ "$rc" = 0 ] && [ "$c1" = "New TLSv1.2" ] && [ -n "$c2" ] && [ "$c3" = "New TLSv1.3" ]; then
         ok "b: $site: every handshake completed ($c1, $c2, $c3); the server exited normally"
     else

@@ -10,6 +10,8 @@ passed=0; failed=0
 check() { if [ "$1" = "$2" ]; then passed=$((passed+1)); echo "ok - $3"; else failed=$((failed+1)); echo "FAIL - $3 (got '$1', want '$2')"; fi; }
 
 dir=$(pwd)/build/preload-openssl
+trap sserver_cleanup EXIT
+trap 'exit 1' INT TERM HUP
 rm -rf "$dir"; mkdir -p "$dir"
 sserver_cert "$dir" || { echo "FAIL - could not make a certificate"; echo "preload-openssl: 0 passed, 1 failed"; exit 1; }
 

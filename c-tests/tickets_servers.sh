@@ -33,6 +33,7 @@ cd "$(dirname "$0")/.." || exit 1
 # Each server gets its settings below; the caller's would change what the tests observe.
 unset SESSCACHE_URL SESSCACHE_LOG SESSCACHE_STATS
 . c-tests/sserver.sh
+. c-tests/ports.sh
 . c-tests/nginx.sh
 . c-tests/servers/common.sh
 . c-tests/servers/apache.sh
@@ -44,7 +45,6 @@ lib=$SSERVER_LIB
 cli=${SESSCACHE_CLI:-target/cli/release/sesscache}
 dir=$(mktemp -d "${TMPDIR:-/tmp}/tickets-servers.XXXXXX") || { fail "mktemp"; finish; }
 chmod 0755 "$dir"
-SERVERS_PORT_FILE=$dir/port
 seg=tkt-$$
 # Every segment this suite makes is /dev/shm/sesscache-$seg-…
 cleanup() {

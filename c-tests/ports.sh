@@ -86,7 +86,8 @@ redis_pong() {
     [ "$("${REDIS_CLI:-redis-cli}" -h 127.0.0.1 -p "$_pw_p" "$@" PING 2>/dev/null)" = PONG ]
 }
 wait_redis() {
-    _pw_port=$1; _pw_s=${2:-10}; [ $# -ge 2 ] && shift 2 || shift
+    _pw_port=$1; _pw_s=${2:-10}
+    if [ $# -ge 2 ]; then shift 2; else shift; fi
     wait_for "$_pw_s" redis_pong "$_pw_port" "$@"
 }
 redis_stalled() {

@@ -306,6 +306,7 @@ if sserver_start "$dir/cert" $EN SESSCACHE_URL="$url" SESSCACHE_STATS="$dir/e.st
     debug_opt=
     [ "$("$REDIS_SERVER" --version | sed -n 's/.* v=\([0-9]*\)\..*/\1/p')" -ge 7 ] 2>/dev/null &&
         debug_opt="--enable-debug-command local"
+    # shellcheck disable=SC2086 # none or one option and its value
     redis_start "$RPORT" $debug_opt || fail "e: redis-server did not restart"
     # Resumption comes back by itself: new sessions are stored and resume again. (While the
     # breaker is open nothing is stored: a try waits 0.5 s at most for its session's key.)

@@ -42,7 +42,8 @@ fi
 
 dir=$(mktemp -d "${TMPDIR:-/tmp}/redis-tls.XXXXXX") || { fail "mktemp"; finish; }
 chmod 0755 "$dir"
-PIDS=; S1=; S2=
+# shellcheck disable=SC2034 # S1 and S2: sserver_two's, stopped by sserver_cleanup
+PIDS= S1= S2=
 cleanup() {
     sserver_cleanup
     for _p in $PIDS; do kill -9 "$_p" 2>/dev/null; wait "$_p" 2>/dev/null; done
@@ -310,6 +311,7 @@ if "$REDIS_CLI" --tls --cacert "$c/ca.crt" --cluster create $nodes --cluster-yes
     refused e2 "redis+cluster://$seeds?tls=1&tls_ca_file=$c/other.crt&$seal" \
         "the server's certificate was refused: self-signed certificate in certificate chain" \
         "a cluster node's certificate from another CA"
+    # shellcheck disable=SC2086 # a list of ports
     cross_hosts e "$url" "a TLS cluster" $ports
 else
     fail "redis-cli --cluster create over TLS failed"; show "$dir/cluster.log"

@@ -201,6 +201,7 @@ if sserver_start "$dir/c" 3 SESSCACHE_URL="shm:$seg_c?size=1M" SESSCACHE_STATS="
     sserver_connect "$SSERVER_PORT" -tls1_2 -sess_out "$dir/c/s.pem" >/dev/null
     sserver_connect "$SSERVER_PORT" -tls1_2 -sess_in "$dir/c/s.pem" >/dev/null
     # Within 2.5 s (at 1 s intervals), a periodic line that counts the resumption.
+    # shellcheck disable=SC2317 # run by wait_for
     counted() {
         _l=$(grep "^sesscache stats-running pid=$cpid " "$dir/c/stats" | tail -n 1)
         [ "$(field "$_l" lookups) $(field "$_l" hits)" = "1 1" ]

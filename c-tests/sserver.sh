@@ -9,9 +9,10 @@
 #                                         start an `openssl s_server -www OPTION…` (which never
 #                                         reads its stdin; DIR's cert.pem and key.pem) with
 #                                         the library preloaded (LD_PRELOAD= among VAR=VAL…:
-#                                         without it) and SESSCACHE_STATS=DIR/NAME.stats, its
-#                                         output in DIR/NAME.out and DIR/NAME.err, on a free
-#                                         port; sets SSERVER_PORT and SSERVER_PID
+#                                         without it; no VAR=VAL may hold a space) and
+#                                         SESSCACHE_STATS=DIR/NAME.stats, its output in
+#                                         DIR/NAME.out and DIR/NAME.err, on a free port;
+#                                         sets SSERVER_PORT and SSERVER_PID
 #   sserver_wait PID                      wait (up to 20 s) for it to exit after NACCEPT
 #   sserver_stop PID                      stop it now
 #   sserver_cleanup                       (for an EXIT trap) stop the servers still running
@@ -104,7 +105,7 @@ sserver_www() {
         fi
         kill "$SSERVER_PID" 2>/dev/null; wait "$SSERVER_PID" 2>/dev/null
     done
-    echo "# could not start s_server $_name:"; sed 's/^/# /' "$_dir/$_name.err" 2>/dev/null
+    echo "# could not start s_server $_name:"; tail -n 25 "$_dir/$_name.err" 2>/dev/null | sed 's/^/#     /'
     SSERVER_PID=
     return 1
 }

@@ -416,15 +416,14 @@ impl Store for ShmStore {
         }
         let expires = self.rel(entry.expires_at);
         let stamp = self.with_shard(key, now, Op::Change, |s, tag, now, ev| {
-            s.put(
+            let e = shard::NewEntry {
                 tag,
-                key.as_bytes(),
-                entry.bytes.as_slice(),
+                key: key.as_bytes(),
+                der: entry.bytes.as_slice(),
                 expires,
-                entry.single_use,
-                now,
-                ev,
-            )
+                single_use: entry.single_use,
+            };
+            s.put(e, now, ev)
         })??;
         Counters::bump(&self.counters().stores);
         Ok(stamp)

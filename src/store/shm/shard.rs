@@ -231,8 +231,30 @@ enum Step {
     Garbage,
 }
 
+/// What a walk over the ring meets next, padding skipped ([`Locked::walk`]).
+enum Met {
+    /// A live or dead entry at ring counter `at` and position `pos`.
+    Entry { at: u64, pos: usize, h: Head },
+    /// Bytes that are not an entry at ring counter `at`: damage, or a torn write.
+    Garbage(u64),
+    /// The head.
+    End,
+}
+
 /// Why a shard needs rebuilding.
 struct Damage(&'static str);
+
+/// An entry to store ([`Locked::put`]).
+pub struct NewEntry<'a> {
+    /// The key's hash (the index's tag).
+    pub tag: u32,
+    pub key: &'a [u8],
+    pub der: &'a [u8],
+    /// Seconds after the segment's epoch.
+    pub expires: u32,
+    /// Consumed by its first lookup (a TLS 1.3 ticket).
+    pub single_use: bool,
+}
 
 impl Shard {
     pub(crate) fn lock_word(&self) -> ShardLock<'_> {
@@ -271,12 +293,7 @@ impl Shard {
             Acquired::Clean => locked.check_header().err().map(|d| d.0),
         };
         if let Some(why) = why {
-            let (kept, dropped) = locked.rebuild(now);
-            ev.errors += dropped.max(1);
-            crate::log_limited!(
-                Level::Warn,
-                "shm: {why}; shard rebuilt ({kept} sessions kept, {dropped} dropped)"
-            );
+            locked.repair(why, now, ev);
         }
         locked.maintain(now, ev);
         Some(locked)
@@ -418,6 +435,20 @@ impl Locked<'_> {
         }
         let h = Head::parse(&b);
         (h.state == PAD || (n == ENTRY_HEADER && h.fits(pos, self.cap()))).then_some(h)
+    }
+
+    /// What a walk over the ring from counter `at` meets next before `head`, padding
+    /// skipped. Bounded: each pad moves to the next turn of the ring, and the callers walk
+    /// at most from the tail to the head (at most one turn, checked at lock).
+    fn walk(&self, mut at: u64, head: u64) -> Met {
+        while at < head {
+            match self.step(at, head) {
+                Step::Pad(next) => at = next,
+                Step::Entry(pos, h) => return Met::Entry { at, pos, h },
+                Step::Garbage => return Met::Garbage(at),
+            }
+        }
+        Met::End
     }
 
     /// One step of a walk over the ring from the tail: what is at counter `at` (< `head`).
@@ -668,31 +699,28 @@ impl Locked<'_> {
     pub fn remove(&mut self, tag: u32, key: &[u8]) -> bool {
         let mut removed = self.remove_indexed(tag, key);
         let (head, tail) = (hdr!(self.head), hdr!(self.tail));
-        let mut at = tail;
-        while at < head {
-            let (pos, h) = match self.step(at, head) {
-                Step::Pad(next) => {
-                    at = next;
-                    continue;
-                }
-                Step::Entry(pos, h) => (pos, h),
-                // Not an entry boundary: the rest is for the repair path to sort out.
-                Step::Garbage => break,
-            };
+        let mut next = tail;
+        // Bytes that are not an entry end the walk: the repair path sorts them out.
+        while let Met::Entry { at, pos, h } = self.walk(next, head) {
+            next = at + h.len() as u64;
             if h.state == LIVE
                 && h.tag == tag
                 && h.key_len == key.len()
                 && self.key_at(pos, &h)[..h.key_len] == *key
             {
-                match self.slot_of(tag, pos) {
-                    Some(slot) => self.remove_at(slot, pos, &h),
-                    None => self.kill(pos, &h),
-                }
+                self.remove_anywhere(pos, &h);
                 removed = true;
             }
-            at += h.len() as u64;
         }
         removed
+    }
+
+    /// Removes the live entry at `pos`, with its index slot if it has one.
+    fn remove_anywhere(&mut self, pos: usize, h: &Head) {
+        match self.slot_of(h.tag, pos) {
+            Some(slot) => self.remove_at(slot, pos, h),
+            None => self.kill(pos, h),
+        }
     }
 
     /// Bytes needed at the head for an entry of `len`: the entry plus any padding.
@@ -716,17 +744,14 @@ impl Locked<'_> {
 
     /// Stores an entry, replacing one with the same key; its stamp, or why it could not be
     /// stored.
-    #[allow(clippy::too_many_arguments)]
-    pub fn put(
-        &mut self,
-        tag: u32,
-        key: &[u8],
-        der: &[u8],
-        expires: u32,
-        single_use: bool,
-        now: u32,
-        ev: &mut Events,
-    ) -> Result<Stamp, StoreError> {
+    pub fn put(&mut self, e: NewEntry<'_>, now: u32, ev: &mut Events) -> Result<Stamp, StoreError> {
+        let NewEntry {
+            tag,
+            key,
+            der,
+            expires,
+            single_use,
+        } = e;
         self.remove_indexed(tag, key);
         let mut h = Head {
             state: LIVE,
@@ -764,12 +789,7 @@ impl Locked<'_> {
                 if rebuilds > 2 {
                     self.reset(why, ev);
                 } else {
-                    let (kept, dropped) = self.rebuild(now);
-                    ev.errors += dropped.max(1);
-                    crate::log_limited!(
-                        Level::Warn,
-                        "shm: a shard was damaged ({why}); rebuilt ({kept} sessions kept, {dropped} dropped)"
-                    );
+                    self.repair(why, now, ev);
                 }
             }
         }
@@ -806,12 +826,7 @@ impl Locked<'_> {
         hdr!(self.live_bytes = hdr!(self.live_bytes).wrapping_add(h.der_len as u64));
         if let Err(Damage(why)) = self.index_insert(h.tag, pos) {
             // The index holds more than its count says: rebuilding indexes this entry too.
-            let (kept, dropped) = self.rebuild(now);
-            ev.errors += dropped.max(1);
-            crate::log_limited!(
-                Level::Warn,
-                "shm: a shard was damaged ({why}); rebuilt ({kept} sessions kept, {dropped} dropped)"
-            );
+            self.repair(why, now, ev);
             return match self.find(h.tag, key) {
                 Some((_, pos, h)) => Ok(stamp(&h, pos)),
                 None => Err(StoreError::Unavailable),
@@ -902,6 +917,16 @@ impl Locked<'_> {
         Ok(())
     }
 
+    /// Rebuilds a damaged shard (`why`) from its ring, counting what was dropped as errors.
+    fn repair(&mut self, why: &str, now: u32, ev: &mut Events) {
+        let (kept, dropped) = self.rebuild(now);
+        ev.errors += dropped.max(1);
+        crate::log_limited!(
+            Level::Warn,
+            "shm: {why}; shard rebuilt ({kept} sessions kept, {dropped} dropped)"
+        );
+    }
+
     /// Empties a damaged shard (its sessions are lost, counted as errors), wiping the ring.
     fn reset(&mut self, why: &str, ev: &mut Events) {
         let lost = u64::from(hdr!(self.live)).min(self.s.index_cap as u64);
@@ -976,21 +1001,21 @@ impl Locked<'_> {
             hdr!(self.tail = tail);
         }
         let mut kept = 0u64;
-        let mut at = tail;
-        while at < head {
-            let (pos, h) = match self.step(at, head) {
-                Step::Pad(next) => {
-                    at = next;
-                    continue;
+        let mut next = tail;
+        loop {
+            let (pos, h) = match self.walk(next, head) {
+                Met::Entry { at, pos, h } => {
+                    next = at + h.len() as u64;
+                    (pos, h)
                 }
-                Step::Entry(pos, h) => (pos, h),
-                Step::Garbage => {
+                Met::Garbage(at) => {
                     // Not an entry (a torn write, or damage): cut the ring here.
                     self.wipe_span(at, head);
                     head = at;
                     dropped += 1;
                     break;
                 }
+                Met::End => break,
             };
             if h.state == LIVE {
                 // Count it live for a moment so that `kill` can uncount it.
@@ -1013,7 +1038,6 @@ impl Locked<'_> {
                     dropped += 1;
                 }
             }
-            at += h.len() as u64;
         }
         hdr!(self.head = head);
         hdr!(self.sweep_at = tail);
@@ -1037,27 +1061,17 @@ impl Locked<'_> {
             at = tail;
         }
         for _ in 0..steps {
-            if at >= head {
-                hdr!(self.sweep_at = tail);
-                hdr!(self.next_sweep = now.saturating_add(SWEEP_PERIOD));
-                return;
-            }
-            match self.step(at, head) {
-                Step::Pad(next) => at = next,
-                Step::Entry(_, h) if h.state == DEAD => at += h.len() as u64,
-                Step::Entry(pos, h) => {
-                    if h.expires <= now {
+            match self.walk(at, head) {
+                Met::Entry { at: here, pos, h } => {
+                    if h.state == LIVE && h.expires <= now {
                         ev.expirations += 1;
-                        match self.slot_of(h.tag, pos) {
-                            Some(slot) => self.remove_at(slot, pos, &h),
-                            None => self.kill(pos, &h),
-                        }
+                        self.remove_anywhere(pos, &h);
                     }
-                    at += h.len() as u64;
+                    at = here + h.len() as u64;
                 }
-                // Not an entry boundary (damage): start over from the tail next time; the
-                // reclaim path repairs the shard when it gets there.
-                Step::Garbage => {
+                // The head, or not an entry boundary (damage): start over from the tail next
+                // time (the reclaim path repairs a damaged shard when it gets there).
+                Met::End | Met::Garbage(_) => {
                     hdr!(self.sweep_at = tail);
                     hdr!(self.next_sweep = now.saturating_add(SWEEP_PERIOD));
                     return;

@@ -11,7 +11,7 @@
 //! without waiting. Every write goes by one path, [`Writer::send`]: a lone write as one
 //! command, several as one pipeline.
 
-use super::super::conn::{describe, is_server_reply, is_stale, Connector};
+use super::super::conn::{describe, is_demoted, is_server_reply, is_stale, Connector};
 use super::super::tally;
 use super::super::transport::{eval, pack, Transport};
 use super::pending::Claim;
@@ -275,7 +275,10 @@ impl<L: Link> Writer<L> {
     /// A lone command's error reply is the call's failure (`Transport::request`): an
     /// answer that the node is not a primary (`is_demoted`) drops the connection, is tried
     /// once more on a new one, and trips the breaker; any other keeps the connection. In a
-    /// pipeline each error reply is its write's, the connection kept.
+    /// pipeline each error reply is its write's, the connection kept, except that a
+    /// pipeline with such an answer is treated as a lone command's: the connection dropped,
+    /// the batch sent once more on a new one if it was kept from before, the breaker told
+    /// once.
     fn send(&mut self, batch: &[QueuedWrite]) {
         let core = self.core.clone();
         if core.breaker.is_open() {
@@ -324,16 +327,30 @@ impl<L: Link> Writer<L> {
             };
             match sent {
                 Ok(replies) => {
-                    core.breaker.success();
-                    self.conn = Some(c);
+                    let replies: Vec<_> = replies.into_iter().map(Value::extract_error).collect();
+                    // A node that is no longer the primary refuses every write: as for a
+                    // lone write, its connection goes, and a kept one is replaced once.
+                    let demoted = replies.iter().any(|r| matches!(r, Err(e) if is_demoted(e)));
+                    if demoted && reused && attempt == 0 {
+                        continue;
+                    }
+                    if demoted {
+                        drop(c);
+                    } else {
+                        core.breaker.success();
+                        self.conn = Some(c);
+                    }
+                    let mut trip = demoted;
                     for (reply, (_, remove, _)) in replies.into_iter().zip(batch) {
-                        match reply.extract_error() {
+                        match reply {
                             Ok(_) if !remove => Counters::bump(&core.counters.stores),
                             Ok(Value::Int(n)) if n > 0 => Counters::bump(&core.counters.removes),
                             Ok(_) => {}
                             Err(e) => {
                                 let what = if *remove { "a removal" } else { "a store" };
-                                core.failed(&e, what, false);
+                                let tell = trip && is_demoted(&e);
+                                trip &= !tell;
+                                core.failed(&e, what, tell);
                             }
                         }
                     }

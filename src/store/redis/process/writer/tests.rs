@@ -185,14 +185,14 @@ fn a_connection_that_cannot_pipeline_sends_one_at_a_time() {
 }
 
 /// In a pipeline, each error reply is its write's: counted, not told to the breaker,
-/// the connection kept (a `READONLY` among them too, as today).
+/// the connection kept.
 #[test]
 fn error_replies_in_a_pipeline_are_the_writes_own() {
     let mut r = rig(true);
     r.script.answer(Answer::Many(Some(Ok(vec![
         ok(),
         server_error("OOM command not allowed when used memory > 'maxmemory'."),
-        server_error("READONLY You can't write against a read only replica."),
+        server_error("NOPERM this user has no permissions to run the 'del' command"),
     ]))));
     r.w.write_batch(vec![set("a"), set("b"), del("c")]);
     assert_eq!(r.count(|c| &c.stores), 1);
@@ -202,6 +202,48 @@ fn error_replies_in_a_pipeline_are_the_writes_own() {
     assert_eq!(r.net().breaker_opens, 0);
     assert_eq!(r.kept(), Some(1));
     assert!(r.script.dropped().is_empty());
+}
+
+/// A pipeline answered `READONLY` (a primary demoted by a failover) on a kept connection:
+/// dropped, and the batch sent once more on a new one, as a lone write is. (Before, the
+/// connection was kept, and every later batch went to the demoted node until a Sentinel
+/// watch closed it.)
+#[test]
+fn readonly_in_a_pipeline_drops_the_connection_and_tries_a_new_one() {
+    let mut r = rig(true);
+    let first = r.warm();
+    let readonly = || server_error("READONLY You can't write against a read only replica.");
+    r.script
+        .answer(Answer::Many(Some(Ok(vec![readonly(), readonly()]))))
+        .answer(Answer::Many(Some(Ok(vec![ok(), Value::Int(1)]))));
+    r.w.write_batch(vec![set("a"), del("b")]);
+    assert_eq!(r.script.dropped(), [first]);
+    let sent = r.sent();
+    assert_eq!((sent[1].0, sent[2].0), (first, first + 1));
+    assert_eq!(sent[1].1, sent[2].1, "the same batch again");
+    assert_eq!(r.kept(), Some(first + 1));
+    assert_eq!((r.count(|c| &c.stores), r.count(|c| &c.removes)), (2, 1));
+    assert_eq!(r.count(|c| &c.errors), 0);
+    assert_eq!(r.net(), NetStats::default());
+}
+
+/// `READONLY` in a pipeline on a new connection: the writes are lost and counted, the
+/// connection dropped, the breaker told once per batch.
+#[test]
+fn readonly_in_a_pipeline_on_a_new_connection_tells_the_breaker_once() {
+    let mut r = rig(true);
+    let readonly = || server_error("READONLY You can't write against a read only replica.");
+    for n in 1..=FAILURES_TO_OPEN {
+        r.script
+            .answer(Answer::Many(Some(Ok(vec![readonly(), readonly()]))));
+        r.w.write_batch(vec![set("a"), set("b")]);
+        assert_eq!(r.kept(), None);
+        assert_eq!(r.script.dropped().len(), n as usize);
+    }
+    assert!(r.w.core.breaker.is_open());
+    assert_eq!(r.net().breaker_opens, 1);
+    assert_eq!(r.count(|c| &c.errors), 2 * u64::from(FAILURES_TO_OPEN));
+    assert_eq!(r.count(|c| &c.stores), 0);
 }
 
 /// A lone write's error reply is the call's: the connection stays, the breaker is not

@@ -362,10 +362,20 @@ impl Tickets {
         let (stop, stopped) = mpsc::channel::<()>();
         // A parent's sender (we are its forked child) is replaced: its thread is not here.
         // (A lock its parent held at the fork stays held here: the sender is then kept
-        // forever, and the thread ends when the keys are gone, at its next wake-up.)
+        // forever, and the thread ends when the keys are gone, at its next wake-up.) The
+        // parent's sender is left as it is, never dropped: dropping the last sender locks
+        // the channel's waker, which the parent's thread may have held at the fork (it
+        // does while it starts or ends a wait), and which nobody would ever unlock here.
+        // Seen: an nginx worker forked while its master's refresher was starting hung in
+        // its first ticket callback.
+        let replace = |slot: &mut Option<mpsc::Sender<()>>, stop| {
+            if let Some(parents) = slot.replace(stop) {
+                std::mem::forget(parents);
+            }
+        };
         match self.inner.stop_refresher.try_lock() {
-            Ok(mut slot) => *slot = Some(stop),
-            Err(std::sync::TryLockError::Poisoned(p)) => *p.into_inner() = Some(stop),
+            Ok(mut slot) => replace(&mut slot, stop),
+            Err(std::sync::TryLockError::Poisoned(p)) => replace(&mut p.into_inner(), stop),
             Err(std::sync::TryLockError::WouldBlock) => std::mem::forget(stop),
         }
         let spawned = crate::threads::spawn_quiet("sesscache-tickets", move || {

@@ -510,6 +510,22 @@ fn take_over_from_stalled(s: &ShmStore) {
     });
 }
 
+/// Holds shard 0's lock while `finish` lets a holder that lost it go on and waits for it to
+/// end; asserts that it wrote nothing into the shard and released nothing of ours (`who`
+/// names it in the messages). Returns what `finish` returned.
+fn while_holding<T>(s: &ShmStore, who: &str, finish: impl FnOnce() -> T) -> T {
+    let mut ev = super::shard::Events::default();
+    let mut held = s.shards[0]
+        .lock(s.rel(now()), &s.timing, &mut ev)
+        .expect("the lock is free");
+    let before = shard_bytes(s);
+    let out = finish();
+    assert!(before == shard_bytes(s), "{who} wrote into the shard");
+    assert!(!held.lost(), "{who} released the lock of its successor");
+    drop(held);
+    out
+}
+
 /// Issue 22: a holder that stalls past `steal_after` (here a thread parked by the test hook
 /// inside a store) loses the lock; when it wakes it writes nothing into the shard, its store
 /// fails, and it releases nothing of the thread that holds the lock then.
@@ -537,27 +553,11 @@ fn a_thread_stalled_inside_a_store_writes_nothing_after_it_wakes() {
     take_over_from_stalled(&s);
     s.put(&key(1), value(b"new", t + 100, false), t).unwrap();
     s.put(&key(2), value(b"other", t + 100, false), t).unwrap();
-    // Hold the lock while the stalled thread wakes and finishes.
-    let mut ev = super::shard::Events::default();
-    let mut held = s.shards[0]
-        .lock(s.rel(t), &s.timing, &mut ev)
-        .expect("the lock is free");
-    let before = shard_bytes(&s);
-    wake_tx.send(()).unwrap();
-    assert_eq!(
-        stalled.join().unwrap(),
-        Err(StoreError::Timeout),
-        "the stalled store fails"
-    );
-    assert!(
-        before == shard_bytes(&s),
-        "the stalled thread wrote into the shard"
-    );
-    assert!(
-        !held.lost(),
-        "and did not release the lock of its successor"
-    );
-    drop(held);
+    let stored = while_holding(&s, "the stalled thread", || {
+        wake_tx.send(()).unwrap();
+        stalled.join().unwrap()
+    });
+    assert_eq!(stored, Err(StoreError::Timeout), "the stalled store fails");
     assert_eq!(get(&*s, &key(2), t), Some(b"other".to_vec()));
     assert_ne!(get(&*s, &key(1), t), Some(b"stale".to_vec()));
 }
@@ -635,30 +635,51 @@ fn a_process_stopped_holding_the_lock_writes_nothing_after_it_continues() {
     });
     take_over_from_stalled(&s);
     s.put(&key(1), value(b"new", t + 100, false), t).unwrap();
-    let mut ev = super::shard::Events::default();
-    let mut held = s.shards[0]
-        .lock(s.rel(t), &s.timing, &mut ev)
-        .expect("the lock is free");
-    let before = shard_bytes(&s);
-    // SAFETY: continues our own stopped child.
-    unsafe { libc::kill(pid, libc::SIGCONT) };
-    let mut rest = String::new();
-    within(Duration::from_secs(30), || {
-        std::io::Read::read_to_string(&mut out, &mut rest).unwrap();
+    let rest = while_holding(&s, "the stopped process", || {
+        // SAFETY: continues our own stopped child.
+        unsafe { libc::kill(pid, libc::SIGCONT) };
+        let mut rest = String::new();
+        within(Duration::from_secs(30), || {
+            std::io::Read::read_to_string(&mut out, &mut rest).unwrap();
+        });
+        assert!(child.wait().unwrap().success(), "child: {rest}");
+        rest
     });
-    assert!(child.wait().unwrap().success(), "child: {rest}");
     assert!(
         rest.contains("stalled store: Err(Timeout)"),
         "the stalled store fails: {rest}"
     );
-    assert!(
-        before == shard_bytes(&s),
-        "the stopped process wrote into the shard"
-    );
-    assert!(
-        !held.lost(),
-        "and did not release the lock of its successor"
-    );
-    drop(held);
     assert_eq!(get(&s, &key(1), t), Some(b"new".to_vec()));
+}
+
+/// Issue 22: `occupancy` (what `stats` reads) dropped the events of the locks it took, so a
+/// repair it made was never counted, nor a lock it could not have.
+#[test]
+fn occupancy_counts_what_its_locks_find() {
+    crate::log::silence();
+    let n = Name::new();
+    let mut s = ShmStore::open(&n.0, Some(64 << 10), 0o600, 1024).unwrap();
+    assert_eq!(s.shard_count(), 1);
+    s.set_timing(Timing {
+        budget: Duration::from_millis(2),
+        steal_after: Duration::from_secs(60),
+    });
+    let t = now();
+    s.put(&key(1), value(b"one", t + 100, false), t).unwrap();
+    let errors = || s.counters().errors.load(Ordering::Relaxed);
+    // A header that fails its check: the lock's repair is an error.
+    let hdr = s.shards[0].hdr;
+    // SAFETY: test-only write of shard 0's live count in our own mapping.
+    unsafe { (*hdr).live = 7 };
+    assert_eq!(errors(), 0);
+    assert_eq!(Store::occupancy(&s), (1, 3), "rebuilt, then counted");
+    assert_eq!(errors(), 1, "the repair is counted");
+    // A lock held by a live thread: the shard is left out, and that is an error too.
+    let (holder, _stop) = super::lock::live_thread();
+    // SAFETY: test-only write of the shard's lock word.
+    unsafe { (*s.shards[0].hdr).lock.store(holder, Ordering::Relaxed) };
+    assert_eq!(Store::occupancy(&s), (0, 0));
+    assert_eq!(errors(), 2, "the busy lock is counted");
+    // SAFETY: as above: released.
+    unsafe { (*s.shards[0].hdr).lock.store(0, Ordering::Relaxed) };
 }

@@ -60,6 +60,18 @@ impl Rng {
     }
 }
 
+/// A one-shard store whose lock waits 2 ms at most and is never taken over from a live
+/// owner during a test.
+fn one_shard_never_stolen(n: &Name) -> ShmStore {
+    let mut s = ShmStore::open(&n.0, Some(64 << 10), 0o600, 1024).unwrap();
+    assert_eq!(s.shard_count(), 1);
+    s.set_timing(Timing {
+        budget: Duration::from_millis(2),
+        steal_after: Duration::from_secs(60),
+    });
+    s
+}
+
 fn quick_timing() -> Timing {
     Timing {
         budget: Duration::from_millis(2),
@@ -365,12 +377,7 @@ fn expired_entries_are_wiped_by_the_sweep_and_at_open() {
 fn a_removal_that_could_not_get_its_lock_is_carried_out_later() {
     crate::log::silence();
     let n = Name::new();
-    let mut s = ShmStore::open(&n.0, Some(64 << 10), 0o600, 1024).unwrap();
-    assert_eq!(s.shard_count(), 1);
-    s.set_timing(Timing {
-        budget: Duration::from_millis(2),
-        steal_after: Duration::from_secs(60),
-    });
+    let s = one_shard_never_stolen(&n);
     let t = now();
     s.put(&key(1), value(b"removed", t + 100, false), t)
         .unwrap();
@@ -658,12 +665,7 @@ fn a_process_stopped_holding_the_lock_writes_nothing_after_it_continues() {
 fn occupancy_counts_what_its_locks_find() {
     crate::log::silence();
     let n = Name::new();
-    let mut s = ShmStore::open(&n.0, Some(64 << 10), 0o600, 1024).unwrap();
-    assert_eq!(s.shard_count(), 1);
-    s.set_timing(Timing {
-        budget: Duration::from_millis(2),
-        steal_after: Duration::from_secs(60),
-    });
+    let s = one_shard_never_stolen(&n);
     let t = now();
     s.put(&key(1), value(b"one", t + 100, false), t).unwrap();
     let errors = || s.counters().errors.load(Ordering::Relaxed);

@@ -60,16 +60,20 @@ impl Rng {
     }
 }
 
-/// A one-shard store whose lock waits 2 ms at most and is never taken over from a live
-/// owner during a test.
-fn one_shard_never_stolen(n: &Name) -> ShmStore {
+/// A one-shard store with these lock bounds.
+fn one_shard(n: &Name, timing: Timing) -> ShmStore {
     let mut s = ShmStore::open(&n.0, Some(64 << 10), 0o600, 1024).unwrap();
     assert_eq!(s.shard_count(), 1);
-    s.set_timing(Timing {
+    s.set_timing(timing);
+    s
+}
+
+/// Lock bounds under which a live owner is never taken over during a test: 2 ms a wait.
+fn never_stolen() -> Timing {
+    Timing {
         budget: Duration::from_millis(2),
         steal_after: Duration::from_secs(60),
-    });
-    s
+    }
 }
 
 fn quick_timing() -> Timing {
@@ -377,7 +381,7 @@ fn expired_entries_are_wiped_by_the_sweep_and_at_open() {
 fn a_removal_that_could_not_get_its_lock_is_carried_out_later() {
     crate::log::silence();
     let n = Name::new();
-    let s = one_shard_never_stolen(&n);
+    let s = one_shard(&n, never_stolen());
     let t = now();
     s.put(&key(1), value(b"removed", t + 100, false), t)
         .unwrap();
@@ -540,9 +544,7 @@ fn while_holding<T>(s: &ShmStore, who: &str, finish: impl FnOnce() -> T) -> T {
 fn a_thread_stalled_inside_a_store_writes_nothing_after_it_wakes() {
     crate::log::silence();
     let n = Name::new();
-    let mut s = ShmStore::open(&n.0, Some(64 << 10), 0o600, 1024).unwrap();
-    assert_eq!(s.shard_count(), 1);
-    s.set_timing(quick_timing());
+    let s = one_shard(&n, quick_timing());
     let s = Arc::new(s);
     let t = now();
     s.put(&key(1), value(b"old", t + 100, false), t).unwrap();
@@ -603,9 +605,7 @@ fn a_process_stopped_holding_the_lock_writes_nothing_after_it_continues() {
     use std::io::BufRead;
     crate::log::silence();
     let n = Name::new();
-    let mut s = ShmStore::open(&n.0, Some(64 << 10), 0o600, 1024).unwrap();
-    assert_eq!(s.shard_count(), 1);
-    s.set_timing(quick_timing());
+    let s = one_shard(&n, quick_timing());
     let t = now();
     s.put(&key(1), value(b"old", t + 100, false), t).unwrap();
     let mut child = std::process::Command::new(std::env::current_exe().unwrap())
@@ -665,7 +665,7 @@ fn a_process_stopped_holding_the_lock_writes_nothing_after_it_continues() {
 fn occupancy_counts_what_its_locks_find() {
     crate::log::silence();
     let n = Name::new();
-    let s = one_shard_never_stolen(&n);
+    let s = one_shard(&n, never_stolen());
     let t = now();
     s.put(&key(1), value(b"one", t + 100, false), t).unwrap();
     let errors = || s.counters().errors.load(Ordering::Relaxed);

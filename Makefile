@@ -162,6 +162,7 @@ $(B)/demo: examples/demo.c $(TLS_UTIL) include/sesscache.h $(SO).$(MAJOR)
 
 C_PROGRAMS := $(B)/abi_check.o $(B)/test_cache $(B)/test_shm $(B)/test_memory_bound \
               $(B)/test_tickets $(B)/test_cache_asan $(B)/test_shm_asan $(B)/test_tickets_asan \
+              $(B)/test_async $(B)/test_async_asan \
               $(B)/observe_plain \
               $(B)/observe_linked $(B)/bench_resume $(B)/bench_client $(B)/soak $(B)/demo
 

@@ -231,6 +231,9 @@ suite sni sni sh c-tests/sni.sh
 section "redis://: s_server hosts and nginx workers sharing sessions through a Redis the test starts"
 suite redis_servers redis-servers sh c-tests/redis_servers.sh
 
+section "asynchronous lookups: ClientHello retry and OpenSSL async jobs, on Redis (plain, valgrind, ASan)"
+suite async async sh c-tests/async_check.sh
+
 section "rediss:// (TLS to Redis): verification and its refusals, mutual TLS, preloaded hosts, a stalled server, a TLS cluster"
 suite redis_tls redis-tls sh c-tests/redis_tls.sh
 

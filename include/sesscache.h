@@ -172,6 +172,18 @@ typedef struct sesscache_stats {
   uint64_t sni_refused;
 } sesscache_stats;
 
+/**
+ * Called when the lookup that suspended `ssl`'s handshake has finished (found, missed,
+ * failed or timed out): the program may call the handshake again. Called on a library
+ * thread, at most once per suspension, with the `arg` given to `sesscache_attach_async`.
+ * `ssl` is live during the call (`SSL_free` waits for a call in progress, so the
+ * callback must not free `ssl` nor wait for a thread that does), but another thread may
+ * be using it: call no OpenSSL function on it other than reading ex_data the program set
+ * before the handshake (`SSL_get_app_data`). It must not block: hand the connection to
+ * the program's own thread (a queue, a pipe, an eventfd).
+ */
+typedef void (*sesscache_lookup_done)(struct ssl_st *ssl, void *arg);
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -575,6 +587,70 @@ long SSL_CTX_callback_ctrl(struct ssl_ctx_st *ctx, int cmd, void (*fp)(void));
  * `ctx` is NULL or a live `SSL_CTX`; `fp` NULL or a callback of OpenSSL's type.
  */
 int SSL_CTX_set_tlsext_ticket_key_evp_cb(struct ssl_ctx_st *ctx, int (*fp)(struct ssl_st *ssl, unsigned char *key_name, unsigned char *iv, struct evp_cipher_ctx_st *cipher_ctx, struct evp_mac_ctx_st *mac_ctx, int enc));
+
+/**
+ * OpenSSL's `SSL_CTX_set_client_hello_cb`. On a context attached with
+ * `sesscache_attach_async`, the callback is kept and runs before the cache's own
+ * ClientHello callback (its RETRY or failure passed on as it is); elsewhere this is
+ * OpenSSL's own function, and the callback is remembered for a later
+ * `sesscache_attach_async`. NULL `c` is ignored. Not synchronised with connections using
+ * `c`: call it while configuring.
+ *
+ * # Safety
+ * `c` is NULL or a live `SSL_CTX`; `cb` is NULL or a ClientHello callback that may be
+ * called with `arg`.
+ */
+void SSL_CTX_set_client_hello_cb(struct ssl_ctx_st *c, int (*cb)(struct ssl_st *s, int *al, void *arg), void *arg);
+
+/**
+ * `sesscache_attach`, in asynchronous mode: the handshakes of `ctx` never wait for a
+ * backend that needs a network round trip (`redis`). When a ClientHello offers a session
+ * (a TLS 1.2 session ID, a TLS 1.3 stateful ticket) that is not at hand, the cache's
+ * ClientHello callback starts its lookup on a library thread and returns
+ * `SSL_CLIENT_HELLO_RETRY`: `SSL_do_handshake` (or `SSL_accept`, `SSL_read`, ...) returns
+ * -1 with `SSL_get_error() == SSL_ERROR_WANT_CLIENT_HELLO_CB`. Wait until
+ * `sesscache_lookup_fd(ssl)` is readable, or for `done`, then call the handshake again:
+ * the session is resumed from the finished lookup without I/O. Lookups that `memory:` and
+ * `shm:` caches, a redis `l1` tier or the circuit breaker answer never suspend. A lookup
+ * takes at most the backend's `timeout_ms` once a library thread runs it (16 per
+ * process); the timeout, the breaker and every counter apply as to blocking lookups.
+ *
+ * A ClientHello callback the program sets on `ctx` (before or after this call) runs
+ * first; if it returns `SSL_CLIENT_HELLO_RETRY` itself, `sesscache_lookup_fd` returns -1.
+ * After the cache suspended a handshake, the program's callback is not called again for
+ * that ClientHello. `done` may be NULL (use the descriptor); `arg` is passed to it.
+ * Attaching again with the same `done` and `arg` is harmless; otherwise as
+ * `sesscache_attach` (the context takes its own reference to the cache). Returns 1 on
+ * success, 0 on error (see `sesscache_last_error()`). Call it while configuring `ctx`.
+ *
+ * Freeing a connection whose lookup is in flight, or freeing the cache and its
+ * contexts, is safe: the finished lookup is then dropped, and `done` is not called for
+ * a connection after `SSL_free(ssl)` has returned.
+ *
+ * # Safety
+ * `cache` is NULL or a live handle; `ctx` is NULL or a live `SSL_CTX`; `done`, if not
+ * NULL, may be called from any thread with `arg`.
+ */
+int sesscache_attach_async(struct sesscache *cache, struct ssl_ctx_st *ctx, sesscache_lookup_done done, void *arg);
+
+/**
+ * After a handshake call on `ssl` returned with `SSL_ERROR_WANT_CLIENT_HELLO_CB`: the
+ * descriptor to wait on, readable once the cache's lookup has finished (at once if it
+ * already has). Returns -1 if the handshake is not suspended by the cache (the program's
+ * own ClientHello callback returned RETRY; the handshake was resumed already), or if no
+ * descriptor can be made (the process is out of them: then wait for the
+ * `sesscache_attach_async` callback, or retry the handshake later).
+ *
+ * The descriptor belongs to the library: do not read, write or close it. It stays valid
+ * until the handshake is called again after the lookup finished, or `ssl` is freed;
+ * remove it from your poll set before calling the handshake again. Calling the handshake
+ * before it is readable is harmless: it returns `SSL_ERROR_WANT_CLIENT_HELLO_CB` again,
+ * with the same descriptor. Call it on the thread that runs `ssl`'s handshake.
+ *
+ * # Safety
+ * `ssl` is NULL or a live `SSL`.
+ */
+int sesscache_lookup_fd(const struct ssl_st *ssl);
 
 #ifdef __cplusplus
 }  // extern "C"

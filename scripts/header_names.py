@@ -17,6 +17,7 @@ INTERPOSED = {
     "SSL_set_SSL_CTX", "SSL_CTX_new", "SSL_CTX_new_ex",
     "SSL_set_accept_state", "SSL_free", "SSL_clear",
     "SSL_CTX_ctrl", "SSL_CTX_callback_ctrl", "SSL_CTX_set_tlsext_ticket_key_evp_cb",
+    "SSL_CTX_set_client_hello_cb",
 }
 # OpenSSL's own struct tags that the header may forward-declare (`struct X;`): OpenSSL 1.1.1
 # has no `struct ossl_lib_ctx_st` nor `struct evp_mac_ctx_st`, which SSL_CTX_new_ex's and
@@ -70,6 +71,10 @@ def declared_names(text):
         if len(toks) == 2 and toks[0] == "struct" and toks[1] in OPENSSL_TAGS:
             continue  # a forward declaration of one of OpenSSL's tags
         if toks[0] == "typedef":
+            fn_ptr = re.search(r"\(\s*\*\s*(\w+)\s*\)\s*\(", d)
+            if fn_ptr:  # typedef R (*NAME)(PARAMS): NAME, not a parameter's name
+                names.append(fn_ptr.group(1))
+                continue
             idents = [t for t in toks if re.match(r"[A-Za-z_]\w*$", t)]
             names.append(idents[-1])
             m = re.match(r"typedef\s+(?:struct|union|enum)\s+(\w+)\s*;?", " ".join(toks))

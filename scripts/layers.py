@@ -32,8 +32,8 @@ LAYERS = [
     ("store", ["store"]),  # store, store::memory, store::front, store::shm and below
     ("cache", ["session", "cache"]),
     # interpose::real, ::record, ::attach, ::hooks, ::trampolines, ::connection,
-    # ::preload, ::ready
-    ("openssl", ["interpose"]),
+    # ::preload, ::ready; suspend (asynchronous lookups: ClientHello retry, async jobs)
+    ("openssl", ["interpose", "suspend"]),
     ("ffi", ["ffi"]),
 ]
 EXEMPT = {""}  # the crate root, src/lib.rs

@@ -32,6 +32,7 @@ pub mod pid;
 pub mod secret;
 pub mod session;
 pub mod store;
+pub mod suspend;
 #[cfg(test)]
 mod test_sessions;
 pub mod threads;

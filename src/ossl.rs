@@ -108,6 +108,38 @@ pub type GetSessionCb = unsafe extern "C" fn(
 /// `void (*remove_session_cb)(SSL_CTX *, SSL_SESSION *)`
 pub type RemoveSessionCb = unsafe extern "C" fn(*mut ssl_ctx_st, *mut ssl_session_st);
 
+/// `SSL_client_hello_cb_fn`.
+pub type ClientHelloCb =
+    unsafe extern "C" fn(ssl: *mut ssl_st, al: *mut c_int, arg: *mut std::ffi::c_void) -> c_int;
+
+/// `ASYNC_WAIT_CTX_set_wait_fd`'s cleanup: (context, key, fd, custom data).
+pub type AsyncFdCleanup = unsafe extern "C" fn(
+    *mut std::ffi::c_void,
+    *const std::ffi::c_void,
+    c_int,
+    *mut std::ffi::c_void,
+);
+
+// libcrypto's async jobs (1.1.0 to 4.0), with ASYNC_JOB and ASYNC_WAIT_CTX as opaque pointers.
+extern "C" {
+    pub fn ASYNC_get_current_job() -> *mut std::ffi::c_void;
+    pub fn ASYNC_get_wait_ctx(job: *mut std::ffi::c_void) -> *mut std::ffi::c_void;
+    pub fn ASYNC_pause_job() -> c_int;
+    pub fn ASYNC_WAIT_CTX_get_fd(
+        ctx: *mut std::ffi::c_void,
+        key: *const std::ffi::c_void,
+        fd: *mut c_int,
+        custom: *mut *mut std::ffi::c_void,
+    ) -> c_int;
+    pub fn ASYNC_WAIT_CTX_set_wait_fd(
+        ctx: *mut std::ffi::c_void,
+        key: *const std::ffi::c_void,
+        fd: c_int,
+        custom: *mut std::ffi::c_void,
+        cleanup: Option<AsyncFdCleanup>,
+    ) -> c_int;
+}
+
 extern "C" {
     pub fn SSL_SESSION_is_resumable(s: *const openssl_sys::SSL_SESSION) -> c_int;
     /// The peer's certificate held by the session (no new reference), or NULL.

@@ -29,6 +29,14 @@ use std::sync::Arc;
 use tickets::record::RecordSeal;
 use tickets::Tickets;
 
+/// What a lookup found, for [`Cache::deliver`] to count.
+pub enum Lookup {
+    /// The ID was empty or longer than 32 bytes: nothing was looked up.
+    Invalid,
+    /// The lookup ran: a session, or None (a miss, or a backend that failed).
+    Done(Option<SessionObject>),
+}
+
 pub struct Cache {
     store: Arc<dyn Store>,
     front: Front,
@@ -352,11 +360,26 @@ impl Cache {
         id: &[u8],
         wrong_name: impl FnOnce(&SessionObject) -> bool,
     ) -> Option<SessionObject> {
+        let found = match SessionKey::new(id) {
+            Some(key) => Lookup::Done(self.resolve(&key)),
+            None => Lookup::Invalid,
+        };
+        self.deliver(found, wrong_name)
+    }
+
+    /// Counts a lookup's outcome and hands its session over unless `wrong_name` refuses it
+    /// (see [`Cache::lookup_unless`]), whichever path found it: the caller's thread, or an
+    /// asynchronous lookup that finished before the handshake asked (`crate::suspend`).
+    pub fn deliver(
+        &self,
+        found: Lookup,
+        wrong_name: impl FnOnce(&SessionObject) -> bool,
+    ) -> Option<SessionObject> {
         let c = self.counters();
         Counters::bump(&c.lookups);
-        let found = match SessionKey::new(id) {
-            Some(key) => self.resolve(&key),
-            None => {
+        let found = match found {
+            Lookup::Done(found) => found,
+            Lookup::Invalid => {
                 Counters::bump(&c.rejected);
                 None
             }
@@ -372,24 +395,45 @@ impl Cache {
         found
     }
 
-    fn resolve(&self, key: &SessionKey) -> Option<SessionObject> {
+    /// Looks `key` up and decodes what it finds, without counting the lookup (see
+    /// [`Cache::deliver`]): a session the caller owns one reference to, or None. May wait
+    /// for a server, within the backend's time budget.
+    pub fn resolve(&self, key: &SessionKey) -> Option<SessionObject> {
+        self.resolve_with(key, false).flatten()
+    }
+
+    /// [`Cache::resolve`] if the backend can answer without a server round trip
+    /// ([`Store::get_now`]); None (nothing done) when it cannot.
+    pub fn resolve_now(&self, key: &SessionKey) -> Option<Option<SessionObject>> {
+        self.resolve_with(key, true)
+    }
+
+    fn resolve_with(&self, key: &SessionKey, now_only: bool) -> Option<Option<SessionObject>> {
         let now = now();
         let at = self.front.locate(key);
         let mut held = None;
-        let found = self.store.get(key, now, &mut |stamp| {
+        let mut known = |stamp| {
             held = self.front.get(&at, stamp);
             held.is_some()
-        });
+        };
+        let found = if now_only {
+            self.store.get_now(key, now, &mut known)?
+        } else {
+            self.store.get(key, now, &mut known)
+        };
         let found = match found {
             Ok(Some(found)) => found,
-            Ok(None) => return None,
+            Ok(None) => return Some(None),
             Err(e) => {
                 crate::log!(Level::Debug, "lookup failed: {e}");
-                return None;
+                return Some(None);
             }
         };
         let obj = match found.bytes {
-            None => held?,
+            None => match held {
+                Some(obj) => obj,
+                None => return Some(None),
+            },
             Some(bytes) => match self.codec.open(key, bytes) {
                 Some(der) => match session::decode_matching(key.as_bytes(), der.as_slice()) {
                     Some(obj) => {
@@ -399,9 +443,9 @@ impl Cache {
                         }
                         obj
                     }
-                    None => return self.drop_corrupt(key),
+                    None => return Some(self.drop_corrupt(key)),
                 },
-                None => return self.drop_corrupt(key),
+                None => return Some(self.drop_corrupt(key)),
             },
         };
         if found.consumed {
@@ -411,9 +455,9 @@ impl Cache {
             // OpenSSL removed this session (and marked it) but our remove callback has not
             // run yet, or ran on another context: it would be refused anyway.
             self.remove(key.as_bytes());
-            return None;
+            return Some(None);
         }
-        Some(obj)
+        Some(Some(obj))
     }
 
     /// Stored bytes that do not open or decode to the ID they were filed under: counted,

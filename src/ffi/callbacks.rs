@@ -13,20 +13,21 @@ use crate::interpose::record::{record, session_ctx};
 use crate::interpose::trampolines::in_app_callback;
 use crate::ossl::{ssl_ctx_st, ssl_session_st, ssl_st};
 use std::os::raw::{c_int, c_uchar};
+use std::sync::Arc;
 
 /// The cache serving `ctx`: None inside an application callback that a trampoline runs
 /// (the trampoline does this callback's work: see `trampolines::in_app_callback`).
 ///
 /// # Safety
 /// `ctx` is a live context.
-unsafe fn cache_of<'a>(ctx: *mut ssl_ctx_st) -> Option<&'a Cache> {
+unsafe fn cache_of<'a>(ctx: *mut ssl_ctx_st) -> Option<&'a Arc<Cache>> {
     if in_app_callback() {
         return None;
     }
     // SAFETY: ctx is live (caller).
     match unsafe { record(ctx) } {
         Some(rec) => Some(&rec.cache),
-        None => process_cache().map(|c| &**c),
+        None => process_cache(),
     }
 }
 

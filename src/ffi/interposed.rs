@@ -25,6 +25,7 @@ use crate::ossl::{
     evp_cipher_ctx_st, evp_mac_ctx_st, ossl_lib_ctx_st, ssl_ctx_st, ssl_method_st, ssl_session_st,
     ssl_st, SSL_CTRL_SET_TLSEXT_TICKET_KEYS, SSL_CTRL_SET_TLSEXT_TICKET_KEY_CB,
 };
+use crate::suspend::mode;
 use std::ffi::c_void;
 use std::os::raw::{c_char, c_int, c_long, c_uchar};
 
@@ -270,6 +271,7 @@ pub unsafe extern "C" fn SSL_CTX_new(meth: *const ssl_method_st) -> *mut ssl_ctx
     // SAFETY: OpenSSL's function, with the caller's argument.
     let ctx = unsafe { ctx_new(meth) };
     tickets::forget_address(ctx);
+    mode::forget_address(ctx);
     // SAFETY: ctx is NULL or the live context just made with meth.
     guard((), || unsafe { on_new_ctx(ctx, meth.cast()) });
     ctx
@@ -294,6 +296,7 @@ pub unsafe extern "C" fn SSL_CTX_new_ex(
     // SAFETY: OpenSSL's function, with the caller's arguments.
     let ctx = unsafe { ctx_new_ex(libctx, propq, meth) };
     tickets::forget_address(ctx);
+    mode::forget_address(ctx);
     // SAFETY: ctx is NULL or the live context just made with meth.
     guard((), || unsafe { on_new_ctx(ctx, meth.cast()) });
     ctx
@@ -474,4 +477,44 @@ pub unsafe extern "C" fn SSL_CTX_set_tlsext_ticket_key_evp_cb(
         });
     }
     result
+}
+
+/// OpenSSL's `SSL_CTX_set_client_hello_cb`. On a context attached with
+/// `sesscache_attach_async`, the callback is kept and runs before the cache's own
+/// ClientHello callback (its RETRY or failure passed on as it is); elsewhere this is
+/// OpenSSL's own function, and the callback is remembered for a later
+/// `sesscache_attach_async`. NULL `c` is ignored. Not synchronised with connections using
+/// `c`: call it while configuring.
+///
+/// # Safety
+/// `c` is NULL or a live `SSL_CTX`; `cb` is NULL or a ClientHello callback that may be
+/// called with `arg`.
+#[no_mangle]
+pub unsafe extern "C" fn SSL_CTX_set_client_hello_cb(
+    c: *mut ssl_ctx_st,
+    cb: Option<unsafe extern "C" fn(s: *mut ssl_st, al: *mut c_int, arg: *mut c_void) -> c_int>,
+    arg: *mut c_void,
+) {
+    if c.is_null() {
+        return;
+    }
+    let kept = guard(false, || {
+        // SAFETY: c is a live context (caller's contract).
+        match unsafe { record(c) }.and_then(|rec| rec.hello.get()) {
+            Some(mode) => {
+                mode.set_app(cb, arg);
+                true
+            }
+            None => {
+                mode::remember(c, cb, arg);
+                false
+            }
+        }
+    });
+    if !kept {
+        if let Some(set) = real().set_client_hello_cb() {
+            // SAFETY: OpenSSL's function, with the caller's arguments.
+            unsafe { set(c, cb, arg) };
+        }
+    }
 }

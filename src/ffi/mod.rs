@@ -5,6 +5,7 @@ pub mod api;
 pub mod callbacks;
 #[cfg(feature = "interpose")]
 pub mod interposed;
+pub mod suspend;
 
 use crate::error::ErrorKind;
 

@@ -8,6 +8,9 @@ use crate::interpose::record::{ensure_indices, make_server_cache, record, CtxRec
 use crate::interpose::tickets;
 use crate::interpose::trampolines;
 use crate::ossl::{ssl_ctx_st, sys_ctx};
+use crate::suspend::hello;
+use crate::suspend::mode::{self, AsyncMode};
+use crate::suspend::pending::DoneCb;
 use openssl_sys::SSL_CTX_set_ex_data;
 use std::sync::{Arc, Mutex};
 
@@ -92,4 +95,51 @@ pub unsafe fn attach(
         }
     }
     Ok(true)
+}
+
+/// Attaches `cache` to `ctx` as [`attach`] does, in asynchronous mode: the cache's
+/// ClientHello callback may suspend handshakes while a lookup runs (`crate::suspend`), and
+/// tells `done` (with `done_arg`) when a lookup finishes. The program's own ClientHello
+/// callback, set before or after, runs first. Attaching again with the same callback does
+/// nothing; with another one it is an error.
+///
+/// # Safety
+/// `ctx` is a live context; `done`, if given, may be called from any thread with `done_arg`.
+pub unsafe fn attach_async(
+    ctx: *mut ssl_ctx_st,
+    cache: &Arc<Cache>,
+    done: Option<DoneCb>,
+    done_arg: *mut std::ffi::c_void,
+) -> Result<(), Error> {
+    let Some(set_hello) = real().set_client_hello_cb() else {
+        return Err(Error::new(
+            ErrorKind::Internal,
+            "the loaded libssl has no SSL_CTX_set_client_hello_cb (OpenSSL 1.1.1 or later is needed)",
+        ));
+    };
+    // SAFETY: ctx is live (caller).
+    unsafe { attach(ctx, cache, false) }?;
+    let _guard = ATTACH.lock().unwrap_or_else(|p| p.into_inner());
+    // SAFETY: ctx is live and has a record now.
+    let Some(rec) = (unsafe { record(ctx) }) else {
+        return Err(Error::new(
+            ErrorKind::Internal,
+            "the context lost its record",
+        ));
+    };
+    if let Some(mode) = rec.hello.get() {
+        return if mode.same(done, done_arg) {
+            Ok(())
+        } else {
+            Err(Error::new(
+                ErrorKind::State,
+                "this SSL_CTX is already attached asynchronously with another callback",
+            ))
+        };
+    }
+    let app = mode::take_remembered(ctx);
+    let _ = rec.hello.set(AsyncMode::new(done, done_arg, app));
+    // SAFETY: OpenSSL's setter on a live context, with a callback of its type.
+    unsafe { set_hello(ctx, Some(hello::client_hello), std::ptr::null_mut()) };
+    Ok(())
 }

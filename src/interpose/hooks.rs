@@ -1,7 +1,7 @@
 //! What the cache does in each of OpenSSL's three session callbacks, shared by the
 //! trampolines installed on attached contexts and by the ready-made callbacks.
 
-use crate::cache::Cache;
+use crate::cache::{Cache, Lookup};
 use crate::interpose::quic;
 use crate::interpose::sni::{self, Hello, Verdict};
 use crate::log::{self, Level};
@@ -9,8 +9,11 @@ use crate::ossl::{
     ssl_session_st, ssl_st, sys_sess, sys_ssl, SSL_get_options, SSL_OP_NO_ANTI_REPLAY,
 };
 use crate::session;
+use crate::store::SessionKey;
+use crate::suspend;
 use openssl_sys::{SSL_get_max_early_data, SSL_is_server, SSL_OP_NO_TICKET};
 use std::os::raw::{c_int, c_uchar};
+use std::sync::Arc;
 
 /// Whether a TLS 1.3 ticket this server issues is stateful, i.e. its ID can come back
 /// through a get-session callback. OpenSSL 3 issues stateful tickets with
@@ -20,7 +23,7 @@ use std::os::raw::{c_int, c_uchar};
 ///
 /// # Safety
 /// `ssl` is a live server connection.
-unsafe fn tls13_tickets_are_stateful(ssl: *mut ssl_st) -> bool {
+pub(crate) unsafe fn tls13_tickets_are_stateful(ssl: *mut ssl_st) -> bool {
     // SAFETY: ssl is live (caller).
     let (options, max_early_data) = unsafe {
         (
@@ -74,7 +77,7 @@ pub unsafe fn on_new(cache: &Cache, ssl: *mut ssl_st, sess: *mut ssl_session_st)
 /// # Safety
 /// `ssl` is live; `data` points at `len` bytes when `len > 0`; `copy` is NULL or writable.
 pub unsafe fn on_get(
-    cache: &Cache,
+    cache: &Arc<Cache>,
     ssl: *mut ssl_st,
     data: *const c_uchar,
     len: c_int,
@@ -91,8 +94,10 @@ pub unsafe fn on_get(
         // Empty or negative: the cache counts it as rejected.
         _ => &[],
     };
+    // SAFETY: ssl is live (caller).
+    let found = unsafe { lookup(cache, ssl, id) };
     let found = if cache.settings().sni_check {
-        cache.lookup_unless(id, |obj| {
+        cache.deliver(found, |obj| {
             // SAFETY: ssl is live (caller); the ClientHello it holds outlives this call.
             let asked = unsafe { sni::hello(sys_ssl(ssl)) };
             // SAFETY: obj holds a reference to the session for the whole closure.
@@ -120,7 +125,7 @@ pub unsafe fn on_get(
             refused
         })
     } else {
-        cache.lookup(id)
+        cache.deliver(found, |_| false)
     };
     crate::log!(
         Level::Debug,
@@ -139,6 +144,29 @@ pub unsafe fn on_get(
         }
         None => std::ptr::null_mut(),
     }
+}
+
+/// The lookup of `id` for `ssl`, by the first path that applies: the result of the lookup
+/// its ClientHello callback started (asynchronous mode), a lookup that pauses the OpenSSL
+/// async job the handshake runs in, or a lookup on this thread (which may wait for the
+/// backend, within its budget).
+///
+/// # Safety
+/// `ssl` is live, inside its get-session callback.
+unsafe fn lookup(cache: &Arc<Cache>, ssl: *mut ssl_st, id: &[u8]) -> Lookup {
+    let Some(key) = SessionKey::new(id) else {
+        return Lookup::Invalid;
+    };
+    // SAFETY: ssl is live (caller).
+    unsafe {
+        if let Some(found) = suspend::claim(ssl, id) {
+            return Lookup::Done(found);
+        }
+        if let Some(found) = suspend::job::lookup(cache, ssl, key) {
+            return Lookup::Done(found);
+        }
+    }
+    Lookup::Done(cache.resolve(&key))
 }
 
 /// Remove-session callback: forgets the session's ID, unless OpenSSL removes it only because

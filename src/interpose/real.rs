@@ -12,7 +12,7 @@
 
 use crate::log::Level;
 use crate::ossl::{
-    ossl_lib_ctx_st, ssl_ctx_st, ssl_method_st, ssl_st, GetSessionCb, NewSessionCb,
+    ossl_lib_ctx_st, ssl_ctx_st, ssl_method_st, ssl_st, ClientHelloCb, GetSessionCb, NewSessionCb,
     RemoveSessionCb, TicketKeyEvpCb,
 };
 use std::ffi::{c_void, CStr};
@@ -45,6 +45,7 @@ type CtxCallbackCtrl = unsafe extern "C" fn(
 ) -> std::os::raw::c_long;
 type SetTicketEvpCb =
     unsafe extern "C" fn(*mut ssl_ctx_st, Option<TicketKeyEvpCb>) -> std::os::raw::c_int;
+type SetClientHelloCb = unsafe extern "C" fn(*mut ssl_ctx_st, Option<ClientHelloCb>, *mut c_void);
 type CtxNewEx = unsafe extern "C" fn(
     *mut ossl_lib_ctx_st,
     *const c_char,
@@ -109,6 +110,7 @@ real_functions! {
     ctx_ctrl: CtxCtrl = c"SSL_CTX_ctrl",
     ctx_callback_ctrl: CtxCallbackCtrl = c"SSL_CTX_callback_ctrl",
     set_ticket_evp_cb: SetTicketEvpCb = c"SSL_CTX_set_tlsext_ticket_key_evp_cb",
+    set_client_hello_cb: SetClientHelloCb = c"SSL_CTX_set_client_hello_cb",
 }
 
 static REAL: OnceLock<Real> = OnceLock::new();

@@ -9,6 +9,7 @@ use crate::error::{Error, ErrorKind};
 use crate::ossl::{
     ssl_ctx_st, ssl_st, sys_ctx, sys_ssl, GetSessionCb, NewSessionCb, RemoveSessionCb,
 };
+use crate::suspend::mode::AsyncMode;
 use openssl_sys::{
     CRYPTO_get_ex_new_index, SSL_CTX_ctrl, SSL_CTX_get_ex_data, SSL_get_SSL_CTX, SSL_get_ex_data,
     SSL_set_ex_data, CRYPTO_EX_DATA, CRYPTO_EX_INDEX_SSL, CRYPTO_EX_INDEX_SSL_CTX,
@@ -17,7 +18,7 @@ use openssl_sys::{
 use std::ffi::c_void;
 use std::os::raw::{c_int, c_long};
 use std::sync::atomic::{AtomicI32, AtomicU8, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 /// What we keep for an attached context.
 pub struct CtxRecord {
@@ -33,6 +34,8 @@ pub struct CtxRecord {
     app_new: AtomicUsize,
     app_get: AtomicUsize,
     app_remove: AtomicUsize,
+    /// Asynchronous mode (`sesscache_attach_async`): set once, never unset.
+    pub hello: OnceLock<AsyncMode>,
 }
 
 /// -1 until the first attach allocates them.
@@ -64,6 +67,7 @@ impl CtxRecord {
             app_new: AtomicUsize::new(0),
             app_get: AtomicUsize::new(0),
             app_remove: AtomicUsize::new(0),
+            hello: OnceLock::new(),
         }
     }
 
@@ -191,7 +195,7 @@ pub(crate) fn ensure_indices() -> Result<c_int, Error> {
                 ),
             )
         };
-        if ctx_idx < 0 || ssl_idx < 0 {
+        if ctx_idx < 0 || ssl_idx < 0 || !crate::suspend::pending::ensure_index() {
             return Err(Error::new(
                 ErrorKind::Internal,
                 "OpenSSL could not allocate an ex_data index",

@@ -148,6 +148,20 @@ pub trait Store: Send + Sync {
         now: u64,
         known: &mut dyn FnMut(Stamp) -> bool,
     ) -> Result<Option<Found>, StoreError>;
+    /// `get`, if it can answer without waiting for a server: None when it would need a
+    /// network round trip (then nothing was done, and `known` was not asked). What answers
+    /// in microseconds answers here: `memory:`, `shm:` (the default: `get` itself), a redis
+    /// cache's `l1` tier and its own writes not yet sent, and its open circuit breaker (an
+    /// error at once). The caller of an asynchronous lookup asks this first, on its own
+    /// thread, and suspends a handshake only on None.
+    fn get_now(
+        &self,
+        key: &SessionKey,
+        now: u64,
+        known: &mut dyn FnMut(Stamp) -> bool,
+    ) -> Option<Result<Option<Found>, StoreError>> {
+        Some(self.get(key, now, known))
+    }
     /// Removes and returns the live entry for `key`.
     fn take(&self, key: &SessionKey, now: u64) -> Result<Option<SecretBytes>, StoreError>;
     /// Removes the entry for `key`; true if there was one.

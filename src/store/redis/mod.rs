@@ -256,6 +256,42 @@ impl RedisStore {
     }
 
     /// A stored value that is not one of ours (empty): counted, removed, an error.
+    /// What this process can answer for `key` without Redis: its l1 tier, then its own
+    /// writes not yet sent (read your writes). A single-use entry found pending is taken.
+    fn local(
+        &self,
+        p: &Proc,
+        key: &SessionKey,
+        rkey: &[u8],
+        now: u64,
+        known: &mut dyn FnMut(Stamp) -> bool,
+    ) -> Option<Found> {
+        if let Some(l1) = &p.l1 {
+            if let Ok(Some(found)) = l1.get(key, now, &mut |s| known(p.l1_stamp(s))) {
+                return Some(Found {
+                    stamp: p.l1_stamp(found.stamp),
+                    ..found
+                });
+            }
+        }
+        // Stored by this process and not yet sent: found here, as Redis will hold it.
+        let value = p.pending(rkey, false)?;
+        let (flags, bytes) = split(&value)?;
+        let stamp = self.stamp(value.as_slice());
+        let consumed = flags & SINGLE_USE != 0;
+        // A single-use entry is taken only if still pending (the writer may have begun to
+        // send it: then Redis's copy is the one to take); taken, it is never sent.
+        if consumed && p.pending(rkey, true).is_none() {
+            return None;
+        }
+        let bytes = (!known(stamp)).then_some(bytes);
+        Some(Found {
+            bytes,
+            stamp,
+            consumed,
+        })
+    }
+
     fn corrupt(&self, p: &Proc, key: &SessionKey) -> StoreError {
         Counters::bump(&p.core.counters.errors);
         crate::log_limited!(
@@ -343,40 +379,9 @@ impl Store for RedisStore {
         known: &mut dyn FnMut(Stamp) -> bool,
     ) -> Result<Option<Found>, StoreError> {
         let p = self.proc();
-        if let Some(l1) = &p.l1 {
-            if let Ok(Some(found)) = l1.get(key, now, &mut |s| known(p.l1_stamp(s))) {
-                return Ok(Some(Found {
-                    stamp: p.l1_stamp(found.stamp),
-                    ..found
-                }));
-            }
-        }
         let rkey = self.redis_key(key);
-        if let Some(value) = p.pending(&rkey, false) {
-            // Stored by this process and not yet sent: found here, as Redis will hold it.
-            if let Some((flags, bytes)) = split(&value) {
-                let stamp = self.stamp(value.as_slice());
-                let consumed = flags & SINGLE_USE != 0;
-                if consumed {
-                    // Taken only if still pending (the writer may have begun to send it:
-                    // then Redis's copy is the one to take); taken, it is never sent.
-                    if p.pending(&rkey, true).is_some() {
-                        let bytes = (!known(stamp)).then_some(bytes);
-                        return Ok(Some(Found {
-                            bytes,
-                            stamp,
-                            consumed: true,
-                        }));
-                    }
-                } else {
-                    let bytes = (!known(stamp)).then_some(bytes);
-                    return Ok(Some(Found {
-                        bytes,
-                        stamp,
-                        consumed: false,
-                    }));
-                }
-            }
+        if let Some(found) = self.local(p, key, &rkey, now, known) {
+            return Ok(Some(found));
         }
         let Some(fetched) = p.fetch(&rkey, false)? else {
             return Ok(None);
@@ -404,6 +409,25 @@ impl Store for RedisStore {
             stamp,
             consumed: fetched.consumed,
         }))
+    }
+
+    fn get_now(
+        &self,
+        key: &SessionKey,
+        now: u64,
+        known: &mut dyn FnMut(Stamp) -> bool,
+    ) -> Option<Result<Option<Found>, StoreError>> {
+        let p = self.proc();
+        let rkey = self.redis_key(key);
+        if let Some(found) = self.local(p, key, &rkey, now, known) {
+            return Some(Ok(Some(found)));
+        }
+        if p.core.breaker.is_open() {
+            // What `fetch` would answer at once.
+            Counters::bump(&p.core.counters.errors);
+            return Some(Err(StoreError::Unavailable));
+        }
+        None
     }
 
     fn take(&self, key: &SessionKey, now: u64) -> Result<Option<SecretBytes>, StoreError> {

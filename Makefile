@@ -1,5 +1,6 @@
 # sesscache — build, test, benchmark, install.
-#   make            the libraries: target/release/libsesscache.{so,a}
+#   make            the libraries: target/release/libsesscache.{so,a}, and the example
+#                   event-loop server build/async_server (examples/async_server.c)
 #   make cli        the command-line tool: target/cli/release/sesscache
 #   make check      every test (Rust, C harness, ABI, transparency, valgrind, ASan + UBSan,
 #                   real servers, panics, setuid, soak, fuzz smoke, bench smoke)
@@ -55,7 +56,7 @@ CLI       := $(CLI_DIR)/release/sesscache
 .PHONY: all lib fault-lib sanitize cli header check-header check check-all lint rust-test model c-tests demo demo-run bench bench-run install uninstall clean \
         install-man uninstall-man man-check
 
-all: lib
+all: lib $(B)/async_server
 
 lib: $(SO).$(MAJOR)
 
@@ -160,11 +161,17 @@ $(B)/demo: examples/demo.c $(TLS_UTIL) include/sesscache.h $(SO).$(MAJOR)
 	@mkdir -p $(B)
 	$(CC) $(WARN) $(CFLAGS) $(CPPFLAGS) examples/demo.c c-tests/tls_util.c -o $@ $(LINK_SC) $(SSL_LIBS)
 
+# The example single-threaded epoll server with asynchronous lookups (c-tests/async_server.sh).
+$(B)/async_server: examples/async_server.c include/sesscache.h $(SO).$(MAJOR)
+	@mkdir -p $(B)
+	$(CC) $(WARN) $(CFLAGS) $(CPPFLAGS) examples/async_server.c -o $@ $(LINK_SC) $(SSL_LIBS)
+
 C_PROGRAMS := $(B)/abi_check.o $(B)/test_cache $(B)/test_shm $(B)/test_memory_bound \
               $(B)/test_tickets $(B)/test_cache_asan $(B)/test_shm_asan $(B)/test_tickets_asan \
               $(B)/test_async $(B)/test_async_asan \
               $(B)/observe_plain \
-              $(B)/observe_linked $(B)/bench_resume $(B)/bench_client $(B)/soak $(B)/demo
+              $(B)/observe_linked $(B)/bench_resume $(B)/bench_client $(B)/soak $(B)/demo \
+              $(B)/async_server
 
 c-tests: $(C_PROGRAMS)
 

@@ -234,6 +234,9 @@ suite redis_servers redis-servers sh c-tests/redis_servers.sh
 section "asynchronous lookups: ClientHello retry and OpenSSL async jobs, on Redis (plain, valgrind, ASan)"
 suite async async sh c-tests/async_check.sh
 
+section "the example event-loop server (examples/async_server.c): async redis:// lookups with Redis stalled, blocking as the control, shm:, memory:, valgrind"
+suite async_server async-server sh c-tests/async_server.sh
+
 section "rediss:// (TLS to Redis): verification and its refusals, mutual TLS, preloaded hosts, a stalled server, a TLS cluster"
 suite redis_tls redis-tls sh c-tests/redis_tls.sh
 

@@ -199,7 +199,7 @@ bench:
 	bash scripts/deps.sh install
 	$(MAKE) bench-run
 
-bench-run: $(B)/bench_resume $(B)/bench_client $(CLI)
+bench-run: $(B)/bench_resume $(B)/bench_client $(B)/async_server $(CLI)
 	sh c-tests/bench.sh $(B)/bench_resume $(if $(QUICK),--quick)
 
 # ---- bench-core: the cache core alone (issue 12) ----------------------------------------

@@ -12,6 +12,9 @@
 #      OpenSSL's own ticket keys: 1 thread (memory:, shm:, redis://), 2 and 4 processes
 #      (shm:, redis://: each process its own cache and connections, i.e. "hosts"), each
 #      offering only the tickets the others issued;
+#   1c. the example event-loop server (examples/async_server.c, one thread) under 1, 16 and
+#      64 resuming clients: asynchronous redis:// lookups against blocking ones, as ratios to
+#      shm: in the same round (c-tests/bench_async.sh);
 #   2. instructions per lookup and per store, counted by callgrind (memory:, shm:), which do
 #      not vary with machine noise; instructions per ticket encryption and decryption, ours
 #      (shm:) against OpenSSL's own, and the new tickets a resumed handshake sends with
@@ -91,6 +94,16 @@ for mode in "--threads 1" "--processes 2" "--processes 4"; do
         cat "$log"; echo "bench: bench_resume --tickets $mode failed" >&2; failed=1
     fi
 done
+
+# 1c. The example event-loop server: asynchronous redis:// lookups against blocking ones.
+step "the example event-loop server: redis:// async and blocking, shm: (c-tests/bench_async.sh)"
+if [ $quick = 1 ]; then set -- --quick; else set --; fi
+if sh c-tests/bench_async.sh "$@" >"$out/async.log" 2>&1; then
+    grep -v '^# round ' "$out/async.log"
+    grep '^evloop ' "$out/async.log" >>"$out/results.txt"
+else
+    cat "$out/async.log"; echo "bench: bench_async.sh failed" >&2; failed=1
+fi
 
 # 2. Instructions per call, counted by callgrind: one short run per configuration.
 step "instructions per lookup and per store (valgrind --tool=callgrind)"

@@ -19,6 +19,9 @@ RESULTS holds one figure a line (c-tests/bench.sh gathers them):
     tkhsinstr PROTO KIND CONFIG IR_PER_HANDSHAKE HANDSHAKES   (c-tests/callgrind_tickets.py)
     tkrenew PROTO CONFIG NEW_TICKETS_PER_RESUMPTION RESUMED_HANDSHAKES
     server SERVER PROTO CONFIG CONNS_PER_S RESUMED RATIO_MED RATIO_MIN RATIO_MAX
+    evloop PROTO CLIENTS CONFIG RESUMED_PER_S RESUMED_FRACTION RATIO_MED RATIO_MIN RATIO_MAX ROUNDS
+        c-tests/bench_async.sh: the example event-loop server; CONFIG shm, redis-async,
+        redis-blocking; ratios to shm in the same round.
     core BACKEND OP ENTRIES NS_PER_OP                           (criterion)
     density shm KIND SESSIONS_PER_MIB ENTRY_BYTES
     machine KEY VALUE...
@@ -365,6 +368,50 @@ def tickets_section(figs, out):
         out.append("")
 
 
+def evloop_section(figs, out):
+    """The example event-loop server (issue 23): async redis:// against blocking, vs shm:."""
+    rows = figs.get("evloop")
+    if not rows:
+        return
+    cell = {(r[0], int(r[1]), r[2]): r for r in rows}
+    out.append("## Event-loop server: asynchronous lookups\n")
+    out.append("`examples/async_server.c`: one thread, epoll, `SSL_OP_NO_TICKET` (every resumption "
+               "is a lookup), an HTTP/1.0 answer per connection, under N concurrent resuming "
+               "clients (`build/bench_client --clients N`, loopback, on the same 2 cores as the "
+               "server and Redis): `redis://` with `sesscache_attach_async` (a lookup suspends "
+               "the handshake, the loop serves others) against `sesscache_attach` (the thread "
+               "waits for each lookup), and `shm:` (never waits) as the reference. Cells: "
+               "resumed handshakes per second for `shm:`; for `redis://`, the ratio to `shm:` "
+               "in the same round, median (min–max), and the share of connections resumed "
+               "(`c-tests/bench_async.sh`).\n")
+    configs = [("redis-async", "redis:// async"), ("redis-blocking", "redis:// blocking")]
+    out.append("| | shm: (resumed/s) | " + " | ".join(t for _, t in configs) + " |")
+    out.append("|---" * (2 + len(configs)) + "|")
+    targets = []
+    for proto, pname in PROTOS:
+        for n in sorted({int(r[1]) for r in rows}):
+            base = cell.get((proto, n, "shm"))
+            if base is None:
+                continue
+            texts = [f"{float(base[3]):,.0f}"]
+            for c, _ in configs:
+                r = cell.get((proto, n, c))
+                texts.append("–" if r is None else
+                             f"{fmt_ratio(r[5], r[6], r[7])}, {100 * float(r[4]):.0f}% resumed")
+                if r is not None and c == "redis-async" and n >= 16:
+                    targets.append((f"async redis:// ≥ 0.9× shm: ({pname}, {n} clients)",
+                                    float(r[5]), verdict(float(r[5]), float(r[7]), 0.9)))
+            out.append(f"| {pname}, {n} client{'s' if n > 1 else ''} | " + " | ".join(texts) + " |")
+    out.append(f"\n{rows[0][8]} round(s).\n")
+    if targets:
+        out.append("### Target (issue 23)\n")
+        out.append("| target | ratio | |")
+        out.append("|---|---|---|")
+        for target, ratio, said in targets:
+            out.append(f"| {target} | {ratio:.3f} | {said} |")
+        out.append("")
+
+
 def server_table(figs, out):
     rows = figs.get("server")
     if not rows:
@@ -516,6 +563,7 @@ def main():
     cpu_table(figs, out)
     instr_table(figs, out)
     tickets_section(figs, out)
+    evloop_section(figs, out)
     targets += server_table(figs, out)
     core_tables(figs, out)
     if targets:

@@ -340,8 +340,10 @@ if BENCH_DIR=$B/bench-quick sh c-tests/bench.sh $B/bench_resume --quick >$B/benc
    grep -q '^server nginx tls12 none+shm ' $B/bench-quick/results.txt &&
    grep -q '^server apache tls13 none+shm+force ' $B/bench-quick/results.txt &&
    grep -q '^### 4 processes' $B/bench-quick/bench.md &&
+   grep -q '^evloop tls13 64 redis-blocking [0-9]' $B/bench-quick/results.txt &&
+   grep -q '^## Event-loop server: asynchronous lookups' $B/bench-quick/bench.md &&
    [ "$(wc -c <$B/bench-quick/bench.png)" -gt 10000 ]; then
-    pass "make bench QUICK=1 runs every part (threads, processes, client certificates, shared ticket keys, callgrind, nginx and Apache, redis included) and writes its report and chart"
+    pass "make bench QUICK=1 runs every part (threads, processes, client certificates, shared ticket keys, the event-loop server, callgrind, nginx and Apache, redis included) and writes its report and chart"
 else
     cat $B/bench.log; fail "make bench QUICK=1"
 fi

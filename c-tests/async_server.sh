@@ -10,7 +10,7 @@
 #    handshake started during the stall waits for Redis too;
 # d. shm: and memory: (and redis:// l1= hits): sessions resume, no handshake is suspended;
 # e. under valgrind: an async server stopped by SIGTERM while a handshake waits for a
-#    stalled Redis exits cleanly, no error, no leak.
+#    stalled Redis exits cleanly: no error, no definite leak.
 # Every server must exit 0 on SIGTERM. Prints ok/FAIL lines and "async-server: N passed, M
 # failed". Run from the top of the tree after `make`; needs redis-server, redis-cli (Debian:
 # redis-server, redis-tools), openssl and valgrind: without them the checks fail, loudly.
@@ -269,8 +269,13 @@ if start vg $VG -- -u "$REDIS" -m async; then
     sleep 0.5 # (valgrind is slow: let the ClientHello reach the server and suspend it)
     stop vg
     wait $_c
-    if grep -q '==[0-9]*==' "$dir/vg.err"; then fail "e. valgrind: reports"; show "$dir/vg.err"
-    else ok "e. valgrind: no error, no leak"; fi
+    # The exit status says no error and no definite leak (stop); the library's threads still
+    # running at exit (a lookup waiting for the paused Redis) may leave "possibly lost" blocks.
+    if grep -Eq 'definitely lost|Invalid (read|write|free)|uninitialised|Mismatched' "$dir/vg.err"; then
+        fail "e. valgrind: errors or leaks"; grep -E -A12 'definitely lost|Invalid|uninitialised|Mismatched' "$dir/vg.err" | note
+    else
+        ok "e. valgrind: no error, no definite leak ($(grep -c 'possibly lost in loss' "$dir/vg.err") blocks possibly lost)"
+    fi
     s=$(count suspended)
     if [ "${s:-0}" -ge 3 ]; then ok "e. valgrind: $s handshakes suspended, the last one still when SIGTERM came"
     else fail "e. valgrind: ${s:-?} handshakes suspended (want >= 3: 2 resumptions, and one when SIGTERM came)"; fi

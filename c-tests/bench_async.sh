@@ -10,8 +10,9 @@
 # for S seconds each, one after the other. The figure is resumed handshakes per second (the
 # connections that resumed over the time taken) and its ratio to shm's in the same round.
 # Prints one line per cell (medians over the rounds; ratios: median, min, max):
-#   evloop PROTO CLIENTS CONFIG RESUMED_PER_S RESUMED_FRACTION RATIO_MED RATIO_MIN RATIO_MAX ROUNDS
-# and the bench_client lines as comments. Environment: BENCH_REDIS_URL, the redis:// cache
+#   evloop PROTO CLIENTS CONFIG RESUMED_PER_S RESUMED_FRACTION RATIO_MED RATIO_MIN RATIO_MAX ROUNDS CPU_US
+# CPU_US: the server process's CPU time (user + system, its library threads included, from
+# /proc/PID/stat) per connection completed. The bench_client lines are printed as comments. Environment: BENCH_REDIS_URL, the redis:// cache
 # (bench.sh's: sealed values, the default timeout_ms); unset, this script starts a
 # redis-server on loopback. BENCH_ASYNC_ROUNDS (3; --quick: 1), BENCH_ASYNC_SECONDS (3;
 # --quick: 0.3), BENCH_ASYNC_CLIENTS ("1 16 64"). Exit status 1 when a server does not start
@@ -57,7 +58,7 @@ start() {
         "$SERVER" -p "$_port" -c "$dir/cert.pem" -k "$dir/key.pem" "$@" >"$dir/$_cfg.out" 2>"$dir/$_cfg.err" &
         _pid=$!
         if wait_for 10 listening "$dir/$_cfg.out" $_pid && grep -q '^listening on' "$dir/$_cfg.out"; then
-            pids="$pids $_pid"; echo "$_port" >"$dir/$_cfg.port"; return 0
+            pids="$pids $_pid"; echo "$_port" >"$dir/$_cfg.port"; echo "$_pid" >"$dir/$_cfg.pid"; return 0
         fi
         kill $_pid 2>/dev/null; wait $_pid 2>/dev/null
     done
@@ -71,6 +72,9 @@ echo "# the example server (one thread) on shm:, and on $(echo "$url" | sed 's/k
 
 failed=0
 : >"$dir/raw"
+hz=$(getconf CLK_TCK)
+# cpu CONFIG: the server's CPU time so far, in clock ticks.
+cpu() { awk '{print $14 + $15}' "/proc/$(cat "$dir/$1.pid")/stat"; }
 r=0
 while [ $r -lt "$rounds" ]; do
     r=$((r + 1))
@@ -78,14 +82,17 @@ while [ $r -lt "$rounds" ]; do
         for proto in tls12 tls13; do
             for cfg in shm redis-async redis-blocking; do
                 if [ $proto = tls12 ]; then flag=--tls1_2; else flag=--tls1_3; fi
+                c0=$(cpu $cfg)
                 out=$("$CLIENT" --port "$(cat "$dir/$cfg.port")" --clients "$n" --seconds "$secs" $flag \
                       2>"$dir/client.err") || { failed=1; cat "$dir/client.err" >&2; }
-                echo "# round $r $cfg: $out"
-                # raw PROTO CLIENTS CONFIG ROUND RESUMED_PER_S RESUMED_FRACTION
-                echo "$out" | awk -v p=$proto -v n="$n" -v c=$cfg -v r=$r '
+                ticks=$(($(cpu $cfg) - c0))
+                echo "# round $r $cfg: $out server_cpu_ticks $ticks"
+                # raw PROTO CLIENTS CONFIG ROUND RESUMED_PER_S RESUMED_FRACTION CPU_US
+                echo "$out" | awk -v p=$proto -v n="$n" -v c=$cfg -v r=$r -v t="$ticks" -v hz="$hz" '
                     { for (i = 1; i < NF; i++) v[$i] = $(i + 1) }
-                    END { if (v["seconds"] > 0) printf "%s %s %s %s %.1f %s\n", p, n, c, r, v["resumed"] / v["seconds"], v["resumed_fraction"] }' \
-                    >>"$dir/raw"
+                    END { if (v["seconds"] > 0 && v["ok"] > 0)
+                              printf "%s %s %s %s %.1f %s %.1f\n", p, n, c, r, v["resumed"] / v["seconds"],
+                                     v["resumed_fraction"], t * 1e6 / hz / v["ok"] }' >>"$dir/raw"
             done
         done
     done
@@ -97,7 +104,7 @@ awk -v rounds="$rounds" '
         for (i = 1; i <= k; i++) for (j = i + 1; j <= k; j++) if (a[j] < a[i]) { t = a[i]; a[i] = a[j]; a[j] = t }
         return k % 2 ? a[(k + 1) / 2] : (a[k / 2] + a[k / 2 + 1]) / 2
     }
-    { rate[$1, $2, $3, $4] = $5; frac[$1, $2, $3, $4] = $6; if (!(($1, $2, $3) in seen)) { seen[$1, $2, $3] = 1; order[++m] = $1 " " $2 " " $3 } }
+    { rate[$1, $2, $3, $4] = $5; frac[$1, $2, $3, $4] = $6; cpu[$1, $2, $3, $4] = $7; if (!(($1, $2, $3) in seen)) { seen[$1, $2, $3] = 1; order[++m] = $1 " " $2 " " $3 } }
     END {
         for (i = 1; i <= m; i++) {
             split(order[i], k, " ")
@@ -105,12 +112,13 @@ awk -v rounds="$rounds" '
             for (r = 1; r <= rounds; r++) {
                 if (!((k[1], k[2], k[3], r) in rate) || rate[k[1], k[2], "shm", r] <= 0) continue
                 n++
-                rr[n] = rate[k[1], k[2], k[3], r]; ff[n] = frac[k[1], k[2], k[3], r]
+                rr[n] = rate[k[1], k[2], k[3], r]; ff[n] = frac[k[1], k[2], k[3], r]; cc[n] = cpu[k[1], k[2], k[3], r]
                 x[n] = rate[k[1], k[2], k[3], r] / rate[k[1], k[2], "shm", r]
                 if (x[n] < lo) lo = x[n]; if (x[n] > hi) hi = x[n]
             }
             if (n > 0)
-                printf "evloop %s %s %s %.1f %.4f %.3f %.3f %.3f %d\n", k[1], k[2], k[3], median(rr, n), median(ff, n), median(x, n), lo, hi, n
+                printf "evloop %s %s %s %.1f %.4f %.3f %.3f %.3f %d %.1f\n", k[1], k[2], k[3], median(rr, n), median(ff, n),
+                       median(x, n), lo, hi, n, median(cc, n)
         }
     }' "$dir/raw"
 # The servers' own counts (connections, resumed, suspended, failed) as they exit.

@@ -19,9 +19,9 @@ RESULTS holds one figure a line (c-tests/bench.sh gathers them):
     tkhsinstr PROTO KIND CONFIG IR_PER_HANDSHAKE HANDSHAKES   (c-tests/callgrind_tickets.py)
     tkrenew PROTO CONFIG NEW_TICKETS_PER_RESUMPTION RESUMED_HANDSHAKES
     server SERVER PROTO CONFIG CONNS_PER_S RESUMED RATIO_MED RATIO_MIN RATIO_MAX
-    evloop PROTO CLIENTS CONFIG RESUMED_PER_S RESUMED_FRACTION RATIO_MED RATIO_MIN RATIO_MAX ROUNDS
+    evloop PROTO CLIENTS CONFIG RESUMED_PER_S RESUMED_FRACTION RATIO_MED RATIO_MIN RATIO_MAX ROUNDS CPU_US
         c-tests/bench_async.sh: the example event-loop server; CONFIG shm, redis-async,
-        redis-blocking; ratios to shm in the same round.
+        redis-blocking; ratios to shm in the same round; the server's CPU per connection.
     core BACKEND OP ENTRIES NS_PER_OP                           (criterion)
     density shm KIND SESSIONS_PER_MIB ENTRY_BYTES
     machine KEY VALUE...
@@ -403,6 +403,19 @@ def evloop_section(figs, out):
                                     float(r[5]), verdict(float(r[5]), float(r[7]), 0.9)))
             out.append(f"| {pname}, {n} client{'s' if n > 1 else ''} | " + " | ".join(texts) + " |")
     out.append(f"\n{rows[0][8]} round(s).\n")
+    if all(len(r) > 9 for r in rows):
+        out.append("The server's CPU time per connection (µs; user + system of the whole process, "
+                   "the library's lookup and writer threads included, from `/proc/PID/stat`; "
+                   "median of the rounds): what a connection costs it, waiting aside.\n")
+        out.append("| | shm: | redis:// async | redis:// blocking |")
+        out.append("|---|---|---|---|")
+        for proto, pname in PROTOS:
+            for n in sorted({int(r[1]) for r in rows}):
+                cpu = [cell.get((proto, n, c)) for c in ("shm", "redis-async", "redis-blocking")]
+                if cpu[0] is not None:
+                    out.append(f"| {pname}, {n} client{'s' if n > 1 else ''} | " +
+                               " | ".join("–" if r is None else f"{float(r[9]):,.0f}" for r in cpu) + " |")
+        out.append("")
     if targets:
         out.append("### Target (issue 23)\n")
         out.append("| target | ratio | |")

@@ -126,8 +126,13 @@ for cfg in memory shm; do
         counts=$(grep "^counts t1 $cfg " "$log")
         lookups=$(echo "$counts" | cut -d' ' -f4); stores=$(echo "$counts" | cut -d' ' -f5)
         # The get callback calls lookup_unless (the lookup with the server-name check);
-        # lookup itself is that with no check.
+        # lookup itself is that with no check. Since asynchronous lookups (issue 23) it
+        # calls resolve_with (the store's answer) and deliver (the check), one after the
+        # other: their sum.
         l_ir=$(ir lookup_unless); [ -n "$l_ir" ] || l_ir=$(ir lookup)
+        if [ -z "$l_ir" ] && r_ir=$(ir resolve_with) && [ -n "$r_ir" ]; then
+            d_ir=$(ir deliver); l_ir=$((r_ir + ${d_ir:-0}))
+        fi
         s_ir=$(ir store_session)
         if [ -n "$l_ir" ] && [ -n "$s_ir" ] && [ "${lookups:-0}" -gt 0 ] && [ "${stores:-0}" -gt 0 ]; then
             line="instr $cfg $((l_ir / lookups)) $((s_ir / stores)) $lookups $stores"

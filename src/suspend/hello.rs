@@ -57,7 +57,11 @@ pub unsafe extern "C" fn client_hello(
         };
         // SAFETY: ssl is live (OpenSSL's call).
         let pending = unsafe { pending::of(ssl) };
-        if let Some(p) = &pending {
+        // SAFETY: ssl is live, inside its ClientHello callback.
+        if let Some(p) = pending.filter(|p| unsafe { lookahead(ssl) }.is_some_and(|k| p.is_for(&k)))
+        {
+            // The same ClientHello again (a connection reused with SSL_clear makes another
+            // one, which starts afresh).
             if p.is_running() {
                 // Called again before the lookup finished: still waiting.
                 return HELLO_RETRY;

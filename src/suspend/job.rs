@@ -19,15 +19,20 @@
 use super::eventfd::EventFd;
 use super::pending::{self, Pending};
 use crate::cache::Cache;
+use crate::ossl::sys_ssl;
 use crate::ossl::{
     ssl_st, ASYNC_WAIT_CTX_get_fd, ASYNC_WAIT_CTX_set_wait_fd, ASYNC_get_current_job,
     ASYNC_get_wait_ctx, ASYNC_pause_job,
 };
 use crate::session::SessionObject;
 use crate::store::SessionKey;
+use openssl_sys::{SSL_ctrl, SSL_CTRL_MODE};
 use std::ffi::c_void;
 use std::os::raw::c_int;
 use std::sync::Arc;
+
+/// `SSL_MODE_ASYNC` (the same in every version from 1.1.0).
+const SSL_MODE_ASYNC: std::os::raw::c_long = 0x100;
 
 /// What names our descriptor in a wait context: this static's address.
 static KEY: u8 = 0;
@@ -96,8 +101,14 @@ pub unsafe fn lookup(
     ssl: *mut ssl_st,
     key: SessionKey,
 ) -> Option<Option<SessionObject>> {
-    // SAFETY: plain OpenSSL calls; the job and its wait context are the running job's.
+    // SAFETY: ssl is live (caller); plain OpenSSL calls; the job and its wait context are
+    // the running job's.
     let wctx = unsafe {
+        // Only a connection in async mode runs its handshake in a job (checked first: it
+        // costs less than asking for the current job).
+        if SSL_ctrl(sys_ssl(ssl), SSL_CTRL_MODE, 0, std::ptr::null_mut()) & SSL_MODE_ASYNC == 0 {
+            return None;
+        }
         let job = ASYNC_get_current_job();
         if job.is_null() {
             return None;

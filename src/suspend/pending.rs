@@ -86,6 +86,11 @@ impl Pending {
         })
     }
 
+    /// Whether this is the lookup of `key`.
+    pub fn is_for(&self, key: &SessionKey) -> bool {
+        lock(&self.state).key == *key
+    }
+
     pub fn is_running(&self) -> bool {
         matches!(lock(&self.state).phase, Phase::Running)
     }
@@ -281,4 +286,124 @@ pub unsafe fn set(ssl: *mut ssl_st, p: Arc<Pending>) -> bool {
         }
     }
     true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_sessions::tls12;
+    use std::sync::atomic::{AtomicBool, AtomicUsize};
+    use std::time::Duration;
+
+    fn key(b: u8) -> SessionKey {
+        SessionKey::new(&[b; 32]).unwrap()
+    }
+
+    fn session(b: u8) -> SessionObject {
+        // SAFETY: tls12 returns a session we own one reference to.
+        unsafe { SessionObject::from_owned(tls12(&[b; 32], &[b; 48])) }.unwrap()
+    }
+
+    static CALLS: AtomicUsize = AtomicUsize::new(0);
+    unsafe extern "C" fn count(ssl: *mut ssl_st, arg: *mut c_void) {
+        assert_eq!(ssl as usize, 0x10);
+        assert_eq!(arg as usize, 0x20);
+        CALLS.fetch_add(1, Ordering::SeqCst);
+    }
+
+    fn notify(cb: DoneCb) -> Option<Notify> {
+        Some(Notify {
+            cb,
+            ssl: 0x10 as *mut ssl_st,
+            arg: 0x20 as *mut c_void,
+        })
+    }
+
+    /// A finished lookup hands its result to the get callback asking for its exact key,
+    /// once; the descriptor was readable from the finish on, and the ClientHello's retry
+    /// resumes once.
+    #[test]
+    fn a_result_is_claimed_once_for_its_key() {
+        let p = Pending::running(key(1));
+        let fd = p.fd().expect("a descriptor while suspended");
+        assert_eq!(p.fd(), Some(fd), "the same one");
+        assert!(!p.resume(), "not before it finished");
+        let s = session(1);
+        p.finish(Some(s.clone()), None);
+        assert!(lock(&p.state).fd.as_ref().unwrap().is_signalled());
+        assert!(p.claim(&[2; 32]).is_none(), "another key");
+        assert!(p.resume());
+        assert!(!p.resume(), "once");
+        assert!(lock(&p.state).fd.is_none(), "closed on resume");
+        assert_eq!(p.fd(), None, "no longer suspended");
+        let got = p.claim(&[1; 32]).expect("finished").expect("found");
+        assert_eq!(got.as_ptr(), s.as_ptr());
+        assert!(p.claim(&[1; 32]).is_none(), "taken");
+    }
+
+    /// A descriptor asked for after the lookup finished is readable at once; a lookup
+    /// answered without suspending has none.
+    #[test]
+    fn a_late_descriptor_is_readable_at_once() {
+        let p = Pending::running(key(3));
+        p.finish(None, None);
+        p.fd().unwrap();
+        assert!(lock(&p.state).fd.as_ref().unwrap().is_signalled());
+        assert_eq!(Pending::done(key(3), None).fd(), None);
+    }
+
+    /// Cancelled (the connection freed): a late result is dropped and nobody is told.
+    #[test]
+    fn a_cancelled_lookup_drops_its_result_and_tells_nobody() {
+        let before = CALLS.load(Ordering::SeqCst);
+        let p = Pending::running(key(4));
+        p.cancel();
+        let s = session(4);
+        p.finish(Some(s.clone()), notify(count));
+        assert_eq!(CALLS.load(Ordering::SeqCst), before);
+        assert!(p.claim(&[4; 32]).is_none());
+        let q = Pending::running(key(5));
+        q.finish(None, notify(count));
+        assert_eq!(CALLS.load(Ordering::SeqCst), before + 1, "told once");
+    }
+
+    static ENTERED: AtomicBool = AtomicBool::new(false);
+    static LEFT: AtomicBool = AtomicBool::new(false);
+    unsafe extern "C" fn slow(_ssl: *mut ssl_st, _arg: *mut c_void) {
+        ENTERED.store(true, Ordering::SeqCst);
+        std::thread::sleep(Duration::from_millis(150));
+        LEFT.store(true, Ordering::SeqCst);
+    }
+
+    /// Freeing a connection while its completion callback runs waits for the callback: it
+    /// never runs once SSL_free has returned.
+    #[test]
+    fn cancel_waits_for_a_running_callback() {
+        let p = Pending::running(key(6));
+        let q = p.clone();
+        let t = std::thread::spawn(move || q.finish(None, notify(slow)));
+        while !ENTERED.load(Ordering::SeqCst) {
+            std::thread::yield_now();
+        }
+        p.cancel();
+        assert!(
+            LEFT.load(Ordering::SeqCst),
+            "cancel returned during the callback"
+        );
+        t.join().unwrap();
+    }
+
+    /// `wait` returns once a worker finished.
+    #[test]
+    fn wait_returns_when_finished() {
+        let p = Pending::running(key(7));
+        let q = p.clone();
+        let t = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(30));
+            q.finish(None, None);
+        });
+        p.wait();
+        assert!(!p.is_running());
+        t.join().unwrap();
+    }
 }

@@ -130,3 +130,45 @@ fn worker(pool: &'static Pool) {
 pub fn threads() -> usize {
     crate::threads::lock(&pool().queue).threads
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, Barrier};
+
+    /// Lookups that block run side by side, on up to MAX_THREADS threads; more wait for a
+    /// thread and still run.
+    #[test]
+    fn blocked_lookups_get_threads_up_to_the_limit() {
+        let n = MAX_THREADS + 4;
+        let release = Arc::new(Barrier::new(MAX_THREADS + 1));
+        let running = Arc::new(AtomicUsize::new(0));
+        let done = Arc::new(AtomicUsize::new(0));
+        for i in 0..n {
+            let (release, running, done) = (release.clone(), running.clone(), done.clone());
+            submit(Box::new(move || {
+                running.fetch_add(1, Ordering::SeqCst);
+                if i < MAX_THREADS {
+                    release.wait();
+                }
+                done.fetch_add(1, Ordering::SeqCst);
+            }))
+            .unwrap_or_else(|_| panic!("no thread"));
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while running.load(Ordering::SeqCst) < MAX_THREADS {
+            assert!(std::time::Instant::now() < deadline, "not side by side");
+            std::thread::yield_now();
+        }
+        // Every thread is blocked: the others wait.
+        std::thread::sleep(Duration::from_millis(50));
+        assert_eq!(running.load(Ordering::SeqCst), MAX_THREADS);
+        assert!(threads() <= MAX_THREADS);
+        release.wait();
+        while done.load(Ordering::SeqCst) < n {
+            assert!(std::time::Instant::now() < deadline, "not all ran");
+            std::thread::yield_now();
+        }
+    }
+}

@@ -1411,3 +1411,77 @@ fn a_backlog_goes_without_waiting_for_the_batch() {
     assert!(n >= 641, "{n} keys");
     assert_eq!(a.net_stats().queue_drops, 0);
 }
+
+/// `get_now` answers only what needs no round trip: l1, this process's unsent writes (a
+/// single-use one taken), an open breaker (at once, an error); a value only Redis holds is
+/// None, with nothing done and `known` not asked. The value is still there for `get`.
+#[test]
+fn get_now_answers_only_without_a_round_trip() {
+    let srv = Server::unix(&[]);
+    let mut cfg = srv.cfg();
+    cfg.l1 = 64;
+    let s = open(&cfg);
+    let other = open(&srv.cfg());
+    let t = now();
+    let mut asked = false;
+    let mut known = |_| {
+        asked = true;
+        false
+    };
+    // Unsent writes of this process: found (queued, or just sent: then in l1).
+    s.put(&key(1), value(b"mine", t + 100, false), t).unwrap();
+    let found = s.get_now(&key(1), t, &mut known).expect("answered at once");
+    assert_eq!(bytes(found.unwrap()).unwrap(), b"mine");
+    // Stored by another process (another store): only Redis has it.
+    other
+        .put(&key(2), value(b"theirs", t + 100, false), t)
+        .unwrap();
+    other.flush();
+    asked = false;
+    let mut known = |_| {
+        asked = true;
+        false
+    };
+    assert!(s.get_now(&key(2), t, &mut known).is_none());
+    assert!(!asked, "known is not asked when nothing is done");
+    assert_eq!(get(&s, &key(2)).unwrap(), b"theirs");
+    // Found in Redis once: now in l1, answered at once.
+    assert_eq!(
+        bytes(s.get_now(&key(2), t, &mut |_| false).unwrap().unwrap()).unwrap(),
+        b"theirs"
+    );
+    // A single-use value only Redis holds: None, and not consumed.
+    other
+        .put(&key(3), value(b"once", t + 100, true), t)
+        .unwrap();
+    other.flush();
+    assert!(s.get_now(&key(3), t, &mut |_| false).is_none());
+    assert_eq!(get(&s, &key(3)).unwrap(), b"once");
+    assert!(get(&s, &key(3)).is_none(), "taken by get");
+    // A missing key is not known to be missing without Redis.
+    assert!(s.get_now(&key(4), t, &mut |_| false).is_none());
+}
+
+/// With the breaker open, `get_now` fails at once, counted as `get` would.
+#[test]
+fn get_now_fails_at_once_while_the_breaker_is_open() {
+    let mut srv = Server::unix(&[]);
+    let s = open(&srv.cfg());
+    srv.kill();
+    let t = now();
+    for _ in 0..=process::FAILURES_TO_OPEN {
+        let _ = s.get(&key(9), t, &mut |_| false);
+        if net(&s).breaker_opens > 0 {
+            break;
+        }
+    }
+    assert_eq!(net(&s).breaker_opens, 1);
+    let errors = count(&s.counters().errors);
+    let started = std::time::Instant::now();
+    assert_eq!(
+        s.get_now(&key(9), t, &mut |_| false).map(|r| r.err()),
+        Some(Some(StoreError::Unavailable))
+    );
+    assert!(started.elapsed() < std::time::Duration::from_millis(50));
+    assert_eq!(count(&s.counters().errors), errors + 1);
+}

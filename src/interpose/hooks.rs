@@ -166,7 +166,28 @@ unsafe fn lookup(cache: &Arc<Cache>, ssl: *mut ssl_st, id: &[u8]) -> Lookup {
             return Lookup::Done(found);
         }
     }
+    if let Some(found) = cache.resolve_now(&key) {
+        return Lookup::Done(found);
+    }
+    said_blocking();
     Lookup::Done(cache.resolve(&key))
+}
+
+/// Says once per process, at `info`, that a lookup waited for the network on the
+/// handshake's thread (bounded by the backend's `timeout_ms`): the program neither attached
+/// the cache with `sesscache_attach_async` nor ran the handshake in an OpenSSL async job.
+fn said_blocking() {
+    static SAID: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if log::enabled(Level::Info) && !SAID.swap(true, std::sync::atomic::Ordering::Relaxed) {
+        log::write(
+            Level::Info,
+            format_args!(
+                "a lookup that needed the network blocked the handshake's thread (at most \
+                 timeout_ms); handshakes do not wait on contexts attached with \
+                 sesscache_attach_async, nor in OpenSSL async jobs (SSL_MODE_ASYNC)"
+            ),
+        );
+    }
 }
 
 /// Remove-session callback: forgets the session's ID, unless OpenSSL removes it only because

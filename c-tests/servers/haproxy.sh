@@ -13,7 +13,10 @@
 #   haproxy_stop                          SIGUSR1 (soft stop), killed after 10 s
 #
 # HAPROXY_TICKET_KEYS, when set, adds `tls-ticket-keys FILE` to the bind line (base64 keys,
-# one a line); c-tests/tickets_servers.sh sets it.
+# one a line); c-tests/tickets_servers.sh sets it. HAPROXY_NBTHREAD (default 2),
+# HAPROXY_GLOBAL (more lines for the global section, e.g. `ssl-mode-async`), HAPROXY_BIND
+# (more bind options, e.g. `no-tls-tickets`) and HAPROXY_TIMEOUT_CLIENT (default 10s; also
+# HAProxy 2.6's handshake timeout): c-tests/haproxy_async.sh sets them.
 #
 # haproxy writes its warnings and alerts to its stderr (DIR/stderr): there is no `log` line.
 
@@ -21,17 +24,18 @@ HAPROXY_BIN=${HAPROXY_BIN:-/usr/sbin/haproxy}
 
 haproxy_conf() { # DIR CACHESIZE PORT
     if [ "$2" = default ]; then _cs_conf=; else _cs_conf="tune.ssl.cachesize $2"; fi
-    _keys_conf=${HAPROXY_TICKET_KEYS:+ tls-ticket-keys $HAPROXY_TICKET_KEYS}
+    _keys_conf=${HAPROXY_TICKET_KEYS:+ tls-ticket-keys $HAPROXY_TICKET_KEYS}${HAPROXY_BIND:+ $HAPROXY_BIND}
     cat >"$1/haproxy.cfg" <<CONF
 global
-    nbthread 2
+    nbthread ${HAPROXY_NBTHREAD:-2}
     pidfile $1/haproxy.pid
     $_cs_conf
+${HAPROXY_GLOBAL:-}
 
 defaults
     mode http
     timeout connect 5s
-    timeout client 10s
+    timeout client ${HAPROXY_TIMEOUT_CLIENT:-10s}
     timeout server 10s
 
 frontend tls

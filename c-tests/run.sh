@@ -243,6 +243,9 @@ suite redis_tls redis-tls sh c-tests/redis_tls.sh
 section "failover: redis+sentinel:// and redis+cluster://, a primary killed while two s_server hosts handshake"
 suite redis_failover redis-failover sh c-tests/redis_failover.sh
 
+section "redis:// lookups in OpenSSL async jobs: HAProxy ssl-mode-async hosts, Redis stalled (issue 23)"
+suite haproxy_async haproxy-async sh c-tests/haproxy_async.sh
+
 section "preload into real servers: Apache, HAProxy, nginx, Python, s_server (never worse; force=1)"
 suite servers servers sh c-tests/servers.sh
 

@@ -16,10 +16,13 @@
 # d. h3 times out a resuming connection while its lookup waits (the connection is closed with
 #    its async job paused: HAProxy defers SSL_free until the async fd fires); once Redis
 #    answers, `show fd` lists no async fd, HAProxy's job count is back, h3 still serves;
+# e. OpenSSL 3.0 runs these handshakes, sesscache's callbacks included, on 32 KiB fibre
+#    stacks without a guard page: c-tests/async_stack.c (preloaded first, built here with
+#    cc) finds the deepest h1-h3's stacks went (h4 runs no job): it must stay below 24 KiB;
 # and no host logs an alert or an error, none dies, each stops (SIGUSR1) with status 0.
 # Prints ok/FAIL lines and "haproxy-async: N passed, M failed"; exits non-zero on failure.
 # Run from the top of the tree after `make lib`. Needs haproxy, redis-server, redis-cli and
-# python3 (HAProxy's stats socket): without one of them every check fails, loudly.
+# python3 (HAProxy's stats socket) and cc: without one of them every check fails, loudly.
 set -u
 unset SESSCACHE_URL SESSCACHE_LOG SESSCACHE_STATS
 . c-tests/sserver.sh            # SSERVER_LIB, sserver_cert, sserver_connect
@@ -36,6 +39,7 @@ missing=
 [ -x "$HAPROXY_BIN" ] || missing="$missing haproxy($HAPROXY_BIN)"
 [ -n "$REDIS_SERVER" ] && [ -n "$REDIS_CLI" ] || missing="$missing redis-server/redis-cli"
 command -v python3 >/dev/null 2>&1 || missing="$missing python3"
+command -v "${CC:-cc}" >/dev/null 2>&1 || missing="$missing ${CC:-cc}"
 [ -f "$lib" ] || missing="$missing $lib(make lib)"
 if [ -n "$missing" ]; then fail "missing:$missing: the HAProxy async tests cannot run"; finish; fi
 
@@ -71,6 +75,8 @@ RPID=$!
 wait_redis "$RPORT" 5 || { fail "redis-server did not start"; show "$dir/redis.log"; finish; }
 url="redis://127.0.0.1:$RPORT?insecure_plaintext=1&timeout_ms=3000&force=1"
 sserver_cert "$dir" || { fail "openssl req (test certificate)"; finish; }
+"${CC:-cc}" -shared -fPIC -O2 c-tests/async_stack.c -o "$dir/async_stack.so" -ldl -lpthread ||
+    { fail "cc c-tests/async_stack.c"; finish; }
 
 # host NAME ASYNC(1|0) TIMEOUT_CLIENT: starts HAProxy NAME in $dir/NAME; sets NAME_PID, NAME_PORT.
 host() {
@@ -79,7 +85,8 @@ host() {
     [ "$2" = 1 ] && HAPROXY_GLOBAL="$HAPROXY_GLOBAL
     ssl-mode-async"
     HAPROXY_TIMEOUT_CLIENT=$3
-    haproxy_start "$dir/$1" 0 LD_PRELOAD="$lib" SESSCACHE_URL="$url" || return 1
+    haproxy_start "$dir/$1" 0 LD_PRELOAD="$dir/async_stack.so $lib" SESSCACHE_URL="$url" \
+        ASYNC_STACK_OUT="$dir/$1/stack" || return 1
     eval "$1_PID=\$HAPROXY_PID; $1_PORT=\$HAPROXY_PORT"
     HAPROXY_PID=
 }
@@ -211,5 +218,18 @@ for h in $HOSTS; do
            grep -ci 'alert\|emerg\|error\|crash\|panic\|warn')
     if [ "$loud" -eq 0 ]; then ok "$h logged no alert, warning or error"
     else fail "$h logged $loud alert, warning or error lines"; show "$dir/$h/stderr"; fi
+done
+
+# ---- e. the async jobs' stacks (written by each host at exit) ------------------------------
+for h in h1 h2 h3; do
+    line=$(tail -n 1 "$dir/$h/stack" 2>/dev/null)
+    deep=$(echo "$line" | sed -n 's/.* deepest \([0-9]*\)$/\1/p')
+    if [ -z "$deep" ]; then
+        fail "e. $h: no async job stack measured ($line)"
+    elif [ "$deep" -lt 24576 ]; then
+        ok "e. $h: the deepest async job stack used $deep bytes of $(echo "$line" | awk '{ print $5 }') ($(echo "$line" | awk '{ print $3 }') fibres)"
+    else
+        fail "e. $h: an async job stack used $deep bytes (>= 24 KiB of OpenSSL's 32 KiB, no guard page)"
+    fi
 done
 finish

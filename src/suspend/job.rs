@@ -59,11 +59,11 @@ unsafe extern "C" fn release(
 }
 
 /// The connection's descriptor in wait context `wctx`: the one registered before, or a
-/// new one registered now. None if none can be made or registered.
+/// new one registered now (then `true`). None if none can be made or registered.
 ///
 /// # Safety
 /// `wctx` is the current job's live wait context.
-unsafe fn wait_fd(wctx: *mut c_void) -> Option<Arc<EventFd>> {
+unsafe fn wait_fd(wctx: *mut c_void) -> Option<(Arc<EventFd>, bool)> {
     let mut fd: c_int = -1;
     let mut custom: *mut c_void = std::ptr::null_mut();
     // SAFETY: wctx is live (caller); out-pointers are to locals.
@@ -71,10 +71,13 @@ unsafe fn wait_fd(wctx: *mut c_void) -> Option<Arc<EventFd>> {
     {
         let p = custom.cast_const().cast::<EventFd>();
         // SAFETY: what we registered: an Arc<EventFd> pointer the context still holds.
-        return Some(unsafe {
-            Arc::increment_strong_count(p);
-            Arc::from_raw(p)
-        });
+        return Some((
+            unsafe {
+                Arc::increment_strong_count(p);
+                Arc::from_raw(p)
+            },
+            false,
+        ));
     }
     let efd = Arc::new(EventFd::new()?);
     let raw = Arc::into_raw(efd.clone());
@@ -87,7 +90,7 @@ unsafe fn wait_fd(wctx: *mut c_void) -> Option<Arc<EventFd>> {
         drop(unsafe { Arc::from_raw(raw) });
         return None;
     }
-    Some(efd)
+    Some((efd, true))
 }
 
 /// Looks `key` up for `ssl` without blocking its thread, if the get-session callback runs
@@ -122,7 +125,7 @@ pub unsafe fn lookup(
         return None;
     }
     // SAFETY: wctx is the running job's.
-    let fd = unsafe { wait_fd(wctx) }?;
+    let (fd, fresh) = unsafe { wait_fd(wctx) }?;
     fd.drain();
     let p: Arc<Pending> = super::start(cache, key, None);
     p.use_fd(fd.clone());
@@ -137,12 +140,24 @@ pub unsafe fn lookup(
             crate::log::fingerprint(key.as_bytes())
         );
     }
+    let mut paused = false;
     while p.is_running() {
         // SAFETY: inside a job (checked above); returns when the program resumes it.
         if unsafe { ASYNC_pause_job() } == 0 {
             p.wait();
             break;
         }
+        paused = true;
+    }
+    if fresh && !paused {
+        // The program learns of a descriptor only from a pause (SSL_ERROR_WANT_ASYNC, then
+        // SSL_get_changed_async_fds), but may unregister every descriptor of the wait
+        // context when it closes the connection: HAProxy 2.6 then aborts on one it never
+        // added (BUG_ON in fd_delete). So a descriptor registered now is shown once, by a
+        // pause that the program resumes at once (it is readable).
+        fd.signal();
+        // SAFETY: inside a job (checked above); returns when the program resumes it.
+        unsafe { ASYNC_pause_job() };
     }
     fd.drain();
     let found = p.claim(key.as_bytes()).unwrap_or(None);

@@ -129,11 +129,16 @@ pub unsafe fn lookup(
     fd.drain();
     let p: Arc<Pending> = super::start(cache, key, None);
     p.use_fd(fd.clone());
+    // Kept with the connection, so that freeing it cancels the lookup and lets the
+    // descriptor go. A job that is never resumed again keeps its stack forever (HAProxy
+    // frees a connection whose job is paused without resuming it, once the descriptor
+    // fires): across pauses this stack holds only a weak reference to the descriptor, or
+    // every connection closed during a lookup would leak one.
+    // SAFETY: ssl is live (caller).
+    unsafe { pending::set(ssl, p.clone()) };
+    let weak = Arc::downgrade(&fd);
+    drop(fd);
     if p.is_running() {
-        // Kept with the connection, so that freeing it cancels the lookup (a job that is
-        // never resumed again keeps its stack, and this reference, forever).
-        // SAFETY: ssl is live (caller).
-        unsafe { pending::set(ssl, p.clone()) };
         crate::log!(
             crate::log::Level::Debug,
             "suspend: session id#{:08x}: the async job pauses for the lookup",
@@ -155,11 +160,15 @@ pub unsafe fn lookup(
         // context when it closes the connection: HAProxy 2.6 then aborts on one it never
         // added (BUG_ON in fd_delete). So a descriptor registered now is shown once, by a
         // pause that the program resumes at once (it is readable).
-        fd.signal();
+        if let Some(fd) = weak.upgrade() {
+            fd.signal();
+        }
         // SAFETY: inside a job (checked above); returns when the program resumes it.
         unsafe { ASYNC_pause_job() };
     }
-    fd.drain();
+    if let Some(fd) = weak.upgrade() {
+        fd.drain();
+    }
     let found = p.claim(key.as_bytes()).unwrap_or(None);
     Some(found)
 }

@@ -19,6 +19,9 @@
 # e. OpenSSL 3.0 runs these handshakes, sesscache's callbacks included, on 32 KiB fibre
 #    stacks without a guard page: c-tests/async_stack.c (preloaded first, built here with
 #    cc) finds the deepest h1-h3's stacks went (h4 runs no job): it must stay below 24 KiB;
+# f. 16 clients resuming on h2 for 2 s (TLS 1.2, 1.3; build/bench_client), Redis answering at
+#    once: h2 survives (most lookups end before the job would pause); h2 and h3 keep no
+#    eventfd open afterwards;
 # and no host logs an alert or an error, none dies, each stops (SIGUSR1) with status 0.
 # Prints ok/FAIL lines and "haproxy-async: N passed, M failed"; exits non-zero on failure.
 # Run from the top of the tree after `make lib`. Needs haproxy, redis-server, redis-cli and
@@ -32,6 +35,7 @@ SUITE=haproxy-async
 . c-tests/checks.sh
 
 STALL=${STALL:-2}
+BENCH_CLIENT=${BENCH_CLIENT:-build/bench_client}
 lib=$SSERVER_LIB
 REDIS_SERVER=$(command -v redis-server || true)
 REDIS_CLI=$(command -v redis-cli || true)
@@ -200,6 +204,29 @@ else
     fail "d. no session from h1, or Redis did not stall"
 fi
 
+# ---- f. load: resuming clients, Redis answering at once -------------------------------------
+# Most lookups finish before the job would pause: the connection's eventfd must still be
+# shown to HAProxy once (it deletes every async fd at close, and aborts on one it never
+# added). bench_client: 16 threads, each resuming its own session on h2 for 2 s.
+if [ -x "$BENCH_CLIENT" ]; then
+    for proto in tls1_2 tls1_3; do
+        out=$("$BENCH_CLIENT" --port "$h2_PORT" --clients 16 --seconds 2 "--$proto" 2>"$dir/bench.err")
+        rc=$?
+        if [ $rc -eq 0 ] && kill -0 "$h2_PID" 2>/dev/null; then
+            ok "f. $proto: 16 resuming clients on h2 for 2 s, h2 alive ($out)"
+        else
+            fail "f. $proto: 16 resuming clients on h2 (exit $rc, h2 $(kill -0 "$h2_PID" 2>/dev/null && echo alive || echo dead)): $out"
+            show "$dir/bench.err" "$dir/h2/stderr"
+        fi
+    done
+else
+    fail "f. $BENCH_CLIENT is missing: run 'make build/bench_client'"
+fi
+for h in h2 h3; do
+    eval "pid=\$${h}_PID"
+    check "$(ls -l "/proc/$pid/fd" 2>/dev/null | grep -c 'eventfd')" 0 "f. $h: no eventfd left open once its connections closed"
+done
+
 # ---- every host: alive, quiet, stops with status 0 ------------------------------------------
 for h in $HOSTS; do
     eval "pid=\$${h}_PID"
@@ -227,7 +254,7 @@ for h in h1 h2 h3; do
     if [ -z "$deep" ]; then
         fail "e. $h: no async job stack measured ($line)"
     elif [ "$deep" -lt 24576 ]; then
-        ok "e. $h: the deepest async job stack used $deep bytes of $(echo "$line" | awk '{ print $5 }') ($(echo "$line" | awk '{ print $3 }') fibres)"
+        ok "e. $h: the deepest async job stack used $deep bytes of $(echo "$line" | awk '{ print $5 }') ($(echo "$line" | awk '{ print $3 }') fibre(s))"
     else
         fail "e. $h: an async job stack used $deep bytes (>= 24 KiB of OpenSSL's 32 KiB, no guard page)"
     fi

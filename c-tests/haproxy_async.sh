@@ -35,7 +35,7 @@ SUITE=haproxy-async
 . c-tests/checks.sh
 
 STALL=${STALL:-2}
-BENCH_CLIENT=${BENCH_CLIENT:-build/bench_client}
+BENCH_CLIENT=${BENCH_CLIENT:-${B:-build}/bench_client}
 lib=$SSERVER_LIB
 REDIS_SERVER=$(command -v redis-server || true)
 REDIS_CLI=$(command -v redis-cli || true)
@@ -139,9 +139,10 @@ done
 
 # ---- b and c. Redis stalled: a resuming client and three full handshakes --------------------
 # stalled_round LABEL HOST PROTO VERSION: sets FULL_MS (the full handshakes' times), RESUME
-# (the resuming client's "RESULT MS") and WAITING (1 if that client still waited after them).
+# (the resuming client's "RESULT MS"), WAITING (1 if that client still waited after them)
+# and ASYNC_FDS (how many async fds HOST's `show fd` listed then).
 stalled_round() {
-    FULL_MS=; RESUME=; WAITING=0
+    FULL_MS=; RESUME=; WAITING=0; ASYNC_FDS=
     eval "_port=\$$2_PORT"
     session "$3" "$dir/s" "$4" || { fail "$1: no session from h1 in Redis"; return 1; }
     stall "$STALL" || { fail "$1: Redis did not stall"; return 1; }
@@ -155,6 +156,7 @@ stalled_round() {
         FULL_MS="$FULL_MS ${_f##* }"
     done
     kill -0 "$CLIENT" 2>/dev/null && WAITING=1
+    ASYNC_FDS=$(async_fds "$2")
     wait "$CLIENT"; CLIENT=
     RESUME=$(cat "$dir/resume.out" 2>/dev/null)
     unstall
@@ -165,6 +167,7 @@ for p in tls1_2:TLSv1.2 tls1_3:TLSv1.3; do
     slow=$(echo "$FULL_MS" | awk '{ for (i = 1; i <= NF; i++) if ($i >= 500) n++; print n + 0 }')
     check "$slow" 0 "b. $v: Redis stalled ${STALL} s, h2's full handshakes during a resumption's lookup take < 500 ms each (ms:$FULL_MS)"
     check "$WAITING" 1 "b. $v: the resuming client still waits after them"
+    check "$ASYNC_FDS" 1 "b. $v: meanwhile h2 polls one async fd (show fd: the paused job's eventfd)"
     check "${RESUME% *}" "Reused $v" "b. $v: the resuming client resumes once Redis answers (after ${RESUME##* } ms)"
 done
 if stalled_round "c. TLSv1.2 h4" h4 tls1_2 TLSv1.2; then

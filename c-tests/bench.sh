@@ -184,6 +184,13 @@ if [ -f c-tests/bench_servers.sh ]; then
     fi
 fi
 
+# 3b. HAProxy's ssl-mode-async: redis:// lookups in OpenSSL async jobs (issue 23).
+step "HAProxy ssl-mode-async: redis:// and shm:, with and without (c-tests/bench_haproxy_async.sh)"
+if [ $quick = 1 ]; then q=1; else q=; fi
+if ! QUICK=$q BENCH_OUT="$out/results.txt" sh c-tests/bench_haproxy_async.sh; then
+    echo "bench: bench_haproxy_async.sh failed" >&2; failed=1
+fi
+
 # 4. The cache core alone.
 if [ $quick = 0 ] && grep -q '^bench-core:' Makefile; then
     step "the cache core alone (make bench-core, criterion)"

@@ -23,7 +23,7 @@ use crate::session::{self, object_cost, SessionObject};
 use crate::store::backends::Budget;
 use crate::store::{self, Counters, Entry, SessionKey, Stats, Store, StoreError, Survey};
 use codec::Codec;
-use front::Front;
+use front::{Front, Located};
 use openssl_sys::SSL_SESSION;
 use std::sync::Arc;
 use tickets::record::RecordSeal;
@@ -421,43 +421,73 @@ impl Cache {
         } else {
             self.store.get(key, now, &mut known)
         };
+        Some(self.open_found(key, &at, found, held))
+    }
+
+    /// [`Cache::resolve`] of several keys at once, a result for each in order: what waits
+    /// for a server is asked in one round trip ([`Store::get_many`]). For the workers of
+    /// asynchronous lookups, which batch the lookups queued while they were busy.
+    pub fn resolve_many(&self, keys: &[SessionKey]) -> Vec<Option<SessionObject>> {
+        let now = now();
+        let at: Vec<Located> = keys.iter().map(|k| self.front.locate(k)).collect();
+        let mut held: Vec<Option<SessionObject>> = keys.iter().map(|_| None).collect();
+        let found = self.store.get_many(keys, now, &mut |i, stamp| {
+            held[i] = self.front.get(&at[i], stamp);
+            held[i].is_some()
+        });
+        found
+            .into_iter()
+            .zip(held)
+            .enumerate()
+            .map(|(i, (found, held))| self.open_found(&keys[i], &at[i], found, held))
+            .collect()
+    }
+
+    /// What the store found for `key`, as a session: the front's object when `held` (the
+    /// store's `known` said so), else the bytes opened and decoded (and filed in the front
+    /// unless the entry was consumed). A failure, or bytes that do not decode to `key`, are
+    /// a miss.
+    fn open_found(
+        &self,
+        key: &SessionKey,
+        at: &Located,
+        found: Result<Option<store::Found>, StoreError>,
+        held: Option<SessionObject>,
+    ) -> Option<SessionObject> {
         let found = match found {
             Ok(Some(found)) => found,
-            Ok(None) => return Some(None),
+            Ok(None) => return None,
             Err(e) => {
                 crate::log!(Level::Debug, "lookup failed: {e}");
-                return Some(None);
+                return None;
             }
         };
         let obj = match found.bytes {
-            None => match held {
-                Some(obj) => obj,
-                None => return Some(None),
-            },
+            None => held?,
             Some(bytes) => match self.codec.open(key, bytes) {
                 Some(der) => match session::decode_matching(key.as_bytes(), der.as_slice()) {
                     Some(obj) => {
                         if !found.consumed {
                             let cost = object_cost(der.as_slice());
-                            self.front.insert(&at, found.stamp, obj.clone(), cost);
+                            self.front.insert(at, found.stamp, obj.clone(), cost);
                         }
                         obj
                     }
-                    None => return Some(self.drop_corrupt(key)),
+                    None => return self.drop_corrupt(key),
                 },
-                None => return Some(self.drop_corrupt(key)),
+                None => return self.drop_corrupt(key),
             },
         };
         if found.consumed {
-            self.front.remove(&at);
+            self.front.remove(at);
         }
         if !obj.is_resumable() {
             // OpenSSL removed this session (and marked it) but our remove callback has not
             // run yet, or ran on another context: it would be refused anyway.
             self.remove(key.as_bytes());
-            return Some(None);
+            return None;
         }
-        Some(Some(obj))
+        Some(obj)
     }
 
     /// Stored bytes that do not open or decode to the ID they were filed under: counted,

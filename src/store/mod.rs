@@ -148,6 +148,20 @@ pub trait Store: Send + Sync {
         now: u64,
         known: &mut dyn FnMut(Stamp) -> bool,
     ) -> Result<Option<Found>, StoreError>;
+    /// `get` of several keys at once, a result for each in order; `known(i, stamp)` is
+    /// `get`'s `known` for key `i`. Asynchronous lookups batch what waits for a server: a
+    /// networked backend answers them in one round trip. The default asks `get` for each.
+    fn get_many(
+        &self,
+        keys: &[SessionKey],
+        now: u64,
+        known: &mut dyn FnMut(usize, Stamp) -> bool,
+    ) -> Vec<Result<Option<Found>, StoreError>> {
+        keys.iter()
+            .enumerate()
+            .map(|(i, k)| self.get(k, now, &mut |s| known(i, s)))
+            .collect()
+    }
     /// `get`, if it can answer without waiting for a server: None when it would need a
     /// network round trip (then nothing was done, and `known` was not asked). What answers
     /// in microseconds answers here: `memory:`, `shm:` (the default: `get` itself), a redis

@@ -42,19 +42,20 @@ use std::sync::Arc;
 /// it has finished when this returns). `notify` is told when it finishes.
 pub fn start(cache: &Arc<Cache>, key: SessionKey, notify: Option<Notify>) -> Arc<Pending> {
     let pending = Pending::running(key);
-    let (cache, p) = (cache.clone(), pending.clone());
-    let job: workers::Job = Box::new(move || {
+    let lookup = workers::Lookup {
+        cache: cache.clone(),
+        key,
+        pending: pending.clone(),
+        notify,
+    };
+    if let Err(workers::Job::Lookup(lookup)) = workers::submit(workers::Job::Lookup(lookup)) {
+        // No thread: on this one. (The cache may be dropped on a worker, when its last
+        // user let it go while the lookup ran: a cache freed while a handshake waited.)
         let found = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            crate::fault::inject("lookup");
-            cache.resolve(&key)
+            lookup.cache.resolve(&lookup.key)
         }))
         .unwrap_or(None);
-        p.finish(found, notify);
-        // The cache may be dropped here, on the worker, when its last user let it go
-        // while the lookup ran (a cache freed while a handshake waited).
-    });
-    if let Err(job) = workers::submit(job) {
-        job();
+        lookup.pending.finish(found, lookup.notify);
     }
     pending
 }

@@ -306,9 +306,11 @@ mod tests {
 
     static CALLS: AtomicUsize = AtomicUsize::new(0);
     unsafe extern "C" fn count(ssl: *mut ssl_st, arg: *mut c_void) {
-        assert_eq!(ssl as usize, 0x10);
-        assert_eq!(arg as usize, 0x20);
-        CALLS.fetch_add(1, Ordering::SeqCst);
+        crate::boundary::guard((), || {
+            assert_eq!(ssl as usize, 0x10);
+            assert_eq!(arg as usize, 0x20);
+            CALLS.fetch_add(1, Ordering::SeqCst);
+        })
     }
 
     fn notify(cb: DoneCb) -> Option<Notify> {
@@ -370,9 +372,11 @@ mod tests {
     static ENTERED: AtomicBool = AtomicBool::new(false);
     static LEFT: AtomicBool = AtomicBool::new(false);
     unsafe extern "C" fn slow(_ssl: *mut ssl_st, _arg: *mut c_void) {
-        ENTERED.store(true, Ordering::SeqCst);
-        std::thread::sleep(Duration::from_millis(150));
-        LEFT.store(true, Ordering::SeqCst);
+        crate::boundary::guard((), || {
+            ENTERED.store(true, Ordering::SeqCst);
+            std::thread::sleep(Duration::from_millis(150));
+            LEFT.store(true, Ordering::SeqCst);
+        })
     }
 
     /// Freeing a connection while its completion callback runs waits for the callback: it

@@ -3,7 +3,7 @@
 
 pub(crate) use super::node::NodeConn;
 use super::tls::{with_cluster_tls, Tls, TlsConnection};
-use super::transport::{eval, Transport};
+use super::transport::{eval, pack, Transport};
 use crate::secret::SecretBytes;
 use crate::store::StoreError;
 use redis::{
@@ -280,6 +280,48 @@ pub(crate) fn lookup(
         remaining(deadline)
     })?;
     parse_lookup(reply)
+}
+
+/// Runs the lookup script (not taking) for each of `keys` in one pipeline (one write,
+/// the replies in order), all of it before `deadline`: a result per key, where a server's
+/// error reply to one key is that key's error. A key answered NOSCRIPT (the server lost its
+/// script cache) is looked up again alone ([`lookup`] loads the script). None for a
+/// connection that routes one command at a time (a cluster's): look the keys up one by one.
+pub(crate) fn lookup_many(
+    conn: &mut impl Transport,
+    sha: &str,
+    keys: &[&[u8]],
+    deadline: Instant,
+) -> Option<RedisResult<Vec<RedisResult<Option<Fetched>>>>> {
+    let mut packed = Vec::new();
+    for key in keys {
+        packed.extend_from_slice(pack(&[b"EVALSHA", sha.as_bytes(), b"1", key, b"0"]).as_slice());
+    }
+    let budget = match remaining(deadline) {
+        Ok(b) => b,
+        Err(e) => return Some(Err(e)),
+    };
+    let replies = match conn.request_many(&packed, keys.len(), budget)? {
+        Ok(replies) if replies.len() == keys.len() => replies,
+        Ok(_) => {
+            return Some(Err(RedisError::from((
+                RedisErrorKind::TypeError,
+                "a pipeline answered with another number of replies",
+            ))))
+        }
+        Err(e) => return Some(Err(e)),
+    };
+    let mut out = Vec::with_capacity(keys.len());
+    for (reply, key) in replies.into_iter().zip(keys) {
+        out.push(match reply.extract_error() {
+            Err(e) if e.kind() == redis::ErrorKind::NoScriptError => {
+                lookup(conn, sha, key, false, deadline)
+            }
+            Err(e) => Err(e),
+            Ok(v) => parse_lookup(v),
+        });
+    }
+    Some(Ok(out))
 }
 
 fn parse_lookup(reply: Value) -> RedisResult<Option<Fetched>> {

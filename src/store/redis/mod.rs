@@ -292,6 +292,44 @@ impl RedisStore {
         })
     }
 
+    /// What Redis answered for `key` (`fetched`), as `get` returns it: checked, filled into
+    /// l1 when reusable, its bytes copied unless `known` holds them.
+    fn found(
+        &self,
+        p: &Proc,
+        key: &SessionKey,
+        fetched: Option<conn::Fetched>,
+        now: u64,
+        known: &mut dyn FnMut(Stamp) -> bool,
+    ) -> Result<Option<Found>, StoreError> {
+        let Some(fetched) = fetched else {
+            return Ok(None);
+        };
+        let Some((flags, bytes)) = split(&fetched.value) else {
+            return Err(self.corrupt(p, key));
+        };
+        let mut stamp = self.stamp(fetched.value.as_slice());
+        drop(fetched.value);
+        if flags & SINGLE_USE == 0 && fetched.pttl_ms >= 1000 {
+            if let Some(l1) = &p.l1 {
+                let filled = Entry {
+                    bytes: bytes.clone(),
+                    expires_at: now + fetched.pttl_ms as u64 / 1000,
+                    single_use: false,
+                };
+                if let Ok(s) = l1.put(key, filled, now) {
+                    stamp = p.l1_stamp(s);
+                }
+            }
+        }
+        let bytes = (!known(stamp)).then_some(bytes);
+        Ok(Some(Found {
+            bytes,
+            stamp,
+            consumed: fetched.consumed,
+        }))
+    }
+
     fn corrupt(&self, p: &Proc, key: &SessionKey) -> StoreError {
         Counters::bump(&p.core.counters.errors);
         crate::log_limited!(
@@ -383,32 +421,36 @@ impl Store for RedisStore {
         if let Some(found) = self.local(p, key, &rkey, now, known) {
             return Ok(Some(found));
         }
-        let Some(fetched) = p.fetch(&rkey, false)? else {
-            return Ok(None);
-        };
-        let Some((flags, bytes)) = split(&fetched.value) else {
-            return Err(self.corrupt(p, key));
-        };
-        let mut stamp = self.stamp(fetched.value.as_slice());
-        drop(fetched.value);
-        if flags & SINGLE_USE == 0 && fetched.pttl_ms >= 1000 {
-            if let Some(l1) = &p.l1 {
-                let filled = Entry {
-                    bytes: bytes.clone(),
-                    expires_at: now + fetched.pttl_ms as u64 / 1000,
-                    single_use: false,
-                };
-                if let Ok(s) = l1.put(key, filled, now) {
-                    stamp = p.l1_stamp(s);
-                }
+        let fetched = p.fetch(&rkey, false)?;
+        self.found(p, key, fetched, now, known)
+    }
+
+    fn get_many(
+        &self,
+        keys: &[SessionKey],
+        now: u64,
+        known: &mut dyn FnMut(usize, Stamp) -> bool,
+    ) -> Vec<Result<Option<Found>, StoreError>> {
+        let p = self.proc();
+        let rkeys: Vec<Vec<u8>> = keys.iter().map(|k| self.redis_key(k)).collect();
+        let mut out: Vec<Option<Result<Option<Found>, StoreError>>> =
+            keys.iter().map(|_| None).collect();
+        let mut remote = Vec::new();
+        for (i, key) in keys.iter().enumerate() {
+            match self.local(p, key, &rkeys[i], now, &mut |s| known(i, s)) {
+                Some(found) => out[i] = Some(Ok(Some(found))),
+                None => remote.push(i),
             }
         }
-        let bytes = (!known(stamp)).then_some(bytes);
-        Ok(Some(Found {
-            bytes,
-            stamp,
-            consumed: fetched.consumed,
-        }))
+        if !remote.is_empty() {
+            let asked: Vec<&[u8]> = remote.iter().map(|&i| rkeys[i].as_slice()).collect();
+            for (&i, fetched) in remote.iter().zip(p.fetch_many(&asked)) {
+                out[i] = Some(
+                    fetched.and_then(|f| self.found(p, &keys[i], f, now, &mut |s| known(i, s))),
+                );
+            }
+        }
+        out.into_iter().map(|r| r.unwrap_or(Ok(None))).collect()
     }
 
     fn get_now(

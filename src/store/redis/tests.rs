@@ -1485,3 +1485,82 @@ fn get_now_fails_at_once_while_the_breaker_is_open() {
     assert!(started.elapsed() < std::time::Duration::from_millis(50));
     assert_eq!(count(&s.counters().errors), errors + 1);
 }
+
+/// `get_many` answers as `get` would for each key, in one round trip: local values (this
+/// process's unsent writes), values only Redis has, missing keys, a single-use value
+/// (taken once), a value that is not a session entry (that key's error, the others
+/// stand); and again after Redis lost its script cache (NOSCRIPT: each such key alone).
+#[test]
+fn get_many_answers_each_key_as_get_would() {
+    crate::log::silence();
+    let srv = Server::unix(&[]);
+    let s = open(&srv.cfg());
+    let other = open(&srv.cfg());
+    let t = now();
+    other
+        .put(&key(1), value(b"one", t + 100, false), t)
+        .unwrap();
+    other.put(&key(2), value(b"two", t + 100, true), t).unwrap();
+    other.flush();
+    let mut admin = srv.admin();
+    redis::cmd("SET")
+        .arg(format!("sesscache:{}", hex(key(4).as_bytes())))
+        .arg("")
+        .exec(&mut admin)
+        .unwrap();
+    s.put(&key(5), value(b"mine", t + 100, false), t).unwrap();
+    let keys = [key(1), key(2), key(3), key(4), key(5)];
+    let all = |s: &RedisStore| -> Vec<Result<Option<Vec<u8>>, StoreError>> {
+        s.get_many(&keys, t, &mut |_, _| false)
+            .into_iter()
+            .map(|r| r.map(bytes))
+            .collect()
+    };
+    let got = all(&s);
+    assert_eq!(got[0], Ok(Some(b"one".to_vec())));
+    assert_eq!(got[1], Ok(Some(b"two".to_vec())));
+    assert_eq!(got[2], Ok(None));
+    assert_eq!(got[3], Err(StoreError::Corrupt), "that key's error only");
+    assert_eq!(got[4], Ok(Some(b"mine".to_vec())));
+    s.flush(); // the corrupt value's removal
+    let again = all(&s);
+    assert_eq!(again[0], Ok(Some(b"one".to_vec())));
+    assert_eq!(again[1], Ok(None), "single-use: taken by the first batch");
+    assert_eq!(again[3], Ok(None), "the corrupt value was removed");
+    redis::cmd("SCRIPT").arg("FLUSH").exec(&mut admin).unwrap();
+    let after_flush = all(&s);
+    assert_eq!(
+        after_flush[0],
+        Ok(Some(b"one".to_vec())),
+        "NOSCRIPT: looked up again"
+    );
+    assert_eq!(after_flush[2], Ok(None));
+    assert_eq!(
+        count(&s.counters().errors),
+        1,
+        "the corrupt answer, nothing else"
+    );
+    // `known`: asked with each key's index; a known stamp copies no bytes.
+    let mut asked = Vec::new();
+    let r = s.get_many(&keys[..1], t, &mut |i, _| {
+        asked.push(i);
+        true
+    });
+    assert_eq!(asked, [0]);
+    assert!(r[0].as_ref().unwrap().as_ref().unwrap().bytes.is_none());
+}
+
+/// Redis down: every key of a batch fails, at most the budget, the failure counted once.
+#[test]
+fn get_many_with_redis_down_fails_every_key_once() {
+    crate::log::silence();
+    let mut srv = Server::unix(&[]);
+    let s = open(&srv.cfg());
+    srv.kill();
+    let t = now();
+    let keys = [key(1), key(2), key(3)];
+    let r = s.get_many(&keys, t, &mut |_, _| false);
+    assert_eq!(r.len(), 3);
+    assert!(r.iter().all(|r| r.is_err()));
+    assert_eq!(count(&s.counters().errors), 1);
+}

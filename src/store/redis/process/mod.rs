@@ -73,6 +73,30 @@ pub(crate) struct Proc {
     pub tickets_conn: Mutex<Option<Conn>>,
 }
 
+/// `n` results, each the failure `e`.
+fn all_failed(e: StoreError, n: usize) -> Vec<Result<Option<Fetched>, StoreError>> {
+    (0..n).map(|_| Err(e)).collect()
+}
+
+/// The lookups of `rkeys` one after the other on one connection (a cluster's, which
+/// routes one command at a time): stops at the first network failure, which is then the
+/// whole batch's.
+fn one_by_one(
+    c: &mut Conn,
+    sha: &str,
+    rkeys: &[&[u8]],
+    deadline: Instant,
+) -> redis::RedisResult<Vec<redis::RedisResult<Option<Fetched>>>> {
+    let mut out = Vec::with_capacity(rkeys.len());
+    for k in rkeys {
+        match conn::lookup(c, sha, k, false, deadline) {
+            Err(e) if !is_server_reply(&e) => return Err(e),
+            r => out.push(r),
+        }
+    }
+    Ok(out)
+}
+
 impl Proc {
     pub fn new(shared: Arc<Shared>, pid: u32) -> Proc {
         let l1 = shared.l1.map(MemoryStore::new);
@@ -162,6 +186,99 @@ impl Proc {
                 }
             }
         }
+    }
+
+    /// [`Proc::fetch`] for several keys in one round trip (a pipeline), within one lookup
+    /// budget: a result per key. A cluster's connection, which routes one command at a
+    /// time, looks them up one after the other on the same connection. A failure of the
+    /// round trip is every key's, counted once.
+    pub fn fetch_many(&self, rkeys: &[&[u8]]) -> Vec<Result<Option<Fetched>, StoreError>> {
+        let core = &self.core;
+        let shared = self.shared();
+        if self.writer.get().is_none() {
+            self.wake();
+        }
+        if core.breaker.is_open() {
+            Counters::bump(&core.counters.errors);
+            return all_failed(StoreError::Unavailable, rkeys.len());
+        }
+        let deadline = Instant::now() + shared.timeout;
+        let mut retried = false;
+        loop {
+            let (mut c, reused) = match core.pool.checkout(&core.shared, deadline) {
+                Ok(c) => c,
+                Err(e) => {
+                    core.count_failure(e);
+                    if core.trip() {
+                        self.wake();
+                    }
+                    return all_failed(e, rkeys.len());
+                }
+            };
+            let replies = match conn::lookup_many(&mut c, &shared.sha, rkeys, deadline) {
+                Some(replies) => replies,
+                None => one_by_one(&mut c, &shared.sha, rkeys, deadline),
+            };
+            let in_step = |r: &redis::RedisResult<Option<Fetched>>| match r {
+                Ok(_) => true,
+                Err(e) => is_server_reply(e),
+            };
+            let replies = match replies {
+                Ok(replies) if replies.iter().all(in_step) => replies,
+                Ok(replies) => {
+                    // A key looked up again alone (NOSCRIPT) failed on the network: the
+                    // connection is out of step. The others stand.
+                    drop(c);
+                    let mut counted = false;
+                    return replies
+                        .into_iter()
+                        .map(|r| r.map_err(|e| self.lookup_failed(&e, &mut counted)))
+                        .collect();
+                }
+                Err(e) if is_server_reply(&e) => {
+                    core.pool.checkin(c);
+                    let err = core.failed(&e, "lookup", false).0;
+                    return all_failed(err, rkeys.len());
+                }
+                Err(e) => {
+                    drop(c);
+                    if reused && !retried && is_stale(&e) {
+                        core.pool.clear();
+                        retried = true;
+                        continue;
+                    }
+                    let (err, opened) = core.failed(&e, "lookup", true);
+                    if opened {
+                        self.wake();
+                    }
+                    return all_failed(err, rkeys.len());
+                }
+            };
+            core.pool.checkin(c);
+            core.breaker.success();
+            let mut counted = false;
+            return replies
+                .into_iter()
+                .map(|r| r.map_err(|e| self.lookup_failed(&e, &mut counted)))
+                .collect();
+        }
+    }
+
+    /// One key's failure within a batch: a server's error reply counted for each key, a
+    /// network failure once per batch (`counted`).
+    fn lookup_failed(&self, e: &redis::RedisError, counted: &mut bool) -> StoreError {
+        if is_server_reply(e) {
+            return self.core.failed(e, "lookup", false).0;
+        }
+        if *counted {
+            return conn::classify(e);
+        }
+        *counted = true;
+        let (err, opened) = self.core.failed(e, "lookup", true);
+        if opened {
+            self.wake();
+        }
+        err
     }
 
     /// Queues a write for the writer thread. False (and counted in `queue_drops`) when it

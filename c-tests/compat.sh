@@ -6,6 +6,10 @@
 #            prefix's libssl and libcrypto, never the system's);
 #   harness  test_cache and test_shm (the explicit API), built against the version's headers
 #            and libraries in build/compat/VERSION with -Wall -Wextra -Werror;
+#   async    test_async (asynchronous lookups: the ClientHello callback's RETRY, and the
+#            get callback pausing SSL_MODE_ASYNC jobs), built the same way, against a
+#            redis-server this script starts (one for all versions; without redis-server
+#            the column fails);
 #   abi      abi_check.c against the version's ssl.h and include/sesscache.h;
 #   transparency  observe.c plain, linked with the library, and plain under LD_PRELOAD:
 #            identical output;
@@ -48,7 +52,9 @@ MAJOR=$(sed -n 's/^version = "\([0-9]*\)\..*"/\1/p' Cargo.toml | head -n 1)
 . c-tests/sserver.sh
 SUITE=compat
 . c-tests/checks.sh
-trap sserver_cleanup EXIT
+redis_pid=
+redis_dir=$ROOT/build/compat/redis
+trap 'sserver_cleanup; [ -z "$redis_pid" ] || kill "$redis_pid" 2>/dev/null' EXIT
 trap 'exit 1' INT TERM HUP
 t_start=$(date +%s)
 
@@ -66,8 +72,8 @@ for want in ${COMPAT_VERSIONS:-$ALL}; do
     versions="$versions ${found:-$want}"
 done
 
-table="# | OpenSSL | build (s) | library | harness | ABI | transparency | preload shm: | unconfigured preload | shared tickets | rediss | server names | client hangs up | QUIC | time (s) |
-# |---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+table="# | OpenSSL | build (s) | library | harness | async | ABI | transparency | preload shm: | unconfigured preload | shared tickets | rediss | server names | client hangs up | QUIC | time (s) |
+# |---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
 f0=0
 # Records one cell: "ok" (or TEXT) when no check failed since the last mark, else FAIL.
 mark() { if [ "$failed" -eq "$f0" ]; then cell=${1:-ok}; else cell=FAIL; fi; f0=$failed; }
@@ -110,7 +116,7 @@ one_version() { # CRATE-VERSION
     out=$ROOT/build/compat/$ov
     rm -rf "$out"; mkdir -p "$out"
     echo "== OpenSSL $ov (openssl-src $v)"
-    c_build=FAIL; c_lib=-; c_harness=-; c_abi=-; c_transp=-; c_shm=-; c_plain=-; c_tickets=-; c_rediss=-; c_sni=-; c_hangup=-; c_quic=-
+    c_build=FAIL; c_lib=-; c_harness=-; c_async=-; c_abi=-; c_transp=-; c_shm=-; c_plain=-; c_tickets=-; c_rediss=-; c_sni=-; c_hangup=-; c_quic=-
 
     # ---- OpenSSL, then the library against it ---------------------------------------------
     if sh scripts/openssl_build.sh "$v" >"$out/openssl-build.log" 2>&1; then
@@ -121,7 +127,7 @@ one_version() { # CRATE-VERSION
         tail -n 30 "$out/openssl-build.log" | note
         fail "$ov OpenSSL: the build failed ($out/openssl-build.log)"
         table="$table
-# | $ov | FAIL | - | - | - | - | - | - | - | - | - | - | - | $(($(date +%s) - t0)) |"
+# | $ov | FAIL | - | - | - | - | - | - | - | - | - | - | - | - | $(($(date +%s) - t0)) |"
         f0=$failed
         return
     fi
@@ -144,7 +150,7 @@ one_version() { # CRATE-VERSION
     mark; c_lib=$cell
     if [ "$c_lib" = FAIL ]; then
         table="$table
-# | $ov | $c_build | FAIL | - | - | - | - | - | - | - | - | - | - | $(($(date +%s) - t0)) |"
+# | $ov | $c_build | FAIL | - | - | - | - | - | - | - | - | - | - | - | $(($(date +%s) - t0)) |"
         return
     fi
 
@@ -171,6 +177,21 @@ one_version() { # CRATE-VERSION
     done
     # (hcells: "test_cache: N test_shm: M")
     mark "ok ($(echo $hcells | sed 's/: / /g; s/ test_shm/, test_shm/'))"; c_harness=$cell
+
+    # ---- asynchronous lookups, against the script's redis-server -------------------------
+    hcells=
+    # shellcheck disable=SC2086
+    if compile test_async $CC $WARN -O2 -g $cppflags c-tests/test_async.c c-tests/tls_util.c \
+            c-tests/check.c -o "$out/test_async" $link_sc $ssl_libs -lpthread; then
+        if ! only_prefix_ssl "$out/test_async"; then
+            ldd "$out/test_async" | note; fail "$ov test_async: loads another libssl"
+        elif redis_up; then
+            export SESSCACHE_TEST_REDIS_PORT="$redis_port"
+            harness test_async
+            unset SESSCACHE_TEST_REDIS_PORT
+        fi
+    fi
+    mark "ok (${hcells#*: })"; c_async=$cell
 
     # shellcheck disable=SC2086
     if compile abi_check $CC $WARN -O2 $cppflags -c c-tests/abi_check.c -o "$out/abi_check.o"; then
@@ -285,7 +306,29 @@ one_version() { # CRATE-VERSION
     esac
 
     table="$table
-# | $ov | $c_build | $c_lib | $c_harness | $c_abi | $c_transp | $c_shm | $c_plain | $c_tickets | $c_rediss | $c_sni | $c_hangup | $c_quic | $(($(date +%s) - t0)) |"
+# | $ov | $c_build | $c_lib | $c_harness | $c_async | $c_abi | $c_transp | $c_shm | $c_plain | $c_tickets | $c_rediss | $c_sni | $c_hangup | $c_quic | $(($(date +%s) - t0)) |"
+}
+
+# The redis-server test_async runs against, one for every version, started at the first
+# call (killed by the EXIT trap): sets redis_port. Without redis-server, each call fails.
+redis_up() {
+    if ! command -v redis-server >/dev/null 2>&1; then
+        fail "$ov async: redis-server is required (apt-get install redis-server)"
+        return 1
+    fi
+    if [ -n "$redis_pid" ] && kill -0 "$redis_pid" 2>/dev/null && redis_pong "$redis_port"; then
+        return 0
+    fi
+    [ -z "$redis_pid" ] || kill "$redis_pid" 2>/dev/null
+    mkdir -p "$redis_dir"
+    redis_port=$(free_port)
+    redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no \
+        --dir "$redis_dir" >"$redis_dir/redis.log" 2>&1 &
+    redis_pid=$!
+    if wait_redis "$redis_port"; then return 0; fi
+    show "$redis_dir/redis.log"
+    fail "$ov async: redis-server did not start on port $redis_port"
+    return 1
 }
 
 # The version's own `s_server -rev` (it answers a line, then reads the next) and a Python

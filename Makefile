@@ -312,8 +312,8 @@ fuzz:
 # by scripts/openssl_build.sh into a cache that outlives the tree
 # (SESSCACHE_OPENSSL_CACHE, default ~/.cache/sesscache/openssl; a version already there is
 # reused), the library built against each (target/compat/VERSION), and against each the C
-# harness, the ABI check, transparency, and preload with that version's own s_server and
-# s_client on shm:, shared ticket keys (c-tests/compat.sh, which builds the missing OpenSSLs first: one that
+# harness, test_async (against a redis-server it starts), the ABI check, transparency, and
+# preload with that version's own s_server and s_client on shm:, shared ticket keys (c-tests/compat.sh, which builds the missing OpenSSLs first: one that
 # does not build is a failure). COMPAT_VERSIONS="1.1.1 3.5" runs some. Not part of
 # `make check` (.ci/run runs both); docs/compat.md.
 .PHONY: compat

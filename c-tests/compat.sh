@@ -310,10 +310,11 @@ one_version() { # CRATE-VERSION
 }
 
 # The redis-server test_async runs against, one for every version, started at the first
-# call (killed by the EXIT trap): sets redis_port. Without redis-server, each call fails.
+# call (killed by the EXIT trap): sets redis_port. Without redis-server (or redis-cli, which
+# wait_redis asks), each call fails.
 redis_up() {
-    if ! command -v redis-server >/dev/null 2>&1; then
-        fail "$ov async: redis-server is required (apt-get install redis-server)"
+    if ! command -v redis-server >/dev/null 2>&1 || ! command -v redis-cli >/dev/null 2>&1; then
+        fail "$ov async: redis-server and redis-cli are required (apt-get install redis-server redis-tools)"
         return 1
     fi
     if [ -n "$redis_pid" ] && kill -0 "$redis_pid" 2>/dev/null && redis_pong "$redis_port"; then

@@ -10,7 +10,10 @@
  *   told apart (sesscache_lookup_fd returns -1);
  * - memory: never suspends; TLS 1.3 tickets still resume once;
  * - SSL_MODE_ASYNC: the get callback pauses the OpenSSL async job (SSL_ERROR_WANT_ASYNC),
- *   one descriptor is registered with the job's wait context, and the handshake resumes. */
+ *   one descriptor is registered with the job's wait context, and the handshake resumes;
+ * - after a HelloRetryRequest, a single-use TLS 1.3 ticket asked for again by the second
+ *   ClientHello still resumes (memory:, and redis:// in the three modes), and a new
+ *   handshake on the same SSL (SSL_clear) does not get it again. */
 #include "check.h"
 #include "sesscache.h"
 #include "tls_util.h"
@@ -188,6 +191,34 @@ static SSL_SESSION *pair_close(pair *p) {
     SSL_free(p->s);
     ERR_clear_error();
     return sess;
+}
+
+/* Ends the client of a completed pair (reads its TLS 1.3 tickets, closes cleanly, frees it)
+ * and returns its session; the server is shut down cleanly and kept for SSL_clear. */
+static SSL_SESSION *pair_close_client_only(pair *p) {
+    unsigned char b;
+    (void)SSL_read(p->c, &b, 1);
+    SSL_SESSION *sess = SSL_get1_session(p->c);
+    SSL_shutdown(p->c);
+    SSL_shutdown(p->s);
+    SSL_free(p->c);
+    p->c = NULL;
+    ERR_clear_error();
+    return sess;
+}
+
+/* A new client and a new BIO pair for the kept (cleared) server. */
+static int pair_reopen(pair *p, SSL_CTX *cctx, SSL_SESSION *resume) {
+    p->c = SSL_new(cctx);
+    p->sdone = p->cdone = 0;
+    BIO *sb = NULL, *cb = NULL;
+    if (p->c == NULL || BIO_new_bio_pair(&sb, 0, &cb, 0) != 1)
+        return 0;
+    SSL_set_bio(p->s, sb, sb);
+    SSL_set_bio(p->c, cb, cb);
+    SSL_set_accept_state(p->s);
+    SSL_set_connect_state(p->c);
+    return resume == NULL || SSL_set_session(p->c, resume) == 1;
 }
 
 static int readable(int fd, int ms) {
@@ -515,6 +546,80 @@ static void job_mode(int version) {
 static void test_async_job_tls12(void) { job_mode(TLS1_2_VERSION); }
 static void test_async_job_tls13(void) { job_mode(TLS1_3_VERSION); }
 
+/* After a HelloRetryRequest the client offers its ticket again in a second ClientHello, and
+ * OpenSSL asks the get callback for it again: the handshake resumes (as with OpenSSL's own
+ * cache), though the ticket is single-use; a new handshake on the same SSL (SSL_clear)
+ * offering it once more does not resume. For a cache attached as it is (memory:, and
+ * redis:// blocking), asynchronously (redis://), and in an async job (redis://). */
+static void after_hello_retry(const char *cache_url, int mode) {
+    if (strncmp(cache_url, "redis", 5) == 0)
+        flush_redis();
+    sesscache *cache = sesscache_open(cache_url);
+    REQUIRE(cache != NULL);
+    SSL_CTX *sctx = server(cache, TLS1_3_VERSION, mode == 1), *cctx = tu_client_ctx(TLS1_3_VERSION);
+    REQUIRE(sctx != NULL && cctx != NULL);
+    if (mode == 2)
+        SSL_CTX_set_mode(sctx, SSL_MODE_ASYNC);
+    SSL_SESSION *sess = NULL;
+    if (strncmp(cache_url, "redis", 5) == 0) {
+        sess = session_in_redis(TLS1_3_VERSION, cctx);
+    } else {
+        pair f;
+        REQUIRE(pair_open(&f, sctx, cctx, NULL));
+        CHECK_EQ(pair_run(&f), SSL_ERROR_NONE);
+        sess = pair_close(&f);
+    }
+    REQUIRE(sess != NULL);
+    /* The server takes P-256 only; the client's first key share is X25519: a HelloRetryRequest. */
+    REQUIRE(SSL_CTX_set1_groups_list(sctx, "P-256") == 1);
+    REQUIRE(SSL_CTX_set1_groups_list(cctx, "X25519:P-256") == 1);
+    sesscache_stats before, after;
+    CHECK(sesscache_get_stats(cache, &before, sizeof before) > 0);
+    pair p;
+    REQUIRE(pair_open(&p, sctx, cctx, sess));
+    int e = pair_run(&p);
+    for (int i = 0; i < 4 && (e == SSL_ERROR_WANT_CLIENT_HELLO_CB || e == SSL_ERROR_WANT_ASYNC); i++) {
+        int fd = -1;
+        if (e == SSL_ERROR_WANT_CLIENT_HELLO_CB) {
+            fd = sesscache_lookup_fd(p.s);
+        } else {
+            size_t n = 1;
+            OSSL_ASYNC_FD afd = -1;
+            if (SSL_get_all_async_fds(p.s, &afd, &n) == 1 && n == 1)
+                fd = afd;
+        }
+        CHECK(fd >= 0 && readable(fd, 2000));
+        e = pair_run(&p);
+    }
+    CHECK_EQ(e, SSL_ERROR_NONE);
+    CHECK(SSL_session_reused(p.s));
+    CHECK(SSL_session_reused(p.c));
+    CHECK(sesscache_get_stats(cache, &after, sizeof after) > 0);
+    CHECK_EQ(after.lookups - before.lookups, 2);
+    CHECK_EQ(after.hits - before.hits, 2);
+    /* The same SSL, cleared for a new connection, offered the ticket again: not resumed. */
+    SSL_SESSION_free(pair_close_client_only(&p));
+    REQUIRE(SSL_clear(p.s) == 1);
+    REQUIRE(pair_reopen(&p, cctx, sess));
+    e = pair_run(&p);
+    for (int i = 0; i < 4 && (e == SSL_ERROR_WANT_CLIENT_HELLO_CB || e == SSL_ERROR_WANT_ASYNC); i++) {
+        sleep_ms(100);
+        e = pair_run(&p);
+    }
+    CHECK_EQ(e, SSL_ERROR_NONE);
+    CHECK(!SSL_session_reused(p.s));
+    SSL_SESSION_free(pair_close(&p));
+    SSL_SESSION_free(sess);
+    SSL_CTX_free(sctx);
+    SSL_CTX_free(cctx);
+    sesscache_free(cache);
+}
+
+static void test_hello_retry_memory(void) { after_hello_retry("memory:", 0); }
+static void test_hello_retry_redis_blocking(void) { after_hello_retry(url, 0); }
+static void test_hello_retry_redis_async(void) { after_hello_retry(url, 1); }
+static void test_hello_retry_redis_job(void) { after_hello_retry(url, 2); }
+
 int main(void) {
     const char *port = getenv("SESSCACHE_TEST_REDIS_PORT");
     if (port == NULL || atoi(port) <= 0) {
@@ -536,6 +641,10 @@ int main(void) {
     RUN(test_memory_never_suspends);
     RUN(test_async_job_tls12);
     RUN(test_async_job_tls13);
+    RUN(test_hello_retry_memory);
+    RUN(test_hello_retry_redis_blocking);
+    RUN(test_hello_retry_redis_async);
+    RUN(test_hello_retry_redis_job);
     tu_identity_free(&id);
     return check_summary("test_async");
 }

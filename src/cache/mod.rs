@@ -351,7 +351,9 @@ impl Cache {
     /// [`Cache::lookup`], with a session found refused when `wrong_name` says it was made
     /// for another server name than the connection asks for: then a miss, also counted in
     /// `sni_refused`, and the reference dropped. What the lookup did to the store stands (a
-    /// single-use TLS 1.3 ticket is consumed: a client never presents a ticket twice).
+    /// single-use TLS 1.3 ticket is consumed: a client presents a ticket in one handshake
+    /// only; the get callback keeps what it consumed for a second ClientHello of that
+    /// handshake, after a HelloRetryRequest).
     // Never inlined: `make bench` counts the instructions of a lookup by this symbol
     // (callgrind); one call per handshake costs nothing measurable.
     #[inline(never)]

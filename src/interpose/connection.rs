@@ -66,6 +66,9 @@ pub unsafe fn on_switch(ssl: *mut ssl_st, to: *mut crate::ossl::ssl_ctx_st) {
 /// `ssl` is a live connection.
 pub unsafe fn on_free(ssl: *mut ssl_st) {
     crate::fault::inject("free");
+    // SAFETY: ssl is live (caller). A new handshake (or none) follows: what the last one
+    // looked up is not for it.
+    unsafe { crate::suspend::pending::forget(ssl) };
     // SAFETY: ssl is live (caller); its session context lives as long as it does.
     let ctx = unsafe { session_ctx(ssl) };
     // SAFETY: as above.

@@ -8,7 +8,7 @@ use crate::log::{self, Level};
 use crate::ossl::{
     ssl_session_st, ssl_st, sys_sess, sys_ssl, SSL_get_options, SSL_OP_NO_ANTI_REPLAY,
 };
-use crate::session;
+use crate::session::{self, SessionObject};
 use crate::store::SessionKey;
 use crate::suspend;
 use openssl_sys::{SSL_get_max_early_data, SSL_is_server, SSL_OP_NO_TICKET};
@@ -146,10 +146,11 @@ pub unsafe fn on_get(
     }
 }
 
-/// The lookup of `id` for `ssl`, by the first path that applies: the result of the lookup
-/// its ClientHello callback started (asynchronous mode), a lookup that pauses the OpenSSL
-/// async job the handshake runs in, or a lookup on this thread (which may wait for the
-/// backend, within its budget).
+/// The lookup of `id` for `ssl`, by the first path that applies: the single-use session
+/// this handshake was already given for `id` ([`remember_single_use`]), the result of the
+/// lookup its ClientHello callback started (asynchronous mode), a lookup that pauses the
+/// OpenSSL async job the handshake runs in, an answer the backend has at once, or a lookup
+/// on this thread (which may wait for the backend, within its budget).
 ///
 /// # Safety
 /// `ssl` is live, inside its get-session callback.
@@ -158,19 +159,58 @@ unsafe fn lookup(cache: &Arc<Cache>, ssl: *mut ssl_st, id: &[u8]) -> Lookup {
         return Lookup::Invalid;
     };
     // SAFETY: ssl is live (caller).
-    unsafe {
-        if let Some(found) = suspend::claim(ssl, id) {
-            return Lookup::Done(found);
+    let found = unsafe {
+        match suspend::pending::of(ssl) {
+            Some(p) => match p.again(id) {
+                Some(obj) => return Lookup::Done(Some(obj)),
+                None => p.claim(id),
+            },
+            None => None,
         }
-        if let Some(found) = suspend::job::lookup(cache, ssl, key) {
-            return Lookup::Done(found);
-        }
+    };
+    // SAFETY: ssl is live (caller).
+    let found = match found {
+        Some(found) => found,
+        None => match unsafe { suspend::job::lookup(cache, ssl, key) } {
+            Some(found) => found,
+            None => match cache.resolve_now(&key) {
+                Some(found) => found,
+                None => {
+                    said_blocking();
+                    cache.resolve(&key)
+                }
+            },
+        },
+    };
+    if let Some(obj) = &found {
+        // SAFETY: ssl is live (caller); obj holds a reference.
+        unsafe { remember_single_use(cache, ssl, key, obj) };
     }
-    if let Some(found) = cache.resolve_now(&key) {
-        return Lookup::Done(found);
+    Lookup::Done(found)
+}
+
+/// Keeps a single-use (TLS 1.3) session the lookup consumed with the connection, for the
+/// rest of its handshake: after a HelloRetryRequest the client offers the same ticket in
+/// its second ClientHello, and OpenSSL asks for it again, which the store, having handed
+/// it out once, would answer with a miss (a full handshake where OpenSSL's own cache
+/// resumes). Forgotten when the connection starts another handshake (`SSL_clear`) or is
+/// freed, so the ticket still resumes one handshake only.
+///
+/// # Safety
+/// `ssl` is live, inside its get-session callback.
+unsafe fn remember_single_use(
+    cache: &Cache,
+    ssl: *mut ssl_st,
+    key: SessionKey,
+    obj: &SessionObject,
+) {
+    // SAFETY: obj holds a reference to a live session.
+    if cache.settings().single_use && unsafe { session::info(obj.as_ptr()) }.tls13 {
+        // SAFETY: ssl is live (caller).
+        unsafe {
+            suspend::pending::set(ssl, suspend::pending::Pending::delivered(key, obj.clone()))
+        };
     }
-    said_blocking();
-    Lookup::Done(cache.resolve(&key))
 }
 
 /// Says once per process, at `info`, that a lookup waited for the network on the

@@ -84,6 +84,13 @@ pub unsafe extern "C" fn client_hello(
                 return HELLO_SUCCESS;
             }
             match lookahead(ssl) {
+                // The second ClientHello after a HelloRetryRequest, offering the ticket the
+                // first one was given: answered from the connection (see `hooks`).
+                Some(key)
+                    if pending::of(ssl).is_some_and(|p| p.again(key.as_bytes()).is_some()) =>
+                {
+                    HELLO_SUCCESS
+                }
                 Some(key) => begin(&rec.cache, ssl, key, mode),
                 None => HELLO_SUCCESS,
             }

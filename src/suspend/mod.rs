@@ -32,8 +32,6 @@ pub mod pending;
 pub mod workers;
 
 use crate::cache::Cache;
-use crate::ossl::ssl_st;
-use crate::session::SessionObject;
 use crate::store::SessionKey;
 use pending::{Notify, Pending};
 use std::sync::Arc;
@@ -58,14 +56,4 @@ pub fn start(cache: &Arc<Cache>, key: SessionKey, notify: Option<Notify>) -> Arc
         lookup.pending.finish(found, lookup.notify);
     }
     pending
-}
-
-/// The result of a lookup this connection started ahead of its get-session callback (in
-/// its ClientHello callback) for exactly `id`, if it has finished and was not taken.
-///
-/// # Safety
-/// `ssl` is a live connection, used by the calling thread.
-pub unsafe fn claim(ssl: *mut ssl_st, id: &[u8]) -> Option<Option<SessionObject>> {
-    // SAFETY: as the caller's.
-    unsafe { pending::of(ssl) }?.claim(id)
 }

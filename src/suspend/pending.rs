@@ -43,6 +43,10 @@ enum Phase {
     Done(Option<SessionObject>),
     /// The result was taken, or dropped.
     Over,
+    /// A single-use session this connection's handshake was given: given again if the same
+    /// handshake asks for it again (after a HelloRetryRequest, the second ClientHello
+    /// offers the same ticket, which the first lookup consumed).
+    Delivered(SessionObject),
 }
 
 struct State {
@@ -52,6 +56,8 @@ struct State {
     suspended: bool,
     /// What the program (or OpenSSL's async job) waits on: made on request.
     fd: Option<Arc<EventFd>>,
+    /// A thread waits in [`Pending::wait`] (rare: a job that could not pause).
+    waiting: bool,
 }
 
 pub struct Pending {
@@ -73,6 +79,20 @@ impl Pending {
         Pending::with(key, Phase::Done(found), false)
     }
 
+    /// A single-use session `key` resolved to for this connection's handshake.
+    pub fn delivered(key: SessionKey, obj: SessionObject) -> Arc<Pending> {
+        Pending::with(key, Phase::Delivered(obj), false)
+    }
+
+    /// The single-use session this connection's handshake was given for `id`, again.
+    pub fn again(&self, id: &[u8]) -> Option<SessionObject> {
+        let s = lock(&self.state);
+        match &s.phase {
+            Phase::Delivered(obj) if s.key.as_bytes() == id => Some(obj.clone()),
+            _ => None,
+        }
+    }
+
     fn with(key: SessionKey, phase: Phase, suspended: bool) -> Arc<Pending> {
         Arc::new(Pending {
             state: Mutex::new(State {
@@ -80,6 +100,7 @@ impl Pending {
                 phase,
                 suspended,
                 fd: None,
+                waiting: false,
             }),
             finished: Condvar::new(),
             notify: Mutex::new(false),
@@ -122,8 +143,11 @@ impl Pending {
         }
         s.phase = Phase::Done(found);
         let fd = s.fd.clone();
+        let waiting = s.waiting;
         drop(s);
-        self.finished.notify_all();
+        if waiting {
+            self.finished.notify_all();
+        }
         if let Some(fd) = fd {
             fd.signal();
         }
@@ -154,6 +178,7 @@ impl Pending {
     pub fn wait(&self) {
         let mut s = lock(&self.state);
         while matches!(s.phase, Phase::Running) {
+            s.waiting = true;
             s = self.finished.wait(s).unwrap_or_else(|p| p.into_inner());
         }
     }
@@ -240,6 +265,26 @@ pub fn ensure_index() -> bool {
     }
     INDEX.store(idx, Ordering::Release);
     true
+}
+
+/// Forgets the connection's lookup (a new handshake starts on it: `SSL_clear`, which
+/// OpenSSL also calls before each handshake; or it is freed): cancelled, and a single-use
+/// session it was given is not given again.
+///
+/// # Safety
+/// As [`of`].
+pub unsafe fn forget(ssl: *mut ssl_st) {
+    let idx = INDEX.load(Ordering::Acquire);
+    if idx < 0 {
+        return;
+    }
+    // SAFETY: ssl is live; the slot holds NULL or an Arc<Pending> pointer from `set`.
+    unsafe {
+        let old = SSL_get_ex_data(sys_ssl(ssl), idx).cast::<Pending>();
+        if !old.is_null() && SSL_set_ex_data(sys_ssl(ssl), idx, std::ptr::null_mut()) == 1 {
+            Arc::from_raw(old).cancel();
+        }
+    }
 }
 
 /// The connection's pending lookup, if any.

@@ -129,6 +129,7 @@ pub fn submit(job: Job) -> Result<(), Job> {
     let pool = pool();
     let mut q = crate::threads::lock(&pool.queue);
     let start = q.idle == 0 && q.threads < MAX_THREADS;
+    let wake = q.idle > 0;
     if start {
         let started = crate::threads::spawn_quiet("sesscache-lookup", move || worker(pool));
         match started {
@@ -145,7 +146,8 @@ pub fn submit(job: Job) -> Result<(), Job> {
     }
     q.jobs.push_back(job);
     drop(q);
-    if !start {
+    if wake {
+        // (A wake-up is a system call: none when no thread waits.)
         pool.ready.notify_one();
     }
     Ok(())

@@ -611,9 +611,11 @@ void SSL_CTX_set_client_hello_cb(struct ssl_ctx_st *c, int (*cb)(struct ssl_st *
  * -1 with `SSL_get_error() == SSL_ERROR_WANT_CLIENT_HELLO_CB`. Wait until
  * `sesscache_lookup_fd(ssl)` is readable, or for `done`, then call the handshake again:
  * the session is resumed from the finished lookup without I/O. Lookups that `memory:` and
- * `shm:` caches, a redis `l1` tier or the circuit breaker answer never suspend. A lookup
- * takes at most the backend's `timeout_ms` once a library thread runs it (16 per
- * process); the timeout, the breaker and every counter apply as to blocking lookups.
+ * `shm:` caches, a redis `l1` tier or the circuit breaker answer never suspend. Up to 8
+ * library threads per process run the lookups, each taking those queued for the same
+ * cache in one round trip (up to 32); a lookup takes at most the backend's `timeout_ms`
+ * once a thread runs it. The timeout, the breaker and every counter apply as to blocking
+ * lookups.
  *
  * A ClientHello callback the program sets on `ctx` (before or after this call) runs
  * first; if it returns `SSL_CLIENT_HELLO_RETRY` itself, `sesscache_lookup_fd` returns -1.

@@ -246,19 +246,66 @@ static SSL_SESSION *session_in_redis(int version, SSL_CTX *cctx) {
     return sess;
 }
 
+/* What most tests start from: an empty Redis, a cache on it, a server context attached to
+ * it (mode 0: sesscache_attach; 1: sesscache_attach_async; 2: sesscache_attach and
+ * SSL_MODE_ASYNC), a client context, and a session that only Redis holds. */
+typedef struct fixture {
+    sesscache *cache;
+    SSL_CTX *sctx, *cctx;
+    SSL_SESSION *sess;
+} fixture;
+
+static int fixture_open(fixture *f, int version, int mode) {
+    memset(f, 0, sizeof *f);
+    flush_redis();
+    if ((f->cache = sesscache_open(url)) == NULL)
+        return 0;
+    f->sctx = server(f->cache, version, mode == 1);
+    f->cctx = tu_client_ctx(version);
+    if (f->sctx == NULL || f->cctx == NULL)
+        return 0;
+    if (mode == 2)
+        SSL_CTX_set_mode(f->sctx, SSL_MODE_ASYNC);
+    f->sess = session_in_redis(version, f->cctx);
+    return f->sess != NULL;
+}
+
+/* Frees what the fixture still holds (fields set to NULL were freed by the test). */
+static void fixture_close(fixture *f) {
+    SSL_SESSION_free(f->sess);
+    SSL_CTX_free(f->sctx);
+    SSL_CTX_free(f->cctx);
+    sesscache_free(f->cache);
+}
+
+/* Runs a pair to its end, waiting whenever the handshake is suspended for the cache's
+ * descriptor (or the async job's): the server's last SSL_get_error. */
+static int pair_finish(pair *p) {
+    int e = pair_run(p);
+    for (int i = 0; i < 8 && (e == SSL_ERROR_WANT_CLIENT_HELLO_CB || e == SSL_ERROR_WANT_ASYNC); i++) {
+        int fd = -1;
+        if (e == SSL_ERROR_WANT_CLIENT_HELLO_CB) {
+            fd = sesscache_lookup_fd(p->s);
+        } else {
+            size_t n = 1;
+            OSSL_ASYNC_FD afd = -1;
+            if (SSL_get_all_async_fds(p->s, &afd, &n) == 1 && n == 1)
+                fd = afd;
+        }
+        CHECK(fd >= 0 && readable(fd, 3000));
+        e = pair_run(p);
+    }
+    return e;
+}
+
 /* The whole protocol, for one version: suspended, readable, callback, resumed; the ticket
  * (TLS 1.3) or ID (1.2) resumed through the lookup's result without a second lookup. */
 static void resume_async(int version) {
-    flush_redis();
-    sesscache *cache = sesscache_open(url);
-    REQUIRE(cache != NULL);
-    SSL_CTX *sctx = server(cache, version, 1), *cctx = tu_client_ctx(version);
-    REQUIRE(sctx != NULL && cctx != NULL);
-    SSL_SESSION *sess = session_in_redis(version, cctx);
-    REQUIRE(sess != NULL);
+    fixture f;
+    REQUIRE(fixture_open(&f, version, 1));
     atomic_store(&done_calls, 0);
     pair p;
-    REQUIRE(pair_open(&p, sctx, cctx, sess));
+    REQUIRE(pair_open(&p, f.sctx, f.cctx, f.sess));
     CHECK_EQ(pair_run(&p), SSL_ERROR_WANT_CLIENT_HELLO_CB);
     int fd = sesscache_lookup_fd(p.s);
     CHECK(fd >= 0);
@@ -273,28 +320,20 @@ static void resume_async(int version) {
     CHECK_EQ(sesscache_lookup_fd(p.s), -1);
     SSL_SESSION *next = pair_close(&p);
     sesscache_stats st;
-    CHECK(sesscache_get_stats(cache, &st, sizeof st) > 0);
+    CHECK(sesscache_get_stats(f.cache, &st, sizeof st) > 0);
     CHECK_EQ(st.lookups, 1);
     CHECK_EQ(st.hits, 1);
     if (version == TLS1_3_VERSION) {
         /* The ticket was taken: offered again, it resumes no more (and the lookup of a
          * missing ticket is a miss that suspended too). */
         pair q;
-        REQUIRE(pair_open(&q, sctx, cctx, sess));
-        int e = pair_run(&q);
-        if (e == SSL_ERROR_WANT_CLIENT_HELLO_CB) {
-            CHECK(readable(sesscache_lookup_fd(q.s), 2000));
-            e = pair_run(&q);
-        }
-        CHECK_EQ(e, SSL_ERROR_NONE);
+        REQUIRE(pair_open(&q, f.sctx, f.cctx, f.sess));
+        CHECK_EQ(pair_finish(&q), SSL_ERROR_NONE);
         CHECK(!SSL_session_reused(q.s));
         SSL_SESSION_free(pair_close(&q));
     }
     SSL_SESSION_free(next);
-    SSL_SESSION_free(sess);
-    SSL_CTX_free(sctx);
-    SSL_CTX_free(cctx);
-    sesscache_free(cache);
+    fixture_close(&f);
 }
 
 static void test_resume_async_tls12(void) { resume_async(TLS1_2_VERSION); }
@@ -303,18 +342,13 @@ static void test_resume_async_tls13(void) { resume_async(TLS1_3_VERSION); }
 /* With Redis paused, a suspended lookup waits while other handshakes of this thread run to
  * completion; then the lookup finishes and its handshake resumes. */
 static void test_other_handshakes_go_on_while_redis_is_paused(void) {
-    flush_redis();
-    sesscache *cache = sesscache_open(url);
-    REQUIRE(cache != NULL);
-    SSL_CTX *sctx = server(cache, TLS1_2_VERSION, 1), *cctx = tu_client_ctx(TLS1_2_VERSION);
-    REQUIRE(sctx != NULL && cctx != NULL);
-    SSL_SESSION *sess = session_in_redis(TLS1_2_VERSION, cctx);
-    REQUIRE(sess != NULL);
+    fixture f;
+    REQUIRE(fixture_open(&f, TLS1_2_VERSION, 1));
     char b[64];
     CHECK(strcmp(redis("CLIENT PAUSE 700 ALL", b, sizeof b), "+OK") == 0);
     long long t0 = now_ms();
     pair p;
-    REQUIRE(pair_open(&p, sctx, cctx, sess));
+    REQUIRE(pair_open(&p, f.sctx, f.cctx, f.sess));
     CHECK_EQ(pair_run(&p), SSL_ERROR_WANT_CLIENT_HELLO_CB);
     int fd = sesscache_lookup_fd(p.s);
     CHECK(fd >= 0);
@@ -325,7 +359,7 @@ static void test_other_handshakes_go_on_while_redis_is_paused(void) {
     int others = 0;
     for (int i = 0; i < 5; i++) {
         pair q;
-        REQUIRE(pair_open(&q, sctx, cctx, NULL));
+        REQUIRE(pair_open(&q, f.sctx, f.cctx, NULL));
         others += pair_run(&q) == SSL_ERROR_NONE;
         SSL_SESSION_free(pair_close(&q));
     }
@@ -340,59 +374,43 @@ static void test_other_handshakes_go_on_while_redis_is_paused(void) {
     CHECK(SSL_session_reused(p.s));
     fprintf(stderr, "    5 full handshakes in %lld ms while the lookup waited %lld ms\n", others_ms, waited);
     SSL_SESSION_free(pair_close(&p));
-    SSL_SESSION_free(sess);
-    SSL_CTX_free(sctx);
-    SSL_CTX_free(cctx);
-    sesscache_free(cache);
+    fixture_close(&f);
 }
 
 /* A connection freed while its lookup is in flight: the lookup's result is dropped and the
  * callback never comes; freeing the cache and its context too, the worker's reference
  * keeps the cache until the lookup ends. ASan and valgrind see no leak. */
 static void freed_while_pending(int free_cache_too) {
-    flush_redis();
-    sesscache *cache = sesscache_open(url);
-    REQUIRE(cache != NULL);
-    SSL_CTX *sctx = server(cache, TLS1_2_VERSION, 1), *cctx = tu_client_ctx(TLS1_2_VERSION);
-    REQUIRE(sctx != NULL && cctx != NULL);
-    SSL_SESSION *sess = session_in_redis(TLS1_2_VERSION, cctx);
-    REQUIRE(sess != NULL);
+    fixture f;
+    REQUIRE(fixture_open(&f, TLS1_2_VERSION, 1));
     char b[64];
     CHECK(strcmp(redis("CLIENT PAUSE 300 ALL", b, sizeof b), "+OK") == 0);
     atomic_store(&done_calls, 0);
     pair p;
-    REQUIRE(pair_open(&p, sctx, cctx, sess));
+    REQUIRE(pair_open(&p, f.sctx, f.cctx, f.sess));
     CHECK_EQ(pair_run(&p), SSL_ERROR_WANT_CLIENT_HELLO_CB);
     CHECK(sesscache_lookup_fd(p.s) >= 0);
     SSL_free(p.s);
     SSL_free(p.c);
     if (free_cache_too) {
-        SSL_CTX_free(sctx);
-        sctx = NULL;
-        sesscache_free(cache);
-        cache = NULL;
+        SSL_CTX_free(f.sctx);
+        f.sctx = NULL;
+        sesscache_free(f.cache);
+        f.cache = NULL;
     }
     /* The lookup ends after the pause: nothing is told, nothing is left. */
     sleep_ms(600);
     CHECK_EQ(atomic_load(&done_calls), 0);
-    if (cache != NULL) {
+    if (f.cache != NULL) {
         /* The cache still works, and the session, not delivered, is still in Redis. */
         pair q;
-        REQUIRE(pair_open(&q, sctx, cctx, sess));
-        int e = pair_run(&q);
-        if (e == SSL_ERROR_WANT_CLIENT_HELLO_CB) {
-            CHECK(readable(sesscache_lookup_fd(q.s), 2000));
-            e = pair_run(&q);
-        }
-        CHECK_EQ(e, SSL_ERROR_NONE);
+        REQUIRE(pair_open(&q, f.sctx, f.cctx, f.sess));
+        CHECK_EQ(pair_finish(&q), SSL_ERROR_NONE);
         CHECK(SSL_session_reused(q.s));
         SSL_SESSION_free(pair_close(&q));
     }
     ERR_clear_error();
-    SSL_SESSION_free(sess);
-    SSL_CTX_free(sctx);
-    SSL_CTX_free(cctx);
-    sesscache_free(cache);
+    fixture_close(&f);
 }
 
 static void test_connection_freed_while_pending(void) { freed_while_pending(0); }
@@ -401,27 +419,23 @@ static void test_cache_freed_while_pending(void) { freed_while_pending(1); }
 /* The cache's handle and the context freed while the connection waits: the connection
  * keeps them, and its handshake still resumes. */
 static void test_cache_closed_while_pending_still_resumes(void) {
-    flush_redis();
-    sesscache *cache = sesscache_open(url);
-    REQUIRE(cache != NULL);
-    SSL_CTX *sctx = server(cache, TLS1_3_VERSION, 1), *cctx = tu_client_ctx(TLS1_3_VERSION);
-    REQUIRE(sctx != NULL && cctx != NULL);
-    SSL_SESSION *sess = session_in_redis(TLS1_3_VERSION, cctx);
-    REQUIRE(sess != NULL);
+    fixture f;
+    REQUIRE(fixture_open(&f, TLS1_3_VERSION, 1));
     char b[64];
     CHECK(strcmp(redis("CLIENT PAUSE 200 ALL", b, sizeof b), "+OK") == 0);
     pair p;
-    REQUIRE(pair_open(&p, sctx, cctx, sess));
+    REQUIRE(pair_open(&p, f.sctx, f.cctx, f.sess));
     CHECK_EQ(pair_run(&p), SSL_ERROR_WANT_CLIENT_HELLO_CB);
     int fd = sesscache_lookup_fd(p.s);
-    sesscache_free(cache);
-    SSL_CTX_free(sctx);
+    sesscache_free(f.cache);
+    f.cache = NULL;
+    SSL_CTX_free(f.sctx);
+    f.sctx = NULL;
     CHECK(readable(fd, 2000));
     CHECK_EQ(pair_run(&p), SSL_ERROR_NONE);
     CHECK(SSL_session_reused(p.s));
     SSL_SESSION_free(pair_close(&p));
-    SSL_SESSION_free(sess);
-    SSL_CTX_free(cctx);
+    fixture_close(&f);
 }
 
 /* A ClientHello callback of the program's own, set before attaching: it runs once per
@@ -511,18 +525,12 @@ static void test_memory_never_suspends(void) {
 /* SSL_MODE_ASYNC, attached without the asynchronous mode: the handshake runs in an OpenSSL
  * async job, whose get callback pauses for the Redis lookup. */
 static void job_mode(int version) {
-    flush_redis();
-    sesscache *cache = sesscache_open(url);
-    REQUIRE(cache != NULL);
-    SSL_CTX *sctx = server(cache, version, 0), *cctx = tu_client_ctx(version);
-    REQUIRE(sctx != NULL && cctx != NULL);
-    SSL_CTX_set_mode(sctx, SSL_MODE_ASYNC);
-    SSL_SESSION *sess = session_in_redis(version, cctx);
-    REQUIRE(sess != NULL);
+    fixture f;
+    REQUIRE(fixture_open(&f, version, 2));
     char b[64];
     CHECK(strcmp(redis("CLIENT PAUSE 200 ALL", b, sizeof b), "+OK") == 0);
     pair p;
-    REQUIRE(pair_open(&p, sctx, cctx, sess));
+    REQUIRE(pair_open(&p, f.sctx, f.cctx, f.sess));
     CHECK_EQ(pair_run(&p), SSL_ERROR_WANT_ASYNC);
     size_t n = 0;
     CHECK(SSL_get_all_async_fds(p.s, NULL, &n) == 1);
@@ -537,10 +545,7 @@ static void job_mode(int version) {
     CHECK(SSL_session_reused(p.s));
     CHECK(!readable(fd, 0));
     SSL_SESSION_free(pair_close(&p));
-    SSL_SESSION_free(sess);
-    SSL_CTX_free(sctx);
-    SSL_CTX_free(cctx);
-    sesscache_free(cache);
+    fixture_close(&f);
 }
 
 static void test_async_job_tls12(void) { job_mode(TLS1_2_VERSION); }
@@ -577,20 +582,7 @@ static void after_hello_retry(const char *cache_url, int mode) {
     CHECK(sesscache_get_stats(cache, &before, sizeof before) > 0);
     pair p;
     REQUIRE(pair_open(&p, sctx, cctx, sess));
-    int e = pair_run(&p);
-    for (int i = 0; i < 4 && (e == SSL_ERROR_WANT_CLIENT_HELLO_CB || e == SSL_ERROR_WANT_ASYNC); i++) {
-        int fd = -1;
-        if (e == SSL_ERROR_WANT_CLIENT_HELLO_CB) {
-            fd = sesscache_lookup_fd(p.s);
-        } else {
-            size_t n = 1;
-            OSSL_ASYNC_FD afd = -1;
-            if (SSL_get_all_async_fds(p.s, &afd, &n) == 1 && n == 1)
-                fd = afd;
-        }
-        CHECK(fd >= 0 && readable(fd, 2000));
-        e = pair_run(&p);
-    }
+    int e = pair_finish(&p);
     CHECK_EQ(e, SSL_ERROR_NONE);
     CHECK(SSL_session_reused(p.s));
     CHECK(SSL_session_reused(p.c));
@@ -601,12 +593,7 @@ static void after_hello_retry(const char *cache_url, int mode) {
     SSL_SESSION_free(pair_close_client_only(&p));
     REQUIRE(SSL_clear(p.s) == 1);
     REQUIRE(pair_reopen(&p, cctx, sess));
-    e = pair_run(&p);
-    for (int i = 0; i < 4 && (e == SSL_ERROR_WANT_CLIENT_HELLO_CB || e == SSL_ERROR_WANT_ASYNC); i++) {
-        sleep_ms(100);
-        e = pair_run(&p);
-    }
-    CHECK_EQ(e, SSL_ERROR_NONE);
+    CHECK_EQ(pair_finish(&p), SSL_ERROR_NONE);
     CHECK(!SSL_session_reused(p.s));
     SSL_SESSION_free(pair_close(&p));
     SSL_SESSION_free(sess);

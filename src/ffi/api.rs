@@ -106,6 +106,21 @@ pub(crate) unsafe fn borrow<'a>(cache: *const sesscache) -> Option<&'a Cache> {
     unsafe { cache.cast::<Cache>().as_ref() }
 }
 
+/// A new reference to the cache behind a handle, for a context to keep (the caller's
+/// reference is not consumed).
+///
+/// # Safety
+/// `cache` is a live, non-NULL handle from `sesscache_open`.
+pub(crate) unsafe fn new_reference(cache: *mut sesscache) -> Arc<Cache> {
+    let p = cache.cast_const().cast::<Cache>();
+    // SAFETY: handles are Arc<Cache> pointers (see sesscache_open) kept alive by the caller;
+    // the count is incremented before the new Arc takes it over.
+    unsafe {
+        Arc::increment_strong_count(p);
+        Arc::from_raw(p)
+    }
+}
+
 /// Opens a session cache described by `url`:
 /// - `memory:` — in this process, shared by its threads;
 /// - `shm:NAME` — in POSIX shared memory, shared by every process that opens NAME (created
@@ -302,13 +317,8 @@ pub unsafe extern "C" fn sesscache_attach(cache: *mut sesscache, ctx: *mut ssl_c
             return 0;
         }
         crate::fault::inject("attach");
-        // SAFETY: the handle is a live Arc<Cache> pointer; we make a new reference from it
-        // without consuming the caller's.
-        let arc = unsafe {
-            let p = cache.cast_const().cast::<Cache>();
-            Arc::increment_strong_count(p);
-            Arc::from_raw(p)
-        };
+        // SAFETY: cache is a live handle (caller's contract), checked non-NULL.
+        let arc = unsafe { new_reference(cache) };
         // SAFETY: ctx is a live SSL_CTX (caller's contract).
         match unsafe { attach::attach(ctx, &arc, false) } {
             Ok(_) => {

@@ -2,15 +2,13 @@
 //! backend's round trip, and the descriptor a suspended handshake waits on.
 
 use crate::boundary::{clear_error, guard, set_error};
-use crate::cache::Cache;
 use crate::error::ErrorKind;
-use crate::ffi::api::sesscache;
+use crate::ffi::api::{new_reference, sesscache};
 use crate::interpose::attach;
 use crate::ossl::{ssl_ctx_st, ssl_st};
 use crate::suspend::pending;
 use std::ffi::c_void;
 use std::os::raw::c_int;
-use std::sync::Arc;
 
 /// Called when the lookup that suspended `ssl`'s handshake has finished (found, missed,
 /// failed or timed out): the program may call the handshake again. Called on a library
@@ -68,13 +66,8 @@ pub unsafe extern "C" fn sesscache_attach_async(
             return 0;
         }
         crate::fault::inject("attach");
-        // SAFETY: the handle is a live Arc<Cache> pointer; we make a new reference from it
-        // without consuming the caller's.
-        let arc = unsafe {
-            let p = cache.cast_const().cast::<Cache>();
-            Arc::increment_strong_count(p);
-            Arc::from_raw(p)
-        };
+        // SAFETY: cache is a live handle (caller's contract), checked non-NULL.
+        let arc = unsafe { new_reference(cache) };
         // SAFETY: ctx is a live SSL_CTX (caller's contract); done may be called with arg.
         match unsafe { attach::attach_async(ctx, &arc, done, arg) } {
             Ok(()) => {

@@ -315,7 +315,11 @@ pub(crate) fn lookup_many(
     for (reply, key) in replies.into_iter().zip(keys) {
         out.push(match reply.extract_error() {
             Err(e) if e.kind() == redis::ErrorKind::NoScriptError => {
-                lookup(conn, sha, key, false, deadline)
+                match lookup(conn, sha, key, false, deadline) {
+                    // Out of step: a late reply would be read as the next key's.
+                    Err(e) if !is_server_reply(&e) => return Some(Err(e)),
+                    r => r,
+                }
             }
             Err(e) => Err(e),
             Ok(v) => parse_lookup(v),

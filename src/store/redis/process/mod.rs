@@ -73,30 +73,6 @@ pub(crate) struct Proc {
     pub tickets_conn: Mutex<Option<Conn>>,
 }
 
-/// `n` results, each the failure `e`.
-fn all_failed(e: StoreError, n: usize) -> Vec<Result<Option<Fetched>, StoreError>> {
-    (0..n).map(|_| Err(e)).collect()
-}
-
-/// The lookups of `rkeys` one after the other on one connection (a cluster's, which
-/// routes one command at a time): stops at the first network failure, which is then the
-/// whole batch's.
-fn one_by_one(
-    c: &mut Conn,
-    sha: &str,
-    rkeys: &[&[u8]],
-    deadline: Instant,
-) -> redis::RedisResult<Vec<redis::RedisResult<Option<Fetched>>>> {
-    let mut out = Vec::with_capacity(rkeys.len());
-    for k in rkeys {
-        match conn::lookup(c, sha, k, false, deadline) {
-            Err(e) if !is_server_reply(&e) => return Err(e),
-            r => out.push(r),
-        }
-    }
-    Ok(out)
-}
-
 impl Proc {
     pub fn new(shared: Arc<Shared>, pid: u32) -> Proc {
         let l1 = shared.l1.map(MemoryStore::new);
@@ -124,6 +100,50 @@ impl Proc {
     /// The lookup script's round trip for `rkey`, within the lookup budget; counts what
     /// fails. Never touches the network while the breaker is open.
     pub fn fetch(&self, rkey: &[u8], take: bool) -> Result<Option<Fetched>, StoreError> {
+        let sha = &self.shared().sha;
+        self.round_trip(|c, deadline| conn::lookup(c, sha, rkey, take, deadline))
+    }
+
+    /// [`Proc::fetch`] for several keys in one round trip (a pipeline), within one lookup
+    /// budget: a result per key, a server's error reply to one key being that key's error
+    /// (counted). A cluster's connection, which routes one command at a time, looks them up
+    /// one after the other. A failure of the round trip is every key's, counted once.
+    pub fn fetch_many(&self, rkeys: &[&[u8]]) -> Vec<Result<Option<Fetched>, StoreError>> {
+        let sha = &self.shared().sha;
+        match self.round_trip(
+            |c, deadline| match conn::lookup_many(c, sha, rkeys, deadline) {
+                Some(replies) => replies,
+                None => {
+                    let mut out = Vec::with_capacity(rkeys.len());
+                    for k in rkeys {
+                        match conn::lookup(c, sha, k, false, deadline) {
+                            // Out of step: a late reply would be read as the next key's.
+                            Err(e) if !is_server_reply(&e) => return Err(e),
+                            r => out.push(r),
+                        }
+                    }
+                    Ok(out)
+                }
+            },
+        ) {
+            Ok(replies) => replies
+                .into_iter()
+                .map(|r| r.map_err(|e| self.core.failed(&e, "lookup", false).0))
+                .collect(),
+            Err(e) => (0..rkeys.len()).map(|_| Err(e)).collect(),
+        }
+    }
+
+    /// One round trip `op` on a pooled connection, within the lookup budget: the breaker
+    /// asked first (no network while it is open), a connection that died since it was last
+    /// used replaced once, failures counted and told to the breaker. What `op` returns may
+    /// hold a server's error replies (the connection is in step then); any other failure
+    /// inside it is its `Err`, which drops the connection (a late reply would be read as the
+    /// next command's).
+    fn round_trip<T>(
+        &self,
+        mut op: impl FnMut(&mut Conn, Instant) -> redis::RedisResult<T>,
+    ) -> Result<T, StoreError> {
         let core = &self.core;
         let shared = self.shared();
         if self.writer.get().is_none() {
@@ -156,129 +176,34 @@ impl Proc {
                     return Err(e);
                 }
             };
-            match conn::lookup(&mut c, &shared.sha, rkey, take, deadline) {
-                Ok(found) => {
+            let e = match op(&mut c, deadline) {
+                Ok(done) => {
                     core.pool.checkin(c);
                     core.breaker.success();
-                    return Ok(found);
+                    return Ok(done);
                 }
-                Err(e) if is_server_reply(&e) => {
-                    // An answer: the connection is in step, the server is there.
-                    core.pool.checkin(c);
-                    return Err(core.failed(&e, "lookup", false).0);
-                }
-                Err(e) => {
-                    // Dropped: after a timeout a late reply would be read as the next
-                    // command's.
-                    drop(c);
-                    if reused && !retried && is_stale(&e) {
-                        // The server went away since the connection was last used (a
-                        // restart): the other idle ones are as dead. One more try.
-                        core.pool.clear();
-                        retried = true;
-                        continue;
-                    }
-                    let (err, opened) = core.failed(&e, "lookup", true);
-                    if opened {
-                        self.wake();
-                    }
-                    return Err(err);
-                }
+                Err(e) => e,
+            };
+            if is_server_reply(&e) {
+                // An answer: the connection is in step, the server is there.
+                core.pool.checkin(c);
+                return Err(core.failed(&e, "lookup", false).0);
             }
+            // Dropped: after a timeout a late reply would be read as the next command's.
+            drop(c);
+            if reused && !retried && is_stale(&e) {
+                // The server went away since the connection was last used (a restart): the
+                // other idle ones are as dead. One more try.
+                core.pool.clear();
+                retried = true;
+                continue;
+            }
+            let (err, opened) = core.failed(&e, "lookup", true);
+            if opened {
+                self.wake();
+            }
+            return Err(err);
         }
-    }
-
-    /// [`Proc::fetch`] for several keys in one round trip (a pipeline), within one lookup
-    /// budget: a result per key. A cluster's connection, which routes one command at a
-    /// time, looks them up one after the other on the same connection. A failure of the
-    /// round trip is every key's, counted once.
-    pub fn fetch_many(&self, rkeys: &[&[u8]]) -> Vec<Result<Option<Fetched>, StoreError>> {
-        let core = &self.core;
-        let shared = self.shared();
-        if self.writer.get().is_none() {
-            self.wake();
-        }
-        if core.breaker.is_open() {
-            Counters::bump(&core.counters.errors);
-            return all_failed(StoreError::Unavailable, rkeys.len());
-        }
-        let deadline = Instant::now() + shared.timeout;
-        let mut retried = false;
-        loop {
-            let (mut c, reused) = match core.pool.checkout(&core.shared, deadline) {
-                Ok(c) => c,
-                Err(e) => {
-                    core.count_failure(e);
-                    if core.trip() {
-                        self.wake();
-                    }
-                    return all_failed(e, rkeys.len());
-                }
-            };
-            let replies = match conn::lookup_many(&mut c, &shared.sha, rkeys, deadline) {
-                Some(replies) => replies,
-                None => one_by_one(&mut c, &shared.sha, rkeys, deadline),
-            };
-            let in_step = |r: &redis::RedisResult<Option<Fetched>>| match r {
-                Ok(_) => true,
-                Err(e) => is_server_reply(e),
-            };
-            let replies = match replies {
-                Ok(replies) if replies.iter().all(in_step) => replies,
-                Ok(replies) => {
-                    // A key looked up again alone (NOSCRIPT) failed on the network: the
-                    // connection is out of step. The others stand.
-                    drop(c);
-                    let mut counted = false;
-                    return replies
-                        .into_iter()
-                        .map(|r| r.map_err(|e| self.lookup_failed(&e, &mut counted)))
-                        .collect();
-                }
-                Err(e) if is_server_reply(&e) => {
-                    core.pool.checkin(c);
-                    let err = core.failed(&e, "lookup", false).0;
-                    return all_failed(err, rkeys.len());
-                }
-                Err(e) => {
-                    drop(c);
-                    if reused && !retried && is_stale(&e) {
-                        core.pool.clear();
-                        retried = true;
-                        continue;
-                    }
-                    let (err, opened) = core.failed(&e, "lookup", true);
-                    if opened {
-                        self.wake();
-                    }
-                    return all_failed(err, rkeys.len());
-                }
-            };
-            core.pool.checkin(c);
-            core.breaker.success();
-            let mut counted = false;
-            return replies
-                .into_iter()
-                .map(|r| r.map_err(|e| self.lookup_failed(&e, &mut counted)))
-                .collect();
-        }
-    }
-
-    /// One key's failure within a batch: a server's error reply counted for each key, a
-    /// network failure once per batch (`counted`).
-    fn lookup_failed(&self, e: &redis::RedisError, counted: &mut bool) -> StoreError {
-        if is_server_reply(e) {
-            return self.core.failed(e, "lookup", false).0;
-        }
-        if *counted {
-            return conn::classify(e);
-        }
-        *counted = true;
-        let (err, opened) = self.core.failed(e, "lookup", true);
-        if opened {
-            self.wake();
-        }
-        err
     }
 
     /// Queues a write for the writer thread. False (and counted in `queue_drops`) when it

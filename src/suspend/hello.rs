@@ -117,6 +117,10 @@ unsafe fn begin(cache: &Arc<Cache>, ssl: *mut ssl_st, key: SessionKey, mode: &As
         p.cancel();
         return HELLO_SUCCESS;
     }
+    if !p.suspends() {
+        // Looked up on this thread (no worker could be started): the get callback takes it.
+        return HELLO_SUCCESS;
+    }
     crate::log!(
         crate::log::Level::Debug,
         "suspend: session id#{:08x}: the handshake waits for the lookup",

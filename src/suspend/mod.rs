@@ -36,8 +36,9 @@ use crate::store::SessionKey;
 use pending::{Notify, Pending};
 use std::sync::Arc;
 
-/// Starts looking `key` up on a worker (on this thread if no worker can be started: then
-/// it has finished when this returns). `notify` is told when it finishes.
+/// Starts looking `key` up on a worker; `notify` is told when it finishes. If no worker can
+/// be started, the lookup runs on this thread, and what is returned is finished and does
+/// not suspend the handshake ([`Pending::suspends`]), with nobody notified.
 pub fn start(cache: &Arc<Cache>, key: SessionKey, notify: Option<Notify>) -> Arc<Pending> {
     let pending = Pending::running(key);
     let lookup = workers::Lookup {
@@ -53,7 +54,7 @@ pub fn start(cache: &Arc<Cache>, key: SessionKey, notify: Option<Notify>) -> Arc
             lookup.cache.resolve(&lookup.key)
         }))
         .unwrap_or(None);
-        lookup.pending.finish(found, lookup.notify);
+        return Pending::done(key, found);
     }
     pending
 }

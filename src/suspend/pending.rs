@@ -112,6 +112,12 @@ impl Pending {
         lock(&self.state).key == *key
     }
 
+    /// Whether the handshake waits for this lookup (it was handed to a worker and the
+    /// handshake was not resumed past it yet).
+    pub fn suspends(&self) -> bool {
+        lock(&self.state).suspended
+    }
+
     pub fn is_running(&self) -> bool {
         matches!(lock(&self.state).phase, Phase::Running)
     }

@@ -59,11 +59,11 @@ unsafe extern "C" fn release(
 }
 
 /// The connection's descriptor in wait context `wctx`: the one registered before, or a
-/// new one registered now (then `true`). None if none can be made or registered.
+/// new one registered now. None if none can be made or registered.
 ///
 /// # Safety
 /// `wctx` is the current job's live wait context.
-unsafe fn wait_fd(wctx: *mut c_void) -> Option<(Arc<EventFd>, bool)> {
+unsafe fn wait_fd(wctx: *mut c_void) -> Option<Arc<EventFd>> {
     let mut fd: c_int = -1;
     let mut custom: *mut c_void = std::ptr::null_mut();
     // SAFETY: wctx is live (caller); out-pointers are to locals.
@@ -71,13 +71,10 @@ unsafe fn wait_fd(wctx: *mut c_void) -> Option<(Arc<EventFd>, bool)> {
     {
         let p = custom.cast_const().cast::<EventFd>();
         // SAFETY: what we registered: an Arc<EventFd> pointer the context still holds.
-        return Some((
-            unsafe {
-                Arc::increment_strong_count(p);
-                Arc::from_raw(p)
-            },
-            false,
-        ));
+        return Some(unsafe {
+            Arc::increment_strong_count(p);
+            Arc::from_raw(p)
+        });
     }
     let efd = Arc::new(EventFd::new()?);
     let raw = Arc::into_raw(efd.clone());
@@ -90,7 +87,7 @@ unsafe fn wait_fd(wctx: *mut c_void) -> Option<(Arc<EventFd>, bool)> {
         drop(unsafe { Arc::from_raw(raw) });
         return None;
     }
-    Some((efd, true))
+    Some(efd)
 }
 
 /// Looks `key` up for `ssl` without blocking its thread, if the get-session callback runs
@@ -124,11 +121,7 @@ pub unsafe fn lookup(
     if wctx.is_null() {
         return None;
     }
-    // SAFETY: wctx is the running job's.
-    let (fd, fresh) = unsafe { wait_fd(wctx) }?;
-    fd.drain();
     let p: Arc<Pending> = super::start(cache, key, None);
-    p.use_fd(fd.clone());
     // Kept with the connection, so that freeing it cancels the lookup and lets the
     // descriptor go. A job that is never resumed again keeps its stack forever (HAProxy
     // frees a connection whose job is paused without resuming it, once the descriptor
@@ -136,38 +129,47 @@ pub unsafe fn lookup(
     // every connection closed during a lookup would leak one.
     // SAFETY: ssl is live (caller).
     unsafe { pending::set(ssl, p.clone()) };
-    let weak = Arc::downgrade(&fd);
-    drop(fd);
     if p.is_running() {
-        crate::log!(
-            crate::log::Level::Debug,
-            "suspend: session id#{:08x}: the async job pauses for the lookup",
-            crate::log::fingerprint(key.as_bytes())
-        );
-    }
-    let mut paused = false;
-    while p.is_running() {
-        // SAFETY: inside a job (checked above); returns when the program resumes it.
-        if unsafe { ASYNC_pause_job() } == 0 {
-            p.wait();
-            break;
+        // Registered only now that the job will pause, and always shown by a pause: the
+        // program learns of a descriptor only from one (SSL_ERROR_WANT_ASYNC, then
+        // SSL_get_changed_async_fds) but may unregister every descriptor of the wait
+        // context when it closes the connection, and HAProxy 2.6 aborts on one it never
+        // added (BUG_ON in fd_delete).
+        // SAFETY: wctx is the running job's.
+        match unsafe { wait_fd(wctx) } {
+            Some(fd) => {
+                fd.drain();
+                p.use_fd(fd.clone());
+                if !p.is_running() {
+                    // Finished before the lookup knew the descriptor: nobody signalled it.
+                    fd.signal();
+                }
+                let weak = Arc::downgrade(&fd);
+                drop(fd);
+                crate::log!(
+                    crate::log::Level::Debug,
+                    "suspend: session id#{:08x}: the async job pauses for the lookup",
+                    crate::log::fingerprint(key.as_bytes())
+                );
+                loop {
+                    // SAFETY: inside a job (checked above); returns when the program
+                    // resumes it.
+                    if unsafe { ASYNC_pause_job() } == 0 {
+                        p.wait();
+                        break;
+                    }
+                    // A program may resume a job early: pause again until it finished.
+                    if !p.is_running() {
+                        break;
+                    }
+                }
+                if let Some(fd) = weak.upgrade() {
+                    fd.drain();
+                }
+            }
+            // No descriptor to offer: the lookup is waited for here, within its budget.
+            None => p.wait(),
         }
-        paused = true;
-    }
-    if fresh && !paused {
-        // The program learns of a descriptor only from a pause (SSL_ERROR_WANT_ASYNC, then
-        // SSL_get_changed_async_fds), but may unregister every descriptor of the wait
-        // context when it closes the connection: HAProxy 2.6 then aborts on one it never
-        // added (BUG_ON in fd_delete). So a descriptor registered now is shown once, by a
-        // pause that the program resumes at once (it is readable).
-        if let Some(fd) = weak.upgrade() {
-            fd.signal();
-        }
-        // SAFETY: inside a job (checked above); returns when the program resumes it.
-        unsafe { ASYNC_pause_job() };
-    }
-    if let Some(fd) = weak.upgrade() {
-        fd.drain();
     }
     let found = p.claim(key.as_bytes()).unwrap_or(None);
     Some(found)

@@ -170,7 +170,7 @@ def instr_table(figs, out):
     out.append("## Instructions per call (callgrind)\n")
     out.append("Counted by `valgrind --tool=callgrind` over a one-round run of `bench_resume` "
                "(both protocols, resumed and full): the inclusive instructions of "
-               "`Cache::lookup_unless` (the lookup, with the server-name check) and `Cache::store_session` divided by the lookups and stores "
+               "`Cache::resolve_with` and `Cache::deliver` (the lookup and its server-name check; `Cache::lookup_unless` before version 0.4) and `Cache::store_session` divided by the lookups and stores "
                "the cache counted. Unlike the rates, they do not move with machine noise. "
                "The whole handshakes they are part of follow the table.\n")
     out.append("| backend | per lookup | per store | lookups | stores |")

@@ -25,7 +25,7 @@ struct evp_mac_ctx_st;
 /**
  * The minor version of this header: additions that keep programs built before working.
  */
-#define SESSCACHE_VERSION_MINOR 3
+#define SESSCACHE_VERSION_MINOR 4
 
 /**
  * The patch version of this header.
@@ -36,7 +36,7 @@ struct evp_mac_ctx_st;
  * The version as one number to compare, `MAJOR * 1000000 + MINOR * 1000 + PATCH`, e.g.
  * `#if SESSCACHE_VERSION_NUMBER >= 1002000` for 1.2.0 and later.
  */
-#define SESSCACHE_VERSION_NUMBER 3000
+#define SESSCACHE_VERSION_NUMBER 4000
 
 /**
  * Categories of failure, as `sesscache_last_error_code()` reports them. The numbers are part
@@ -627,7 +627,7 @@ void SSL_CTX_set_client_hello_cb(struct ssl_ctx_st *c, int (*cb)(struct ssl_st *
  *
  * Freeing a connection whose lookup is in flight, or freeing the cache and its
  * contexts, is safe: the finished lookup is then dropped, and `done` is not called for
- * a connection after `SSL_free(ssl)` has returned.
+ * a connection after `SSL_free(ssl)` has returned. Since version 0.4.
  *
  * # Safety
  * `cache` is NULL or a live handle; `ctx` is NULL or a live `SSL_CTX`; `done`, if not
@@ -647,7 +647,8 @@ int sesscache_attach_async(struct sesscache *cache, struct ssl_ctx_st *ctx, sess
  * until the handshake is called again after the lookup finished, or `ssl` is freed;
  * remove it from your poll set before calling the handshake again. Calling the handshake
  * before it is readable is harmless: it returns `SSL_ERROR_WANT_CLIENT_HELLO_CB` again,
- * with the same descriptor. Call it on the thread that runs `ssl`'s handshake.
+ * with the same descriptor. Call it on the thread that runs `ssl`'s handshake. Since
+ * version 0.4.
  *
  * # Safety
  * `ssl` is NULL or a live `SSL`.

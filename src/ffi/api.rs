@@ -399,12 +399,12 @@ pub extern "C" fn sesscache_last_error() -> *const c_char {
 /// The major version of this header: an incompatible change of the C API increments it.
 pub const SESSCACHE_VERSION_MAJOR: u32 = 0;
 /// The minor version of this header: additions that keep programs built before working.
-pub const SESSCACHE_VERSION_MINOR: u32 = 3;
+pub const SESSCACHE_VERSION_MINOR: u32 = 4;
 /// The patch version of this header.
 pub const SESSCACHE_VERSION_PATCH: u32 = 0;
 /// The version as one number to compare, `MAJOR * 1000000 + MINOR * 1000 + PATCH`, e.g.
 /// `#if SESSCACHE_VERSION_NUMBER >= 1002000` for 1.2.0 and later.
-pub const SESSCACHE_VERSION_NUMBER: u32 = 3000;
+pub const SESSCACHE_VERSION_NUMBER: u32 = 4000;
 
 /// The category of the last failed sesscache call on this thread, as a `sesscache_error`
 /// value (`SESSCACHE_OK`, 0, if the last call that reports errors succeeded), to act on

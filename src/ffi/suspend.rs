@@ -45,7 +45,7 @@ pub type sesscache_lookup_done = Option<unsafe extern "C" fn(ssl: *mut ssl_st, a
 ///
 /// Freeing a connection whose lookup is in flight, or freeing the cache and its
 /// contexts, is safe: the finished lookup is then dropped, and `done` is not called for
-/// a connection after `SSL_free(ssl)` has returned.
+/// a connection after `SSL_free(ssl)` has returned. Since version 0.4.
 ///
 /// # Safety
 /// `cache` is NULL or a live handle; `ctx` is NULL or a live `SSL_CTX`; `done`, if not
@@ -93,7 +93,8 @@ pub unsafe extern "C" fn sesscache_attach_async(
 /// until the handshake is called again after the lookup finished, or `ssl` is freed;
 /// remove it from your poll set before calling the handshake again. Calling the handshake
 /// before it is readable is harmless: it returns `SSL_ERROR_WANT_CLIENT_HELLO_CB` again,
-/// with the same descriptor. Call it on the thread that runs `ssl`'s handshake.
+/// with the same descriptor. Call it on the thread that runs `ssl`'s handshake. Since
+/// version 0.4.
 ///
 /// # Safety
 /// `ssl` is NULL or a live `SSL`.

@@ -11,7 +11,11 @@
 #      resumed, TLS 1.3) completes, the server exits normally (no abort: no panic crossed
 #      into C), stderr has the library's "internal error (a panic, caught)" line; a panic in
 #      the get path is a miss, one in the new path stores nothing (a miss later); with no
-#      fault (the control) the session resumes.
+#      fault (the control) the session resumes;
+#   c. a panic in a lookup on a library thread (`openssl s_server -async`, preloaded, on a
+#      redis:// this script starts: the get callback pauses the async job and a worker looks
+#      up): the resumption is a miss, every handshake completes, the server exits normally,
+#      the panic is logged.
 # Run from the top of the tree after `make fault-lib` (CC, SSL_CFLAGS, SSL_LIBS as
 # c-tests/run.sh sets them). Prints ok/FAIL lines and "panic: N passed, M failed".
 set -u
@@ -95,4 +99,44 @@ for site in none new get ctx_new accept free; do
         fi
     fi
 done
+
+echo "# c. a lookup that panics on a library thread (s_server -async, redis://)"
+if ! command -v redis-server >/dev/null 2>&1; then
+    fail "c: redis-server is required (apt-get install redis-server)"; finish
+fi
+. c-tests/ports.sh
+rport=$(free_port)
+redis-server --port "$rport" --bind 127.0.0.1 --save '' --appendonly no --dir "$dir" \
+    >"$dir/redis.log" 2>&1 &
+rpid=$!
+trap 'sserver_cleanup; kill "$rpid" 2>/dev/null; rm -rf "$dir"' EXIT
+if ! wait_redis "$rport"; then fail "c: redis-server did not start"; show "$dir/redis.log"; finish; fi
+d=$dir/lookup; mkdir "$d"; cp "$dir/cert/cert.pem" "$dir/cert/key.pem" "$d/"
+if SSERVER_ARGS="-async -no_ticket" sserver_start "$d" 3 \
+        SESSCACHE_URL="redis://127.0.0.1:$rport?insecure_plaintext=1&timeout_ms=3000" SESSCACHE_FAULT=lookup; then
+    pid=$SSERVER_PID
+    c1=$(sserver_connect "$SSERVER_PORT" -tls1_2 -sess_out "$d/s.pem")
+    # The store reaches Redis within milliseconds; then only Redis has the session, and the
+    # resumption's lookup goes to a library thread.
+    sleep 0.3
+    c2=$(sserver_connect "$SSERVER_PORT" -tls1_2 -sess_in "$d/s.pem")
+    c3=$(sserver_connect "$SSERVER_PORT" -tls1_3)
+    w=0; while kill -0 "$pid" 2>/dev/null && [ $w -lt 100 ]; do sleep 0.1; w=$((w + 1)); done
+    if kill -0 "$pid" 2>/dev/null; then sserver_stop "$pid"; rc=timeout; else wait "$pid"; rc=$?; exec 9>&-; fi
+    SSERVER_PID=
+    if [ "$rc" = 0 ] && [ "$c1" = "New TLSv1.2" ] && [ "$c3" = "New TLSv1.3" ]; then
+        ok "c: lookup: every handshake completed ($c1, $c2, $c3); the server exited normally"
+    else
+        fail "c: lookup: every handshake completes and the server exits normally (got '$c1', '$c2', '$c3'; exit $rc)"
+        show "$d/server.err"
+    fi
+    check "$c2" "New TLSv1.2" "c: lookup: the lookup failed, so the session does not resume: a miss"
+    if grep -q "internal error (a panic, caught): injected fault at 'lookup'" "$d/server.err"; then
+        ok "c: lookup: the panic is logged"
+    else
+        fail "c: lookup: the panic is logged"; show "$d/server.err"
+    fi
+else
+    fail "c: lookup: s_server -async did not start"; show "$d/server.err"
+fi
 finish

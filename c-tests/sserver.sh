@@ -57,8 +57,9 @@ sserver_start() {
         # The previous server's output says ACCEPT too: remove it before the new server
         # starts, or the wait below could see it and connect before the new one listens.
         rm -f "$_dir/server.out"
+        # shellcheck disable=SC2086 # SSERVER_ARGS: more s_server options, split on spaces
         env LD_PRELOAD="$SSERVER_LIB" "$@" "$SSERVER_OPENSSL" s_server -accept "127.0.0.1:$_port" \
-            -cert "$_dir/cert.pem" -key "$_dir/key.pem" -naccept "$_naccept" \
+            -cert "$_dir/cert.pem" -key "$_dir/key.pem" -naccept "$_naccept" ${SSERVER_ARGS:-} \
             <"$_dir/stdin" >"$_dir/server.out" 2>"$_dir/server.err" &
         SSERVER_PID=$!
         if sserver_listens "$_dir/server.out" "$SSERVER_PID"; then

@@ -50,10 +50,7 @@ pub fn start(cache: &Arc<Cache>, key: SessionKey, notify: Option<Notify>) -> Arc
     if let Err(workers::Job::Lookup(lookup)) = workers::submit(workers::Job::Lookup(lookup)) {
         // No thread: on this one. (The cache may be dropped on a worker, when its last
         // user let it go while the lookup ran: a cache freed while a handshake waited.)
-        let found = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            lookup.cache.resolve(&lookup.key)
-        }))
-        .unwrap_or(None);
+        let found = crate::boundary::guard(None, || lookup.cache.resolve(&lookup.key));
         return Pending::done(key, found);
     }
     pending

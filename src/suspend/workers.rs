@@ -63,14 +63,14 @@ impl Lookup {
             return;
         };
         let keys: Vec<SessionKey> = batch.iter().map(|l| l.key).collect();
-        let found = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        // A panic is said in the log, as at the C boundary, and every lookup of the batch
+        // is then a miss.
+        let found = crate::boundary::guard(Vec::new(), || {
             crate::fault::inject("lookup");
             first.cache.resolve_many(&keys)
-        }))
-        .unwrap_or_default();
+        });
         let mut found = found.into_iter();
         for l in batch {
-            // (A panic above: every lookup of the batch is a miss.)
             l.pending.finish(found.next().flatten(), l.notify);
         }
     }
